@@ -1,0 +1,1 @@
+"""Thin Prefect flows over ``vgnn_core`` and ``storage``, and the ``vgnn`` command line."""

@@ -1,0 +1,1 @@
+"""Parquet schema and writers, DuckDB catalog, OSF client (knows nothing of Prefect or Dask)."""

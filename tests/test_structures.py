@@ -1,0 +1,81 @@
+"""Bad input is refused with an error that names the structure and the cause."""
+
+import numpy as np
+import pytest
+from ase import Atoms
+from ase.build import bulk
+from pymatgen.core import Lattice, Molecule, Structure
+
+from vgnn_core import InvalidStructureError, as_structure, read_structure
+
+
+def test_ase_atoms_accepted():
+    s = as_structure(bulk("Cu", "fcc", a=3.61))
+    assert len(s) == 1 and s[0].specie.symbol == "Cu"
+
+
+def test_partial_occupancy_refused():
+    s = Structure(Lattice.cubic(4.0), [{"Fe": 0.5, "Ni": 0.5}], [[0, 0, 0]])
+    s.properties = {"material_id": "mp-disorder"}
+    with pytest.raises(InvalidStructureError, match=r"mp-disorder: partial occupancy"):
+        as_structure(s)
+
+
+def test_vacancy_refused():
+    s = Structure(Lattice.cubic(4.0), [{"Fe": 0.7}], [[0, 0, 0]])
+    with pytest.raises(InvalidStructureError, match="occupancy"):
+        as_structure(s, name="Fe0.7")
+
+
+def test_overlapping_atoms_refused():
+    s = Structure(Lattice.cubic(4.0), ["Na", "Cl"], [[0, 0, 0], [0.05, 0, 0]])
+    with pytest.raises(InvalidStructureError, match=r"overlap \(0\.200 Å apart"):
+        as_structure(s, name="bad-NaCl")
+
+
+def test_overlap_across_periodic_boundary_refused():
+    s = Structure(Lattice.cubic(4.0), ["Na", "Cl"], [[0.01, 0, 0], [0.99, 0, 0]])
+    with pytest.raises(InvalidStructureError, match="overlap"):
+        as_structure(s)
+
+
+def test_empty_structure_refused():
+    with pytest.raises(InvalidStructureError, match="no atoms"):
+        as_structure(Atoms(cell=np.eye(3) * 4, pbc=True), name="empty")
+
+
+def test_non_periodic_refused():
+    with pytest.raises(InvalidStructureError, match="not periodic"):
+        as_structure(Atoms("H2", positions=[[0, 0, 0], [0, 0, 0.74]]), name="H2 molecule")
+    with pytest.raises(InvalidStructureError, match="Molecule is not periodic"):
+        as_structure(Molecule(["H", "H"], [[0, 0, 0], [0, 0, 0.74]]), name="H2")
+
+
+def test_degenerate_cell_refused():
+    atoms = Atoms("Si", positions=[[0, 0, 0]], cell=[[4, 0, 0], [0, 4, 0], [0, 0, 1e-4]], pbc=True)
+    with pytest.raises(InvalidStructureError, match="degenerate cell"):
+        as_structure(atoms, name="flat")
+
+
+def test_files(tmp_path, si_conventional):
+    cif = tmp_path / "Si.cif"
+    si_conventional.to(filename=str(cif))
+    assert len(read_structure(cif)) == 8
+    poscar = tmp_path / "POSCAR"
+    si_conventional.to(filename=str(poscar), fmt="poscar")
+    assert len(as_structure(poscar)) == 8
+    empty = tmp_path / "empty.cif"
+    empty.write_text("")
+    with pytest.raises(InvalidStructureError, match="empty.cif: file is empty"):
+        read_structure(empty)
+    junk = tmp_path / "junk.cif"
+    junk.write_bytes(bytes(range(256)) * 4)
+    with pytest.raises(InvalidStructureError, match="junk.cif: cannot be parsed"):
+        read_structure(junk)
+    with pytest.raises(InvalidStructureError, match="file not found"):
+        read_structure(tmp_path / "missing.cif")
+
+
+def test_unsupported_type():
+    with pytest.raises(InvalidStructureError, match="unsupported input type"):
+        as_structure(42)

@@ -1,0 +1,83 @@
+"""Saving, verifying and loading model checkpoints.
+
+A checkpoint is a ``torch.save`` of plain tensors and JSON-able data (``config``,
+``state_dict``, ``metadata``), so it loads with ``weights_only=True``. The checkpoints shipped
+inside the package are listed in ``checkpoints/registry.json`` with their sha256, which is
+checked on every load.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .model import VGNN, VGNNConfig
+
+PRETRAINED_KINDS = ("kmvn", "mvn", "vvn")
+
+
+class PretrainedNotAvailableError(RuntimeError):
+    """No trained checkpoint of that name ships with this version of the package."""
+
+
+class ChecksumError(RuntimeError):
+    """A checkpoint file does not match its recorded sha256."""
+
+
+def sha256_file(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def save_checkpoint(model: VGNN, path: str | Path, metadata: dict[str, Any] | None = None) -> str:
+    """Write ``model`` to ``path`` (weights in float32) and return the file's sha256."""
+    state = {k: v.detach().to("cpu", torch.float32) if v.is_floating_point() else v.cpu()
+             for k, v in model.state_dict().items()}
+    torch.save({"config": model.config.to_dict(), "state_dict": state, "metadata": metadata or {}}, path)
+    return sha256_file(path)
+
+
+def load_checkpoint(path: str | Path, sha256: str | None = None, device: str = "cpu") -> VGNN:
+    """Load a model; with ``sha256`` given, refuse a file that does not match it."""
+    path = Path(path)
+    if sha256 is not None:
+        actual = sha256_file(path)
+        if actual != sha256:
+            raise ChecksumError(f"{path.name}: sha256 {actual} does not match the expected {sha256}")
+    data = torch.load(path, map_location=device, weights_only=True)
+    model = VGNN(VGNNConfig.from_dict(data["config"]))
+    model.load_state_dict(data["state_dict"])
+    model.checkpoint_metadata = dict(data.get("metadata", {}))
+    model.checkpoint_sha256 = sha256 or sha256_file(path)
+    return model.to(device).eval()
+
+
+def shipped_checkpoints() -> dict[str, dict[str, str]]:
+    """The registry of checkpoints inside the package: name → {file, sha256}."""
+    registry = resources.files("vgnn_core") / "checkpoints" / "registry.json"
+    if not registry.is_file():
+        return {}
+    return json.loads(registry.read_text())
+
+
+def load_pretrained_model(name: str, device: str = "cpu") -> VGNN:
+    """The shipped checkpoint ``name`` (``kmvn``, ``mvn`` or ``vvn``), sha256-verified."""
+    if name not in PRETRAINED_KINDS:
+        raise ValueError(f"unknown pretrained model {name!r}; expected one of {PRETRAINED_KINDS}")
+    entry = shipped_checkpoints().get(name)
+    if entry is None:
+        raise PretrainedNotAvailableError(
+            f"no trained '{name}' checkpoint ships with this version of vgnn_core yet. Train one "
+            f"(see the training issue) or wrap any model with vgnn_core.Predictor(model)."
+        )
+    path = resources.files("vgnn_core") / "checkpoints" / entry["file"]
+    with resources.as_file(path) as p:
+        return load_checkpoint(p, sha256=entry["sha256"], device=device)

@@ -1,0 +1,100 @@
+"""The Petretto et al. (2018) DFPT phonon database, read straight from its archive.
+
+Each material is one JSON file (``<mp-id>.json``) holding the primitive cell as a CIF string,
+the q-points of a high-symmetry path (fractional, in that cell's reciprocal basis) and the
+band structure in cm⁻¹ (signed: negative = imaginary). The archive is read member by member
+with :mod:`tarfile`; nothing is extracted.
+"""
+
+from __future__ import annotations
+
+import json
+import tarfile
+import warnings
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from pymatgen.core import Structure
+
+from .data_paths import shared_data_dir
+
+ARCHIVE_RELATIVE = Path("petretto2018") / "phonon_json.tar.gz"
+SPLIT_RELATIVE = Path("petretto2018") / "split.json"
+
+
+@dataclass
+class PhononRecord:
+    """One material of the database."""
+
+    material_id: str
+    structure: Structure
+    qpoints: np.ndarray  # (n_q, 3) fractional
+    bands: np.ndarray  # (n_q, 3m) cm⁻¹, sorted per q
+    thermo: dict[str, np.ndarray] = field(default_factory=dict)
+
+    @property
+    def gamma_index(self) -> int | None:
+        """Index of the first Γ point of the path (``None`` if the path has none)."""
+        hits = np.flatnonzero(np.abs(self.qpoints).max(axis=1) < 1e-8)
+        return int(hits[0]) if len(hits) else None
+
+
+def default_archive() -> Path:
+    """``$VGNN_DATA_DIR/petretto2018/phonon_json.tar.gz``; raises when it is absent."""
+    root = shared_data_dir()
+    if root is None or not (root / ARCHIVE_RELATIVE).is_file():
+        raise FileNotFoundError(
+            "Petretto 2018 archive not found: set VGNN_DATA_DIR to a folder holding "
+            f"{ARCHIVE_RELATIVE} (original: figshare doi:10.6084/m9.figshare.c.3938023)"
+        )
+    return root / ARCHIVE_RELATIVE
+
+
+def load_split(path: str | Path | None = None) -> dict[str, list[str]]:
+    """The fixed train / val / test / reference_test_subset split by material id."""
+    if path is None:
+        root = shared_data_dir()
+        if root is None:
+            raise FileNotFoundError("split.json not found: set VGNN_DATA_DIR")
+        path = root / SPLIT_RELATIVE
+    data = json.loads(Path(path).read_text())
+    return {k: list(v) for k, v in data.items() if isinstance(v, list)}
+
+
+def parse_record(data: dict) -> PhononRecord:
+    """A :class:`PhononRecord` from one decoded JSON file."""
+    meta = data["metadata"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pymatgen's CIF stoichiometry notices
+        structure = Structure.from_str(meta["structure"], fmt="cif", primitive=False)
+    structure.properties = {"material_id": meta["material_id"]}
+    phonon = data["phonon"]
+    thermo = {k: np.asarray(v, dtype=float) for k, v in (data.get("thermo") or {}).items() if v}
+    return PhononRecord(
+        material_id=meta["material_id"],
+        structure=structure,
+        qpoints=np.asarray(phonon["qpts"], dtype=float),
+        bands=np.asarray(phonon["ph_bandstructure"], dtype=float),
+        thermo=thermo,
+    )
+
+
+def iter_petretto(
+    archive: str | Path | None = None, ids: Iterable[str] | None = None, limit: int | None = None
+) -> Iterator[PhononRecord]:
+    """Records from the archive, in archive order, optionally only ``ids``."""
+    wanted = set(ids) if ids is not None else None
+    count = 0
+    with tarfile.open(archive or default_archive(), "r:*") as tar:
+        for member in tar:
+            if not (member.isfile() and member.name.endswith(".json")):
+                continue
+            material_id = Path(member.name).stem
+            if wanted is not None and material_id not in wanted:
+                continue
+            yield parse_record(json.load(tar.extractfile(member)))
+            count += 1
+            if limit is not None and count >= limit:
+                return

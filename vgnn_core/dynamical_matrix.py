@@ -1,0 +1,121 @@
+"""From force-constant blocks Φ_ij(T) to the dynamical matrix D(q) and frequencies.
+
+    D_ij(q) = Σ_T Φ_ij(T) / √(M_i M_j) · exp(2πi q·T)
+
+with ``q`` fractional in the reciprocal basis of the cell and ``T`` integer lattice
+translations (phonopy's units: eV/Å², amu). The eigenvalues λ of D are turned into signed
+frequencies ω = sign(λ)·√|λ| (negative = imaginary mode), in cm⁻¹, sorted per q-point.
+
+The same code assembles a trained model's blocks and phonopy's exact force constants, so the
+tests against phonopy check the very path a prediction takes.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+
+import torch
+
+from .force_constants import ForceConstants
+from .units import EV_ANGSTROM2_AMU_TO_CM1
+
+#: Below this |λ| (eV/Å²/amu) the gradient of √|λ| is capped, so training stays finite at
+#: the exactly-zero acoustic modes. It does not change any value.
+SQRT_GRAD_EPS = 1e-8
+
+
+class _SignedSqrt(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, lam: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        out = torch.sign(lam) * torch.sqrt(torch.abs(lam))
+        ctx.save_for_backward(lam)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        (lam,) = ctx.saved_tensors
+        return grad / (2.0 * torch.sqrt(torch.clamp(torch.abs(lam), min=SQRT_GRAD_EPS)))
+
+
+def signed_sqrt(lam: torch.Tensor) -> torch.Tensor:
+    """sign(λ)·√|λ| with a finite gradient at λ = 0."""
+    return _SignedSqrt.apply(lam)
+
+
+def eigenvalues_to_cm1(lam: torch.Tensor) -> torch.Tensor:
+    """Eigenvalues of D (eV/Å²/amu) → signed frequencies in cm⁻¹."""
+    return signed_sqrt(lam) * EV_ANGSTROM2_AMU_TO_CM1
+
+
+def dynamical_matrices(
+    fc: ForceConstants, qpoints: torch.Tensor, q_chunk: int | None = None
+) -> torch.Tensor:
+    """D(q) of one crystal at ``qpoints`` (n_q, 3): a complex (n_q, 3m, 3m) tensor.
+
+    ``q_chunk`` bounds memory for large cells by assembling that many q-points at a time.
+    """
+    m = fc.n_atoms
+    weighted = fc.mass_weighted_blocks()
+    cdtype = torch.complex128 if weighted.dtype == torch.float64 else torch.complex64
+    qpoints = qpoints.to(dtype=weighted.dtype, device=weighted.device).reshape(-1, 3)
+    pair = fc.src * m + fc.dst
+    shift = fc.shift.to(weighted.dtype)
+    n_q = qpoints.shape[0]
+    step = q_chunk or max(1, min(n_q, int(4e7 // max(1, 9 * fc.n_bonds))))
+    out = []
+    wc = weighted.to(cdtype).reshape(-1, 9)
+    for start in range(0, n_q, step):
+        q = qpoints[start : start + step]
+        angle = 2 * torch.pi * (q @ shift.T)  # (nq, E)
+        phase = torch.complex(torch.cos(angle), torch.sin(angle))
+        contrib = phase[:, :, None] * wc[None, :, :]  # (nq, E, 9)
+        acc = torch.zeros(q.shape[0], m * m, 9, dtype=cdtype, device=q.device)
+        acc.index_add_(1, pair, contrib)
+        out.append(_blocks_to_matrix(acc, m))
+    return torch.cat(out, dim=0)
+
+
+def gamma_dynamical_matrix(fc: ForceConstants) -> torch.Tensor:
+    """Real symmetric D(Γ) of one crystal, (3m, 3m): the MVN output."""
+    m = fc.n_atoms
+    weighted = fc.mass_weighted_blocks().reshape(-1, 9)
+    acc = torch.zeros(1, m * m, 9, dtype=weighted.dtype, device=weighted.device)
+    acc.index_add_(1, fc.src * m + fc.dst, weighted[None])
+    return _blocks_to_matrix(acc, m)[0]
+
+
+def _blocks_to_matrix(acc: torch.Tensor, m: int) -> torch.Tensor:
+    n = acc.shape[0]
+    return acc.reshape(n, m, m, 3, 3).permute(0, 1, 3, 2, 4).reshape(n, 3 * m, 3 * m)
+
+
+def eigvalsh_grouped(matrices: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+    """Eigenvalues of many Hermitian stacks (n_i, d_i, d_i), one batched solve per size d."""
+    groups: dict[tuple, list[int]] = defaultdict(list)
+    for k, mat in enumerate(matrices):
+        groups[(mat.shape[-1], mat.dtype)].append(k)
+    out: list[torch.Tensor | None] = [None] * len(matrices)
+    for idx in groups.values():
+        stack = torch.cat([matrices[k].reshape(-1, *matrices[k].shape[-2:]) for k in idx])
+        lam = torch.linalg.eigvalsh(stack)
+        start = 0
+        for k in idx:
+            n = matrices[k].reshape(-1, *matrices[k].shape[-2:]).shape[0]
+            out[k] = lam[start : start + n].reshape(*matrices[k].shape[:-1])
+            start += n
+    return out  # type: ignore[return-value]
+
+
+def band_frequencies(
+    fcs: Sequence[ForceConstants], qpoints: Sequence[torch.Tensor]
+) -> list[torch.Tensor]:
+    """Signed frequencies (cm⁻¹), (n_q, 3m) per crystal, sorted per q-point."""
+    mats = [dynamical_matrices(fc, q) for fc, q in zip(fcs, qpoints)]
+    return [eigenvalues_to_cm1(lam) for lam in eigvalsh_grouped(mats)]
+
+
+def gamma_frequencies(fcs: Sequence[ForceConstants]) -> list[torch.Tensor]:
+    """Signed Γ frequencies (cm⁻¹), (3m,) per crystal, sorted ascending."""
+    mats = [gamma_dynamical_matrix(fc) for fc in fcs]
+    return [eigenvalues_to_cm1(lam) for lam in eigvalsh_grouped(mats)]

@@ -1,0 +1,127 @@
+"""Batched inference: structures in, phonon frequencies (cm⁻¹) out.
+
+:class:`Predictor` wraps any :class:`~vgnn_core.model.VGNN` (trained or not) and handles
+validation, graph building, batching many crystals into one forward pass, grouping the
+eigen-solves by matrix size, and conversion to numpy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+import torch
+
+from .checkpoints import load_pretrained_model
+from .dynamical_matrix import band_frequencies, gamma_frequencies
+from .force_constants import ForceConstants
+from .graph import CrystalGraph, build_graph, collate
+from .model import VGNN
+from .structures import StructureLike, as_structure
+
+
+class Predictor:
+    """Γ spectra and band structures from a VGNN model.
+
+    ``max_atoms_per_batch`` bounds how many atoms go through one forward pass; crystals are
+    otherwise batched in input order, ``batch_size`` at a time. The network runs in the
+    model's precision; D(q) is assembled and diagonalised in ``eig_dtype`` (float64 by
+    default, so the zero acoustic modes are not lost to float32 round-off under the √).
+    """
+
+    def __init__(
+        self,
+        model: VGNN,
+        device: str | torch.device = "cpu",
+        batch_size: int = 64,
+        max_atoms_per_batch: int = 4096,
+        eig_dtype: torch.dtype = torch.float64,
+    ):
+        self.device = torch.device(device)
+        self.model = model.to(self.device).eval()
+        self.batch_size = int(batch_size)
+        self.max_atoms_per_batch = int(max_atoms_per_batch)
+        self.eig_dtype = eig_dtype
+
+    @property
+    def kind(self) -> str:
+        return self.model.kind
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.model.parameters()).dtype
+
+    def graphs(self, structures: Sequence[StructureLike]) -> list[CrystalGraph]:
+        """Validate every input and build its crystal graph (raises on the first bad one)."""
+        if not isinstance(structures, (list, tuple)):
+            structures = [structures]
+        r_max = self.model.config.r_max
+        return [build_graph(as_structure(s, check_overlaps=False), r_max) for s in structures]
+
+    def _batches(self, graphs: Sequence[CrystalGraph]) -> Iterator[list[int]]:
+        current: list[int] = []
+        atoms = 0
+        for k, g in enumerate(graphs):
+            if current and (len(current) >= self.batch_size or atoms + g.n_atoms > self.max_atoms_per_batch):
+                yield current
+                current, atoms = [], 0
+            current.append(k)
+            atoms += g.n_atoms
+        if current:
+            yield current
+
+    def predict_gamma(self, structures: Sequence[StructureLike]) -> list[np.ndarray]:
+        """Γ frequencies (cm⁻¹, signed, sorted), one (3m,) array per structure."""
+        graphs = self.graphs(structures)
+        out: list[np.ndarray] = []
+        with torch.inference_mode():
+            for idx in self._batches(graphs):
+                batch = collate([graphs[k] for k in idx], dtype=self.dtype, device=self.device)
+                if self.kind == "vvn":
+                    freqs = self.model.gamma_frequencies(batch)
+                else:
+                    freqs = gamma_frequencies([fc.to(self.eig_dtype) for fc in self.model.force_constants(batch)])
+                out += [w.cpu().numpy() for w in freqs]
+        return out
+
+    def predict_bands(
+        self, structures: Sequence[StructureLike], qpoints: Sequence[np.ndarray]
+    ) -> list[np.ndarray]:
+        """Frequencies (cm⁻¹, signed, sorted per q) at fractional ``qpoints`` of each structure.
+
+        ``qpoints[k]`` is an (n_q, 3) array in the reciprocal basis of ``structures[k]``.
+        Returns one (n_q, 3m) array per structure.
+        """
+        if not self.model.supports_bands:
+            raise ValueError(
+                f"a {self.kind.upper()} model predicts Γ frequencies only; load 'kmvn' for bands"
+            )
+        graphs = self.graphs(structures)
+        if len(qpoints) != len(graphs):
+            raise ValueError(f"{len(graphs)} structures but {len(qpoints)} q-point arrays")
+        out: list[np.ndarray] = []
+        with torch.inference_mode():
+            for idx in self._batches(graphs):
+                batch = collate([graphs[k] for k in idx], dtype=self.dtype, device=self.device)
+                qs = [
+                    torch.as_tensor(np.asarray(qpoints[k], dtype=float).reshape(-1, 3), dtype=self.eig_dtype, device=self.device)
+                    for k in idx
+                ]
+                fcs = [fc.to(self.eig_dtype) for fc in self.model.force_constants(batch)]
+                out += [w.cpu().numpy() for w in band_frequencies(fcs, qs)]
+        return out
+
+    def predict_force_constants(self, structures: Sequence[StructureLike]) -> list[ForceConstants]:
+        """The predicted force constants Φ_ij(T) (k-MVN) or Γ pair blocks (MVN)."""
+        graphs = self.graphs(structures)
+        out: list[ForceConstants] = []
+        with torch.inference_mode():
+            for idx in self._batches(graphs):
+                batch = collate([graphs[k] for k in idx], dtype=self.dtype, device=self.device)
+                out += self.model.force_constants(batch)
+        return out
+
+
+def load_pretrained(name: str, device: str | torch.device = "cpu", **kwargs) -> Predictor:
+    """A :class:`Predictor` around the shipped checkpoint ``name`` (``kmvn``, ``mvn``, ``vvn``)."""
+    return Predictor(load_pretrained_model(name, device=str(device)), device=device, **kwargs)
