@@ -40,6 +40,44 @@ def _cmd_qpath(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_train(args: argparse.Namespace) -> int:
+    import json
+
+    from vgnn_core.dataset import load_samples, load_split
+    from vgnn_core.training import TrainConfig, train
+
+    split = load_split(args.split_file)
+    cfg = TrainConfig(device=args.device, seed=args.seed, model={"kind": args.model, **json.loads(args.arch)})
+    if args.epochs:
+        cfg.epochs = args.epochs
+    for key in ("lr", "batch_size", "q_per_material", "patience"):
+        if getattr(args, key) is not None:
+            setattr(cfg, key, getattr(args, key))
+    r_max = float(cfg.model.get("r_max", 4.0))
+    train_samples = load_samples(split["train"], r_max=r_max)
+    val_samples = load_samples(split["val"], r_max=r_max)
+    out = Path(args.out or f"runs/{args.model}")
+    state = train(train_samples, val_samples, cfg, out, resume=args.resume)
+    print(f"best val nmse {state['best_val']:.5f} at epoch {state['best_epoch']}; checkpoint {out / 'best.pt'}")
+    return 0
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    import json
+
+    from vgnn_core.checkpoints import load_checkpoint, load_pretrained_model
+    from vgnn_core.dataset import load_samples, load_split
+    from vgnn_core.evaluation import evaluate
+
+    model = load_checkpoint(args.checkpoint) if args.checkpoint else load_pretrained_model(args.model)
+    ids = load_split(args.split_file)[args.split]
+    result = evaluate(model, load_samples(ids, r_max=model.config.r_max))
+    print(json.dumps(result["summary"], indent=1))
+    if args.out:
+        Path(args.out).write_text(json.dumps(result, indent=1))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vgnn", description="VGNN phonon predictions and database")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -50,6 +88,27 @@ def build_parser() -> argparse.ArgumentParser:
     qpath.add_argument("structure")
     qpath.add_argument("--density", type=float, default=20.0, help="points per Å⁻¹ (2π included)")
     qpath.set_defaults(func=_cmd_qpath)
+    tr = sub.add_parser("train", help="train a VGNN model on the Petretto DFPT database")
+    tr.add_argument("--model", choices=["kmvn", "mvn", "vvn"], default="kmvn")
+    tr.add_argument("--epochs", type=int)
+    tr.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    tr.add_argument("--device", default="cpu")
+    tr.add_argument("--seed", type=int, default=0)
+    tr.add_argument("--lr", type=float)
+    tr.add_argument("--batch-size", type=int)
+    tr.add_argument("--q-per-material", type=int)
+    tr.add_argument("--patience", type=int)
+    tr.add_argument("--arch", default="{}", help="JSON overrides of the architecture (VGNNConfig)")
+    tr.add_argument("--split-file", help="split.json (default: $VGNN_DATA_DIR/petretto2018/split.json)")
+    tr.add_argument("--out", help="run folder (default runs/MODEL)")
+    tr.set_defaults(func=_cmd_train)
+    ev = sub.add_parser("evaluate", help="metrics of a model on a split of the Petretto database")
+    ev.add_argument("--model", choices=["kmvn", "mvn", "vvn"], default="kmvn")
+    ev.add_argument("--checkpoint", help="a checkpoint file instead of the shipped model")
+    ev.add_argument("--split", default="val", choices=["train", "val", "test", "reference_test_subset"])
+    ev.add_argument("--split-file")
+    ev.add_argument("--out", help="write summary and per-material rows as JSON")
+    ev.set_defaults(func=_cmd_evaluate)
     return parser
 
 

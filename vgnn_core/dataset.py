@@ -19,6 +19,7 @@ import numpy as np
 from pymatgen.core import Structure
 
 from .data_paths import shared_data_dir
+from .graph import CrystalGraph, build_graph
 
 ARCHIVE_RELATIVE = Path("petretto2018") / "phonon_json.tar.gz"
 SPLIT_RELATIVE = Path("petretto2018") / "split.json"
@@ -98,3 +99,87 @@ def iter_petretto(
             count += 1
             if limit is not None and count >= limit:
                 return
+
+
+# --- training samples: graphs + targets, cached on disk -------------------------------------
+
+#: Bump when graph construction or target extraction changes: invalidates caches.
+SAMPLE_FORMAT_VERSION = 1
+
+
+@dataclass
+class PhononSample:
+    """A material ready for training: its crystal graph and its DFPT targets (cm⁻¹)."""
+
+    material_id: str
+    graph: CrystalGraph
+    qpoints: np.ndarray  # (n_q, 3)
+    bands: np.ndarray  # (n_q, 3m)
+    gamma: np.ndarray | None  # (3m,) at the first Γ of the path; None when it has no Γ
+    cv_300k: float | None = None  # J/K/mol of cells, from the thermo block
+
+    @property
+    def n_atoms(self) -> int:
+        return self.graph.n_atoms
+
+
+def cache_dir() -> Path:
+    """``$VGNN_CACHE_DIR`` or ``~/.cache/vgnn``."""
+    import os
+
+    return Path(os.environ.get("VGNN_CACHE_DIR", Path.home() / ".cache" / "vgnn"))
+
+
+def to_sample(record: PhononRecord, r_max: float) -> PhononSample:
+    gi = record.gamma_index
+    cv = None
+    if "C_v" in record.thermo and "temperature" in record.thermo:
+        cv = float(np.interp(300.0, record.thermo["temperature"], record.thermo["C_v"]))
+    return PhononSample(
+        material_id=record.material_id,
+        graph=build_graph(record.structure, r_max=r_max),
+        qpoints=record.qpoints,
+        bands=record.bands,
+        gamma=None if gi is None else record.bands[gi],
+        cv_300k=cv,
+    )
+
+
+def load_samples(
+    ids: Iterable[str] | None = None,
+    r_max: float = 4.0,
+    archive: str | Path | None = None,
+    use_cache: bool = True,
+) -> list[PhononSample]:
+    """Training samples for ``ids`` (all when ``None``), in the order of ``ids``.
+
+    The whole archive is converted once per (archive, r_max, format version) and cached, so
+    later runs and epochs never rebuild graphs.
+    """
+    import hashlib
+    import pickle
+
+    archive = Path(archive or default_archive())
+    stat = archive.stat()
+    key = hashlib.sha256(
+        f"{archive.name}|{stat.st_size}|{r_max}|{SAMPLE_FORMAT_VERSION}".encode()
+    ).hexdigest()[:16]
+    path = cache_dir() / f"petretto_samples_{key}.pkl"
+    samples: dict[str, PhononSample] | None = None
+    if use_cache and path.is_file():
+        with open(path, "rb") as fh:
+            samples = pickle.load(fh)
+    if samples is None:
+        samples = {r.material_id: to_sample(r, r_max) for r in iter_petretto(archive)}
+        if use_cache:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(".tmp")
+            with open(tmp, "wb") as fh:
+                pickle.dump(samples, fh, protocol=pickle.HIGHEST_PROTOCOL)
+            tmp.replace(path)
+    if ids is None:
+        return list(samples.values())
+    missing = [i for i in ids if i not in samples]
+    if missing:
+        raise KeyError(f"{len(missing)} ids not in the archive, e.g. {missing[:3]}")
+    return [samples[i] for i in ids]

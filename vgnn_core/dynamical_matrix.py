@@ -108,11 +108,43 @@ def eigvalsh_grouped(matrices: Sequence[torch.Tensor]) -> list[torch.Tensor]:
 
 
 def band_frequencies(
-    fcs: Sequence[ForceConstants], qpoints: Sequence[torch.Tensor]
+    fcs: Sequence[ForceConstants],
+    qpoints: Sequence[torch.Tensor],
+    max_bytes: int = 256 * 2**20,
 ) -> list[torch.Tensor]:
-    """Signed frequencies (cm⁻¹), (n_q, 3m) per crystal, sorted per q-point."""
-    mats = [dynamical_matrices(fc, q) for fc, q in zip(fcs, qpoints)]
-    return [eigenvalues_to_cm1(lam) for lam in eigvalsh_grouped(mats)]
+    """Signed frequencies (cm⁻¹), (n_q, 3m) per crystal, sorted per q-point.
+
+    D(q) matrices are built and diagonalised in waves of at most ``max_bytes``, so a large
+    cell's band structure never holds all its matrices at once; small crystals of equal size
+    share one batched eigen-solve.
+    """
+    jobs: list[tuple[int, int, int]] = []  # (crystal, first q, end q)
+    for k, (fc, q) in enumerate(zip(fcs, qpoints)):
+        per_q = 16 * (3 * fc.n_atoms) ** 2
+        step = max(1, max_bytes // per_q)
+        jobs += [(k, a, min(len(q), a + step)) for a in range(0, len(q), step)]
+    parts: list[list[torch.Tensor]] = [[] for _ in fcs]
+    wave: list[tuple[int, int, int]] = []
+    size = 0
+
+    def solve() -> None:
+        mats = [dynamical_matrices(fcs[k], qpoints[k][a:b]) for k, a, b in wave]
+        for (k, _, _), lam in zip(wave, eigvalsh_grouped(mats)):
+            parts[k].append(lam)
+
+    for job in jobs:
+        k, a, b = job
+        wave.append(job)
+        size += (b - a) * 16 * (3 * fcs[k].n_atoms) ** 2
+        if size >= max_bytes:
+            solve()
+            wave, size = [], 0
+    if wave:
+        solve()
+    return [
+        eigenvalues_to_cm1(torch.cat(p)) if p else torch.zeros(0, 3 * fc.n_atoms)
+        for p, fc in zip(parts, fcs)
+    ]
 
 
 def gamma_frequencies(fcs: Sequence[ForceConstants]) -> list[torch.Tensor]:

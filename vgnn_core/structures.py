@@ -59,7 +59,7 @@ def read_structure(path: str | os.PathLike) -> Structure:
     errors = []
     structure = None
     try:
-        structure = Structure.from_file(path)
+        structure = _read_with_pymatgen(path)
     except Exception as exc:  # noqa: BLE001 - fall back to ASE, then report both
         errors.append(f"pymatgen: {type(exc).__name__}: {exc}")
         try:
@@ -71,6 +71,24 @@ def read_structure(path: str | os.PathLike) -> Structure:
     if structure is None:
         raise InvalidStructureError(name, "cannot be parsed (" + "; ".join(errors) + ")")
     return as_structure(structure, name=name)
+
+
+#: CIF sites closer than this (fractional) after applying the symmetry operators are one site:
+#: coordinates printed with 4 decimals put special positions (x = 0.3333) a few mÅ apart.
+CIF_SITE_TOLERANCE = 2e-3
+
+
+def _read_with_pymatgen(path: Path) -> Structure:
+    import warnings
+
+    if path.suffix.lower() in (".cif", ".mcif"):
+        from pymatgen.io.cif import CifParser
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # stoichiometry and rounding notices
+            parser = CifParser(path, site_tolerance=CIF_SITE_TOLERANCE)
+            return parser.parse_structures(primitive=False)[0]
+    return Structure.from_file(path)
 
 
 def as_structure(obj: StructureLike, name: str | None = None, check_overlaps: bool = True) -> Structure:

@@ -1,0 +1,205 @@
+"""Inference speed and memory of MVN (Γ) and k-MVN (bands), with baselines in the same run.
+
+1. Throughput on Petretto structures (default: the 156-material ``test`` split): materials/s
+   for MVN Γ spectra and k-MVN band structures (100 q-points per material, resampled from the
+   stored DFPT path) at several batch sizes, next to a one-material-at-a-time loop.
+2. Cost against cell size: Si supercells (2 … 250 atoms) and zeolite frameworks, each run in
+   a fresh subprocess so its peak memory (max RSS) is its own; network and eigen-solve timed
+   separately.
+
+The models are randomly initialised: weights do not change the cost, and no frequency from
+them is reported. Run: ``python benchmarks/bench_inference.py [--limit N] [--quick]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from vgnn_core import VGNN, Predictor, build_graph, collate, read_structure
+from vgnn_core.data_paths import shared_data_dir
+from vgnn_core.dataset import iter_petretto, load_split
+from vgnn_core.dynamical_matrix import band_frequencies, gamma_frequencies
+
+N_Q = 100
+RESULTS = Path(__file__).parent / "results"
+
+
+def resample_path(q: np.ndarray, n: int = N_Q) -> np.ndarray:
+    return q[np.linspace(0, len(q) - 1, n).round().astype(int)]
+
+
+def timed(fn, repeat: int = 1) -> float:
+    best = float("inf")
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def throughput(limit: int | None, batch_sizes: list[int]) -> list[dict]:
+    split = load_split()
+    records = list(iter_petretto(ids=split["test"], limit=limit))
+    structures = [r.structure for r in records]
+    qpoints = [resample_path(r.qpoints) for r in records]
+    n = len(structures)
+    torch.manual_seed(0)
+    rows = []
+    for kind, task in (("mvn", "gamma"), ("kmvn", "bands")):
+        model = VGNN(kind=kind)
+
+        def run(p, subset=slice(None)):
+            if task == "gamma":
+                return p.predict_gamma(structures[subset])
+            return p.predict_bands(structures[subset], qpoints[subset])
+
+        warm = Predictor(model, batch_size=8)
+        run(warm, slice(0, 8))
+        loop = Predictor(model, batch_size=1)
+        t_loop = timed(lambda: [run(loop, slice(k, k + 1)) for k in range(n)])
+        rows.append(dict(model=kind, task=task, batch="1 (loop)", materials=n, seconds=t_loop,
+                         per_s=n / t_loop, speedup=1.0))
+        for bs in batch_sizes:
+            p = Predictor(model, batch_size=bs)
+            t = timed(lambda: run(p), repeat=2)
+            rows.append(dict(model=kind, task=task, batch=str(bs), materials=n, seconds=t,
+                             per_s=n / t, speedup=t_loop / t))
+        # the eigen-solve alone, for the largest batch, to say where the time goes
+        graphs = [build_graph(s) for s in structures]
+        with torch.inference_mode():
+            fcs = []
+            for a in range(0, n, max(batch_sizes)):
+                fcs += [fc.to(torch.float64) for fc in model.force_constants(collate(graphs[a : a + max(batch_sizes)]))]
+            if task == "gamma":
+                t_eig = timed(lambda: gamma_frequencies(fcs), repeat=2)
+            else:
+                qs = [torch.as_tensor(q) for q in qpoints]
+                t_eig = timed(lambda: band_frequencies(fcs, qs), repeat=2)
+        rows.append(dict(model=kind, task=task, batch="D(q)+eig only", materials=n, seconds=t_eig,
+                         per_s=n / t_eig, speedup=float("nan")))
+    return rows
+
+
+def scaling_cases(quick: bool) -> list[tuple[str, str]]:
+    si = [("si", str(k)) for k in ((1, 2, 3, 4) if quick else (1, 2, 3, 4, 5))]
+    zeolites = [] if quick else [("zeolite", "SOD"), ("zeolite", "MFI")]
+    return si + zeolites
+
+
+def load_case(kind: str, arg: str):
+    from pymatgen.core import Structure
+
+    if kind == "si":
+        a = 5.43
+        prim = Structure([[0, a / 2, a / 2], [a / 2, 0, a / 2], [a / 2, a / 2, 0]], ["Si", "Si"],
+                         [[0, 0, 0], [0.25, 0.25, 0.25]])
+        k = int(arg)
+        return f"Si {k}x{k}x{k}", prim * [k, k, k]
+    root = shared_data_dir()
+    s = read_structure(root / "iza_zeolites" / "cifs" / f"{arg}.cif")
+    return f"zeolite {arg}", s.get_primitive_structure()
+
+
+def one_case(kind: str, arg: str) -> dict:
+    """Runs in a subprocess: time and peak RSS of one cell size."""
+    torch.manual_seed(0)
+    name, structure = load_case(kind, arg)
+    mvn, kmvn = VGNN(kind="mvn"), VGNN(kind="kmvn")
+    q = np.linspace([0, 0, 0], [0.5, 0.5, 0.5], N_Q)
+    # warm-up on a small cell so one-off costs are not counted
+    warm = load_case("si", "2")[1]
+    Predictor(mvn).predict_gamma([warm])
+    Predictor(kmvn).predict_bands([warm], [q[:2]])
+    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    t0 = time.perf_counter()
+    graph = build_graph(structure)
+    t_graph = time.perf_counter() - t0
+    with torch.inference_mode():
+        batch = collate([graph])
+        t0 = time.perf_counter()
+        fc_m = mvn.force_constants(batch)[0].to(torch.float64)
+        t_net_m = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        gamma_frequencies([fc_m])
+        t_eig_m = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        fc_k = kmvn.force_constants(batch)[0].to(torch.float64)
+        t_net_k = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        band_frequencies([fc_k], [torch.as_tensor(q)])
+        t_eig_k = time.perf_counter() - t0
+    rss1 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return dict(case=name, atoms=len(structure), edges=graph.n_edges, graph_s=t_graph,
+                mvn_net_s=t_net_m, mvn_eig_s=t_eig_m, kmvn_net_s=t_net_k, kmvn_eig_s=t_eig_k,
+                peak_rss_mb=rss1 / 1024, added_rss_mb=(rss1 - rss0) / 1024)
+
+
+def scaling(quick: bool) -> list[dict]:
+    rows = []
+    for kind, arg in scaling_cases(quick):
+        if kind == "zeolite" and shared_data_dir() is None:
+            continue
+        out = subprocess.run([sys.executable, __file__, "--one-case", kind, arg],
+                             capture_output=True, text=True, check=True)
+        rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    return rows
+
+
+def fit_exponent(rows: list[dict], key: str) -> float:
+    atoms = np.array([r["atoms"] for r in rows if r["atoms"] >= 16], dtype=float)
+    t = np.array([r[key] for r in rows if r["atoms"] >= 16], dtype=float)
+    return float(np.polyfit(np.log(atoms), np.log(t), 1)[0]) if len(atoms) >= 2 else float("nan")
+
+
+def print_tables(thr: list[dict], sc: list[dict]) -> None:
+    print(f"\nThroughput on Petretto test structures ({thr[0]['materials']} materials, "
+          f"{N_Q} q-points for bands) — {platform.processor() or platform.machine()}, "
+          f"{torch.get_num_threads()} threads")
+    print(f"{'model':<6}{'task':<7}{'batch':>16}{'seconds':>10}{'materials/s':>13}{'vs loop':>9}")
+    for r in thr:
+        sp = "" if np.isnan(r["speedup"]) else f"{r['speedup']:.1f}×"
+        print(f"{r['model']:<6}{r['task']:<7}{r['batch']:>16}{r['seconds']:>10.3f}{r['per_s']:>13.1f}{sp:>9}")
+    if sc:
+        print("\nCost against cell size (one crystal; bands = 100 q-points; seconds)")
+        print(f"{'case':<16}{'atoms':>6}{'edges':>8}{'graph':>8}{'MVN net':>9}{'MVN eig':>9}"
+              f"{'kMVN net':>10}{'kMVN eig':>10}{'peak RSS MB':>13}{'added MB':>10}")
+        for r in sc:
+            print(f"{r['case']:<16}{r['atoms']:>6}{r['edges']:>8}{r['graph_s']:>8.3f}{r['mvn_net_s']:>9.3f}"
+                  f"{r['mvn_eig_s']:>9.3f}{r['kmvn_net_s']:>10.3f}{r['kmvn_eig_s']:>10.3f}"
+                  f"{r['peak_rss_mb']:>13.0f}{r['added_rss_mb']:>10.0f}")
+        print(f"fitted exponents (t ∝ atoms^x, ≥16 atoms): k-MVN network {fit_exponent(sc, 'kmvn_net_s'):.2f}, "
+              f"MVN network {fit_exponent(sc, 'mvn_net_s'):.2f}, band eigen-solve {fit_exponent(sc, 'kmvn_eig_s'):.2f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--limit", type=int, default=None, help="first N test materials only")
+    parser.add_argument("--batch-sizes", default="8,32,64,128")
+    parser.add_argument("--quick", action="store_true", help="small scaling cases only")
+    parser.add_argument("--one-case", nargs=2, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.one_case:
+        print(json.dumps(one_case(*args.one_case)))
+        return
+    thr = throughput(args.limit, [int(b) for b in args.batch_sizes.split(",")])
+    sc = scaling(args.quick)
+    print_tables(thr, sc)
+    RESULTS.mkdir(exist_ok=True)
+    out = RESULTS / "inference.json"
+    out.write_text(json.dumps({"machine": platform.platform(), "threads": torch.get_num_threads(),
+                               "torch": torch.__version__, "throughput": thr, "scaling": sc}, indent=1))
+    print(f"\nwritten {out}")
+
+
+if __name__ == "__main__":
+    main()

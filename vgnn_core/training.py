@@ -1,0 +1,170 @@
+"""Training VGNN models on the Petretto DFPT database, resumable and fully seeded.
+
+Fit on ``train``, select on ``val`` (early stopping, best checkpoint), never look at ``test``.
+Every epoch writes ``last.pt`` (model, optimiser, schedule, epoch, history) so a killed run
+resumes exactly, ``best.pt`` (the model alone, in the shipped checkpoint format) when the
+validation loss improves, and one JSON line per epoch to ``log.jsonl``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .checkpoints import save_checkpoint
+from .dataset import PhononSample
+from .dynamical_matrix import band_frequencies, gamma_frequencies
+from .evaluation import evaluate
+from .graph import collate
+from .loss import batch_normalized_mse
+from .model import VGNN, VGNNConfig
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation settings (the architecture lives in :class:`VGNNConfig`)."""
+
+    epochs: int = 120
+    batch_size: int = 16
+    lr: float = 3e-3
+    weight_decay: float = 1e-5
+    warmup_epochs: float = 2.0
+    final_lr_ratio: float = 0.02
+    grad_clip: float = 10.0
+    #: k-MVN: q-points drawn per material per step (Γ always included); 0 = all of them
+    q_per_material: int = 32
+    patience: int = 40
+    seed: int = 0
+    device: str = "cpu"
+    model: dict = field(default_factory=lambda: {"kind": "kmvn"})
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TrainConfig:
+        return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
+
+
+def lr_factor(step: int, steps_per_epoch: int, cfg: TrainConfig) -> float:
+    """Linear warm-up, then cosine decay to ``final_lr_ratio`` at the last epoch."""
+    total = max(1, cfg.epochs * steps_per_epoch)
+    warm = max(1, int(cfg.warmup_epochs * steps_per_epoch))
+    if step < warm:
+        return (step + 1) / warm
+    progress = min(1.0, (step - warm) / max(1, total - warm))
+    return cfg.final_lr_ratio + (1 - cfg.final_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def usable(samples: Sequence[PhononSample], kind: str) -> list[PhononSample]:
+    """Samples with the target this kind needs (Γ for MVN / VVN)."""
+    return [s for s in samples if kind == "kmvn" or s.gamma is not None]
+
+
+def batch_loss(model: VGNN, chunk: Sequence[PhononSample], rng: np.random.Generator, cfg: TrainConfig) -> torch.Tensor:
+    """The normalised MSE of one batch (k-MVN on a random subset of each path's q-points)."""
+    dtype = next(model.parameters()).dtype
+    device = next(model.parameters()).device
+    batch = collate([s.graph for s in chunk], dtype=dtype, device=device)
+    if model.kind == "vvn":
+        preds = model.gamma_frequencies(batch)
+        return batch_normalized_mse(preds, [torch.as_tensor(s.gamma, device=device) for s in chunk])
+    fcs = [fc.to(torch.float64) for fc in model.force_constants(batch)]
+    if model.kind == "mvn":
+        preds = gamma_frequencies(fcs)
+        return batch_normalized_mse(preds, [torch.as_tensor(s.gamma, device=device) for s in chunk])
+    qs, targets = [], []
+    for s in chunk:
+        idx = np.arange(len(s.qpoints))
+        if cfg.q_per_material and len(idx) > cfg.q_per_material:
+            idx = np.sort(rng.choice(idx, cfg.q_per_material, replace=False))
+        qs.append(torch.as_tensor(s.qpoints[idx], device=device))
+        targets.append(torch.as_tensor(s.bands[idx], device=device))
+    return batch_normalized_mse(band_frequencies(fcs, qs), targets)
+
+
+def validation_score(model: VGNN, samples: Sequence[PhononSample]) -> dict:
+    res = evaluate(model, samples)["summary"]
+    key = "bands" if model.kind == "kmvn" else "gamma"
+    return {"val_nmse": res[key]["nmse"]["mean"], "val_mae": res[key]["mae"]["mean"]}
+
+
+def train(
+    train_samples: Sequence[PhononSample],
+    val_samples: Sequence[PhononSample],
+    cfg: TrainConfig,
+    out_dir: str | Path,
+    resume: bool = False,
+    progress: Callable[[str], None] | None = print,
+) -> dict:
+    """Train until ``cfg.epochs`` or early stopping; returns the final state summary."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(cfg.seed)
+    model = VGNN(VGNNConfig.from_dict(cfg.model)).to(cfg.device)
+    kind = model.kind
+    train_s, val_s = usable(train_samples, kind), usable(val_samples, kind)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    steps_per_epoch = math.ceil(len(train_s) / cfg.batch_size)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, steps_per_epoch, cfg))
+    state = {"epoch": 0, "best_val": float("inf"), "best_epoch": -1, "stale": 0}
+    last = out / "last.pt"
+    if resume and last.is_file():
+        ckpt = torch.load(last, map_location=cfg.device, weights_only=True)
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        scheduler.load_state_dict(ckpt["scheduler"])
+        state = ckpt["state"]
+        if progress:
+            progress(f"resumed from {last} after epoch {state['epoch']}")
+    (out / "train_config.json").write_text(json.dumps(asdict(cfg), indent=1))
+    log = open(out / "log.jsonl", "a")
+    try:
+        while state["epoch"] < cfg.epochs and state["stale"] < cfg.patience:
+            epoch = state["epoch"]
+            rng = np.random.default_rng([cfg.seed, epoch])
+            order = rng.permutation(len(train_s))
+            model.train()
+            t0 = time.perf_counter()
+            losses = []
+            for b in range(steps_per_epoch):
+                chunk = [train_s[k] for k in order[b * cfg.batch_size : (b + 1) * cfg.batch_size]]
+                loss = batch_loss(model, chunk, rng, cfg)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+                if torch.isfinite(grad_norm):
+                    optimizer.step()
+                scheduler.step()
+                losses.append(loss.detach().item())
+                if progress and (b + 1) % max(1, steps_per_epoch // 4) == 0:
+                    progress(f"  epoch {epoch + 1} step {b + 1}/{steps_per_epoch} loss {np.mean(losses):.5f}")
+            val = validation_score(model, val_s)
+            record = {
+                "epoch": epoch + 1, "train_nmse": float(np.mean(losses)), **val,
+                "lr": optimizer.param_groups[0]["lr"], "seconds": time.perf_counter() - t0,
+            }
+            state["epoch"] = epoch + 1
+            if val["val_nmse"] < state["best_val"]:
+                state.update(best_val=val["val_nmse"], best_epoch=epoch + 1, stale=0)
+                save_checkpoint(model, out / "best.pt", metadata={"epoch": epoch + 1, **val})
+            else:
+                state["stale"] += 1
+            tmp = out / "last.pt.tmp"
+            torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                        "scheduler": scheduler.state_dict(), "state": state}, tmp)
+            tmp.replace(last)
+            log.write(json.dumps(record) + "\n")
+            log.flush()
+            if progress:
+                progress(
+                    f"epoch {epoch + 1}/{cfg.epochs} train {record['train_nmse']:.5f} val nmse "
+                    f"{val['val_nmse']:.5f} val MAE {val['val_mae']:.2f} cm-1 ({record['seconds']:.0f} s)"
+                )
+    finally:
+        log.close()
+    return state
