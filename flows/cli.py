@@ -78,6 +78,26 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_ship(args: argparse.Namespace) -> int:
+    from vgnn_core.model_card import ship
+
+    card = ship(args.run, args.name)
+    print(f"shipped {card['file']} (sha256 {card['sha256'][:12]}…); card vgnn_core/checkpoints/{args.name}.md")
+    return 0
+
+
+def _cmd_download_data(args: argparse.Namespace) -> int:
+    from vgnn_core.dataset import cache_dir
+    from vgnn_core.figshare import PETRETTO_COLLECTION, download_collection
+
+    out = Path(args.out) if args.out else cache_dir() / "petretto2018"
+    paths = download_collection(out, PETRETTO_COLLECTION, pattern=args.pattern)
+    for p in paths:
+        print(p)
+    print(f"{len(paths)} file(s) in {out}; point VGNN_DATA_DIR or `iter_petretto(PATH)` at them")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vgnn", description="VGNN phonon predictions and database")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -109,6 +129,14 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--split-file")
     ev.add_argument("--out", help="write summary and per-material rows as JSON")
     ev.set_defaults(func=_cmd_evaluate)
+    sh = sub.add_parser("ship", help="evaluate a run's best.pt and install it with its model card")
+    sh.add_argument("run", help="run folder holding best.pt, log.jsonl, train_config.json")
+    sh.add_argument("--name", required=True, choices=["kmvn", "mvn", "vvn"])
+    sh.set_defaults(func=_cmd_ship)
+    dl = sub.add_parser("download-data", help="fetch the Petretto 2018 DFPT data from figshare (md5-checked)")
+    dl.add_argument("--out", help="destination (default: the cache folder)")
+    dl.add_argument("--pattern", default="*", help="only files whose name matches this glob")
+    dl.set_defaults(func=_cmd_download_data)
     return parser
 
 

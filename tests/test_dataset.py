@@ -60,3 +60,16 @@ Po Po1 0 0 0
     assert rec.gamma_index == 1 and rec.bands.shape == (2, 3)
     with pytest.raises(KeyError):
         parse_record({"metadata": {}})
+
+
+def test_folder_of_json_files(tmp_path, petretto_archive):
+    import json
+    import tarfile
+
+    with tarfile.open(petretto_archive) as tar:
+        for member in tar:
+            if member.name.endswith(".json"):
+                (tmp_path / member.name.split("/")[-1]).write_bytes(tar.extractfile(member).read())
+                break
+    (rec,) = list(iter_petretto(tmp_path))
+    assert rec.material_id == json.loads(next(tmp_path.glob("*.json")).read_text())["metadata"]["material_id"]

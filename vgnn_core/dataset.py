@@ -83,22 +83,34 @@ def parse_record(data: dict) -> PhononRecord:
 
 
 def iter_petretto(
-    archive: str | Path | None = None, ids: Iterable[str] | None = None, limit: int | None = None
+    source: str | Path | None = None, ids: Iterable[str] | None = None, limit: int | None = None
 ) -> Iterator[PhononRecord]:
-    """Records from the archive, in archive order, optionally only ``ids``."""
+    """Records from a ``.tar(.gz)`` archive or a folder of ``<mp-id>.json`` files.
+
+    In archive (or sorted file) order, optionally only ``ids``; ``source`` defaults to
+    :func:`default_archive`.
+    """
     wanted = set(ids) if ids is not None else None
     count = 0
-    with tarfile.open(archive or default_archive(), "r:*") as tar:
+    for material_id, load in _json_members(Path(source or default_archive())):
+        if wanted is not None and material_id not in wanted:
+            continue
+        yield parse_record(load())
+        count += 1
+        if limit is not None and count >= limit:
+            return
+
+
+def _json_members(source: Path):
+    if source.is_dir():
+        for path in sorted(source.rglob("*.json")):
+            yield path.stem, (lambda p=path: json.loads(p.read_text()))
+        return
+    with tarfile.open(source, "r:*") as tar:
         for member in tar:
-            if not (member.isfile() and member.name.endswith(".json")):
-                continue
-            material_id = Path(member.name).stem
-            if wanted is not None and material_id not in wanted:
-                continue
-            yield parse_record(json.load(tar.extractfile(member)))
-            count += 1
-            if limit is not None and count >= limit:
-                return
+            if member.isfile() and member.name.endswith(".json"):
+                data = tar.extractfile(member).read()
+                yield Path(member.name).stem, (lambda d=data: json.loads(d))
 
 
 # --- training samples: graphs + targets, cached on disk -------------------------------------

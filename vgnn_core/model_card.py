@@ -1,0 +1,132 @@
+"""Model cards and shipping a trained checkpoint into the package.
+
+``ship(run_dir, name)`` evaluates a run's ``best.pt`` on ``val``, ``test`` and
+``reference_test_subset``, copies it to ``vgnn_core/checkpoints/<name>.pt``, records its sha256
+in ``registry.json`` and writes ``<name>.card.json`` (everything, with per-material rows) and
+``<name>.md`` (the human-readable card).
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import shutil
+from pathlib import Path
+
+import torch
+
+from .checkpoints import load_checkpoint, sha256_file
+from .dataset import load_samples, load_split
+from .evaluation import evaluate
+
+CHECKPOINT_DIR = Path(__file__).parent / "checkpoints"
+SPLITS = ("val", "test", "reference_test_subset")
+
+#: The published VGNN checkpoints on the 66 ``reference_test_subset`` materials (issue tracker).
+PUBLISHED = {
+    "kmvn": {"checkpoint": "kmvn_241026", "bands_mae_mean": 28.0, "bands_mae_median": 21.2, "bands_r2": 0.970,
+             "bands_nmse": 0.0040, "acoustic_mean": 62.0, "acoustic_max": 249.0},
+    "mvn": {"checkpoint": "mvn_241026", "gamma_mae_mean": 40.4, "gamma_mae_median": 31.9, "gamma_r2": 0.935,
+            "gamma_nmse": 0.0101, "acoustic_mean": 39.0, "acoustic_max": 215.0},
+}
+
+LIMITATIONS = [
+    "No long-range (non-analytic) term: LO-TO splitting of polar crystals is not modelled; the "
+    "Γ target is the first Γ point of each DFPT path, whose LO-TO split follows that path direction.",
+    "Trained on 1,229 Petretto (ABINIT, PBEsol) materials with 2-40 atoms; elements or bonding "
+    "absent from that set, and much larger or strongly anharmonic cells, are extrapolation.",
+    "Force-constant blocks are symmetric 3x3 tensors and vanish beyond r_max (4 Å by default).",
+]
+
+
+def training_summary(run_dir: Path) -> dict:
+    log = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines() if line.strip()]
+    cfg = json.loads((run_dir / "train_config.json").read_text())
+    best = min(log, key=lambda r: r["val_nmse"]) if log else {}
+    return {
+        "train_config": cfg,
+        "epochs_run": len(log),
+        "best_epoch": best.get("epoch"),
+        "wall_seconds": float(sum(r["seconds"] for r in log)),
+        "hardware": f"{platform.machine()} CPU, {torch.get_num_threads()} threads ({platform.platform()})",
+    }
+
+
+def ship(run_dir: str | Path, name: str, dest: Path = CHECKPOINT_DIR) -> dict:
+    """Evaluate and install ``run_dir/best.pt`` as the shipped checkpoint ``name``."""
+    run_dir = Path(run_dir)
+    model = load_checkpoint(run_dir / "best.pt")
+    split = load_split()
+    evals = {s: evaluate(model, load_samples(split[s], r_max=model.config.r_max)) for s in SPLITS}
+    dest.mkdir(parents=True, exist_ok=True)
+    target = dest / f"{name}.pt"
+    shutil.copyfile(run_dir / "best.pt", target)
+    digest = sha256_file(target)
+    registry_path = dest / "registry.json"
+    registry = json.loads(registry_path.read_text()) if registry_path.is_file() else {}
+    registry[name] = {"file": target.name, "sha256": digest}
+    registry_path.write_text(json.dumps(registry, indent=1, sort_keys=True) + "\n")
+    card = {
+        "name": name,
+        "kind": model.kind,
+        "file": target.name,
+        "sha256": digest,
+        "bytes": target.stat().st_size,
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "architecture": model.config.to_dict(),
+        "data": {
+            "source": "Petretto et al., Sci. Data 5, 180065 (2018), doi:10.6084/m9.figshare.c.3938023",
+            "split": {s: len(v) for s, v in split.items()},
+            "targets": "k-MVN: every q-point of the stored path; MVN/VVN: the first Γ point of the path "
+                       "(materials whose path has no Γ point are left out of Γ training and metrics)",
+        },
+        "training": training_summary(run_dir),
+        "metrics": {s: evals[s]["summary"] for s in SPLITS},
+        "published_reference_test_subset": PUBLISHED.get(model.kind),
+        "limitations": LIMITATIONS,
+        "per_material": {s: evals[s]["materials"] for s in ("test", "reference_test_subset")},
+    }
+    (dest / f"{name}.card.json").write_text(json.dumps(card, indent=1) + "\n")
+    (dest / f"{name}.md").write_text(render_markdown(card))
+    return card
+
+
+def _fmt(d: dict | None, key: str) -> str:
+    if not d or key not in d:
+        return "–"
+    v = d[key]
+    return f"{v['mean']:.1f} / {v['median']:.1f}" if isinstance(v, dict) else f"{v:.4f}"
+
+
+def render_markdown(card: dict) -> str:
+    lines = [
+        f"# Model card: `{card['name']}` ({card['kind'].upper()})",
+        "",
+        f"- file `{card['file']}`, {card['bytes'] / 1e6:.2f} MB, sha256 `{card['sha256']}`",
+        f"- {card['parameters']:,} parameters; architecture: `{json.dumps(card['architecture'])}`",
+        f"- data: {card['data']['source']}; split {card['data']['split']}",
+        f"- targets: {card['data']['targets']}",
+        f"- training: {card['training']['epochs_run']} epochs (best {card['training']['best_epoch']}), "
+        f"{card['training']['wall_seconds'] / 60:.0f} min on {card['training']['hardware']}",
+        f"- optimisation: `{json.dumps(card['training']['train_config'])}`",
+        "",
+        "## Metrics (cm⁻¹; MAE per material, mean / median)",
+        "",
+        "| split | n | bands MAE | bands R² | bands nMSE | Γ MAE | Γ R² | Γ nMSE | acoustic |ω(Γ)| mean / max | s / material |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for split, m in card["metrics"].items():
+        b, g, a = m.get("bands"), m.get("gamma"), m["acoustic_gamma_cm1"]
+        lines.append(
+            f"| {split} | {m['n_materials']} | {_fmt(b, 'mae')} | {_fmt(b, 'r2')} | "
+            f"{b['nmse']['mean']:.4f} | " if b else f"| {split} | {m['n_materials']} | – | – | – | "
+        )
+        lines[-1] += (
+            f"{_fmt(g, 'mae')} | {_fmt(g, 'r2')} | {g['nmse']['mean']:.4f} | " if g else "– | – | – | "
+        ) + f"{a['mean']:.2e} / {a['max']:.2e} | {m['seconds_per_material']:.4f} |"
+    pub = card.get("published_reference_test_subset")
+    if pub:
+        lines += ["", f"Published `{pub['checkpoint']}` on the same 66 reference materials: "
+                  + ", ".join(f"{k} {v}" for k, v in pub.items() if k != "checkpoint")]
+    lines += ["", "## Limitations", ""] + [f"- {x}" for x in card["limitations"]] + [""]
+    return "\n".join(lines)
