@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from .checkpoints import save_checkpoint
 from .dataset import PhononSample
@@ -131,7 +133,9 @@ def train(
             model.train()
             t0 = time.perf_counter()
             losses = []
-            for b in range(steps_per_epoch):
+            bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False,
+                       disable=not (progress and sys.stderr.isatty()))
+            for b in bar:
                 chunk = [train_s[k] for k in order[b * cfg.batch_size : (b + 1) * cfg.batch_size]]
                 loss = batch_loss(model, chunk, rng, cfg)
                 optimizer.zero_grad(set_to_none=True)
@@ -141,7 +145,8 @@ def train(
                     optimizer.step()
                 scheduler.step()
                 losses.append(loss.detach().item())
-                if progress and (b + 1) % max(1, steps_per_epoch // 4) == 0:
+                bar.set_postfix(loss=f"{np.mean(losses):.5f}")
+                if progress and bar.disable and (b + 1) % max(1, steps_per_epoch // 4) == 0:
                     progress(f"  epoch {epoch + 1} step {b + 1}/{steps_per_epoch} loss {np.mean(losses):.5f}")
             val = validation_score(model, val_s)
             record = {

@@ -1,0 +1,71 @@
+"""Training: the loss decreases, runs are seeded, and a killed run resumes exactly."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from vgnn_core.checkpoints import load_checkpoint
+from vgnn_core.dataset import PhononRecord, PhononSample, to_sample
+from vgnn_core.dynamical_matrix import band_frequencies
+from vgnn_core.force_constants import central_spring_force_constants
+from vgnn_core.training import TrainConfig, lr_factor, train
+
+TINY = {"kind": "kmvn", "n_layers": 1, "hidden_irreps": "8x0e + 4x1o + 2x2e", "readout_irreps": "4x0e + 2x2e", "embed_dim": 8, "radial_hidden": 8}
+
+
+def spring_sample(structure, name, k=3.0) -> PhononSample:
+    """A 'DFPT' record whose truth is an exactly solvable spring model."""
+    q = np.random.default_rng(0).random((12, 3)) - 0.5
+    q[0] = 0
+    fc = central_spring_force_constants(structure, lambda r: k * np.exp(-(r - 2.4) ** 2), r_max=4.0)
+    bands = band_frequencies([fc], [torch.as_tensor(q)])[0].numpy()
+    s = structure.copy()
+    s.properties = {"material_id": name}
+    return to_sample(PhononRecord(name, s, q, bands), r_max=4.0)
+
+
+@pytest.fixture
+def samples(si_primitive, rocksalt_nacl, wurtzite_zno, perovskite_srtio3):
+    structs = [si_primitive, rocksalt_nacl, wurtzite_zno, perovskite_srtio3]
+    return [spring_sample(s, f"toy-{i}") for i, s in enumerate(structs)]
+
+
+def cfg(epochs):
+    return TrainConfig(epochs=epochs, batch_size=2, lr=5e-3, q_per_material=6, model=dict(TINY), patience=100)
+
+
+def test_schedule_warms_up_and_decays():
+    c = TrainConfig(epochs=10, warmup_epochs=1)
+    f = [lr_factor(s, 10, c) for s in range(100)]
+    assert f[0] < 0.2 and max(f) == pytest.approx(1.0, abs=0.01) and f[-1] < 0.05
+
+
+def test_loss_decreases_and_best_checkpoint_written(tmp_path, samples):
+    state = train(samples[:3], samples[3:], cfg(6), tmp_path, progress=None)
+    log = [json.loads(x) for x in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert len(log) == 6 and log[-1]["train_nmse"] < log[0]["train_nmse"]
+    best = load_checkpoint(tmp_path / "best.pt")
+    assert best.checkpoint_metadata["epoch"] == state["best_epoch"]
+
+
+def test_resume_is_exact(tmp_path, samples):
+    straight = tmp_path / "straight"
+    train(samples[:3], samples[3:], cfg(5), straight, progress=None)
+    interrupted = tmp_path / "interrupted"
+
+    class Killed(Exception):
+        pass
+
+    def kill_after_epoch_3(message):
+        if message.startswith("epoch 3/"):
+            raise Killed  # the process dies right after epoch 3 was checkpointed ...
+
+    with pytest.raises(Killed):
+        train(samples[:3], samples[3:], cfg(5), interrupted, progress=kill_after_epoch_3)
+    train(samples[:3], samples[3:], cfg(5), interrupted, resume=True, progress=None)  # ... and resumes
+    a = torch.load(straight / "last.pt", weights_only=True)["model"]
+    b = torch.load(interrupted / "last.pt", weights_only=True)["model"]
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=0)
