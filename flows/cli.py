@@ -98,6 +98,14 @@ def _cmd_download_data(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_query(args: argparse.Namespace) -> int:
+    from storage.query import run_query
+
+    release = args.release or "."
+    print(run_query(args.sql, release, fmt=args.format, out=args.out, max_rows=args.max_rows))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vgnn", description="VGNN phonon predictions and database")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -133,6 +141,13 @@ def build_parser() -> argparse.ArgumentParser:
     sh.add_argument("run", help="run folder holding best.pt, log.jsonl, train_config.json")
     sh.add_argument("--name", required=True, choices=["kmvn", "mvn", "vvn"])
     sh.set_defaults(func=_cmd_ship)
+    qu = sub.add_parser("query", help="read-only SQL over a database release (DuckDB)")
+    qu.add_argument("sql")
+    qu.add_argument("--release", help="database root, release folder or release URL (default: .)")
+    qu.add_argument("--format", default="table", choices=["table", "csv", "json", "parquet"])
+    qu.add_argument("--out", help="write the result to this file")
+    qu.add_argument("--max-rows", type=int, default=100, help="rows shown in table format")
+    qu.set_defaults(func=_cmd_query)
     dl = sub.add_parser("download-data", help="fetch the Petretto 2018 DFPT data from figshare (md5-checked)")
     dl.add_argument("--out", help="destination (default: the cache folder)")
     dl.add_argument("--pattern", default="*", help="only files whose name matches this glob")
@@ -142,11 +157,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from storage.catalog import ReadOnlyQueryError
     from vgnn_core import InvalidStructureError
 
     try:
         return int(args.func(args) or 0)
-    except InvalidStructureError as exc:
+    except (InvalidStructureError, ReadOnlyQueryError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 

@@ -1,0 +1,87 @@
+"""A release as a DuckDB database: one view per table, plus convenience views and macros.
+
+>>> con = connect("db/")              # a database root, a release folder or a release URL
+>>> con.sql("SELECT formula, max_frequency_cm1 FROM material_summary LIMIT 5").show()
+"""
+
+from __future__ import annotations
+
+import duckdb
+import pyarrow as pa
+
+from vgnn_core.units import THZ_TO_CM1, THZ_TO_MEV
+
+from .release import Release
+from .schema import TABLES, schema
+
+#: Statement types a query may contain: everything else (writes, ATTACH, COPY, SET, LOAD…)
+#: is refused.
+READ_ONLY_STATEMENTS = {"SELECT", "EXPLAIN"}
+
+CONVENIENCE_SQL = f"""
+CREATE MACRO cm1_to_thz(x) AS x / {THZ_TO_CM1!r};
+CREATE MACRO cm1_to_mev(x) AS x / {THZ_TO_CM1!r} * {THZ_TO_MEV!r};
+CREATE VIEW gamma_modes AS
+    SELECT material_id, source, model, m.mode, m.frequency_cm1
+    FROM gamma, UNNEST(frequencies_cm1) WITH ORDINALITY AS m(frequency_cm1, mode);
+CREATE VIEW material_summary AS
+    SELECT s.material_id, s.source, s.formula, s.spacegroup_number, s.spacegroup_symbol, s.nsites,
+           g.model, g.max_frequency_cm1, g.min_frequency_cm1, g.n_imaginary,
+           g.n_imaginary > 0 AS has_imaginary_modes,
+           list_slice(g.frequencies_cm1, 4, len(g.frequencies_cm1)) AS gamma_optical_modes_cm1
+    FROM structures s LEFT JOIN gamma g USING (material_id, source);
+"""
+
+
+class ReadOnlyQueryError(ValueError):
+    """A query tried to write, attach, copy out or change settings."""
+
+
+def _empty(table: str) -> pa.Table:
+    sch = schema(table)
+    fields = list(sch) + [pa.field("source", pa.string()), pa.field("bucket", pa.int32())]
+    return pa.Table.from_pylist([], schema=pa.schema(fields))
+
+
+def connect(where, con: duckdb.DuckDBPyConnection | None = None) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB connection with the release's tables as views."""
+    release = where if isinstance(where, Release) else Release.open(where)
+    con = con or duckdb.connect()
+    if release.is_remote:
+        try:
+            con.execute("LOAD httpfs")
+        except duckdb.Error as exc:
+            raise RuntimeError(
+                "reading a published release over HTTPS needs DuckDB's httpfs extension "
+                f"(`INSTALL httpfs` once, with internet access): {exc}"
+            ) from exc
+    for table in TABLES:
+        files = release.files(table)
+        if files:
+            listing = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
+            con.execute(
+                f"CREATE VIEW {table} AS SELECT * FROM read_parquet([{listing}], "
+                "hive_partitioning = true, hive_types = {'source': VARCHAR, 'bucket': INTEGER}, "
+                "union_by_name = true)"
+            )
+        else:
+            con.register(f"_empty_{table}", _empty(table))
+            con.execute(f"CREATE VIEW {table} AS SELECT * FROM _empty_{table}")
+    con.execute(CONVENIENCE_SQL)
+    return con
+
+
+def check_read_only(sql: str) -> None:
+    """Raise :class:`ReadOnlyQueryError` unless every statement only reads."""
+    try:
+        statements = duckdb.extract_statements(sql)
+    except duckdb.Error as exc:
+        raise ReadOnlyQueryError(f"cannot parse query: {exc}") from exc
+    if not statements:
+        raise ReadOnlyQueryError("empty query")
+    for st in statements:
+        kind = st.type.name
+        if kind not in READ_ONLY_STATEMENTS:
+            raise ReadOnlyQueryError(
+                f"{kind} statements are refused: queries are read-only (use --out to save results)"
+            )
