@@ -53,7 +53,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
     for key in ("lr", "batch_size", "q_per_material", "patience"):
         if getattr(args, key) is not None:
             setattr(cfg, key, getattr(args, key))
-    r_max = float(cfg.model.get("r_max", 4.0))
+    from vgnn_core.model import VGNNConfig
+
+    r_max = VGNNConfig.from_dict(cfg.model).graph_cutoff
     train_samples = load_samples(split["train"], r_max=r_max)
     val_samples = load_samples(split["val"], r_max=r_max)
     out = Path(args.out or f"runs/{args.model}")
@@ -71,7 +73,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
     model = load_checkpoint(args.checkpoint) if args.checkpoint else load_pretrained_model(args.model)
     ids = load_split(args.split_file)[args.split]
-    result = evaluate(model, load_samples(ids, r_max=model.config.r_max))
+    result = evaluate(model, load_samples(ids, r_max=model.config.graph_cutoff))
     print(json.dumps(result["summary"], indent=1))
     if args.out:
         Path(args.out).write_text(json.dumps(result, indent=1))

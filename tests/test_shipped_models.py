@@ -21,7 +21,7 @@ def test_shipped_checkpoint_matches_its_card(name, petretto_archive, si_primitiv
     assert card["sha256"] == shipped_checkpoints()[name]["sha256"]
     rows = {r["material_id"]: r for r in card["per_material"]["reference_test_subset"]}
     ids = sorted(rows)[:8]
-    result = evaluate(predictor.model, load_samples(ids, r_max=predictor.model.config.r_max))
+    result = evaluate(predictor.model, load_samples(ids, r_max=predictor.model.config.graph_cutoff))
     key = "bands_mae" if card["kind"] == "kmvn" else "gamma_mae"
     for row in result["materials"]:
         assert row[key] == pytest.approx(rows[row["material_id"]][key], rel=1e-3, abs=1e-2)

@@ -54,7 +54,9 @@ def load_checkpoint(path: str | Path, sha256: str | None = None, device: str = "
             raise ChecksumError(f"{path.name}: sha256 {actual} does not match the expected {sha256}")
     data = torch.load(path, map_location=device, weights_only=True)
     model = VGNN(VGNNConfig.from_dict(data["config"]))
-    model.load_state_dict(data["state_dict"])
+    # radial-basis frequencies are derived from the config (early checkpoints stored them)
+    state = {k: v for k, v in data["state_dict"].items() if not k.endswith("radial_basis.frequencies")}
+    model.load_state_dict(state)
     model.checkpoint_metadata = dict(data.get("metadata", {}))
     model.checkpoint_sha256 = sha256 or sha256_file(path)
     return model.to(device).eval()

@@ -38,7 +38,11 @@ class VGNNConfig:
     """Architecture hyper-parameters (stored in every checkpoint)."""
 
     kind: str = "kmvn"
+    #: message-passing cutoff of the real graph (Å)
     r_max: float = 4.0
+    #: cutoff (Å) of the bonds that carry force constants — the k-MVN / MVN virtual nodes;
+    #: ``None`` = ``r_max``. A bond node beyond r_max still hears only its two atoms.
+    r_bond: float | None = None
     n_radial: int = 8
     radial_hidden: int = 32
     hidden_irreps: str = "32x0e + 16x1o + 8x2e"
@@ -56,6 +60,11 @@ class VGNNConfig:
     def __post_init__(self):
         if self.kind not in MODEL_KINDS:
             raise ValueError(f"unknown model kind {self.kind!r}; expected one of {MODEL_KINDS}")
+
+    @property
+    def graph_cutoff(self) -> float:
+        """The neighbour-list cutoff a crystal graph needs for this model."""
+        return max(self.r_max, self.r_bond or self.r_max)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -99,16 +108,19 @@ class Backbone(torch.nn.Module):
         self.layers = torch.nn.ModuleList(layers)
         self.irreps_out = irreps
 
-    def edge_features(self, batch: GraphBatch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Spherical harmonics, radial basis and bond lengths of every edge."""
+    def edge_features(self, batch: GraphBatch) -> tuple[torch.Tensor, torch.Tensor]:
+        """Spherical harmonics and lengths of every edge."""
         length = torch.linalg.norm(batch.edge_vec, dim=1)
         sh = o3.spherical_harmonics(self.irreps_sh, batch.edge_vec, normalize=True, normalization="component")
-        return sh, self.radial_basis(length), length
+        return sh, length
 
-    def forward(self, batch: GraphBatch, sh: torch.Tensor, radial: torch.Tensor) -> torch.Tensor:
+    def forward(self, batch: GraphBatch, sh: torch.Tensor, length: torch.Tensor) -> torch.Tensor:
+        """Atom features from message passing over the edges shorter than ``r_max``."""
+        near = torch.nonzero(length < self.radial_basis.r_max)[:, 0]
+        src, dst, sh, radial = batch.edge_src[near], batch.edge_dst[near], sh[near], self.radial_basis(length[near])
         h = self.encoder(batch.numbers, batch.masses)
         for layer in self.layers:
-            h = layer(h, batch.edge_src, batch.edge_dst, sh, radial)
+            h = layer(h, src, dst, sh, radial)
         return h
 
 
@@ -149,26 +161,27 @@ class BondReadout(torch.nn.Module):
         self.linear_out = o3.Linear(self.gate.irreps_out, SYMMETRIC_TENSOR)
         self.register_buffer("to_cartesian", CartesianTensor("ij=ji").to_cartesian(torch.eye(6)))
         self.fc_scale = cfg.fc_scale
-        self.r_max = cfg.r_max
+        self.r_bond = cfg.r_bond or cfg.r_max
+        self.radial_basis = BesselBasis(self.r_bond, cfg.n_radial)
 
     def forward(
-        self, h: torch.Tensor, batch: GraphBatch, sh: torch.Tensor, radial: torch.Tensor,
-        length: torch.Tensor,
+        self, h: torch.Tensor, batch: GraphBatch, sh: torch.Tensor, length: torch.Tensor
     ) -> torch.Tensor:
-        # one bond of each (bond, reverse) pair
-        half = torch.nonzero(batch.edge_reverse > torch.arange(len(batch.edge_reverse), device=h.device))[:, 0]
+        # one bond of each (bond, reverse) pair, within the bond cutoff
+        index = torch.arange(len(batch.edge_reverse), device=h.device)
+        half = torch.nonzero((batch.edge_reverse > index) & (length < self.r_bond))[:, 0]
         h_i, h_j = h[batch.edge_src[half]], h[batch.edge_dst[half]]
         y = sh[half]
         y_even = torch.cat([y[:, s] for s in self.sh_even], dim=1)
         y_odd = torch.cat([y[:, s] for s in self.sh_odd], dim=1)
-        w = self.radial(radial[half])
+        w = self.radial(self.radial_basis(length[half]))
         v = self.linear_even(self.tp_even(h_i + h_j, y_even, w[:, : self.n_even])) + self.linear_odd(
             self.tp_odd(h_i - h_j, y_odd, w[:, self.n_even :])
         )
         out = self.linear_out(self.gate(v))
-        out = out * (self.fc_scale * polynomial_envelope(length[half], self.r_max))[:, None]
+        out = out * (self.fc_scale * polynomial_envelope(length[half], self.r_bond))[:, None]
         half_blocks = torch.einsum("ek,kab->eab", out, self.to_cartesian.to(out.dtype))
-        blocks = torch.empty(len(batch.edge_reverse), 3, 3, dtype=out.dtype, device=out.device)
+        blocks = torch.zeros(len(batch.edge_reverse), 3, 3, dtype=out.dtype, device=out.device)
         blocks[half] = half_blocks
         blocks[batch.edge_reverse[half]] = half_blocks
         return blocks
@@ -260,9 +273,9 @@ class VGNN(torch.nn.Module):
         """Off-site Φ_ij(T) of every bond in the batch (E, 3, 3), eV/Å², pair-symmetrised."""
         if self.kind == "vvn":
             raise ValueError("VVN predicts frequencies directly; it has no force constants")
-        sh, radial, length = self.backbone.edge_features(batch)
-        h = self.backbone(batch, sh, radial)
-        return self.readout(h, batch, sh, radial, length)
+        sh, length = self.backbone.edge_features(batch)
+        h = self.backbone(batch, sh, length)
+        return self.readout(h, batch, sh, length)
 
     def force_constants(self, batch: GraphBatch) -> list[ForceConstants]:
         """One :class:`ForceConstants` per crystal (float64), with the acoustic sum rule imposed.
@@ -298,8 +311,8 @@ class VGNN(torch.nn.Module):
     def gamma_frequencies(self, batch: GraphBatch) -> list[torch.Tensor]:
         """Signed Γ frequencies (cm⁻¹), sorted, one (3m,) tensor per crystal."""
         if self.kind == "vvn":
-            sh, radial, _ = self.backbone.edge_features(batch)
-            return self.readout(self.backbone(batch, sh, radial), batch)
+            sh, length = self.backbone.edge_features(batch)
+            return self.readout(self.backbone(batch, sh, length), batch)
         return gamma_frequencies(self.force_constants(batch))
 
     def band_frequencies(

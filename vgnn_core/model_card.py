@@ -35,7 +35,7 @@ LIMITATIONS = [
     "Γ target is the first Γ point of each DFPT path, whose LO-TO split follows that path direction.",
     "Trained on 1,229 Petretto (ABINIT, PBEsol) materials with 2-40 atoms; elements or bonding "
     "absent from that set, and much larger or strongly anharmonic cells, are extrapolation.",
-    "Force-constant blocks are symmetric 3x3 tensors and vanish beyond r_max (4 Å by default).",
+    "Force-constant blocks are symmetric 3x3 tensors and vanish beyond the bond cutoff r_bond.",
 ]
 
 
@@ -57,7 +57,7 @@ def ship(run_dir: str | Path, name: str, dest: Path = CHECKPOINT_DIR) -> dict:
     run_dir = Path(run_dir)
     model = load_checkpoint(run_dir / "best.pt")
     split = load_split()
-    evals = {s: evaluate(model, load_samples(split[s], r_max=model.config.r_max)) for s in SPLITS}
+    evals = {s: evaluate(model, load_samples(split[s], r_max=model.config.graph_cutoff)) for s in SPLITS}
     dest.mkdir(parents=True, exist_ok=True)
     target = dest / f"{name}.pt"
     shutil.copyfile(run_dir / "best.pt", target)

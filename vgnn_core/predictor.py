@@ -55,7 +55,7 @@ class Predictor:
         """Validate every input and build its crystal graph (raises on the first bad one)."""
         if not isinstance(structures, (list, tuple)):
             structures = [structures]
-        r_max = self.model.config.r_max
+        r_max = self.model.config.graph_cutoff
         return [build_graph(as_structure(s, check_overlaps=False), r_max) for s in structures]
 
     def _batches(self, graphs: Sequence[CrystalGraph]) -> Iterator[list[int]]:

@@ -32,7 +32,8 @@ class BesselBasis(torch.nn.Module):
         super().__init__()
         self.r_max = float(r_max)
         self.envelope_p = int(envelope_p)
-        self.register_buffer("frequencies", math.pi * torch.arange(1, n_basis + 1) / r_max)
+        # derived from r_max, so not part of the saved state
+        self.register_buffer("frequencies", math.pi * torch.arange(1, n_basis + 1) / r_max, persistent=False)
         self.prefactor = math.sqrt(2.0 / r_max)
 
     def forward(self, r: torch.Tensor) -> torch.Tensor:  # (E,) -> (E, n_basis)
