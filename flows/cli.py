@@ -108,6 +108,22 @@ def _cmd_query(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_publish(args: argparse.Namespace) -> int:
+    from storage.osf import OSFClient, publish
+
+    result = publish(args.release, args.osf_project, OSFClient(log=print))
+    print(f"release {result['release']}: {result['uploaded']} uploaded, {result['skipped']} already there")
+    return 0
+
+
+def _cmd_download(args: argparse.Namespace) -> int:
+    from storage.osf import OSFClient, download_release
+
+    out = download_release(args.osf_project, args.out, release=args.release, client=OSFClient(log=print))
+    print(f"verified release in {out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vgnn", description="VGNN phonon predictions and database")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -150,6 +166,15 @@ def build_parser() -> argparse.ArgumentParser:
     qu.add_argument("--out", help="write the result to this file")
     qu.add_argument("--max-rows", type=int, default=100, help="rows shown in table format")
     qu.set_defaults(func=_cmd_query)
+    pb = sub.add_parser("publish", help="upload a release to an OSF project (token from OSF_TOKEN)")
+    pb.add_argument("--osf-project", required=True, help="OSF project (node) id")
+    pb.add_argument("--release", default=".", help="database root or release folder (default: .)")
+    pb.set_defaults(func=_cmd_publish)
+    dw = sub.add_parser("download", help="fetch and verify a published release from OSF")
+    dw.add_argument("--osf-project", required=True)
+    dw.add_argument("--release", help="release name (default: the newest)")
+    dw.add_argument("--out", required=True)
+    dw.set_defaults(func=_cmd_download)
     dl = sub.add_parser("download-data", help="fetch the Petretto 2018 DFPT data from figshare (md5-checked)")
     dl.add_argument("--out", help="destination (default: the cache folder)")
     dl.add_argument("--pattern", default="*", help="only files whose name matches this glob")
@@ -160,11 +185,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from storage.catalog import ReadOnlyQueryError
+    from storage.osf import OSFError
     from vgnn_core import InvalidStructureError
 
     try:
         return int(args.func(args) or 0)
-    except (InvalidStructureError, ReadOnlyQueryError, FileNotFoundError) as exc:
+    except (InvalidStructureError, ReadOnlyQueryError, FileNotFoundError, OSFError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 
