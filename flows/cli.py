@@ -59,7 +59,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     train_samples = load_samples(split["train"], r_max=r_max)
     val_samples = load_samples(split["val"], r_max=r_max)
     out = Path(args.out or f"runs/{args.model}")
-    state = train(train_samples, val_samples, cfg, out, resume=args.resume)
+    state = train(train_samples, val_samples, cfg, out, resume=args.resume, init_from=args.init)
     print(f"best val nmse {state['best_val']:.5f} at epoch {state['best_epoch']}; checkpoint {out / 'best.pt'}")
     return 0
 
@@ -145,6 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--q-per-material", type=int)
     tr.add_argument("--patience", type=int)
     tr.add_argument("--arch", default="{}", help="JSON overrides of the architecture (VGNNConfig)")
+    tr.add_argument("--init", help="start from this checkpoint's weights (same architecture)")
     tr.add_argument("--split-file", help="split.json (default: $VGNN_DATA_DIR/petretto2018/split.json)")
     tr.add_argument("--out", help="run folder (default runs/MODEL)")
     tr.set_defaults(func=_cmd_train)

@@ -102,12 +102,24 @@ def train(
     out_dir: str | Path,
     resume: bool = False,
     progress: Callable[[str], None] | None = print,
+    init_from: str | Path | None = None,
 ) -> dict:
-    """Train until ``cfg.epochs`` or early stopping; returns the final state summary."""
+    """Train until ``cfg.epochs`` or early stopping; returns the final state summary.
+
+    ``init_from`` starts from another checkpoint's weights (e.g. an MVN fine-tuned on Γ from a
+    k-MVN trained on bands: the two have the same parameters).
+    """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
     model = VGNN(VGNNConfig.from_dict(cfg.model)).to(cfg.device)
+    if init_from is not None and not resume:
+        from .checkpoints import load_checkpoint
+
+        source = load_checkpoint(init_from)
+        if {k: v.shape for k, v in source.state_dict().items()} != {k: v.shape for k, v in model.state_dict().items()}:
+            raise ValueError(f"{init_from}: its architecture does not match {cfg.model}")
+        model.load_state_dict(source.state_dict())
     kind = model.kind
     train_s, val_s = usable(train_samples, kind), usable(val_samples, kind)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
