@@ -43,18 +43,40 @@ def _empty(table: str) -> pa.Table:
     return pa.Table.from_pylist([], schema=pa.schema(fields))
 
 
+def load_httpfs(con: duckdb.DuckDBPyConnection) -> None:
+    """Load DuckDB's httpfs extension: installed, bundled by ``duckdb-extension-httpfs``
+    (the ``remote`` extra, which works offline), or installed now from DuckDB's server."""
+    attempts = ["LOAD httpfs"]
+    try:
+        from pathlib import Path
+
+        import duckdb_extension_httpfs
+
+        bundled = Path(duckdb_extension_httpfs.__file__).parent / "extensions" / f"v{duckdb.__version__}" / "httpfs.duckdb_extension"
+        if bundled.is_file():
+            attempts.append(f"LOAD '{bundled}'")
+    except ImportError:
+        pass
+    attempts.append("INSTALL httpfs; LOAD httpfs")
+    errors = []
+    for sql in attempts:
+        try:
+            con.execute(sql)
+            return
+        except duckdb.Error as exc:
+            errors.append(str(exc).splitlines()[0])
+    raise RuntimeError(
+        "reading a release over HTTP(S) needs DuckDB's httpfs extension: run `INSTALL httpfs` once "
+        "with internet access, or `pip install vgnn-phonondb[remote]`. Tried: " + " | ".join(errors)
+    )
+
+
 def connect(where, con: duckdb.DuckDBPyConnection | None = None) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB connection with the release's tables as views."""
     release = where if isinstance(where, Release) else Release.open(where)
     con = con or duckdb.connect()
     if release.is_remote:
-        try:
-            con.execute("LOAD httpfs")
-        except duckdb.Error as exc:
-            raise RuntimeError(
-                "reading a published release over HTTPS needs DuckDB's httpfs extension "
-                f"(`INSTALL httpfs` once, with internet access): {exc}"
-            ) from exc
+        load_httpfs(con)
     for table in TABLES:
         files = release.files(table)
         if files:
