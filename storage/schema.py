@@ -133,6 +133,33 @@ def validate_rows(table: str, rows: Sequence[dict]) -> None:
             raise SchemaError(f"failures: row {rid}: stage {row['stage']!r} not one of {STAGES}")
 
 
+def _offsets(lengths: np.ndarray) -> pa.Array:
+    return pa.array(np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32))
+
+
+def _list_array(values: list, typ: pa.DataType) -> pa.Array:
+    """Numeric nested list column built from per-row arrays, without Python-level lists.
+
+    Handles list<number>, list<list<number>> (2-D per row) and list<fixed_size_list<…, 3>>.
+    """
+    arrays = [np.asarray(v) for v in values]
+    inner_type = typ.value_type
+    if pa.types.is_list(inner_type):  # 2-D per row: [q][band]
+        arrays = [a.reshape(len(a), -1) if a.size else a.reshape(0, 0) for a in arrays]
+        inner_lengths = np.concatenate([np.full(a.shape[0], a.shape[1], np.int32) for a in arrays] or [np.zeros(0, np.int32)])
+        leaf = inner_type.value_type
+        flat = np.concatenate([a.ravel() for a in arrays] or [np.zeros(0)]).astype(leaf.to_pandas_dtype(), copy=False)
+        inner = pa.ListArray.from_arrays(_offsets(inner_lengths), pa.array(flat, type=leaf), type=inner_type)
+        return pa.ListArray.from_arrays(_offsets(np.array([a.shape[0] for a in arrays])), inner, type=typ)
+    if pa.types.is_fixed_size_list(inner_type):
+        leaf, k = inner_type.value_type, inner_type.list_size
+        flat = np.concatenate([a.reshape(-1) for a in arrays] or [np.zeros(0)]).astype(leaf.to_pandas_dtype(), copy=False)
+        inner = pa.FixedSizeListArray.from_arrays(pa.array(flat, type=leaf), k)
+        return pa.ListArray.from_arrays(_offsets(np.array([a.size // k for a in arrays])), inner, type=typ)
+    flat = np.concatenate([a.ravel() for a in arrays] or [np.zeros(0)]).astype(inner_type.to_pandas_dtype(), copy=False)
+    return pa.ListArray.from_arrays(_offsets(np.array([a.size for a in arrays])), pa.array(flat, type=inner_type), type=typ)
+
+
 def to_table(table: str, rows: Sequence[dict]) -> pa.Table:
     """Validate and convert rows (dicts) to an Arrow table of the table's schema."""
     validate_rows(table, rows)
@@ -141,6 +168,9 @@ def to_table(table: str, rows: Sequence[dict]) -> pa.Table:
     for f in sch:
         values = [r.get(f.name) for r in rows]
         if pa.types.is_list(f.type):
-            values = [np.asarray(v).tolist() if isinstance(v, np.ndarray) else (v if v is not None else []) for v in values]
-        columns[f.name] = pa.array(values, type=f.type)
+            values = [v if v is not None else [] for v in values]
+            numeric = not pa.types.is_string(f.type.value_type)
+            columns[f.name] = _list_array(values, f.type) if numeric else pa.array(values, type=f.type)
+        else:
+            columns[f.name] = pa.array(values, type=f.type)
     return pa.Table.from_pydict(columns, schema=sch)
