@@ -124,6 +124,15 @@ def _cmd_download(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_build(args: argparse.Namespace) -> int:
+    from flows.build import build
+
+    summary = build(args.source, args.models.split(","), args.out, release=args.release)
+    print(f"release {summary['release']}: {summary['written']} materials written, {summary['failed']} failed, "
+          f"{summary['shards']} shards ({summary['skipped_shards']} already complete)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vgnn", description="VGNN phonon predictions and database")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -160,6 +169,12 @@ def build_parser() -> argparse.ArgumentParser:
     sh.add_argument("run", help="run folder holding best.pt, log.jsonl, train_config.json")
     sh.add_argument("--name", required=True, choices=["kmvn", "mvn", "vvn"])
     sh.set_defaults(func=_cmd_ship)
+    bu = sub.add_parser("build", help="build (or resume) a database release from a structure source")
+    bu.add_argument("--source", default="demo", help="demo | zeolites | dir:PATH")
+    bu.add_argument("--models", default="mvn,kmvn", help="comma-separated shipped names or checkpoint files")
+    bu.add_argument("--out", required=True, help="database root")
+    bu.add_argument("--release", help="release name (default SOURCE-YYYYMMDD; rerun to resume)")
+    bu.set_defaults(func=_cmd_build)
     qu = sub.add_parser("query", help="read-only SQL over a database release (DuckDB)")
     qu.add_argument("sql")
     qu.add_argument("--release", help="database root, release folder or release URL (default: .)")

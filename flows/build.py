@@ -1,0 +1,75 @@
+"""Run a database build in this process: the pipeline's steps one shard after another.
+
+This is the executor ``make demo`` uses and the reference the Prefect/Dask flow must match:
+same shard plan, same rows.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+from storage.release import code_version, release_dir
+from storage.writer import write_shard
+from vgnn_core import Predictor
+from vgnn_core.checkpoints import load_checkpoint, load_pretrained_model, sha256_file, shipped_checkpoints
+
+from .pipeline import ATOMS_PER_SHARD, finalize, plan_shards, run_shard, sizes_of
+from .sources import resolve_source
+
+
+def load_model(spec: str) -> tuple[str, str, Predictor]:
+    """``kmvn`` / ``mvn`` / ``vvn`` (shipped) or a checkpoint path → (name, sha256, predictor)."""
+    if Path(spec).is_file():
+        model = load_checkpoint(spec)
+        return Path(spec).stem, sha256_file(spec), Predictor(model)
+    model = load_pretrained_model(spec)
+    return spec, shipped_checkpoints()[spec]["sha256"], Predictor(model)
+
+
+def pick_models(specs: list[str]) -> tuple[tuple | None, tuple | None]:
+    """The Γ model (MVN preferred) and the band model (k-MVN) among ``specs``."""
+    loaded = [load_model(s) for s in specs]
+    gamma = next((m for m in loaded if m[2].kind == "mvn"), None) or next((m for m in loaded if m[2].kind in ("kmvn", "vvn")), None)
+    bands = next((m for m in loaded if m[2].kind == "kmvn"), None)
+    return gamma, bands
+
+
+def build(
+    source: str,
+    models: list[str],
+    out: str | Path,
+    release: str | None = None,
+    atoms_per_shard: int = ATOMS_PER_SHARD,
+    progress: Callable[[str], None] | None = print,
+) -> dict:
+    """Build (or resume) ``release`` of the database at ``out`` from ``source``."""
+    out = Path(out)
+    source_name = source.split(":")[0] if not source.startswith("dir:") else "dir"
+    release = release or f"{source_name}-{dt.date.today():%Y%m%d}"
+    run_id = uuid.uuid4().hex[:12]
+    started = dt.datetime.now(dt.timezone.utc)
+    items = resolve_source(source)
+    lookup = dict(items)
+    shards = plan_shards(sizes_of(items), atoms_per_shard)
+    gamma_model, bands_model = pick_models(models)
+    written = failed = skipped = 0
+    for k, shard in enumerate(shards):
+        report = run_shard(shard, [(m, lookup[m]) for m in shard.material_ids], out, release, source_name,
+                           gamma_model, bands_model, run_id)
+        written, failed, skipped = written + report.written, failed + report.failed, skipped + report.skipped
+        if progress:
+            state = "already complete" if report.skipped else f"{report.written} written, {report.failed} failed, {report.seconds:.1f} s"
+            progress(f"shard {k + 1}/{len(shards)} {shard.shard_id}: {state}")
+    used = [m for m in (gamma_model, bands_model) if m is not None]
+    run_row = {
+        "run_id": run_id, "started_at": started, "finished_at": dt.datetime.now(dt.timezone.utc),
+        "code_version": code_version(), "models": [m[0] for m in used], "model_sha256s": [m[1] for m in used],
+        "source_version": source, "n_written": written, "n_failed": failed,
+    }
+    write_shard(release_dir(out, release), source_name, f"run-{run_id}", {"runs": [run_row]})
+    finalize(out, release, models=[{"name": m[0], "sha256": m[1], "kind": m[2].kind} for m in used],
+             extra={"source": source})
+    return {"release": release, "shards": len(shards), "skipped_shards": skipped, "written": written, "failed": failed}

@@ -1,0 +1,188 @@
+"""The build, as plain functions: plan shards → predict a shard → write it → finalize.
+
+The Prefect flow (``flows.build_flow``) runs exactly these functions as tasks on Dask
+workers; keeping them plain makes every step testable and runnable without an orchestrator.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import traceback
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from storage.release import finalize_release, release_dir
+from storage.rows import bands_row, gamma_row, structure_row
+from storage.writer import shard_complete, write_shard
+from vgnn_core import InvalidStructureError, Predictor, as_structure, high_symmetry_path
+
+#: A shard holds about this many atoms; a crystal larger than LARGE_CELL_ATOMS gets its own.
+ATOMS_PER_SHARD = 2000
+LARGE_CELL_ATOMS = 500
+
+
+@dataclass(frozen=True)
+class Shard:
+    shard_id: str
+    material_ids: tuple[str, ...]
+    n_atoms: int
+
+
+@dataclass
+class ShardReport:
+    shard_id: str
+    written: int = 0
+    failed: int = 0
+    skipped: bool = False
+    seconds: float = 0.0
+    failures: list[dict] = field(default_factory=list)
+
+
+def plan_shards(sizes: dict[str, int], atoms_per_shard: int = ATOMS_PER_SHARD,
+                large_cell_atoms: int = LARGE_CELL_ATOMS) -> list[Shard]:
+    """Deterministic shards balanced by atom count; the same inputs always give the same plan.
+
+    Materials are taken in id order and packed until a shard reaches ``atoms_per_shard``
+    atoms; cells above ``large_cell_atoms`` go alone. A shard's id hashes its members, so a
+    finished shard is recognised on a rerun and a changed one is not mistaken for it.
+    """
+    shards: list[Shard] = []
+    current: list[str] = []
+    atoms = 0
+
+    def close(ids: list[str], n: int) -> None:
+        digest = hashlib.sha1("\n".join(ids).encode()).hexdigest()[:10]
+        shards.append(Shard(f"{len(shards):05d}-{digest}", tuple(ids), n))
+
+    for mid in sorted(sizes):
+        n = max(1, int(sizes[mid]))
+        if n > large_cell_atoms:
+            close([mid], n)
+            continue
+        if current and atoms + n > atoms_per_shard:
+            close(current, atoms)
+            current, atoms = [], 0
+        current.append(mid)
+        atoms += n
+    if current:
+        close(current, atoms)
+    return shards
+
+
+def _failure(mid: str, stage: str, exc: BaseException, run_id: str) -> dict:
+    return {"material_id": mid, "stage": stage, "error_class": type(exc).__name__,
+            "message": str(exc)[:2000], "run_id": run_id}
+
+
+def predict_shard(
+    items: Sequence[tuple[str, object]],
+    gamma_model: tuple[str, str, Predictor] | None,
+    bands_model: tuple[str, str, Predictor] | None,
+    run_id: str,
+) -> dict[str, list[dict]]:
+    """Rows for every table from one shard's (material_id, structure or path) items.
+
+    ``*_model`` is ``(name, sha256, predictor)``. A structure that cannot be read, graphed or
+    predicted becomes a ``failures`` row with its cause; every other structure is written.
+    """
+    rows: dict[str, list[dict]] = {"structures": [], "gamma": [], "bands": [], "failures": []}
+    good: list[tuple[str, object]] = []
+    for mid, obj in items:
+        try:
+            s = as_structure(obj, name=mid)
+            rows["structures"].append(structure_row(s, mid))
+            good.append((mid, s))
+        except InvalidStructureError as exc:
+            rows["failures"].append(_failure(mid, "ingest", exc, run_id))
+        except Exception as exc:  # noqa: BLE001 - any reader crash is this material's failure
+            rows["failures"].append(_failure(mid, "ingest", exc, run_id))
+    for model, table in ((gamma_model, "gamma"), (bands_model, "bands")):
+        if model is None or not good:
+            continue
+        name, sha, predictor = model
+        ok_ids, results, failed = _predict_isolating_failures(good, predictor, table)
+        for mid, exc in failed:
+            rows["failures"].append(_failure(mid, "predict", exc, run_id))
+        for mid, res in zip(ok_ids, results):
+            if table == "gamma":
+                rows["gamma"].append(gamma_row(mid, name, sha, res))
+            else:
+                path, freqs = res
+                rows["bands"].append(bands_row(mid, name, sha, path, freqs))
+    # a material that failed any prediction is not half-written
+    failed_ids = {f["material_id"] for f in rows["failures"]}
+    for table in ("structures", "gamma", "bands"):
+        rows[table] = [r for r in rows[table] if r["material_id"] not in failed_ids]
+    return rows
+
+
+def _predict(structures, predictor: Predictor, table: str):
+    if table == "gamma":
+        return predictor.predict_gamma(structures)
+    paths = [high_symmetry_path(s) for s in structures]
+    freqs = predictor.predict_bands(structures, [p.qpoints for p in paths])
+    return list(zip(paths, freqs))
+
+
+def _predict_isolating_failures(good, predictor, table):
+    """Batch prediction; if the batch fails, one by one so only the culprit is lost."""
+    ids = [m for m, _ in good]
+    structures = [s for _, s in good]
+    try:
+        return ids, _predict(structures, predictor, table), []
+    except Exception:  # noqa: BLE001
+        ok_ids, results, failed = [], [], []
+        for mid, s in good:
+            try:
+                results.append(_predict([s], predictor, table)[0])
+                ok_ids.append(mid)
+            except Exception as exc:  # noqa: BLE001
+                failed.append((mid, exc))
+        return ok_ids, results, failed
+
+
+def run_shard(
+    shard: Shard,
+    items: Sequence[tuple[str, object]],
+    out: Path,
+    release: str,
+    source: str,
+    gamma_model,
+    bands_model,
+    run_id: str,
+) -> ShardReport:
+    """Predict and write one shard, unless it is already complete (resumable, idempotent)."""
+    import time
+
+    t0 = time.perf_counter()
+    rdir = release_dir(out, release)
+    if shard_complete(rdir, source, shard.shard_id):
+        return ShardReport(shard.shard_id, skipped=True)
+    try:
+        rows = predict_shard(items, gamma_model, bands_model, run_id)
+    except Exception as exc:  # noqa: BLE001 - never lose the shard's other materials silently
+        rows = {"structures": [], "gamma": [], "bands": [],
+                "failures": [_failure(mid, "predict", exc, run_id) for mid, _ in items]}
+        traceback.print_exc()
+    write_shard(rdir, source, shard.shard_id, rows)
+    return ShardReport(shard.shard_id, written=len(rows["structures"]), failed=len(rows["failures"]),
+                       seconds=time.perf_counter() - t0, failures=rows["failures"])
+
+
+def finalize(out: Path, release: str, models: list[dict], extra: dict | None = None) -> Path:
+    return finalize_release(out, release, models=models, extra=extra)
+
+
+def atoms_of(obj) -> int:
+    """Atom count for shard planning, without failing on bad input (bad → 1)."""
+    try:
+        return len(obj) if hasattr(obj, "lattice") or hasattr(obj, "get_cell") else len(as_structure(obj))
+    except Exception:  # noqa: BLE001 - planning must not fail; the shard will record the failure
+        return 1
+
+
+def sizes_of(items: Sequence[tuple[str, object]]) -> dict[str, int]:
+    return {mid: atoms_of(obj) for mid, obj in items}
+
+

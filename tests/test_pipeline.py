@@ -1,0 +1,74 @@
+"""The build pipeline (in-process executor): shard plan, rows equal direct predictions,
+resume skips finished shards, bad files become failures while every good one is written."""
+
+import numpy as np
+import pytest
+
+import vgnn_core
+from flows.build import build
+from flows.pipeline import plan_shards
+from flows.sources import demo_structures
+from storage.catalog import connect
+
+TINY = dict(n_layers=1, hidden_irreps="8x0e + 4x1o + 2x2e", readout_irreps="4x0e + 2x2e", embed_dim=8, radial_hidden=8)
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory):
+    d = tmp_path_factory.mktemp("ckpt")
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(0)
+    paths = {}
+    for kind in ("mvn", "kmvn"):
+        paths[kind] = d / f"{kind}.pt"
+        vgnn_core.save_checkpoint(vgnn_core.VGNN(kind=kind, **TINY), paths[kind])
+    return paths
+
+
+def test_shard_plan_is_deterministic_and_balanced():
+    sizes = {f"mp-{k}": (k % 7) + 1 for k in range(500)} | {"mp-big": 900}
+    a, b = plan_shards(sizes, 200), plan_shards(dict(reversed(list(sizes.items()))), 200)
+    assert a == b
+    assert sorted(m for s in a for m in s.material_ids) == sorted(sizes)
+    assert [s.material_ids for s in a if "mp-big" in s.material_ids] == [("mp-big",)]
+    assert max(s.n_atoms for s in a if s.material_ids != ("mp-big",)) <= 200
+
+
+def test_demo_build_equals_direct_prediction_and_resumes(tmp_path, checkpoints):
+    specs = [str(checkpoints["mvn"]), str(checkpoints["kmvn"])]
+    first = build("demo", specs, tmp_path, release="r", atoms_per_shard=30, progress=None)
+    assert first["written"] == len(demo_structures()) and first["failed"] == 0 and first["shards"] > 1
+    con = connect(tmp_path)
+    got = dict(con.execute("SELECT material_id, frequencies_cm1 FROM gamma").fetchall())
+    mvn = vgnn_core.Predictor(vgnn_core.load_checkpoint(checkpoints["mvn"]))
+    ids, structures = zip(*demo_structures())
+    for mid, w in zip(ids, mvn.predict_gamma(list(structures))):
+        np.testing.assert_allclose(got[mid], w.astype(np.float32), rtol=1e-6, atol=1e-4)  # acoustic round-off
+    bands = con.execute("SELECT material_id, qpoints, frequencies_cm1 FROM bands WHERE material_id = 'demo-ZnO-wurtzite'").fetchone()
+    kmvn = vgnn_core.Predictor(vgnn_core.load_checkpoint(checkpoints["kmvn"]))
+    direct = kmvn.predict_bands([dict(demo_structures())["demo-ZnO-wurtzite"]], [np.array(bands[1])])[0]
+    np.testing.assert_allclose(np.array(bands[2]), direct.astype(np.float32), rtol=1e-6, atol=1e-4)
+    again = build("demo", specs, tmp_path, release="r", atoms_per_shard=30, progress=None)
+    assert again["skipped_shards"] == again["shards"]
+    assert connect(tmp_path).execute("SELECT count(*) FROM structures").fetchone()[0] == len(demo_structures())
+
+
+def test_bad_files_become_failures(tmp_path, checkpoints, si_conventional):
+    src = tmp_path / "in"
+    src.mkdir()
+    si_conventional.to(filename=str(src / "good_Si.cif"))
+    (src / "empty.cif").write_text("")
+    (src / "binary.cif").write_bytes(bytes(range(256)))
+    (src / "garbage.cif").write_text("data_x\n_cell_length_a 3\nloop_\n_atom_site_label\nX\n")
+    from pymatgen.core import Lattice, Structure
+
+    Structure(Lattice.cubic(4), [{"Fe": 0.5, "Ni": 0.5}], [[0, 0, 0]]).to(filename=str(src / "partial.cif"))
+    Structure(Lattice.cubic(4), ["Na", "Cl"], [[0, 0, 0], [0.01, 0, 0]]).to(filename=str(src / "overlap.cif"))
+    summary = build(f"dir:{src}", [str(checkpoints["mvn"])], tmp_path / "db", release="r", progress=None)
+    assert summary == {"release": "r", "shards": 1, "skipped_shards": 0, "written": 1, "failed": 5}
+    con = connect(tmp_path / "db")
+    fails = dict(con.execute("SELECT material_id, message FROM failures").fetchall())
+    assert set(fails) == {"empty", "binary", "garbage", "partial", "overlap"}
+    assert "file is empty" in fails["empty"] and "partial occupancy" in fails["partial"]
+    assert "overlap" in fails["overlap"]
+    assert con.execute("SELECT material_id FROM gamma").fetchall() == [("good_Si",)]
