@@ -11,12 +11,10 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
-from storage.release import code_version, release_dir
-from storage.writer import write_shard
 from vgnn_core import Predictor
 from vgnn_core.checkpoints import load_checkpoint, load_pretrained_model, sha256_file, shipped_checkpoints
 
-from .pipeline import ATOMS_PER_SHARD, finalize, plan_shards, run_shard, sizes_of
+from .pipeline import ATOMS_PER_SHARD, finalize_build, plan_shards, run_shard, sizes_of
 from .sources import resolve_source
 
 
@@ -47,7 +45,7 @@ def build(
 ) -> dict:
     """Build (or resume) ``release`` of the database at ``out`` from ``source``."""
     out = Path(out)
-    source_name = source.split(":")[0] if not source.startswith("dir:") else "dir"
+    source_name = "dir" if source.startswith("dir:") else source
     release = release or f"{source_name}-{dt.date.today():%Y%m%d}"
     run_id = uuid.uuid4().hex[:12]
     started = dt.datetime.now(dt.timezone.utc)
@@ -64,12 +62,5 @@ def build(
             state = "already complete" if report.skipped else f"{report.written} written, {report.failed} failed, {report.seconds:.1f} s"
             progress(f"shard {k + 1}/{len(shards)} {shard.shard_id}: {state}")
     used = [m for m in (gamma_model, bands_model) if m is not None]
-    run_row = {
-        "run_id": run_id, "started_at": started, "finished_at": dt.datetime.now(dt.timezone.utc),
-        "code_version": code_version(), "models": [m[0] for m in used], "model_sha256s": [m[1] for m in used],
-        "source_version": source, "n_written": written, "n_failed": failed,
-    }
-    write_shard(release_dir(out, release), source_name, f"run-{run_id}", {"runs": [run_row]})
-    finalize(out, release, models=[{"name": m[0], "sha256": m[1], "kind": m[2].kind} for m in used],
-             extra={"source": source})
+    finalize_build(out, release, source, run_id, started, used, written, failed)
     return {"release": release, "shards": len(shards), "skipped_shards": skipped, "written": written, "failed": failed}

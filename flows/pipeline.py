@@ -170,8 +170,20 @@ def run_shard(
                        seconds=time.perf_counter() - t0, failures=rows["failures"])
 
 
-def finalize(out: Path, release: str, models: list[dict], extra: dict | None = None) -> Path:
-    return finalize_release(out, release, models=models, extra=extra)
+def finalize_build(out: Path, release: str, source: str, run_id: str, started, models: list[tuple],
+                   written: int, failed: int) -> Path:
+    """Record the run in the ``runs`` table, then write the release's manifest (last)."""
+    import datetime as dt
+
+    from storage.release import code_version
+
+    source_name = "dir" if source.startswith("dir:") else source
+    write_shard(release_dir(out, release), source_name, f"run-{run_id}", {"runs": [{
+        "run_id": run_id, "started_at": started, "finished_at": dt.datetime.now(dt.timezone.utc),
+        "code_version": code_version(), "models": [m[0] for m in models], "model_sha256s": [m[1] for m in models],
+        "source_version": source, "n_written": written, "n_failed": failed}]})
+    return finalize_release(out, release, models=[{"name": m[0], "sha256": m[1], "kind": m[2].kind} for m in models],
+                            extra={"source": source})
 
 
 def atoms_of(obj) -> int:

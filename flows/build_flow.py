@@ -1,0 +1,109 @@
+"""The main job as a Prefect flow on Dask: ingest → shard plan → one task per shard → release.
+
+Each task calls :func:`flows.pipeline.run_shard`; models are loaded once per Dask worker
+process and reused by every shard it runs. Shards already complete in the output are
+skipped, so a crashed or killed build resumes where it stopped and produces the same rows.
+
+Clusters (``cluster=``): ``local`` (a ``distributed.LocalCluster``, the default), a scheduler
+address (``tcp://host:8786``), ``cuda`` (``dask_cuda.LocalCUDACluster``: one worker per GPU,
+``CUDA_VISIBLE_DEVICES`` respected), ``slurm`` (``dask_jobqueue.SLURMCluster`` with the
+settings of ``deploy/slurm.yaml``). Without a Prefect server configured, Prefect runs
+ephemerally; ``PREFECT_API_URL`` points it at a server.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from pathlib import Path
+
+from prefect import flow, get_run_logger, task
+
+from .pipeline import ATOMS_PER_SHARD, Shard, ShardReport, finalize_build, plan_shards, run_shard, sizes_of
+from .sources import resolve_source
+
+
+def _worker_models(specs: tuple[str, ...]):
+    """Models for this process, loaded on first use and kept on the Dask worker."""
+    from flows.build import pick_models
+
+    holder = None
+    try:
+        from distributed import get_worker
+
+        holder = get_worker()
+    except (ImportError, ValueError):
+        pass
+    cache = getattr(holder, "_vgnn_models", None) if holder is not None else None
+    if cache is None:
+        cache = {}
+        if holder is not None:
+            holder._vgnn_models = cache
+    if specs not in cache:
+        cache[specs] = pick_models(list(specs))
+    return cache[specs]
+
+
+@task(retries=2, retry_delay_seconds=2, name="predict-and-write-shard")
+def shard_task(shard: Shard, items: list, out: str, release: str, source: str,
+               model_specs: tuple[str, ...], run_id: str) -> ShardReport:
+    gamma_model, bands_model = _worker_models(model_specs)
+    report = run_shard(shard, items, Path(out), release, source, gamma_model, bands_model, run_id)
+    logger = get_run_logger()
+    if report.skipped:
+        logger.info("shard %s already complete", shard.shard_id)
+    else:
+        logger.info("shard %s: %d materials, %d failed, %.1f s", shard.shard_id, report.written, report.failed, report.seconds)
+    return report
+
+
+def task_runner(cluster: str = "local", n_workers: int = 2):
+    """The Dask task runner for a cluster spec (see the module docstring)."""
+    from prefect_dask import DaskTaskRunner
+
+    if cluster == "local":
+        return DaskTaskRunner(cluster_kwargs={"n_workers": n_workers, "threads_per_worker": 1, "processes": True})
+    if cluster.startswith(("tcp://", "tls://")):
+        return DaskTaskRunner(address=cluster)
+    if cluster == "cuda":
+        return DaskTaskRunner(cluster_class="dask_cuda.LocalCUDACluster", cluster_kwargs={"threads_per_worker": 1})
+    if cluster == "slurm":
+        from flows.clusters import slurm_cluster_kwargs
+
+        return DaskTaskRunner(cluster_class="dask_jobqueue.SLURMCluster", cluster_kwargs=slurm_cluster_kwargs(),
+                              adapt_kwargs={"minimum": 1, "maximum": n_workers})
+    raise ValueError(f"unknown cluster {cluster!r}: local, cuda, slurm or a scheduler address")
+
+
+@flow(name="vgnn-build-database")
+def build_database(source: str = "demo", models: tuple[str, ...] = ("mvn", "kmvn"), out: str = "db",
+                   release: str | None = None, atoms_per_shard: int = ATOMS_PER_SHARD) -> dict:
+    """Build (or resume) one release of the database."""
+    logger = get_run_logger()
+    source_name = "dir" if source.startswith("dir:") else source
+    release = release or f"{source_name}-{dt.date.today():%Y%m%d}"
+    run_id = uuid.uuid4().hex[:12]
+    started = dt.datetime.now(dt.timezone.utc)
+    items = resolve_source(source)
+    lookup = dict(items)
+    shards = plan_shards(sizes_of(items), atoms_per_shard)
+    logger.info("%d structures from %s in %d shards → %s/releases/%s", len(items), source, len(shards), out, release)
+    futures = [shard_task.submit(s, [(m, lookup[m]) for m in s.material_ids], str(out), release, source_name,
+                                 tuple(models), run_id) for s in shards]
+    reports = [f.result() for f in futures]
+    written = sum(r.written for r in reports)
+    failed = sum(r.failed for r in reports)
+    from flows.build import pick_models
+
+    used = [m for m in pick_models(list(models)) if m is not None]
+    finalize_build(Path(out), release, source, run_id, started, used, written, failed)
+    return {"release": release, "shards": len(shards), "skipped_shards": sum(r.skipped for r in reports),
+            "written": written, "failed": failed}
+
+
+def run_build(source: str, models: list[str], out: str, release: str | None = None,
+              cluster: str = "local", n_workers: int = 2, atoms_per_shard: int = ATOMS_PER_SHARD) -> dict:
+    """Run the flow on a Dask cluster (``cluster``), as ``vgnn build`` does."""
+    runner = task_runner(cluster, n_workers)
+    return build_database.with_options(task_runner=runner)(
+        source=source, models=tuple(models), out=str(out), release=release, atoms_per_shard=atoms_per_shard)
