@@ -125,9 +125,20 @@ def _cmd_download(args: argparse.Namespace) -> int:
 
 
 def _cmd_build(args: argparse.Namespace) -> int:
-    from flows.build import build
+    import os
 
-    summary = build(args.source, args.models.split(","), args.out, release=args.release)
+    models = args.models.split(",")
+    if args.cluster == "none":
+        from flows.build import build
+
+        summary = build(args.source, models, args.out, release=args.release)
+    else:
+        # An ephemeral Prefect server on a busy 2-core machine can take longer than the default.
+        os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
+        from flows.build_flow import run_build
+
+        summary = run_build(args.source, models, args.out, release=args.release, cluster=args.cluster,
+                            n_workers=args.workers)
     print(f"release {summary['release']}: {summary['written']} materials written, {summary['failed']} failed, "
           f"{summary['shards']} shards ({summary['skipped_shards']} already complete)")
     return 0
@@ -174,6 +185,9 @@ def build_parser() -> argparse.ArgumentParser:
     bu.add_argument("--models", default="mvn,kmvn", help="comma-separated shipped names or checkpoint files")
     bu.add_argument("--out", required=True, help="database root")
     bu.add_argument("--release", help="release name (default SOURCE-YYYYMMDD; rerun to resume)")
+    bu.add_argument("--cluster", default="local",
+                    help="local (Dask LocalCluster) | ADDRESS | cuda | slurm | none (in-process, no Prefect)")
+    bu.add_argument("--workers", type=int, default=2, help="Dask workers for local / slurm")
     bu.set_defaults(func=_cmd_build)
     qu = sub.add_parser("query", help="read-only SQL over a database release (DuckDB)")
     qu.add_argument("sql")
