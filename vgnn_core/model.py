@@ -283,7 +283,10 @@ class VGNN(torch.nn.Module):
         For ``mvn`` the blocks are summed per ordered atom pair (its virtual nodes), with
         T = 0: a Γ-only set of force constants.
         """
-        blocks = self.bond_blocks(batch)
+        # Sums and the sum rule in float64: in float32 their round-off, under the √, would
+        # leave the acoustic modes at ~0.1 cm⁻¹ instead of ~1e-6 (and the MVN pair sums of
+        # (i, j) and (j, i) would differ in the last bit, making D(Γ) slightly asymmetric).
+        blocks = self.bond_blocks(batch).to(torch.float64)
         if self.kind == "mvn":
             # MVN virtual nodes: one per ordered atom pair, the linear sum of its bonds.
             pair_blocks = torch.zeros(batch.pairs.shape[0], 3, 3, dtype=blocks.dtype, device=blocks.device)
@@ -293,9 +296,6 @@ class VGNN(torch.nn.Module):
             counts = batch.n_pairs
         else:
             src, dst, shift, counts = batch.edge_src, batch.edge_dst, batch.edge_shift, batch.n_edges
-        # The sum rule is imposed in float64: in float32 its round-off, under the √, would
-        # leave the acoustic modes at ~0.1 cm⁻¹ instead of ~1e-6.
-        blocks = blocks.to(torch.float64)
         masses = batch.masses.to(torch.float64)
         out = []
         start = 0
