@@ -135,6 +135,7 @@ def _cmd_build(args: argparse.Namespace) -> int:
     else:
         # An ephemeral Prefect server on a busy 2-core machine can take longer than the default.
         os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
+        os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")  # no phoning home
         from flows.build_flow import run_build
 
         summary = run_build(args.source, models, args.out, release=args.release, cluster=args.cluster,
