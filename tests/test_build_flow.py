@@ -13,9 +13,14 @@ TINY = dict(n_layers=1, hidden_irreps="8x0e + 4x1o + 2x2e", readout_irreps="4x0e
 @pytest.fixture(scope="module", autouse=True)
 def prefect_home(tmp_path_factory):
     home = tmp_path_factory.mktemp("prefect")
-    old = {k: os.environ.get(k) for k in ("PREFECT_HOME", "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS")}
-    os.environ["PREFECT_HOME"] = str(home)
-    os.environ["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"] = "300"
+    settings = {
+        "PREFECT_HOME": str(home),
+        "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "300",
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_LOGGING_LEVEL": "WARNING",
+    }
+    old = {k: os.environ.get(k) for k in settings}
+    os.environ.update(settings)
     yield
     for k, v in old.items():
         if v is None:
