@@ -12,7 +12,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 from vgnn_core import Predictor
-from vgnn_core.checkpoints import load_checkpoint, load_pretrained_model, sha256_file, shipped_checkpoints
+from vgnn_core.checkpoints import (
+    load_checkpoint,
+    load_pretrained_model,
+    sha256_file,
+    shipped_checkpoints,
+)
 
 from .pipeline import ATOMS_PER_SHARD, finalize_build, plan_shards, run_shard, sizes_of
 from .sources import resolve_source

@@ -19,7 +19,15 @@ from pathlib import Path
 
 from prefect import flow, get_run_logger, task
 
-from .pipeline import ATOMS_PER_SHARD, Shard, ShardReport, finalize_build, plan_shards, run_shard, sizes_of
+from .pipeline import (
+    ATOMS_PER_SHARD,
+    Shard,
+    ShardReport,
+    finalize_build,
+    plan_shards,
+    run_shard,
+    sizes_of,
+)
 from .sources import resolve_source
 
 

@@ -16,7 +16,12 @@ import numpy as np
 import torch
 from pymatgen.core import Lattice, Structure
 
-from vgnn_core import band_frequencies, central_spring_force_constants, from_phonopy, high_symmetry_path
+from vgnn_core import (
+    band_frequencies,
+    central_spring_force_constants,
+    from_phonopy,
+    high_symmetry_path,
+)
 from vgnn_core.units import EV_ANGSTROM2_AMU_TO_CM1
 
 
@@ -37,7 +42,11 @@ def phonopy_examples(root: Path) -> list[DemoRow]:
     """Our assembly vs phonopy along the band path of each example crystal."""
     from pymatgen.io.phonopy import get_pmg_structure
 
-    from vgnn_core.phonopy_reference import example_directories, load_force_sets, phonopy_frequencies_cm1
+    from vgnn_core.phonopy_reference import (
+        example_directories,
+        load_force_sets,
+        phonopy_frequencies_cm1,
+    )
 
     rows = []
     for directory in example_directories(root):

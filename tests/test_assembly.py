@@ -8,7 +8,12 @@ from phonopy.physical_units import get_physical_units
 from pymatgen.core import Lattice, Structure
 from pymatgen.io.phonopy import get_pmg_structure
 
-from vgnn_core import band_frequencies, central_spring_force_constants, dynamical_matrices, from_phonopy
+from vgnn_core import (
+    band_frequencies,
+    central_spring_force_constants,
+    dynamical_matrices,
+    from_phonopy,
+)
 from vgnn_core.phonopy_reference import load_force_sets, phonopy_frequencies_cm1
 from vgnn_core.qpath import high_symmetry_path
 from vgnn_core.units import EV_ANGSTROM2_AMU_TO_CM1, EV_ANGSTROM2_AMU_TO_THZ
