@@ -6,8 +6,6 @@ same shard plan, same rows.
 
 from __future__ import annotations
 
-import datetime as dt
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 
@@ -19,8 +17,7 @@ from vgnn_core.checkpoints import (
     shipped_checkpoints,
 )
 
-from .pipeline import ATOMS_PER_SHARD, finalize_build, plan_shards, run_shard, sizes_of
-from .sources import resolve_source
+from .pipeline import ATOMS_PER_SHARD, finalize_build, plan_build, run_shard
 
 
 def load_model(spec: str) -> tuple[str, str, Predictor]:
@@ -40,6 +37,11 @@ def pick_models(specs: list[str]) -> tuple[tuple | None, tuple | None]:
     return gamma, bands
 
 
+def identity(model: tuple[str, str, Predictor]) -> dict:
+    name, sha, predictor = model
+    return {"name": name, "sha256": sha, "kind": predictor.kind}
+
+
 def build(
     source: str,
     models: list[str],
@@ -50,22 +52,15 @@ def build(
 ) -> dict:
     """Build (or resume) ``release`` of the database at ``out`` from ``source``."""
     out = Path(out)
-    source_name = "dir" if source.startswith("dir:") else source
-    release = release or f"{source_name}-{dt.date.today():%Y%m%d}"
-    run_id = uuid.uuid4().hex[:12]
-    started = dt.datetime.now(dt.timezone.utc)
-    items = resolve_source(source)
-    lookup = dict(items)
-    shards = plan_shards(sizes_of(items), atoms_per_shard)
+    plan = plan_build(source, release, atoms_per_shard)
     gamma_model, bands_model = pick_models(models)
-    written = failed = skipped = 0
-    for k, shard in enumerate(shards):
-        report = run_shard(shard, [(m, lookup[m]) for m in shard.material_ids], out, release, source_name,
-                           gamma_model, bands_model, run_id)
-        written, failed, skipped = written + report.written, failed + report.failed, skipped + report.skipped
+    reports = []
+    for k, shard in enumerate(plan.shards):
+        report = run_shard(shard, plan.items(shard), out, plan.release, plan.source_name,
+                           gamma_model, bands_model, plan.run_id)
+        reports.append(report)
         if progress:
             state = "already complete" if report.skipped else f"{report.written} written, {report.failed} failed, {report.seconds:.1f} s"
-            progress(f"shard {k + 1}/{len(shards)} {shard.shard_id}: {state}")
-    used = [m for m in (gamma_model, bands_model) if m is not None]
-    finalize_build(out, release, source, run_id, started, used, written, failed)
-    return {"release": release, "shards": len(shards), "skipped_shards": skipped, "written": written, "failed": failed}
+            progress(f"shard {k + 1}/{len(plan.shards)} {shard.shard_id}: {state}")
+    used = [identity(m) for m in (gamma_model, bands_model) if m is not None]
+    return finalize_build(out, plan, used, reports)

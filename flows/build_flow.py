@@ -13,22 +13,11 @@ ephemerally; ``PREFECT_API_URL`` points it at a server.
 
 from __future__ import annotations
 
-import datetime as dt
-import uuid
 from pathlib import Path
 
 from prefect import flow, get_run_logger, task
 
-from .pipeline import (
-    ATOMS_PER_SHARD,
-    Shard,
-    ShardReport,
-    finalize_build,
-    plan_shards,
-    run_shard,
-    sizes_of,
-)
-from .sources import resolve_source
+from .pipeline import ATOMS_PER_SHARD, Shard, ShardReport, finalize_build, plan_build, run_shard
 
 
 def _worker_models(specs: tuple[str, ...]):
@@ -55,8 +44,11 @@ def _worker_models(specs: tuple[str, ...]):
 @task(retries=2, retry_delay_seconds=2, name="predict-and-write-shard")
 def shard_task(shard: Shard, items: list, out: str, release: str, source: str,
                model_specs: tuple[str, ...], run_id: str) -> ShardReport:
+    from flows.build import identity
+
     gamma_model, bands_model = _worker_models(model_specs)
     report = run_shard(shard, items, Path(out), release, source, gamma_model, bands_model, run_id)
+    report.models = [identity(m) for m in (gamma_model, bands_model) if m is not None]
     logger = get_run_logger()
     if report.skipped:
         logger.info("shard %s already complete", shard.shard_id)
@@ -88,25 +80,15 @@ def build_database(source: str = "demo", models: tuple[str, ...] = ("mvn", "kmvn
                    release: str | None = None, atoms_per_shard: int = ATOMS_PER_SHARD) -> dict:
     """Build (or resume) one release of the database."""
     logger = get_run_logger()
-    source_name = "dir" if source.startswith("dir:") else source
-    release = release or f"{source_name}-{dt.date.today():%Y%m%d}"
-    run_id = uuid.uuid4().hex[:12]
-    started = dt.datetime.now(dt.timezone.utc)
-    items = resolve_source(source)
-    lookup = dict(items)
-    shards = plan_shards(sizes_of(items), atoms_per_shard)
-    logger.info("%d structures from %s in %d shards → %s/releases/%s", len(items), source, len(shards), out, release)
-    futures = [shard_task.submit(s, [(m, lookup[m]) for m in s.material_ids], str(out), release, source_name,
-                                 tuple(models), run_id) for s in shards]
+    plan = plan_build(source, release, atoms_per_shard)
+    logger.info("%d structures from %s in %d shards → %s/releases/%s",
+                len(plan.structures), source, len(plan.shards), out, plan.release)
+    futures = [shard_task.submit(s, plan.items(s), str(out), plan.release, plan.source_name, tuple(models), plan.run_id)
+               for s in plan.shards]
     reports = [f.result() for f in futures]
-    written = sum(r.written for r in reports)
-    failed = sum(r.failed for r in reports)
-    from flows.build import pick_models
-
-    used = [m for m in pick_models(list(models)) if m is not None]
-    finalize_build(Path(out), release, source, run_id, started, used, written, failed)
-    return {"release": release, "shards": len(shards), "skipped_shards": sum(r.skipped for r in reports),
-            "written": written, "failed": failed}
+    used = [m for r in reports for m in r.models]
+    used = [dict(t) for t in dict.fromkeys(tuple(sorted(m.items())) for m in used)]
+    return finalize_build(Path(out), plan, used, reports)
 
 
 def run_build(source: str, models: list[str], out: str, release: str | None = None,

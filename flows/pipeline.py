@@ -37,6 +37,7 @@ class ShardReport:
     skipped: bool = False
     seconds: float = 0.0
     failures: list[dict] = field(default_factory=list)
+    models: list[dict] = field(default_factory=list)  # {"name", "sha256", "kind"} used
 
 
 def plan_shards(sizes: dict[str, int], atoms_per_shard: int = ATOMS_PER_SHARD,
@@ -170,20 +171,62 @@ def run_shard(
                        seconds=time.perf_counter() - t0, failures=rows["failures"])
 
 
-def finalize_build(out: Path, release: str, source: str, run_id: str, started, models: list[tuple],
-                   written: int, failed: int) -> Path:
-    """Record the run in the ``runs`` table, then write the release's manifest (last)."""
+@dataclass(frozen=True)
+class BuildPlan:
+    """What a build will do: its release, run id and shards (the same for every executor)."""
+
+    source: str
+    release: str
+    run_id: str
+    started: object  # datetime (UTC)
+    shards: list[Shard]
+    structures: dict[str, object]
+
+    @property
+    def source_name(self) -> str:
+        return "dir" if self.source.startswith("dir:") else self.source
+
+    def items(self, shard: Shard) -> list[tuple[str, object]]:
+        return [(m, self.structures[m]) for m in shard.material_ids]
+
+
+def plan_build(source: str, release: str | None = None, atoms_per_shard: int = ATOMS_PER_SHARD) -> BuildPlan:
+    """Ingest ``source`` and plan its shards; the default release is ``SOURCE-YYYYMMDD``."""
+    import datetime as dt
+    import uuid
+
+    from .sources import resolve_source
+
+    items = resolve_source(source)
+    source_name = "dir" if source.startswith("dir:") else source
+    return BuildPlan(
+        source=source,
+        release=release or f"{source_name}-{dt.date.today():%Y%m%d}",
+        run_id=uuid.uuid4().hex[:12],
+        started=dt.datetime.now(dt.timezone.utc),
+        shards=plan_shards(sizes_of(items), atoms_per_shard),
+        structures=dict(items),
+    )
+
+
+def finalize_build(out: Path, plan: BuildPlan, models: list[dict], reports: list[ShardReport]) -> dict:
+    """Record the run in the ``runs`` table, write the release's manifest (last), summarise.
+
+    ``models`` are ``{"name", "sha256", "kind"}`` of the models used.
+    """
     import datetime as dt
 
     from storage.release import code_version
 
-    source_name = "dir" if source.startswith("dir:") else source
-    write_shard(release_dir(out, release), source_name, f"run-{run_id}", {"runs": [{
-        "run_id": run_id, "started_at": started, "finished_at": dt.datetime.now(dt.timezone.utc),
-        "code_version": code_version(), "models": [m[0] for m in models], "model_sha256s": [m[1] for m in models],
-        "source_version": source, "n_written": written, "n_failed": failed}]})
-    return finalize_release(out, release, models=[{"name": m[0], "sha256": m[1], "kind": m[2].kind} for m in models],
-                            extra={"source": source})
+    written, failed = sum(r.written for r in reports), sum(r.failed for r in reports)
+    write_shard(release_dir(out, plan.release), plan.source_name, f"run-{plan.run_id}", {"runs": [{
+        "run_id": plan.run_id, "started_at": plan.started, "finished_at": dt.datetime.now(dt.timezone.utc),
+        "code_version": code_version(), "models": [m["name"] for m in models],
+        "model_sha256s": [m["sha256"] for m in models], "source_version": plan.source,
+        "n_written": written, "n_failed": failed}]})
+    finalize_release(out, plan.release, models=models, extra={"source": plan.source})
+    return {"release": plan.release, "shards": len(plan.shards), "skipped_shards": sum(r.skipped for r in reports),
+            "written": written, "failed": failed}
 
 
 def atoms_of(obj) -> int:

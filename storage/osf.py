@@ -16,7 +16,6 @@ WaterButler file service (``PUT {wb}/v1/resources/{node}/providers/osfstorage/{f
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import time
@@ -24,6 +23,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import requests
+
+from vgnn_core.hashing import file_digest
 
 from .release import MANIFEST, Release
 
@@ -158,11 +159,7 @@ def _public(url: str) -> str:
 
 
 def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    return file_digest(path, "sha256")
 
 
 def publish(release_path: str | Path, node: str, client: OSFClient | None = None) -> dict:

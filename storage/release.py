@@ -10,7 +10,6 @@ half-visible.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 import os
 from dataclasses import dataclass
@@ -18,17 +17,15 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
+from vgnn_core.hashing import file_digest
+
 from .schema import SCHEMA_VERSION, TABLES
 
 MANIFEST = "manifest.json"
 
 
 def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    return file_digest(path, "sha256")
 
 
 def code_version() -> str:

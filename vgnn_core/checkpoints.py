@@ -8,7 +8,6 @@ checked on every load.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from importlib import resources
 from pathlib import Path
@@ -16,6 +15,7 @@ from typing import Any
 
 import torch
 
+from .hashing import file_digest
 from .model import VGNN, VGNNConfig
 
 PRETRAINED_KINDS = ("kmvn", "mvn", "vvn")
@@ -30,11 +30,7 @@ class ChecksumError(RuntimeError):
 
 
 def sha256_file(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    return file_digest(path, "sha256")
 
 
 def save_checkpoint(model: VGNN, path: str | Path, metadata: dict[str, Any] | None = None) -> str:

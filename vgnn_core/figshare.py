@@ -10,12 +10,13 @@ md5 before it is moved into place — a corrupted file is refused, never used.
 from __future__ import annotations
 
 import fnmatch
-import hashlib
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import requests
+
+from .hashing import file_digest
 
 FIGSHARE_API = "https://api.figshare.com/v2"
 #: Petretto et al., Sci. Data 5, 180065 (2018): doi:10.6084/m9.figshare.c.3938023
@@ -120,11 +121,7 @@ class FigshareClient:
 
 
 def _md5(path: Path) -> str:
-    h = hashlib.md5()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    return file_digest(path, "md5")
 
 
 def download_collection(
