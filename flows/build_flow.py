@@ -57,6 +57,13 @@ def shard_task(shard: Shard, items: list, out: str, release: str, source: str,
     return report
 
 
+def _require(module: str, cluster: str, extra: str) -> None:
+    import importlib.util
+
+    if importlib.util.find_spec(module) is None:
+        raise RuntimeError(f"--cluster {cluster} needs {module.replace('_', '-')}: pip install 'vgnn-phonondb[{extra}]'")
+
+
 def task_runner(cluster: str = "local", n_workers: int = 2):
     """The Dask task runner for a cluster spec (see the module docstring)."""
     from prefect_dask import DaskTaskRunner
@@ -66,8 +73,10 @@ def task_runner(cluster: str = "local", n_workers: int = 2):
     if cluster.startswith(("tcp://", "tls://")):
         return DaskTaskRunner(address=cluster)
     if cluster == "cuda":
+        _require("dask_cuda", "cuda", "gpu")
         return DaskTaskRunner(cluster_class="dask_cuda.LocalCUDACluster", cluster_kwargs={"threads_per_worker": 1})
     if cluster == "slurm":
+        _require("dask_jobqueue", "slurm", "hpc")
         from flows.clusters import slurm_cluster_kwargs
 
         return DaskTaskRunner(cluster_class="dask_jobqueue.SLURMCluster", cluster_kwargs=slurm_cluster_kwargs(),
