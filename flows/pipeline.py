@@ -197,7 +197,7 @@ def plan_build(source: str, release: str | None = None, atoms_per_shard: int = A
 
     from .sources import resolve_source
 
-    items = resolve_source(source)
+    items = read_for_plan(resolve_source(source))
     source_name = "dir" if source.startswith("dir:") else source
     return BuildPlan(
         source=source,
@@ -229,15 +229,23 @@ def finalize_build(out: Path, plan: BuildPlan, models: list[dict], reports: list
             "written": written, "failed": failed}
 
 
-def atoms_of(obj) -> int:
-    """Atom count for shard planning, without failing on bad input (bad → 1)."""
-    try:
-        return len(obj) if hasattr(obj, "lattice") or hasattr(obj, "get_cell") else len(as_structure(obj))
-    except Exception:  # noqa: BLE001 - planning must not fail; the shard will record the failure
-        return 1
+def read_for_plan(items: Sequence[tuple[str, object]]) -> list[tuple[str, object]]:
+    """Read every input once, for its atom count and for the shard that will predict it.
+
+    An input that cannot be read stays as it is (atom count 1 for planning); its shard
+    records the failure with the cause.
+    """
+    out = []
+    for mid, obj in items:
+        try:
+            out.append((mid, as_structure(obj, name=mid)))
+        except Exception:  # noqa: BLE001 - planning must not fail
+            out.append((mid, obj))
+    return out
 
 
 def sizes_of(items: Sequence[tuple[str, object]]) -> dict[str, int]:
-    return {mid: atoms_of(obj) for mid, obj in items}
+    """Atom counts of read structures (1 for inputs that could not be read)."""
+    return {mid: len(obj) if hasattr(obj, "lattice") else 1 for mid, obj in items}
 
 

@@ -6,41 +6,23 @@ import time
 from collections.abc import Sequence
 
 import numpy as np
-import torch
 
 from .dataset import PhononSample
-from .dynamical_matrix import band_frequencies, gamma_frequencies
-from .graph import collate
 from .metrics import acoustic_gamma, material_metrics, pooled_r2, summarize
 from .model import VGNN
+from .predictor import Predictor
 
 
 def predict_samples(
     model: VGNN, samples: Sequence[PhononSample], batch_size: int = 32, bands: bool = True
 ) -> tuple[list[np.ndarray | None], list[np.ndarray], float]:
-    """(bands per sample or None, Γ per sample, seconds) with the model in eval mode."""
-    model.eval()
-    dtype = next(model.parameters()).dtype
-    device = next(model.parameters()).device
-    out_bands: list[np.ndarray | None] = []
-    out_gamma: list[np.ndarray] = []
+    """(bands per sample or None, Γ per sample, seconds), through the :class:`Predictor`."""
+    predictor = Predictor(model, device=next(model.parameters()).device, batch_size=batch_size)
+    qpoints = [s.qpoints for s in samples] if bands and model.supports_bands else None
     t0 = time.perf_counter()
-    with torch.inference_mode():
-        for a in range(0, len(samples), batch_size):
-            chunk = samples[a : a + batch_size]
-            batch = collate([s.graph for s in chunk], dtype=dtype, device=device)
-            if model.kind == "vvn":
-                out_gamma += [w.cpu().numpy() for w in model.gamma_frequencies(batch)]
-                out_bands += [None] * len(chunk)
-                continue
-            fcs = [fc.to(torch.float64) for fc in model.force_constants(batch)]
-            out_gamma += [w.cpu().numpy() for w in gamma_frequencies(fcs)]
-            if bands and model.supports_bands:
-                qs = [torch.as_tensor(s.qpoints, device=device) for s in chunk]
-                out_bands += [w.cpu().numpy() for w in band_frequencies(fcs, qs)]
-            else:
-                out_bands += [None] * len(chunk)
-    return out_bands, out_gamma, time.perf_counter() - t0
+    gamma, band_list = predictor.spectra_from_graphs([s.graph for s in samples], qpoints)
+    seconds = time.perf_counter() - t0
+    return band_list if band_list is not None else [None] * len(samples), gamma, seconds
 
 
 def evaluate(model: VGNN, samples: Sequence[PhononSample], batch_size: int = 32) -> dict:

@@ -74,16 +74,6 @@ class ForceConstants:
         total.index_add_(0, self.src, self.blocks)
         return total.abs().amax() if self.n_atoms else torch.zeros(())
 
-    def as_numpy(self) -> dict[str, np.ndarray]:
-        """Blocks as numpy arrays (for export and inspection)."""
-        return {
-            "src": self.src.cpu().numpy(),
-            "dst": self.dst.cpu().numpy(),
-            "shift": self.shift.cpu().numpy(),
-            "blocks": self.blocks.detach().cpu().numpy(),
-            "masses": self.masses.cpu().numpy(),
-        }
-
 
 def symmetrize_bond_blocks(blocks: torch.Tensor, reverse: torch.Tensor) -> torch.Tensor:
     """``½ (Φ_e + Φ_rev(e)ᵀ)``: the blocks of a bond and its reverse become transposes."""

@@ -70,19 +70,48 @@ class Predictor:
         if current:
             yield current
 
+    def _each_batch(self, graphs: Sequence[CrystalGraph]) -> Iterator[tuple[list[int], object]]:
+        for idx in self._batches(graphs):
+            yield idx, collate([graphs[k] for k in idx], dtype=self.dtype, device=self.device)
+
+    def spectra_from_graphs(
+        self,
+        graphs: Sequence[CrystalGraph],
+        qpoints: Sequence[np.ndarray] | None = None,
+        gamma: bool = True,
+    ) -> tuple[list[np.ndarray] | None, list[np.ndarray] | None]:
+        """Γ spectra and/or band structures of prebuilt graphs, one forward pass per batch.
+
+        Returns ``(gamma, bands)``: lists of (3m,) and (n_q, 3m) arrays in cm⁻¹ (``None`` for
+        what was not asked: ``gamma=False``, or ``qpoints`` not given).
+        """
+        if qpoints is not None and not self.model.supports_bands:
+            raise ValueError(
+                f"a {self.kind.upper()} model predicts Γ frequencies only; load 'kmvn' for bands"
+            )
+        if qpoints is not None and len(qpoints) != len(graphs):
+            raise ValueError(f"{len(graphs)} structures but {len(qpoints)} q-point arrays")
+        out_gamma: list[np.ndarray] | None = [] if gamma else None
+        out_bands: list[np.ndarray] | None = [] if qpoints is not None else None
+        with torch.inference_mode():
+            for idx, batch in self._each_batch(graphs):
+                if self.kind == "vvn":
+                    out_gamma += [w.cpu().numpy() for w in self.model.gamma_frequencies(batch)]
+                    continue
+                fcs = [fc.to(self.eig_dtype) for fc in self.model.force_constants(batch)]
+                if gamma:
+                    out_gamma += [w.cpu().numpy() for w in gamma_frequencies(fcs)]
+                if qpoints is not None:
+                    qs = [
+                        torch.as_tensor(np.asarray(qpoints[k], dtype=float).reshape(-1, 3), dtype=self.eig_dtype, device=self.device)
+                        for k in idx
+                    ]
+                    out_bands += [w.cpu().numpy() for w in band_frequencies(fcs, qs)]
+        return out_gamma, out_bands
+
     def predict_gamma(self, structures: Sequence[StructureLike]) -> list[np.ndarray]:
         """Γ frequencies (cm⁻¹, signed, sorted), one (3m,) array per structure."""
-        graphs = self.graphs(structures)
-        out: list[np.ndarray] = []
-        with torch.inference_mode():
-            for idx in self._batches(graphs):
-                batch = collate([graphs[k] for k in idx], dtype=self.dtype, device=self.device)
-                if self.kind == "vvn":
-                    freqs = self.model.gamma_frequencies(batch)
-                else:
-                    freqs = gamma_frequencies([fc.to(self.eig_dtype) for fc in self.model.force_constants(batch)])
-                out += [w.cpu().numpy() for w in freqs]
-        return out
+        return self.spectra_from_graphs(self.graphs(structures))[0]
 
     def predict_bands(
         self, structures: Sequence[StructureLike], qpoints: Sequence[np.ndarray]
@@ -96,28 +125,13 @@ class Predictor:
             raise ValueError(
                 f"a {self.kind.upper()} model predicts Γ frequencies only; load 'kmvn' for bands"
             )
-        graphs = self.graphs(structures)
-        if len(qpoints) != len(graphs):
-            raise ValueError(f"{len(graphs)} structures but {len(qpoints)} q-point arrays")
-        out: list[np.ndarray] = []
-        with torch.inference_mode():
-            for idx in self._batches(graphs):
-                batch = collate([graphs[k] for k in idx], dtype=self.dtype, device=self.device)
-                qs = [
-                    torch.as_tensor(np.asarray(qpoints[k], dtype=float).reshape(-1, 3), dtype=self.eig_dtype, device=self.device)
-                    for k in idx
-                ]
-                fcs = [fc.to(self.eig_dtype) for fc in self.model.force_constants(batch)]
-                out += [w.cpu().numpy() for w in band_frequencies(fcs, qs)]
-        return out
+        return self.spectra_from_graphs(self.graphs(structures), qpoints, gamma=False)[1]
 
     def predict_force_constants(self, structures: Sequence[StructureLike]) -> list[ForceConstants]:
         """The predicted force constants Φ_ij(T) (k-MVN) or Γ pair blocks (MVN)."""
-        graphs = self.graphs(structures)
         out: list[ForceConstants] = []
         with torch.inference_mode():
-            for idx in self._batches(graphs):
-                batch = collate([graphs[k] for k in idx], dtype=self.dtype, device=self.device)
+            for _, batch in self._each_batch(self.graphs(structures)):
                 out += self.model.force_constants(batch)
         return out
 

@@ -7,12 +7,11 @@ else raises :class:`InvalidStructureError`, which names the structure and the ca
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pymatgen.core import Element, Lattice, Structure
+from pymatgen.core import Element, Structure
 
 #: Two atoms closer than this (Å, across periodic images too) are considered overlapping.
 MIN_INTERATOMIC_DISTANCE = 0.5
@@ -110,13 +109,6 @@ def as_structure(obj: StructureLike, name: str | None = None, check_overlaps: bo
     return structure
 
 
-def as_structures(objs: Iterable[StructureLike]) -> list[Structure]:
-    """Validate a list of inputs (see :func:`as_structure`)."""
-    if isinstance(objs, (Structure, str, os.PathLike)) or _is_ase_atoms(objs):
-        objs = [objs]
-    return [as_structure(o) for o in objs]
-
-
 def _is_ase_atoms(obj: Any) -> bool:
     return type(obj).__name__ == "Atoms" and hasattr(obj, "get_cell")
 
@@ -187,16 +179,3 @@ def raise_on_overlap(name: str, centers, neighbors, distances) -> None:
             f"atoms {int(centers[k])} and {int(neighbors[k])} overlap "
             f"({distances[k]:.3f} Å apart, minimum {MIN_INTERATOMIC_DISTANCE} Å)",
         )
-
-
-def make_structure(
-    lattice: Sequence[Sequence[float]] | Lattice,
-    species: Sequence[str | int],
-    frac_coords: Sequence[Sequence[float]],
-    name: str | None = None,
-) -> Structure:
-    """Build and validate a structure from lattice rows (Å), species and fractional coordinates."""
-    s = Structure(lattice, species, frac_coords)
-    if name:
-        s.properties = {"name": name}
-    return as_structure(s, name=name)

@@ -75,7 +75,7 @@ def batch_loss(model: VGNN, chunk: Sequence[PhononSample], rng: np.random.Genera
     if model.kind == "vvn":
         preds = model.gamma_frequencies(batch)
         return batch_normalized_mse(preds, [torch.as_tensor(s.gamma, device=device) for s in chunk])
-    fcs = [fc.to(torch.float64) for fc in model.force_constants(batch)]
+    fcs = model.force_constants(batch)  # float64
     if model.kind == "mvn":
         preds = gamma_frequencies(fcs)
         return batch_normalized_mse(preds, [torch.as_tensor(s.gamma, device=device) for s in chunk])
