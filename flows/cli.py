@@ -50,7 +50,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     cfg = TrainConfig(device=args.device, seed=args.seed, model={"kind": args.model, **json.loads(args.arch)})
     if args.epochs:
         cfg.epochs = args.epochs
-    for key in ("lr", "batch_size", "q_per_material", "patience"):
+    for key in ("lr", "batch_size", "q_per_material", "patience", "weight_decay", "ema_decay", "select_on"):
         if getattr(args, key) is not None:
             setattr(cfg, key, getattr(args, key))
     from vgnn_core.model import VGNNConfig
@@ -60,7 +60,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     val_samples = load_samples(split["val"], r_max=r_max)
     out = Path(args.out or f"runs/{args.model}")
     state = train(train_samples, val_samples, cfg, out, resume=args.resume, init_from=args.init)
-    print(f"best val nmse {state['best_val']:.5f} at epoch {state['best_epoch']}; checkpoint {out / 'best.pt'}")
+    print(f"best val {cfg.select_on} {state['best_val']:.5f} at epoch {state['best_epoch']}; checkpoint {out / 'best.pt'}")
     return 0
 
 
@@ -165,6 +165,9 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--batch-size", type=int)
     tr.add_argument("--q-per-material", type=int)
     tr.add_argument("--patience", type=int)
+    tr.add_argument("--weight-decay", type=float)
+    tr.add_argument("--ema-decay", type=float, help="weight averaging, e.g. 0.99 (default off)")
+    tr.add_argument("--select-on", choices=["mae", "nmse"], help="validation metric for the best epoch")
     tr.add_argument("--arch", default="{}", help="JSON overrides of the architecture (VGNNConfig)")
     tr.add_argument("--init", help="start from this checkpoint's weights (same architecture)")
     tr.add_argument("--split-file", help="split.json (default: $VGNN_DATA_DIR/petretto2018/split.json)")

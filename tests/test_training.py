@@ -32,8 +32,8 @@ def samples(si_primitive, rocksalt_nacl, wurtzite_zno, perovskite_srtio3):
     return [spring_sample(s, f"toy-{i}") for i, s in enumerate(structs)]
 
 
-def cfg(epochs):
-    return TrainConfig(epochs=epochs, batch_size=2, lr=5e-3, q_per_material=6, model=dict(TINY), patience=100)
+def cfg(epochs, **kw):
+    return TrainConfig(epochs=epochs, batch_size=2, lr=5e-3, q_per_material=6, model=dict(TINY), patience=100, **kw)
 
 
 def test_schedule_warms_up_and_decays():
@@ -50,9 +50,10 @@ def test_loss_decreases_and_best_checkpoint_written(tmp_path, samples):
     assert best.checkpoint_metadata["epoch"] == state["best_epoch"]
 
 
-def test_resume_is_exact(tmp_path, samples):
+@pytest.mark.parametrize("ema_decay", [0.0, 0.8])
+def test_resume_is_exact(tmp_path, samples, ema_decay):
     straight = tmp_path / "straight"
-    train(samples[:3], samples[3:], cfg(5), straight, progress=None)
+    train(samples[:3], samples[3:], cfg(5, ema_decay=ema_decay), straight, progress=None)
     interrupted = tmp_path / "interrupted"
 
     class Killed(Exception):
@@ -63,9 +64,12 @@ def test_resume_is_exact(tmp_path, samples):
             raise Killed  # the process dies right after epoch 3 was checkpointed ...
 
     with pytest.raises(Killed):
-        train(samples[:3], samples[3:], cfg(5), interrupted, progress=kill_after_epoch_3)
-    train(samples[:3], samples[3:], cfg(5), interrupted, resume=True, progress=None)  # ... and resumes
-    a = torch.load(straight / "last.pt", weights_only=True)["model"]
-    b = torch.load(interrupted / "last.pt", weights_only=True)["model"]
-    for key in a:
-        torch.testing.assert_close(a[key], b[key], rtol=0, atol=0)
+        train(samples[:3], samples[3:], cfg(5, ema_decay=ema_decay), interrupted, progress=kill_after_epoch_3)
+    train(samples[:3], samples[3:], cfg(5, ema_decay=ema_decay), interrupted, resume=True, progress=None)
+    a = torch.load(straight / "last.pt", weights_only=True)
+    b = torch.load(interrupted / "last.pt", weights_only=True)
+    for part in ("model", "ema") if ema_decay else ("model",):
+        for key in a[part]:
+            torch.testing.assert_close(a[part][key], b[part][key], rtol=0, atol=0)
+    if ema_decay:  # the averaged weights differ from the raw ones and are what best.pt holds
+        assert any(not torch.equal(a["model"][k], a["ema"][k]) for k in a["model"])
