@@ -73,7 +73,14 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
     model = load_checkpoint(args.checkpoint) if args.checkpoint else load_pretrained_model(args.model)
     ids = load_split(args.split_file)[args.split]
-    result = evaluate(model, load_samples(ids, r_max=model.config.graph_cutoff))
+    if args.heat_capacity:
+        from vgnn_core.dataset import iter_petretto
+        from vgnn_core.evaluation import evaluate_heat_capacity
+
+        wanted = set(ids)
+        result = evaluate_heat_capacity(model, [r for r in iter_petretto() if r.material_id in wanted])
+    else:
+        result = evaluate(model, load_samples(ids, r_max=model.config.graph_cutoff))
     print(json.dumps(result["summary"], indent=1))
     if args.out:
         Path(args.out).write_text(json.dumps(result, indent=1))
@@ -145,6 +152,19 @@ def _cmd_build(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from flows.predict import predict_files
+
+    text, failures = predict_files(
+        args.inputs, model=args.model, fmt=args.format, out=args.out, plot=args.plot, unit=args.unit,
+        export=args.export, temperature=args.temperature, mesh_density=args.mesh_density,
+    )
+    print(text)
+    for name, cause in failures:
+        print(f"error: {name}: {cause}", file=sys.stderr)
+    return 2 if failures else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vgnn", description="VGNN phonon predictions and database")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -179,6 +199,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--split", default="val", choices=["train", "val", "test", "reference_test_subset"])
     ev.add_argument("--split-file")
     ev.add_argument("--out", help="write summary and per-material rows as JSON")
+    ev.add_argument("--heat-capacity", action="store_true",
+                    help="C_v(T) from the model's q-mesh against the DFPT thermo block (k-MVN)")
     ev.set_defaults(func=_cmd_evaluate)
     sh = sub.add_parser("ship", help="evaluate a run's best.pt and install it with its model card")
     sh.add_argument("run", help="run folder holding best.pt, log.jsonl, train_config.json")
@@ -209,6 +231,17 @@ def build_parser() -> argparse.ArgumentParser:
     dw.add_argument("--release", help="release name (default: the newest)")
     dw.add_argument("--out", required=True)
     dw.set_defaults(func=_cmd_download)
+    pr = sub.add_parser("predict", help="phonons of structures: Γ modes, bands, DOS, heat capacity")
+    pr.add_argument("inputs", nargs="+", metavar="FILE", help="CIF / POSCAR / extxyz files or mp-XXXX ids")
+    pr.add_argument("--model", default="kmvn", choices=["kmvn", "mvn", "vvn"])
+    pr.add_argument("--format", default="table", choices=["table", "json", "yaml", "parquet"])
+    pr.add_argument("--out", help="write the output to this file (required for parquet)")
+    pr.add_argument("--plot", help="band structure + DOS image (one per material when several)")
+    pr.add_argument("--unit", default="cm-1", choices=["cm-1", "THz", "meV"], help="plot unit")
+    pr.add_argument("--export", help="folder for band.yaml, phonopy.yaml and FORCE_CONSTANTS per material")
+    pr.add_argument("--temperature", type=float, default=300.0, help="K, for the table's C_v, S, F")
+    pr.add_argument("--mesh-density", type=float, help="q-mesh points per Å⁻¹ (default 40)")
+    pr.set_defaults(func=_cmd_predict)
     dl = sub.add_parser("download-data", help="fetch the Petretto 2018 DFPT data from figshare (md5-checked)")
     dl.add_argument("--out", help="destination (default: the cache folder)")
     dl.add_argument("--pattern", default="*", help="only files whose name matches this glob")

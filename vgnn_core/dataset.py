@@ -128,7 +128,7 @@ class PhononSample:
     qpoints: np.ndarray  # (n_q, 3)
     bands: np.ndarray  # (n_q, 3m)
     gamma: np.ndarray | None  # (3m,) at the first Γ of the path; None when it has no Γ
-    cv_300k: float | None = None  # J/K/mol of cells, from the thermo block
+    cv_300k: float | None = None  # J/K/mol per formula unit, from the thermo block
 
     @property
     def n_atoms(self) -> int:

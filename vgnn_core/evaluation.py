@@ -59,3 +59,45 @@ def evaluate(model: VGNN, samples: Sequence[PhononSample], batch_size: int = 32)
         }
     summary["acoustic_gamma_cm1"] = summarize(rows, "acoustic_gamma_cm1")
     return {"summary": summary, "materials": rows}
+
+
+def evaluate_heat_capacity(model: VGNN, records: Sequence, density: float | None = None) -> dict:
+    """Heat capacity C_v(T) from a k-MVN model's mesh against the DFPT ``thermo`` block.
+
+    ``records`` are :class:`~vgnn_core.dataset.PhononRecord` (structure + thermo). Both sides
+    are per formula unit (J/K/mol), as in the Petretto database, at its temperatures (5–800 K).
+    """
+    from .mesh import DEFAULT_MESH_DENSITY
+    from .properties import formula_units, mesh_properties
+
+    if not model.supports_bands:
+        raise ValueError("heat capacity needs force constants at every q: use a k-MVN model")
+    usable = [r for r in records if "C_v" in r.thermo and "temperature" in r.thermo]
+    predictor = Predictor(model, device=next(model.parameters()).device)
+    t0 = time.perf_counter()
+    fcs = predictor.predict_force_constants([r.structure for r in usable])
+    rows = []
+    for r, fc in zip(usable, fcs):
+        temps, reference = r.thermo["temperature"], r.thermo["C_v"]
+        _, _, thermal = mesh_properties(fc, r.structure, density=density or DEFAULT_MESH_DENSITY,
+                                        temperatures=temps, partial=False)
+        predicted = thermal.heat_capacity / formula_units(r.structure)
+        ref300 = float(np.interp(300.0, temps, reference))
+        pred300 = float(np.interp(300.0, temps, predicted))
+        rows.append({
+            "material_id": r.material_id,
+            "cv_mae_J_K_mol": float(np.mean(np.abs(predicted - reference))),
+            "cv300_reference": ref300,
+            "cv300_predicted": pred300,
+            "cv300_relative_error": abs(pred300 - ref300) / ref300 if ref300 > 0 else float("nan"),
+        })
+    seconds = time.perf_counter() - t0
+    mae = np.array([r["cv_mae_J_K_mol"] for r in rows])
+    rel = np.array([r["cv300_relative_error"] for r in rows])
+    summary = {
+        "n_materials": len(rows),
+        "seconds_per_material": seconds / max(1, len(rows)),
+        "cv_mae_J_K_mol": {"mean": float(mae.mean()), "median": float(np.median(mae))} if rows else None,
+        "cv300_relative_error": {"mean": float(np.nanmean(rel)), "median": float(np.nanmedian(rel))} if rows else None,
+    }
+    return {"summary": summary, "materials": rows}

@@ -135,6 +135,29 @@ class Predictor:
                 out += self.model.force_constants(batch)
         return out
 
+    def predict_phonons(
+        self,
+        structures: Sequence[StructureLike],
+        names: Sequence[str] | None = None,
+        bands: bool = True,
+        thermal: bool = True,
+        **mesh_options,
+    ) -> list:
+        """Full :class:`~vgnn_core.properties.PhononResult` per structure (k-MVN: Γ, bands along
+        the high-symmetry path, DOS and thermal properties; MVN / VVN: Γ only)."""
+        from .properties import PhononResult, phonon_properties
+
+        structures = [as_structure(s, check_overlaps=False) for s in (structures if isinstance(structures, (list, tuple)) else [structures])]
+        names = list(names) if names is not None else [s.properties.get("material_id") or s.composition.reduced_formula for s in structures]
+        if not self.model.supports_bands:
+            gammas = self.predict_gamma(structures)
+            return [PhononResult(n, s, g) for n, s, g in zip(names, structures, gammas)]
+        fcs = self.predict_force_constants(structures)
+        return [
+            phonon_properties(fc, s, name=n, bands=bands, thermal=thermal, **mesh_options)
+            for fc, s, n in zip(fcs, structures, names)
+        ]
+
 
 def load_pretrained(name: str, device: str | torch.device = "cpu", **kwargs) -> Predictor:
     """A :class:`Predictor` around the shipped checkpoint ``name`` (``kmvn``, ``mvn``, ``vvn``)."""

@@ -1,0 +1,166 @@
+"""``vgnn predict``: phonons of a few structures from files or Materials Project ids.
+
+Plain functions (no Prefect): read the inputs, predict with a shipped model, and render a
+table, JSON, YAML or Parquet; optional plots and phonopy / band.yaml exports per material.
+A bad input is reported with its name and cause and the others still go through.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+MP_ID = re.compile(r"^(mp|mvc)-\d+$")
+
+
+def read_inputs(items: Sequence[str]) -> tuple[list[tuple[str, object]], list[tuple[str, str]]]:
+    """``(name, Structure)`` for every readable input and ``(name, cause)`` for the rest."""
+    from vgnn_core import InvalidStructureError, read_structure
+
+    good, bad = [], []
+    mp_ids = [x for x in items if MP_ID.match(x)]
+    fetched: dict = {}
+    if mp_ids:
+        from flows.materials_project import MPError, fetch_structures
+
+        try:
+            fetched = fetch_structures(mp_ids)
+        except MPError as exc:
+            bad += [(x, str(exc)) for x in mp_ids]
+            mp_ids = []
+    for item in items:
+        if MP_ID.match(item):
+            if item in fetched:
+                good.append((item, fetched[item]))
+            elif item in mp_ids:
+                bad.append((item, "not found in the Materials Project"))
+            continue
+        try:
+            good.append((Path(item).name, read_structure(item)))
+        except (InvalidStructureError, OSError, ValueError) as exc:
+            bad.append((Path(item).name, str(exc)))
+    return good, bad
+
+
+def result_record(result, temperature: float, full: bool) -> dict:
+    """A JSON-ready record of one :class:`~vgnn_core.properties.PhononResult`."""
+    rec = result.summary(temperature)
+    if not full:
+        return rec
+    if result.bands is not None:
+        rec["qpath"] = {
+            "qpoints": result.qpath.qpoints.round(6).tolist(),
+            "distances": result.qpath.distances.round(6).tolist(),
+            "labels": [[int(i), name] for i, name in result.qpath.labels],
+        }
+        rec["bands_cm1"] = result.bands.round(4).tolist()
+    if result.dos is not None:
+        rec["dos"] = {
+            "frequencies_cm1": result.dos.frequencies.round(3).tolist(),
+            "total": result.dos.total.round(8).tolist(),
+            "partial": {k: v.round(8).tolist() for k, v in result.dos.partial.items()},
+            "mesh": list(result.mesh.mesh),
+        }
+    if result.thermal is not None:
+        t = result.thermal
+        rec["thermal_per_cell"] = {
+            "temperatures_K": t.temperatures.tolist(),
+            "heat_capacity_J_K_mol": t.heat_capacity.round(6).tolist(),
+            "entropy_J_K_mol": t.entropy.round(6).tolist(),
+            "free_energy_kJ_mol": t.free_energy.round(6).tolist(),
+            "zero_point_energy_kJ_mol": t.zero_point_energy,
+        }
+    return rec
+
+
+def format_table(records: list[dict]) -> str:
+    """One line per material: the headline numbers."""
+    cols = [("name", "{}"), ("formula", "{}"), ("n_atoms", "{}"), ("min_frequency_cm1", "{:.1f}"),
+            ("max_frequency_cm1", "{:.1f}"), ("heat_capacity_J_K_mol_fu", "{:.3f}"),
+            ("entropy_J_K_mol_fu", "{:.3f}"), ("zero_point_energy_kJ_mol_fu", "{:.3f}")]
+    header = ["name", "formula", "atoms", "ω_min cm⁻¹", "ω_max cm⁻¹", "Cv J/K/mol·fu", "S J/K/mol·fu", "ZPE kJ/mol·fu"]
+    rows = [[fmt.format(r[k]) if r.get(k) is not None else "-" for k, fmt in cols] for r in records]
+    width = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(header, width))]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, width)) for r in rows]
+    for r in records:
+        lines.append(f"{r['name']}: Γ modes (cm⁻¹) " + " ".join(f"{w:.1f}" for w in r["gamma_cm1"]))
+    return "\n".join(lines)
+
+
+def write_parquet(records: list[dict], path: str | Path) -> Path:
+    """Full records as a Parquet file (nested fields as JSON strings)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    flat = [{k: (json.dumps(v) if isinstance(v, dict) else v) for k, v in r.items()} for r in records]
+    pq.write_table(pa.Table.from_pylist(flat), path)
+    return Path(path)
+
+
+def plot_path(base: str, name: str, many: bool) -> Path:
+    """``base`` itself for one material, ``stem_NAME.suffix`` for several."""
+    p = Path(base)
+    return p.with_name(f"{p.stem}_{re.sub(r'[^A-Za-z0-9_.-]', '_', name)}{p.suffix or '.png'}") if many else p
+
+
+def predict_files(
+    items: Sequence[str],
+    model: str = "kmvn",
+    fmt: str = "table",
+    out: str | None = None,
+    plot: str | None = None,
+    unit: str = "cm-1",
+    export: str | None = None,
+    temperature: float = 300.0,
+    mesh_density: float | None = None,
+) -> tuple[str, list[tuple[str, str]]]:
+    """Predict every input; returns the rendered output and the failures ``(name, cause)``."""
+    from tqdm.auto import tqdm
+
+    from vgnn_core import load_pretrained
+    from vgnn_core.exports import write_band_yaml, write_phonopy_force_constants
+    from vgnn_core.mesh import DEFAULT_MESH_DENSITY
+
+    inputs, failures = read_inputs(items)
+    predictor = load_pretrained(model)
+    records, many = [], len(inputs) > 1
+    for name, structure in tqdm(inputs, desc="predicting", disable=len(inputs) < 3 or not sys.stderr.isatty()):
+        try:
+            result = predictor.predict_phonons([structure], names=[name], density=mesh_density or DEFAULT_MESH_DENSITY)[0]
+        except Exception as exc:  # one material's failure must not stop the others
+            failures.append((name, f"{type(exc).__name__}: {exc}"))
+            continue
+        records.append(result_record(result, temperature, full=fmt != "table"))
+        if plot and result.bands is not None:
+            import matplotlib.pyplot as plt
+
+            fig = result.plot(plot_path(plot, name, many), unit=unit)
+            plt.close(fig)
+        if export and result.bands is not None:
+            folder = Path(export) / re.sub(r"[^A-Za-z0-9_.-]", "_", name)
+            folder.mkdir(parents=True, exist_ok=True)
+            write_band_yaml(folder / "band.yaml", result.structure, result.qpath, result.bands)
+            write_phonopy_force_constants(result.force_constants, result.structure, folder)
+    if fmt == "table":
+        text = format_table(records)
+    elif fmt == "json":
+        text = json.dumps(records, indent=1)
+    elif fmt == "yaml":
+        import yaml
+
+        text = yaml.safe_dump(records, sort_keys=False, allow_unicode=True)
+    elif fmt == "parquet":
+        if not out:
+            raise ValueError("--format parquet needs --out FILE")
+        write_parquet(records, out)
+        text = f"{len(records)} material(s) written to {out}"
+    else:
+        raise ValueError(f"unknown format {fmt!r}")
+    if out and fmt != "parquet":
+        Path(out).write_text(text + "\n")
+    return text, failures
+
