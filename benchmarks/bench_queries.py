@@ -36,6 +36,18 @@ EXAMPLES = [
      "SELECT s.spacegroup_symbol AS sg, count(*) AS n, "
      "round(avg(list_max(flatten(b.frequencies_cm1)) - list_min(flatten(b.frequencies_cm1))), 1) AS mean_width_cm1 "
      "FROM bands b JOIN structures s USING (material_id, source) GROUP BY 1 ORDER BY n DESC, sg LIMIT 6"),
+    ("Highest heat capacity per atom at 300 K (k-MVN on a q-mesh; Dulong–Petit limit 24.94 J/K/mol)",
+     "SELECT formula, nsites, round(heat_capacity_300K_per_atom, 2) AS cv_per_atom, "
+     "round(zero_point_energy_kJ_mol, 2) AS zpe_kJ_mol_fu FROM material_summary "
+     "ORDER BY heat_capacity_300K_per_atom DESC LIMIT 5"),
+    ("Heat capacity of the perovskites at 100, 300 and 800 K (J/K per mole of formula units)",
+     "SELECT s.formula, t.temperatures_K[3] AS T1, round(t.heat_capacity_J_K_mol[3], 1) AS cv1, "
+     "t.temperatures_K[8] AS T2, round(t.heat_capacity_J_K_mol[8], 1) AS cv2, t.temperatures_K[13] AS T3, "
+     "round(t.heat_capacity_J_K_mol[13], 1) AS cv3 FROM thermo t JOIN structures s USING (material_id, source) "
+     "WHERE material_id LIKE '%perovskite' ORDER BY s.formula"),
+    ("Where the phonon DOS of silicon peaks",
+     "SELECT round(frequency_cm1, 0) AS cm1, round(states_per_cm1, 4) AS dos FROM dos_points "
+     "WHERE material_id = 'demo-Si-diamond' ORDER BY states_per_cm1 DESC LIMIT 3"),
     ("The acoustic sum rule, checked over the whole database",
      "SELECT model, count(*) AS materials, max(acoustic_residual_cm1) AS worst_acoustic_cm1 FROM gamma GROUP BY model"),
 ]

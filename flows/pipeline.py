@@ -13,9 +13,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from storage.release import finalize_release, release_dir
-from storage.rows import bands_row, gamma_row, structure_row
+from storage.rows import THERMO_TEMPERATURES, bands_row, dos_row, gamma_row, structure_row, thermo_row
 from storage.writer import shard_complete, write_shard
-from vgnn_core import InvalidStructureError, Predictor, as_structure, high_symmetry_path
+from vgnn_core import InvalidStructureError, Predictor, as_structure
+
+#: q-mesh density (points per Å⁻¹) of the database's DOS and thermal properties.
+MESH_DENSITY = 30.0
+#: Tables a shard writes (besides ``failures``); a material is in all that apply or in none.
+MATERIAL_TABLES = ("structures", "gamma", "bands", "thermo", "dos")
 
 #: A shard holds about this many atoms; a crystal larger than LARGE_CELL_ATOMS gets its own.
 ATOMS_PER_SHARD = 2000
@@ -87,7 +92,7 @@ def predict_shard(
     ``*_model`` is ``(name, sha256, predictor)``. A structure that cannot be read, graphed or
     predicted becomes a ``failures`` row with its cause; every other structure is written.
     """
-    rows: dict[str, list[dict]] = {"structures": [], "gamma": [], "bands": [], "failures": []}
+    rows: dict[str, list[dict]] = {t: [] for t in (*MATERIAL_TABLES, "failures")}
     good: list[tuple[str, object]] = []
     for mid, obj in items:
         try:
@@ -108,12 +113,13 @@ def predict_shard(
         for mid, res in zip(ok_ids, results):
             if table == "gamma":
                 rows["gamma"].append(gamma_row(mid, name, sha, res))
-            else:
-                path, freqs = res
-                rows["bands"].append(bands_row(mid, name, sha, path, freqs))
+            else:  # a k-MVN PhononResult: bands, DOS and thermal properties
+                rows["bands"].append(bands_row(mid, name, sha, res.qpath, res.bands))
+                rows["thermo"].append(thermo_row(mid, name, sha, res.structure, res.mesh, res.thermal))
+                rows["dos"].append(dos_row(mid, name, sha, res.mesh, res.dos))
     # a material that failed any prediction is not half-written
     failed_ids = {f["material_id"] for f in rows["failures"]}
-    for table in ("structures", "gamma", "bands"):
+    for table in MATERIAL_TABLES:
         rows[table] = [r for r in rows[table] if r["material_id"] not in failed_ids]
     return rows
 
@@ -121,9 +127,7 @@ def predict_shard(
 def _predict(structures, predictor: Predictor, table: str):
     if table == "gamma":
         return predictor.predict_gamma(structures)
-    paths = [high_symmetry_path(s) for s in structures]
-    freqs = predictor.predict_bands(structures, [p.qpoints for p in paths])
-    return list(zip(paths, freqs))
+    return predictor.predict_phonons(structures, density=MESH_DENSITY, temperatures=THERMO_TEMPERATURES)
 
 
 def _predict_isolating_failures(good, predictor, table):
@@ -163,8 +167,8 @@ def run_shard(
     try:
         rows = predict_shard(items, gamma_model, bands_model, run_id)
     except Exception as exc:  # noqa: BLE001 - never lose the shard's other materials silently
-        rows = {"structures": [], "gamma": [], "bands": [],
-                "failures": [_failure(mid, "predict", exc, run_id) for mid, _ in items]}
+        rows = {t: [] for t in MATERIAL_TABLES}
+        rows["failures"] = [_failure(mid, "predict", exc, run_id) for mid, _ in items]
         traceback.print_exc()
     write_shard(rdir, source, shard.shard_id, rows)
     return ShardReport(shard.shard_id, written=len(rows["structures"]), failed=len(rows["failures"]),

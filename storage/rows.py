@@ -86,3 +86,47 @@ def bands_row(material_id: str, model: str, model_sha256: str, path, frequencies
         "segment_breaks": [int(b) for b in path.breaks],
         "frequencies_cm1": np.asarray(frequencies_cm1, dtype=np.float32),
     }
+
+
+#: Temperatures (K) of the ``thermo`` table.
+THERMO_TEMPERATURES = np.array([0, 50, 100, 150, 200, 250, 298.15, 300, 400, 500, 600, 700, 800, 900, 1000], dtype=float)
+
+
+def thermo_row(material_id: str, model: str, model_sha256: str, structure: Structure, mesh, thermal) -> dict:
+    """A ``thermo`` row from :class:`vgnn_core.thermal.ThermalProperties` (per formula unit)."""
+    per_fu = thermal.per_formula_unit()
+    at300 = per_fu.at(300.0)
+    return {
+        "material_id": material_id,
+        "model": model,
+        "model_sha256": model_sha256,
+        "formula_units": int(thermal.formula_units),
+        "nsites": len(structure),
+        "mesh": [int(n) for n in mesh.mesh],
+        "temperatures_K": per_fu.temperatures.astype(np.float32),
+        "heat_capacity_J_K_mol": per_fu.heat_capacity.astype(np.float32),
+        "entropy_J_K_mol": per_fu.entropy.astype(np.float32),
+        "free_energy_kJ_mol": per_fu.free_energy.astype(np.float32),
+        "zero_point_energy_kJ_mol": float(per_fu.zero_point_energy),
+        "heat_capacity_300K_J_K_mol": at300["heat_capacity"],
+        "entropy_300K_J_K_mol": at300["entropy"],
+        "imaginary_mode_fraction": thermal.n_imaginary / max(1, thermal.n_modes),
+    }
+
+
+def dos_row(material_id: str, model: str, model_sha256: str, mesh, dos) -> dict:
+    """A ``dos`` row from a :class:`vgnn_core.dos.PhononDOS` on a uniform grid."""
+    grid = np.asarray(dos.frequencies, dtype=float)
+    step = float(grid[1] - grid[0]) if grid.size > 1 else 0.0
+    return {
+        "material_id": material_id,
+        "model": model,
+        "model_sha256": model_sha256,
+        "mesh": [int(n) for n in mesh.mesh],
+        "sigma_cm1": float(dos.sigma),
+        "frequency_min_cm1": float(grid[0]) if grid.size else 0.0,
+        "frequency_step_cm1": step,
+        "total": np.asarray(dos.total, dtype=np.float32),
+        "elements": list(dos.partial),
+        "partial": [np.asarray(v, dtype=np.float32) for v in dos.partial.values()],
+    }

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import numpy as np
 import pyarrow as pa
 
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"  # 1.1: thermo and dos tables
 PARTITION_COLUMNS = ("source", "bucket")
 
 
@@ -59,6 +59,35 @@ TABLES: dict[str, pa.Schema] = {
         _f("labels", pa.list_(pa.string())),
         _f("segment_breaks", pa.list_(pa.int32())),
         _f("frequencies_cm1", pa.list_(F32_LIST), "cm^-1, [q][band]"),
+    ]),
+    # k-MVN on a Γ-centred q-mesh; per mole of formula units (phonopy's are per mole of cells)
+    "thermo": pa.schema([
+        _f("material_id", pa.string()),
+        _f("model", pa.string()),
+        _f("model_sha256", pa.string()),
+        _f("formula_units", pa.int32()),
+        _f("nsites", pa.int32()),
+        _f("mesh", pa.list_(pa.int32())),
+        _f("temperatures_K", F32_LIST, "K"),
+        _f("heat_capacity_J_K_mol", F32_LIST, "J/K per mole of formula units"),
+        _f("entropy_J_K_mol", F32_LIST, "J/K per mole of formula units"),
+        _f("free_energy_kJ_mol", F32_LIST, "kJ per mole of formula units"),
+        _f("zero_point_energy_kJ_mol", pa.float32(), "kJ per mole of formula units"),
+        _f("heat_capacity_300K_J_K_mol", pa.float32(), "J/K per mole of formula units"),
+        _f("entropy_300K_J_K_mol", pa.float32(), "J/K per mole of formula units"),
+        _f("imaginary_mode_fraction", pa.float32(), "fraction of mesh modes left out as imaginary"),
+    ]),
+    "dos": pa.schema([
+        _f("material_id", pa.string()),
+        _f("model", pa.string()),
+        _f("model_sha256", pa.string()),
+        _f("mesh", pa.list_(pa.int32())),
+        _f("sigma_cm1", pa.float32(), "cm^-1, Gaussian standard deviation"),
+        _f("frequency_min_cm1", pa.float32(), "cm^-1, first grid point"),
+        _f("frequency_step_cm1", pa.float32(), "cm^-1, grid spacing"),
+        _f("total", F32_LIST, "states per cm^-1 per cell (integrates to 3 nsites)"),
+        _f("elements", pa.list_(pa.string())),
+        _f("partial", pa.list_(F32_LIST), "states per cm^-1 per cell, [element][grid point]"),
     ]),
     "runs": pa.schema([
         _f("run_id", pa.string()),
@@ -115,7 +144,7 @@ def validate_rows(table: str, rows: Sequence[dict]) -> None:
             v = row.get(f.name)
             if pa.types.is_floating(f.type) and v is not None and not math.isfinite(float(v)):
                 raise SchemaError(f"{table}: row {rid}: {f.name} is not finite")
-            if pa.types.is_list(f.type) and f.name.endswith(("_cm1", "positions", "vectors", "qpoints", "_per_angstrom")):
+            if pa.types.is_list(f.type) and f.name.endswith(("_cm1", "positions", "vectors", "qpoints", "_per_angstrom", "_mol", "total", "partial")):
                 _check_finite(table, row, f.name, v)
         if table == "bands":
             freqs = np.asarray(row["frequencies_cm1"], dtype=float)
@@ -127,6 +156,13 @@ def validate_rows(table: str, rows: Sequence[dict]) -> None:
                 raise SchemaError(f"bands: row {rid}: {len(row['distances_per_angstrom'])} distances for {nq} q-points")
             if len(row["labels"]) != len(row["label_indices"]):
                 raise SchemaError(f"bands: row {rid}: labels and label_indices differ in length")
+        if table == "dos" and len(row["partial"]) != len(row["elements"]):
+            raise SchemaError(f"dos: row {rid}: {len(row['partial'])} partial DOS for {len(row['elements'])} elements")
+        if table == "thermo":
+            n_t = len(row["temperatures_K"])
+            for key in ("heat_capacity_J_K_mol", "entropy_J_K_mol", "free_energy_kJ_mol"):
+                if len(row[key]) != n_t:
+                    raise SchemaError(f"thermo: row {rid}: {key} has {len(row[key])} values for {n_t} temperatures")
         if table == "gamma" and len(row["frequencies_cm1"]) % 3:
             raise SchemaError(f"gamma: row {rid}: {len(row['frequencies_cm1'])} frequencies is not 3m")
         if table == "failures" and row["stage"] not in STAGES:

@@ -48,6 +48,19 @@ def test_demo_build_equals_direct_prediction_and_resumes(tmp_path, checkpoints):
     kmvn = vgnn_core.Predictor(vgnn_core.load_checkpoint(checkpoints["kmvn"]))
     direct = kmvn.predict_bands([dict(demo_structures())["demo-ZnO-wurtzite"]], [np.array(bands[1])])[0]
     np.testing.assert_allclose(np.array(bands[2]), direct.astype(np.float32), rtol=1e-5, atol=0.05)
+    # k-MVN also fills the thermo and dos tables, equal to a direct mesh calculation
+    n = len(demo_structures())
+    assert con.execute("SELECT count(*) FROM thermo").fetchone()[0] == n
+    assert con.execute("SELECT count(*) FROM dos").fetchone()[0] == n
+    row = con.execute("SELECT heat_capacity_300K_J_K_mol, zero_point_energy_kJ_mol, formula_units, total, "
+                      "frequency_step_cm1, partial, elements FROM thermo JOIN dos USING (material_id, source) "
+                      "WHERE material_id = 'demo-ZnO-wurtzite'").fetchone()
+    (result,) = kmvn.predict_phonons([dict(demo_structures())["demo-ZnO-wurtzite"]], density=30.0)
+    per_fu = result.thermal.per_formula_unit()
+    assert row[2] == 2 and row[0] == pytest.approx(per_fu.at(300.0)["heat_capacity"], rel=1e-4)
+    assert row[1] == pytest.approx(per_fu.zero_point_energy, rel=1e-4)
+    assert np.sum(row[3]) * row[4] == pytest.approx(12, rel=1e-2)  # 3m states
+    assert row[6] == ["Zn", "O"] and np.allclose(np.sum(row[5], axis=0), row[3], rtol=1e-4, atol=1e-7)
     again = build("demo", specs, tmp_path, release="r", atoms_per_shard=30, progress=None)
     assert again["skipped_shards"] == again["shards"]
     assert connect(tmp_path).execute("SELECT count(*) FROM structures").fetchone()[0] == len(demo_structures())
