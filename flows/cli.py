@@ -207,7 +207,8 @@ def build_parser() -> argparse.ArgumentParser:
     sh.add_argument("--name", required=True, choices=["kmvn", "mvn", "vvn"])
     sh.set_defaults(func=_cmd_ship)
     bu = sub.add_parser("build", help="build (or resume) a database release from a structure source")
-    bu.add_argument("--source", default="demo", help="demo | zeolites | dir:PATH")
+    bu.add_argument("--source", default="demo",
+                    help="demo | zeolites[:PATH] | iza:FAU+LTA | dir:PATH | togo | petretto | mp[:nsites<=40,stable,...]")
     bu.add_argument("--models", default="mvn,kmvn", help="comma-separated shipped names or checkpoint files")
     bu.add_argument("--out", required=True, help="database root")
     bu.add_argument("--release", help="release name (default SOURCE-YYYYMMDD; rerun to resume)")

@@ -13,7 +13,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from storage.release import finalize_release, release_dir
-from storage.rows import THERMO_TEMPERATURES, bands_row, dos_row, gamma_row, structure_row, thermo_row
+from storage.rows import (
+    THERMO_TEMPERATURES,
+    bands_row,
+    dos_row,
+    gamma_row,
+    structure_row,
+    thermo_row,
+)
 from storage.writer import shard_complete, write_shard
 from vgnn_core import InvalidStructureError, Predictor, as_structure
 
@@ -185,10 +192,11 @@ class BuildPlan:
     started: object  # datetime (UTC)
     shards: list[Shard]
     structures: dict[str, object]
+    source_version: str = ""
 
     @property
     def source_name(self) -> str:
-        return "dir" if self.source.startswith("dir:") else self.source
+        return source_partition(self.source)
 
     def items(self, shard: Shard) -> list[tuple[str, object]]:
         return [(m, self.structures[m]) for m in shard.material_ids]
@@ -201,8 +209,9 @@ def plan_build(source: str, release: str | None = None, atoms_per_shard: int = A
 
     from .sources import resolve_source
 
-    items = read_for_plan(resolve_source(source))
-    source_name = "dir" if source.startswith("dir:") else source
+    items, version = resolve_source(source)
+    items = read_for_plan(items)
+    source_name = source_partition(source)
     return BuildPlan(
         source=source,
         release=release or f"{source_name}-{dt.date.today():%Y%m%d}",
@@ -210,7 +219,14 @@ def plan_build(source: str, release: str | None = None, atoms_per_shard: int = A
         started=dt.datetime.now(dt.timezone.utc),
         shards=plan_shards(sizes_of(items), atoms_per_shard),
         structures=dict(items),
+        source_version=version,
     )
+
+
+def source_partition(source: str) -> str:
+    """The ``source`` partition of a spec: its kind (``dir``, ``mp``, ``zeolites``…)."""
+    kind = source.partition(":")[0]
+    return "zeolites" if kind == "iza" else kind
 
 
 def finalize_build(out: Path, plan: BuildPlan, models: list[dict], reports: list[ShardReport]) -> dict:
@@ -226,7 +242,7 @@ def finalize_build(out: Path, plan: BuildPlan, models: list[dict], reports: list
     write_shard(release_dir(out, plan.release), plan.source_name, f"run-{plan.run_id}", {"runs": [{
         "run_id": plan.run_id, "started_at": plan.started, "finished_at": dt.datetime.now(dt.timezone.utc),
         "code_version": code_version(), "models": [m["name"] for m in models],
-        "model_sha256s": [m["sha256"] for m in models], "source_version": plan.source,
+        "model_sha256s": [m["sha256"] for m in models], "source_version": plan.source_version or plan.source,
         "n_written": written, "n_failed": failed}]})
     finalize_release(out, plan.release, models=models, extra={"source": plan.source})
     return {"release": plan.release, "shards": len(plan.shards), "skipped_shards": sum(r.skipped for r in reports),
@@ -242,7 +258,8 @@ def read_for_plan(items: Sequence[tuple[str, object]]) -> list[tuple[str, object
     out = []
     for mid, obj in items:
         try:
-            out.append((mid, as_structure(obj, name=mid)))
+            structure = obj.read() if hasattr(obj, "read") and not hasattr(obj, "lattice") else obj
+            out.append((mid, as_structure(structure, name=mid)))
         except Exception:  # noqa: BLE001 - planning must not fail
             out.append((mid, obj))
     return out

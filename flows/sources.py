@@ -1,8 +1,15 @@
 """Structure sources for the build: each yields ``(material_id, structure_or_path)`` pairs.
 
-``demo`` is built in code from crystal prototypes and experimental lattice constants, so it
-needs no data files; ``dir:PATH`` reads a folder of CIF / POSCAR / extxyz files;
-``zeolites`` reads the IZA framework CIFs.
+* ``demo`` — built in code from crystal prototypes and experimental lattice constants (no data
+  files needed);
+* ``dir:PATH`` — a folder of CIF / POSCAR / extxyz files;
+* ``zeolites`` / ``zeolites:PATH`` — IZA framework CIFs, reduced to primitive cells;
+  ``iza:FAU+LTA`` downloads those frameworks from the IZA Structure Commission site;
+* ``mp`` / ``mp:FILTERS`` — the Materials Project through mp-api (see
+  :mod:`flows.materials_project`);
+* ``togo`` and ``petretto`` — the structures of those datasets in ``$VGNN_DATA_DIR``.
+
+:func:`resolve_source` returns the items and a version string recorded in the ``runs`` table.
 """
 
 from __future__ import annotations
@@ -10,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 from pymatgen.core import Lattice, Structure
 
 from vgnn_core.data_paths import shared_data_dir
@@ -72,7 +80,38 @@ def directory_source(path: str | Path) -> Iterator[tuple[str, Path]]:
             yield f.stem if f.suffix else f.name, f
 
 
-def zeolite_source(path: str | Path | None = None) -> Iterator[tuple[str, Path]]:
+def primitive_cell(structure: Structure, symprec: float = 1e-3) -> Structure:
+    """The primitive cell found by spglib (fast even for thousands of atoms); the input when
+    spglib finds no smaller cell."""
+    from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
+
+    try:
+        prim = SpacegroupAnalyzer(structure, symprec=symprec).find_primitive()
+    except Exception:  # noqa: BLE001 - no symmetry found: keep the cell as given
+        prim = None
+    if prim is None or len(prim) >= len(structure):
+        return structure
+    prim.properties = dict(structure.properties)
+    return prim
+
+
+class PrimitiveFile:
+    """A structure file read lazily and reduced to its primitive cell (zeolite CIFs are
+    conventional cells: FAU has 576 atoms, its primitive cell 144)."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+
+    def __fspath__(self) -> str:
+        return str(self.path)
+
+    def read(self) -> Structure:
+        from vgnn_core import read_structure
+
+        return primitive_cell(read_structure(self.path))
+
+
+def zeolite_source(path: str | Path | None = None) -> Iterator[tuple[str, PrimitiveFile]]:
     """IZA framework CIFs (default ``$VGNN_DATA_DIR/iza_zeolites/cifs``), ids ``iza-XXX``."""
     if path is None:
         root = shared_data_dir()
@@ -80,15 +119,94 @@ def zeolite_source(path: str | Path | None = None) -> Iterator[tuple[str, Path]]
             raise FileNotFoundError("zeolite CIFs not found: set VGNN_DATA_DIR or pass a folder")
         path = root / "iza_zeolites" / "cifs"
     for mid, f in directory_source(path):
-        yield f"iza-{mid}", f
+        yield f"iza-{mid}", PrimitiveFile(f)
 
 
-def resolve_source(spec: str) -> list[tuple[str, object]]:
-    """``demo``, ``zeolites`` or ``dir:PATH`` → a list of (material_id, structure or path)."""
+def togo_source(archive: str | Path | None = None, limit: int | None = None) -> Iterator[tuple[str, Structure]]:
+    """Togo's phonondb structures: each ``POSCAR-unitcell`` reduced with its ``PRIMITIVE_AXIS``."""
+    import io
+    import tarfile
+    from fractions import Fraction
+
+    from pymatgen.io.vasp import Poscar
+
+    if archive is None:
+        root = shared_data_dir()
+        archive = None if root is None else root / "togo_phonondb" / "unitcells_conf_born.tar.xz"
+    if archive is None or not Path(archive).is_file():
+        raise FileNotFoundError("togo_phonondb/unitcells_conf_born.tar.xz not found: set VGNN_DATA_DIR")
+    pending: dict[str, dict[str, str]] = {}
+    count = 0
+    with tarfile.open(archive) as tar:
+        for member in tar:
+            folder, _, name = member.name.rpartition("/")
+            if name not in ("POSCAR-unitcell", "phonopy.conf") or not member.isfile():
+                continue
+            entry = pending.setdefault(folder, {})
+            entry[name] = tar.extractfile(member).read().decode()
+            if len(entry) < 2:
+                continue
+            del pending[folder]
+            mid = "-".join(Path(folder).name.split("-")[:2])  # mp-1000-20180417 → mp-1000
+            unit = Poscar.from_str(entry["POSCAR-unitcell"]).structure
+            axis = None
+            for line in io.StringIO(entry["phonopy.conf"]):
+                key, _, value = line.partition("=")
+                if key.strip().upper() == "PRIMITIVE_AXIS":
+                    axis = np.array([float(Fraction(x)) for x in value.split()[:9]]).reshape(3, 3)
+            yield mid, _apply_primitive_axis(unit, axis, mid)
+            count += 1
+            if limit and count >= limit:
+                return
+
+
+def _apply_primitive_axis(unit: Structure, axis, material_id: str) -> Structure:
+    """phonopy's primitive cell: lattice columns ``A_p = A_u · P`` (rows: ``Pᵀ · rows``)."""
+    if axis is None or np.allclose(axis, np.eye(3)):
+        s = unit
+    else:
+        from phonopy.structure.atoms import PhonopyAtoms
+        from phonopy.structure.cells import get_primitive
+        from pymatgen.io.phonopy import get_pmg_structure
+
+        atoms = PhonopyAtoms(symbols=[x.specie.symbol for x in unit], cell=unit.lattice.matrix,
+                             scaled_positions=unit.frac_coords)
+        s = get_pmg_structure(get_primitive(atoms, axis, symprec=1e-4))
+    s.properties = {"material_id": material_id}
+    return s
+
+
+def petretto_source(archive: str | Path | None = None) -> Iterator[tuple[str, Structure]]:
+    """The 1,521 structures of the Petretto 2018 DFPT database (cells of the DFPT runs)."""
+    from vgnn_core.dataset import iter_petretto
+
+    for record in iter_petretto(archive):
+        yield record.material_id, record.structure
+
+
+def resolve_source(spec: str) -> tuple[list[tuple[str, object]], str]:
+    """A source spec → ``(items, version)``; items are (material_id, structure or path)."""
     if spec == "demo":
-        return list(demo_structures())
-    if spec == "zeolites":
-        return list(zeolite_source())
+        return list(demo_structures()), "demo"
+    if spec == "zeolites" or spec.startswith("zeolites:"):
+        folder = spec.partition(":")[2] or None
+        return list(zeolite_source(folder)), f"zeolites:{folder or 'VGNN_DATA_DIR'}"
+    if spec.startswith("iza:"):
+        from flows.iza import download_frameworks
+
+        codes = [c for c in spec[4:].replace(",", "+").split("+") if c]
+        folder = download_frameworks(codes)
+        return list(zeolite_source(folder)), f"iza:{'+'.join(codes)}"
     if spec.startswith("dir:"):
-        return list(directory_source(spec[4:]))
-    raise ValueError(f"unknown source {spec!r}: use demo, zeolites or dir:PATH")
+        return list(directory_source(spec[4:])), spec
+    if spec == "togo":
+        return list(togo_source()), "togo_phonondb-20180417"
+    if spec == "petretto":
+        return list(petretto_source()), "petretto2018"
+    if spec == "mp" or spec.startswith("mp:"):
+        from flows.materials_project import MPQuery, ingest
+        from vgnn_core.dataset import cache_dir
+
+        version, items = ingest(MPQuery.from_spec(spec.partition(":")[2]), cache_dir() / "materials_project", progress=print)
+        return items, f"materials_project-{version}"
+    raise ValueError(f"unknown source {spec!r}: use demo, zeolites[:PATH], iza:CODES, dir:PATH, togo, petretto or mp[:FILTERS]")
