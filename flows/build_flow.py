@@ -106,3 +106,19 @@ def run_build(source: str, models: list[str], out: str, release: str | None = No
     runner = task_runner(cluster, n_workers)
     return build_database.with_options(task_runner=runner)(
         source=source, models=tuple(models), out=str(out), release=release, atoms_per_shard=atoms_per_shard)
+
+
+@flow(name="vgnn-rebuild")
+def rebuild_database(source: str = "mp", models: tuple[str, ...] = ("mvn", "kmvn"), out: str = "db",
+                     cluster: str = "local", n_workers: int = 2, osf_project: str | None = None) -> dict:
+    """The scheduled job (``deploy/prefect.yaml``): build a fresh release of ``source`` on
+    ``cluster`` and, when ``osf_project`` is given, publish it (token from ``OSF_TOKEN``)."""
+    summary = build_database.with_options(task_runner=task_runner(cluster, n_workers))(
+        source=source, models=tuple(models), out=str(out))
+    if osf_project:
+        from storage.osf import OSFClient, publish
+
+        logger = get_run_logger()
+        result = publish(Path(out) / "releases" / summary["release"], osf_project, OSFClient(log=logger.info))
+        summary["published"] = result
+    return summary
