@@ -32,6 +32,13 @@ MATERIAL_TABLES = ("structures", "gamma", "bands", "thermo", "dos")
 #: A shard holds about this many atoms; a crystal larger than LARGE_CELL_ATOMS gets its own.
 ATOMS_PER_SHARD = 2000
 LARGE_CELL_ATOMS = 500
+#: Size limits (atoms per cell), chosen so no shard needs more than a few GB on a 24 GB machine:
+#: above BANDS_MAX_ATOMS k-MVN's band structure, DOS and thermo are skipped (one dense eigen-
+#: solve of a 3m × 3m complex matrix per q-point: 3,600² takes ~10 s and 200 MB; the Γ spectrum
+#: from MVN is still written) and a ``failures`` row with stage ``limit`` says so; above
+#: MAX_ATOMS the material is refused at ingest (its Γ solve alone would need > 2 GB).
+BANDS_MAX_ATOMS = 1200
+MAX_ATOMS = 5000
 
 
 @dataclass(frozen=True)
@@ -104,6 +111,8 @@ def predict_shard(
     for mid, obj in items:
         try:
             s = as_structure(obj, name=mid)
+            if len(s) > MAX_ATOMS:
+                raise InvalidStructureError(mid, f"{len(s)} atoms in the cell, above the database limit of {MAX_ATOMS}")
             rows["structures"].append(structure_row(s, mid))
             good.append((mid, s))
         except InvalidStructureError as exc:
@@ -114,7 +123,18 @@ def predict_shard(
         if model is None or not good:
             continue
         name, sha, predictor = model
-        ok_ids, results, failed = _predict_isolating_failures(good, predictor, table)
+        todo = good
+        if table == "bands":
+            todo = [(mid, s) for mid, s in good if len(s) <= BANDS_MAX_ATOMS]
+            for mid, s in good:
+                if len(s) > BANDS_MAX_ATOMS:
+                    rows["failures"].append({
+                        "material_id": mid, "stage": "limit", "error_class": "CellTooLargeForBands",
+                        "message": f"{mid}: {len(s)} atoms > {BANDS_MAX_ATOMS}: band structure, DOS and thermo "
+                                   "skipped (Γ spectrum written)", "run_id": run_id})
+        if not todo:
+            continue
+        ok_ids, results, failed = _predict_isolating_failures(todo, predictor, table)
         for mid, exc in failed:
             rows["failures"].append(_failure(mid, "predict", exc, run_id))
         for mid, res in zip(ok_ids, results):
@@ -124,8 +144,8 @@ def predict_shard(
                 rows["bands"].append(bands_row(mid, name, sha, res.qpath, res.bands))
                 rows["thermo"].append(thermo_row(mid, name, sha, res.structure, res.mesh, res.thermal))
                 rows["dos"].append(dos_row(mid, name, sha, res.mesh, res.dos))
-    # a material that failed any prediction is not half-written
-    failed_ids = {f["material_id"] for f in rows["failures"]}
+    # a material that failed any prediction is not half-written (a size limit is not a failure)
+    failed_ids = {f["material_id"] for f in rows["failures"] if f["stage"] != "limit"}
     for table in MATERIAL_TABLES:
         rows[table] = [r for r in rows[table] if r["material_id"] not in failed_ids]
     return rows
@@ -178,7 +198,8 @@ def run_shard(
         rows["failures"] = [_failure(mid, "predict", exc, run_id) for mid, _ in items]
         traceback.print_exc()
     write_shard(rdir, source, shard.shard_id, rows)
-    return ShardReport(shard.shard_id, written=len(rows["structures"]), failed=len(rows["failures"]),
+    failed = {f["material_id"] for f in rows["failures"] if f["stage"] != "limit"}
+    return ShardReport(shard.shard_id, written=len(rows["structures"]), failed=len(failed),
                        seconds=time.perf_counter() - t0, failures=rows["failures"])
 
 

@@ -102,14 +102,14 @@ TABLES: dict[str, pa.Schema] = {
     ]),
     "failures": pa.schema([
         _f("material_id", pa.string()),
-        _f("stage", pa.string()),  # ingest, graph, predict, write
+        _f("stage", pa.string()),  # ingest, graph, predict, write; limit = outputs skipped by size
         _f("error_class", pa.string()),
         _f("message", pa.string()),
         _f("run_id", pa.string()),
     ]),
 }
 
-STAGES = ("ingest", "graph", "predict", "write")
+STAGES = ("ingest", "graph", "predict", "write", "limit")
 
 
 class SchemaError(ValueError):

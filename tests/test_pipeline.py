@@ -66,22 +66,56 @@ def test_demo_build_equals_direct_prediction_and_resumes(tmp_path, checkpoints):
     assert connect(tmp_path).execute("SELECT count(*) FROM structures").fetchone()[0] == len(demo_structures())
 
 
-def test_bad_files_become_failures(tmp_path, checkpoints, si_conventional):
+def test_bad_files_become_failures(tmp_path, checkpoints, si_conventional, monkeypatch):
+    """A folder with a dozen kinds of broken input: every good structure is written, every bad
+    one is in ``failures`` with a reason that names it."""
+    import flows.pipeline as pipeline
+    from pymatgen.core import Lattice, Structure
+
+    monkeypatch.setattr(pipeline, "MAX_ATOMS", 40)  # a "huge" cell without a huge test
     src = tmp_path / "in"
     src.mkdir()
     si_conventional.to(filename=str(src / "good_Si.cif"))
+    Structure(Lattice.cubic(4.2), ["Mg", "O"], [[0, 0, 0], [0.5, 0.5, 0.5]]).to(filename=str(src / "good_MgO.vasp"))
     (src / "empty.cif").write_text("")
     (src / "binary.cif").write_bytes(bytes(range(256)))
     (src / "garbage.cif").write_text("data_x\n_cell_length_a 3\nloop_\n_atom_site_label\nX\n")
-    from pymatgen.core import Lattice, Structure
-
     Structure(Lattice.cubic(4), [{"Fe": 0.5, "Ni": 0.5}], [[0, 0, 0]]).to(filename=str(src / "partial.cif"))
     Structure(Lattice.cubic(4), ["Na", "Cl"], [[0, 0, 0], [0.01, 0, 0]]).to(filename=str(src / "overlap.cif"))
+    (src / "no_atoms.vasp").write_text("empty\n1.0\n4 0 0\n0 4 0\n0 0 4\n\n\nDirect\n")
+    (src / "truncated.vasp").write_text("Si\n1.0\n5.4 0 0\n0 5.4 0\n0 0 5.4\nSi\n2\nDirect\n0 0 0\n")
+    (src / "flat_cell.vasp").write_text("flat\n1.0\n4 0 0\n0 4 0\n8 8 0\nSi\n1\nDirect\n0 0 0\n")
+    (src / "nan.vasp").write_text("nan\n1.0\n4 0 0\n0 4 0\n0 0 4\nSi\n1\nDirect\nnan 0 0\n")
+    (src / "molecule.xyz").write_text("2\nwater fragment\nO 0 0 0\nH 0 0 0.96\n")
+    (src / "unknown_element.vasp").write_text("x\n1.0\n4 0 0\n0 4 0\n0 0 4\nXq\n1\nDirect\n0 0 0\n")
+    (si_conventional * (2, 1, 1)).to(filename=str(src / "huge.cif"))  # 16 atoms: fine
+    (si_conventional * (2, 2, 2)).to(filename=str(src / "too_big.cif"))  # 64 atoms > MAX_ATOMS
     summary = build(f"dir:{src}", [str(checkpoints["mvn"])], tmp_path / "db", release="r", progress=None)
-    assert summary == {"release": "r", "shards": 1, "skipped_shards": 0, "written": 1, "failed": 5}
+    bad = {"empty", "binary", "garbage", "partial", "overlap", "no_atoms", "truncated", "flat_cell", "nan",
+           "molecule", "unknown_element", "too_big"}
+    assert summary["written"] == 3 and summary["failed"] == len(bad) == 12
     con = connect(tmp_path / "db")
     fails = dict(con.execute("SELECT material_id, message FROM failures").fetchall())
-    assert set(fails) == {"empty", "binary", "garbage", "partial", "overlap"}
+    assert set(fails) == bad
+    for mid, message in fails.items():
+        assert mid in message or mid.split("_")[0] in message, (mid, message)  # the cause names the input
     assert "file is empty" in fails["empty"] and "partial occupancy" in fails["partial"]
-    assert "overlap" in fails["overlap"]
-    assert con.execute("SELECT material_id FROM gamma").fetchall() == [("good_Si",)]
+    assert "overlap" in fails["overlap"] and "above the database limit" in fails["too_big"]
+    assert sorted(con.execute("SELECT material_id FROM gamma").fetchall()) == [("good_MgO",), ("good_Si",), ("huge",)]
+
+
+def test_cells_above_the_band_limit_keep_their_gamma_spectrum(tmp_path, checkpoints, si_conventional, monkeypatch):
+    import flows.pipeline as pipeline
+
+    monkeypatch.setattr(pipeline, "BANDS_MAX_ATOMS", 4)
+    src = tmp_path / "in"
+    src.mkdir()
+    si_conventional.to(filename=str(src / "Si8.cif"))
+    summary = build(f"dir:{src}", [str(checkpoints["mvn"]), str(checkpoints["kmvn"])], tmp_path / "db",
+                    release="r", progress=None)
+    assert summary["written"] == 1 and summary["failed"] == 0
+    con = connect(tmp_path / "db")
+    assert con.execute("SELECT count(*) FROM gamma").fetchone()[0] == 1
+    assert con.execute("SELECT count(*) FROM bands").fetchone()[0] == 0
+    stage, message = con.execute("SELECT stage, message FROM failures").fetchone()
+    assert stage == "limit" and "8 atoms > 4" in message
