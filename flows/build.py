@@ -1,13 +1,16 @@
 """Run a database build in this process: the pipeline's steps one shard after another.
 
-This is the executor ``make demo`` uses and the reference the Prefect/Dask flow must match:
+This is `vgnn build --cluster none` and the reference the Prefect/Dask flow must match:
 same shard plan, same rows.
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from pathlib import Path
+
+from tqdm.auto import tqdm
 
 from vgnn_core import Predictor
 from vgnn_core.checkpoints import (
@@ -55,12 +58,17 @@ def build(
     plan = plan_build(source, release, atoms_per_shard)
     gamma_model, bands_model = pick_models(models)
     reports = []
+    bar = tqdm(total=len(plan.shards), desc=f"building {plan.release}", unit="shard",
+               disable=progress is None or not sys.stderr.isatty())
     for k, shard in enumerate(plan.shards):
         report = run_shard(shard, plan.items(shard), out, plan.release, plan.source_name,
                            gamma_model, bands_model, plan.run_id)
         reports.append(report)
-        if progress:
+        bar.update(1)
+        bar.set_postfix(materials=sum(r.written for r in reports), failed=sum(r.failed for r in reports))
+        if progress and bar.disable:
             state = "already complete" if report.skipped else f"{report.written} written, {report.failed} failed, {report.seconds:.1f} s"
             progress(f"shard {k + 1}/{len(plan.shards)} {shard.shard_id}: {state}")
+    bar.close()
     used = [identity(m) for m in (gamma_model, bands_model) if m is not None]
     return finalize_build(out, plan, used, reports)

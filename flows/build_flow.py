@@ -13,9 +13,12 @@ ephemerally; ``PREFECT_API_URL`` points it at a server.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from prefect import flow, get_run_logger, task
+from prefect.futures import as_completed
+from tqdm.auto import tqdm
 
 from .pipeline import ATOMS_PER_SHARD, Shard, ShardReport, finalize_build, plan_build, run_shard
 
@@ -94,7 +97,13 @@ def build_database(source: str = "demo", models: tuple[str, ...] = ("mvn", "kmvn
                 len(plan.structures), source, len(plan.shards), out, plan.release)
     futures = [shard_task.submit(s, plan.items(s), str(out), plan.release, plan.source_name, tuple(models), plan.run_id)
                for s in plan.shards]
-    reports = [f.result() for f in futures]
+    reports = []
+    with tqdm(total=len(futures), desc=f"building {plan.release}", unit="shard",
+              disable=not sys.stderr.isatty()) as bar:
+        for future in as_completed(futures):
+            reports.append(future.result())
+            bar.update(1)
+            bar.set_postfix(materials=sum(r.written for r in reports), failed=sum(r.failed for r in reports))
     used = [m for r in reports for m in r.models]
     used = [dict(t) for t in dict.fromkeys(tuple(sorted(m.items())) for m in used)]
     return finalize_build(Path(out), plan, used, reports)

@@ -138,7 +138,7 @@ def _cmd_build(args: argparse.Namespace) -> int:
     if args.cluster == "none":
         from flows.build import build
 
-        summary = build(args.source, models, args.out, release=args.release)
+        summary = build(args.source, models, args.out, release=args.release, atoms_per_shard=args.atoms_per_shard)
     else:
         # An ephemeral Prefect server on a busy 2-core machine can take longer than the default.
         os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
@@ -146,7 +146,7 @@ def _cmd_build(args: argparse.Namespace) -> int:
         from flows.build_flow import run_build
 
         summary = run_build(args.source, models, args.out, release=args.release, cluster=args.cluster,
-                            n_workers=args.workers)
+                            n_workers=args.workers, atoms_per_shard=args.atoms_per_shard)
     print(f"release {summary['release']}: {summary['written']} materials written, {summary['failed']} failed, "
           f"{summary['shards']} shards ({summary['skipped_shards']} already complete)")
     return 0
@@ -215,6 +215,7 @@ def build_parser() -> argparse.ArgumentParser:
     bu.add_argument("--cluster", default="local",
                     help="local (Dask LocalCluster) | ADDRESS | cuda | slurm | none (in-process, no Prefect)")
     bu.add_argument("--workers", type=int, default=2, help="Dask workers for local / slurm")
+    bu.add_argument("--atoms-per-shard", type=int, default=2000, help="shard size (atoms); cells > 500 atoms go alone")
     bu.set_defaults(func=_cmd_build)
     qu = sub.add_parser("query", help="read-only SQL over a database release (DuckDB)")
     qu.add_argument("sql")

@@ -69,8 +69,9 @@ def test_demo_build_equals_direct_prediction_and_resumes(tmp_path, checkpoints):
 def test_bad_files_become_failures(tmp_path, checkpoints, si_conventional, monkeypatch):
     """A folder with a dozen kinds of broken input: every good structure is written, every bad
     one is in ``failures`` with a reason that names it."""
-    import flows.pipeline as pipeline
     from pymatgen.core import Lattice, Structure
+
+    import flows.pipeline as pipeline
 
     monkeypatch.setattr(pipeline, "MAX_ATOMS", 40)  # a "huge" cell without a huge test
     src = tmp_path / "in"
