@@ -1,0 +1,152 @@
+"""Cost against cell size: shipped MVN (Γ) and k-MVN (bands) from 2 to ≥ 500 atoms, and the
+MLIP route on the small cells, with fitted exponents and the largest cell that fits in 16 GB.
+
+Cases: silicon supercells (2 … 686 atoms) and IZA zeolite frameworks (primitive cells, up to
+1,008 atoms). Each case runs in a fresh subprocess so its peak memory (max RSS) is its own; the
+network (graph + forward pass) and the float64 eigen-solve (100 q-points for bands, O(m³) per q)
+are timed separately. The MLIP route (CHGNet forces on ≥ 10 Å supercells, phonopy) runs on the
+cells where it stays under ``--mlip-budget`` seconds. Writes ``benchmarks/results/scaling.json``.
+Run: ``python benchmarks/bench_scaling.py [--quick] [--no-mlip]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+RESULTS = Path(__file__).parent / "results"
+N_Q = 100
+SI_SIZES = (1, 2, 3, 4, 5, 6, 7)  # 2 … 686 atoms
+ZEOLITES = ("SOD", "LTA", "FAU", "MFI", "PAU")
+MEMORY_LIMIT_GB = 16.0
+
+
+def load_case(kind: str, arg: str):
+    from pymatgen.core import Structure
+
+    if kind == "si":
+        a = 5.43
+        prim = Structure([[0, a / 2, a / 2], [a / 2, 0, a / 2], [a / 2, a / 2, 0]], ["Si", "Si"],
+                         [[0, 0, 0], [0.25, 0.25, 0.25]])
+        k = int(arg)
+        return f"Si {k}x{k}x{k}", prim * [k, k, k]
+    from flows.sources import PrimitiveFile
+    from vgnn_core.data_paths import shared_data_dir
+
+    return f"zeolite {arg}", PrimitiveFile(shared_data_dir() / "iza_zeolites" / "cifs" / f"{arg}.cif").read()
+
+
+def one_case(kind: str, arg: str, mlip: bool) -> dict:
+    """In a subprocess: timings and peak memory of one cell."""
+    import torch
+
+    from vgnn_core import build_graph, collate, load_pretrained
+    from vgnn_core.dynamical_matrix import band_frequencies, gamma_frequencies
+
+    name, structure = load_case(kind, arg)
+    mvn, kmvn = load_pretrained("mvn"), load_pretrained("kmvn")
+    warm = load_case("si", "1")[1]
+    mvn.predict_gamma([warm])
+    kmvn.predict_bands([warm], [np.zeros((2, 3))])
+    q = np.linspace([0, 0, 0], [0.5, 0.5, 0.5], N_Q)
+    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    row = {"case": name, "atoms": len(structure)}
+    with torch.inference_mode():
+        for label, predictor in (("mvn", mvn), ("kmvn", kmvn)):
+            t0 = time.perf_counter()
+            graph = build_graph(structure, predictor.model.config.graph_cutoff)
+            fc = predictor.model.force_constants(collate([graph]))[0].to(torch.float64)
+            row[f"{label}_net_s"] = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            if label == "mvn":
+                gamma_frequencies([fc])
+            else:
+                band_frequencies([fc], [torch.as_tensor(q)])
+            row[f"{label}_eig_s"] = time.perf_counter() - t0
+            row["bonds"] = fc.n_bonds
+    row["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    row["added_rss_mb"] = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss0) / 1024
+    if mlip:
+        from bench_vs_mlip import mlip_route  # noqa: E402 - same folder
+        from chgnet.model import CHGNet
+        from chgnet.model.dynamics import CHGNetCalculator
+
+        calc = CHGNetCalculator(CHGNet.load(verbose=False), use_device="cpu")
+        m = mlip_route(structure, q[:5], calc, 10.0, (2, 2, 2))
+        row.update(mlip_s=m["seconds"], mlip_supercell_atoms=m["supercell_atoms"])
+    return row
+
+
+def fit(rows: list[dict], key: str, min_atoms: int = 16) -> float:
+    pts = [(r["atoms"], r[key]) for r in rows if r["atoms"] >= min_atoms and r.get(key)]
+    if len(pts) < 2:
+        return float("nan")
+    a, t = np.log(np.array(pts, dtype=float)).T
+    return float(np.polyfit(a, t, 1)[0])
+
+
+def largest_cell(rows: list[dict], limit_gb: float = MEMORY_LIMIT_GB) -> float:
+    """Atoms at which the fitted peak RSS (power law in atoms) reaches ``limit_gb``."""
+    pts = [(r["atoms"], r["peak_rss_mb"]) for r in rows if r["atoms"] >= 50]
+    if len(pts) < 2:
+        return float("nan")
+    a, m = np.log(np.array(pts, dtype=float)).T
+    slope, intercept = np.polyfit(a, m, 1)
+    return float(np.exp((np.log(limit_gb * 1024) - intercept) / slope))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="Si up to 250 atoms, no zeolites")
+    parser.add_argument("--no-mlip", action="store_true")
+    parser.add_argument("--mlip-budget", type=float, default=600.0, help="seconds per material")
+    parser.add_argument("--one-case", nargs=3, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.one_case:
+        kind, arg, mlip = args.one_case
+        print(json.dumps(one_case(kind, arg, mlip == "1")))
+        return
+    cases = [("si", str(k)) for k in (SI_SIZES[:5] if args.quick else SI_SIZES)]
+    if not args.quick:
+        cases += [("zeolite", z) for z in ZEOLITES]
+    rows, mlip_ok = [], not args.no_mlip
+    for kind, arg in cases:
+        run = subprocess.run([sys.executable, __file__, "--one-case", kind, arg, "1" if mlip_ok else "0"],
+                             capture_output=True, text=True, cwd=Path(__file__).parent)
+        if run.returncode != 0:
+            print(f"{kind} {arg}: failed: {run.stderr.strip().splitlines()[-1] if run.stderr else run.returncode}")
+            continue
+        row = json.loads(run.stdout.strip().splitlines()[-1])
+        rows.append(row)
+        if row.get("mlip_s", 0) > args.mlip_budget:
+            mlip_ok = False  # larger cells would only take longer
+        print(json.dumps(row), flush=True)
+    print(f"\nCost against cell size — {platform.machine()}, {os.cpu_count()} CPUs (seconds; bands = {N_Q} q)")
+    print(f"{'case':<16}{'atoms':>6}{'bonds':>9}{'MVN net':>9}{'MVN eig':>9}{'kMVN net':>10}{'kMVN eig':>10}"
+          f"{'peak MB':>9}{'MLIP s':>9}{'MLIP/kMVN':>10}")
+    for r in rows:
+        k = r["kmvn_net_s"] + r["kmvn_eig_s"]
+        mlip = f"{r['mlip_s']:>9.1f}{r['mlip_s'] / k:>9.0f}×" if "mlip_s" in r else f"{'–':>9}{'–':>10}"
+        print(f"{r['case']:<16}{r['atoms']:>6}{r['bonds']:>9}{r['mvn_net_s']:>9.3f}{r['mvn_eig_s']:>9.3f}"
+              f"{r['kmvn_net_s']:>10.3f}{r['kmvn_eig_s']:>10.3f}{r['peak_rss_mb']:>9.0f}{mlip}")
+    exps = {key: fit(rows, key) for key in ("mvn_net_s", "kmvn_net_s", "mvn_eig_s", "kmvn_eig_s", "mlip_s")}
+    biggest = largest_cell(rows)
+    print("fitted exponents t ∝ atoms^x (≥ 16 atoms): " + ", ".join(f"{k} {v:.2f}" for k, v in exps.items()))
+    print(f"largest cell within {MEMORY_LIMIT_GB:.0f} GB (peak RSS power-law fit): ~{biggest:.0f} atoms")
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "scaling.json").write_text(json.dumps({
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.platform()}",
+        "exponents": exps, "largest_cell_atoms_16GB": biggest, "rows": rows}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
