@@ -164,3 +164,18 @@ def test_togo_structures_are_phonopy_primitive_cells():
 def test_petretto_source_yields_dft_cells(petretto_archive):
     mid, s = next(petretto_source(petretto_archive))
     assert mid.startswith("mp-") and s.properties["material_id"] == mid and len(s) >= 1
+
+
+def test_predict_accepts_materials_project_ids(fake_mp, monkeypatch, capsys, tmp_path):
+    from flows.cli import main
+
+    server, url = fake_mp
+    monkeypatch.setenv("MP_API_KEY", API_KEY)
+    monkeypatch.setenv("MP_API_ENDPOINT", url)
+    first = next(iter(server.materials))
+    code = main(["predict", first, "mp-999999", "--model", "mvn", "--format", "json", "--out", str(tmp_path / "o.json")])
+    assert code == 2 and "mp-999999: not found in the Materials Project" in capsys.readouterr().err
+    import json
+
+    (record,) = json.loads((tmp_path / "o.json").read_text())
+    assert record["name"] == first and len(record["gamma_cm1"]) == 3 * server.materials[first]["nsites"]
