@@ -31,14 +31,12 @@ MEMORY_LIMIT_GB = 16.0
 
 
 def load_case(kind: str, arg: str):
-    from pymatgen.core import Structure
-
+    """Silicon supercells as in ``bench_inference``; zeolites reduced to primitive cells as the
+    pipeline does."""
     if kind == "si":
-        a = 5.43
-        prim = Structure([[0, a / 2, a / 2], [a / 2, 0, a / 2], [a / 2, a / 2, 0]], ["Si", "Si"],
-                         [[0, 0, 0], [0.25, 0.25, 0.25]])
-        k = int(arg)
-        return f"Si {k}x{k}x{k}", prim * [k, k, k]
+        from bench_inference import load_case as silicon  # same folder
+
+        return silicon("si", arg)
     from flows.sources import PrimitiveFile
     from vgnn_core.data_paths import shared_data_dir
 

@@ -23,13 +23,24 @@ from vgnn_core.checkpoints import (
 from .pipeline import ATOMS_PER_SHARD, finalize_build, plan_build, run_shard
 
 
+def worker_device() -> str:
+    """``$VGNN_DEVICE``, else this process's GPU when it has one (dask-cuda gives each worker
+    one through ``CUDA_VISIBLE_DEVICES``), else the CPU."""
+    import os
+
+    import torch
+
+    return os.environ.get("VGNN_DEVICE") or ("cuda" if torch.cuda.is_available() else "cpu")
+
+
 def load_model(spec: str) -> tuple[str, str, Predictor]:
     """``kmvn`` / ``mvn`` / ``vvn`` (shipped) or a checkpoint path → (name, sha256, predictor)."""
+    device = worker_device()
     if Path(spec).is_file():
-        model = load_checkpoint(spec)
-        return Path(spec).stem, sha256_file(spec), Predictor(model)
-    model = load_pretrained_model(spec)
-    return spec, shipped_checkpoints()[spec]["sha256"], Predictor(model)
+        model = load_checkpoint(spec, device=device)
+        return Path(spec).stem, sha256_file(spec), Predictor(model, device=device)
+    model = load_pretrained_model(spec, device=device)
+    return spec, shipped_checkpoints()[spec]["sha256"], Predictor(model, device=device)
 
 
 def pick_models(specs: list[str]) -> tuple[tuple | None, tuple | None]:

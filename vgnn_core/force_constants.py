@@ -42,6 +42,10 @@ class ForceConstants:
         """The same force constants with floating-point tensors cast to ``dtype``."""
         return ForceConstants(self.masses.to(dtype), self.src, self.dst, self.shift, self.blocks.to(dtype))
 
+    def cpu(self) -> ForceConstants:
+        """The same force constants in host memory (for numpy-facing analyses)."""
+        return ForceConstants(self.masses.cpu(), self.src.cpu(), self.dst.cpu(), self.shift.cpu(), self.blocks.cpu())
+
     def mass_weighted_blocks(self) -> torch.Tensor:
         """Φ_ij(T) / √(M_i M_j) in eV/Å²/amu."""
         inv_sqrt = torch.rsqrt(self.masses.to(self.blocks.dtype))

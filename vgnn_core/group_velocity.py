@@ -60,7 +60,7 @@ def group_velocities(
     ``lattice`` holds the cell vectors as rows (Å); ``qpoints`` are fractional. Modes at zero
     or imaginary frequency get zero velocity.
     """
-    fc = fc.to(torch.float64)
+    fc = fc.cpu().to(torch.float64)
     lattice = np.asarray(lattice, dtype=float)
     q_all = torch.as_tensor(np.asarray(qpoints, dtype=float).reshape(-1, 3), dtype=torch.float64)
     dim = 3 * fc.n_atoms

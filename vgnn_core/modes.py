@@ -25,7 +25,7 @@ def modes(
     ``groups[a]`` is the group index of atom ``a`` (e.g. its element); the projections of each
     mode sum to one over the groups.
     """
-    fc = fc.to(torch.float64)
+    fc = fc.cpu().to(torch.float64)
     q = torch.as_tensor(np.asarray(qpoints, dtype=float).reshape(-1, 3), dtype=torch.float64)
     dim = 3 * fc.n_atoms
     step = max(1, int(max_bytes // (3 * 16 * dim * dim)))

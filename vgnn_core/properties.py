@@ -118,7 +118,7 @@ def phonon_properties(
 ) -> PhononResult:
     """Γ modes, the band structure along the high-symmetry path (``bands``) and the DOS and
     thermal properties on a q-mesh (``thermal``; ``mesh_options`` go to :func:`mesh_properties`)."""
-    fc = fc.to(torch.float64)
+    fc = fc.cpu().to(torch.float64)
     result = PhononResult(name or structure.composition.reduced_formula, structure,
                           gamma_frequencies([fc])[0].numpy(), force_constants=fc)
     if bands:
