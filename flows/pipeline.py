@@ -91,8 +91,13 @@ def plan_shards(sizes: dict[str, int], atoms_per_shard: int = ATOMS_PER_SHARD,
 
 
 def _failure(mid: str, stage: str, exc: BaseException, run_id: str) -> dict:
+    """A ``failures`` row; for unexpected errors the message ends with where it was raised."""
+    message = str(exc)
+    if not isinstance(exc, InvalidStructureError) and exc.__traceback__ is not None:
+        frame = traceback.extract_tb(exc.__traceback__)[-1]
+        message += f" (raised at {Path(frame.filename).name}:{frame.lineno} in {frame.name})"
     return {"material_id": mid, "stage": stage, "error_class": type(exc).__name__,
-            "message": str(exc)[:2000], "run_id": run_id}
+            "message": message[:2000], "run_id": run_id}
 
 
 def predict_shard(
