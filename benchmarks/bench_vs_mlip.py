@@ -50,7 +50,7 @@ def mlip_route(structure, qpoints: np.ndarray, calculator, length: float, mesh: 
     t0 = time.perf_counter()
     unit = PhonopyAtoms(symbols=[s.specie.symbol for s in structure], cell=structure.lattice.matrix,
                         scaled_positions=structure.frac_coords)
-    ph = phonopy.Phonopy(unit, supercell_matrix=supercell_matrix(structure, length), primitive_matrix=None, log_level=0)
+    ph = phonopy.Phonopy(unit, supercell_matrix=supercell_matrix(structure, length), primitive_matrix=np.eye(3), log_level=0)
     ph.generate_displacements(distance=0.01)
 
     def forces(cell) -> np.ndarray:

@@ -113,3 +113,14 @@ def test_predict_cli_outputs_and_bad_files(tmp_path, wurtzite_zno, capsys):
     assert main(["predict", str(good)]) == 0
     table = capsys.readouterr().out
     assert "ZnO" in table and "Cv" in table
+
+
+def test_phonopy_export_of_a_conventional_cell_keeps_the_cell(si_conventional):
+    """A non-primitive cell stays as given (phonopy 4 would reduce it by default)."""
+    fc = central_spring_force_constants(si_conventional, lambda r: 6 * np.exp(-(r - 2.35) ** 2), r_max=4.0)
+    phonon = to_phonopy(fc, si_conventional)
+    assert len(phonon.primitive) == 8
+    q = np.random.default_rng(6).random((5, 3))
+    phonon.run_qpoints(q)
+    ours = band_frequencies([fc], [torch.as_tensor(q)])[0].numpy()
+    np.testing.assert_allclose(phonon.qpoints.frequencies * THZ_TO_CM1, ours, rtol=2e-6, atol=1e-3)

@@ -69,7 +69,9 @@ def to_phonopy(fc: ForceConstants, structure, supercell_matrix: np.ndarray | Non
         scaled_positions=np.asarray(structure.frac_coords, dtype=float),
         masses=fc.masses.numpy(),
     )
-    phonon = phonopy.Phonopy(unitcell, supercell_matrix=np.asarray(supercell_matrix), primitive_matrix=None, log_level=0)
+    # the cell as given is the primitive cell (phonopy 4 would otherwise search for a smaller one)
+    phonon = phonopy.Phonopy(unitcell, supercell_matrix=np.asarray(supercell_matrix), primitive_matrix=np.eye(3),
+                             log_level=0)
     supercell = phonon.supercell
     p2s = np.asarray(phonon.primitive.p2s_map)
     s_frac = np.asarray(supercell.scaled_positions)
