@@ -30,6 +30,7 @@ import torch
 
 from vgnn_core import load_pretrained
 from vgnn_core.dataset import iter_petretto, load_split
+from vgnn_core.dynamical_matrix import band_frequencies
 from vgnn_core.metrics import material_metrics
 from vgnn_core.properties import formula_units, mesh_properties
 from vgnn_core.units import THZ_TO_CM1
@@ -98,8 +99,6 @@ def main() -> None:
             ref_cv = float(np.interp(300.0, r.thermo["temperature"], r.thermo["C_v"]))
         t0 = time.perf_counter()
         (fc,) = kmvn.predict_force_constants([r.structure])
-        from vgnn_core.dynamical_matrix import band_frequencies
-
         bands = band_frequencies([fc.to(torch.float64)], [torch.as_tensor(r.qpoints)])[0].numpy()
         qmesh, _, thermal = mesh_properties(fc, r.structure, temperatures=np.array([300.0]), partial=False)
         t_kmvn = time.perf_counter() - t0

@@ -101,10 +101,15 @@ def write_parquet(records: list[dict], path: str | Path) -> Path:
     return Path(path)
 
 
+def safe_name(name: str) -> str:
+    """A material name usable in a file name."""
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", name)
+
+
 def plot_path(base: str, name: str, many: bool) -> Path:
     """``base`` itself for one material, ``stem_NAME.suffix`` for several."""
     p = Path(base)
-    return p.with_name(f"{p.stem}_{re.sub(r'[^A-Za-z0-9_.-]', '_', name)}{p.suffix or '.png'}") if many else p
+    return p.with_name(f"{p.stem}_{safe_name(name)}{p.suffix or '.png'}") if many else p
 
 
 def predict_files(
@@ -141,7 +146,7 @@ def predict_files(
             fig = result.plot(plot_path(plot, name, many), unit=unit)
             plt.close(fig)
         if export and result.bands is not None:
-            folder = Path(export) / re.sub(r"[^A-Za-z0-9_.-]", "_", name)
+            folder = Path(export) / safe_name(name)
             folder.mkdir(parents=True, exist_ok=True)
             write_band_yaml(folder / "band.yaml", result.structure, result.qpath, result.bands)
             write_phonopy_force_constants(result.force_constants, result.structure, folder)

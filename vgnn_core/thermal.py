@@ -93,10 +93,10 @@ def thermal_properties(
         kt = c.k * temp
         x = energy / kt
         em1 = np.expm1(x)
+        log_term = np.log(-np.expm1(-x))  # ln(1 − e⁻ˣ)
         with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
             cv_modes = np.where(x < 700, x**2 * np.exp(np.minimum(x, 700)) / em1**2, 0.0)
-            s_modes = np.where(x < 700, x / em1, 0.0) - np.log(-np.expm1(-x))
-        log_term = np.log(-np.expm1(-x))  # ln(1 − e⁻ˣ)
+            s_modes = np.where(x < 700, x / em1, 0.0) - log_term
         cv[k] = np.sum(mode_w * cv_modes) * c.k * c.N_A
         s[k] = np.sum(mode_w * s_modes) * c.k * c.N_A
         free[k] = zpe + np.sum(mode_w * log_term) * kt * c.N_A / 1000.0
