@@ -45,28 +45,55 @@ def pure_inference(source: str, models: list[str], atoms_per_shard: int) -> dict
     structures = {m: s for m, s in items if hasattr(s, "lattice")}
     shards = plan_shards(sizes_of(items), atoms_per_shard)
     gamma_model, bands_model = pick_models(models)
-    t0 = time.perf_counter()
-    n_bands = 0
+    n_bands, gamma_s, bands_s = 0, 0.0, 0.0
     for shard in shards:
         batch = [structures[m] for m in shard.material_ids if m in structures]
         if not batch:
             continue
+        t0 = time.perf_counter()
         if gamma_model:
             gamma_model[2].predict_gamma(batch)
+        t1 = time.perf_counter()
         small = [s for s in batch if len(s) <= BANDS_MAX_ATOMS]
         if bands_model and small:
             bands_model[2].predict_phonons(small, density=MESH_DENSITY, temperatures=THERMO_TEMPERATURES)
             n_bands += len(small)
+        gamma_s, bands_s = gamma_s + t1 - t0, bands_s + time.perf_counter() - t1
     return {"materials": len(structures), "with_bands": n_bands, "atoms": sum(len(s) for s in structures.values()),
-            "ingest_s": ingest, "inference_s": time.perf_counter() - t0}
+            "ingest_s": ingest, "inference_s": gamma_s + bands_s, "gamma_s": gamma_s, "bands_s": bands_s,
+            "device": device_name()}
 
 
-def pipeline(source: str, models: list[str], out: Path, workers: int, atoms_per_shard: int) -> dict:
+def device_name() -> str:
+    """What the models ran on (the pipeline's rule: ``$VGNN_DEVICE``, else a GPU when present)."""
+    import torch
+
+    from flows.build import worker_device
+
+    device = worker_device()
+    return torch.cuda.get_device_name() if device.startswith("cuda") else f"CPU ({torch.get_num_threads()} threads)"
+
+
+def pipeline(source: str, models: list[str], out: Path, workers: int, atoms_per_shard: int,
+             cluster: str = "local") -> dict:
     from flows.build_flow import run_build
 
     t0 = time.perf_counter()
-    summary = run_build(source, models, str(out), release="bench", n_workers=workers, atoms_per_shard=atoms_per_shard)
+    summary = run_build(source, models, str(out), release="bench", cluster=cluster, n_workers=workers,
+                        atoms_per_shard=atoms_per_shard)
     return {**summary, "pipeline_s": time.perf_counter() - t0}
+
+
+def mp_projection(row: dict) -> dict:
+    """Hours for the whole Materials Project at the pipeline's measured rate, and the inference
+    rates of the Γ and band models alone."""
+    rate = row["written"] / row["pipeline_s"]
+    hours = MP_MATERIALS / rate / 3600
+    gpu = "CPU" not in row["device"]
+    return {"mp_materials": MP_MATERIALS, "device": row["device"], "materials_per_s": rate, "hours": hours,
+            "core_hours": hours * (os.cpu_count() or 1), "gpu_hours": hours if gpu else None,
+            "gamma_materials_per_s": row["materials"] / row["gamma_s"],
+            "bands_materials_per_s": row["with_bands"] / row["bands_s"]}
 
 
 def main() -> None:
@@ -74,6 +101,10 @@ def main() -> None:
     parser.add_argument("--sources", default="togo,zeolites")
     parser.add_argument("--models", default="mvn,kmvn")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--cluster", default="local", help="local (default) or cuda: one worker per GPU")
+    parser.add_argument("--mp-sample", default="togo",
+                        help="the source whose size distribution stands in for the Materials Project's "
+                             "(togo, or dir:PATH holding a random sample of it)")
     parser.add_argument("--atoms-per-shard", type=int, default=2000)
     parser.add_argument("--out", help="database folder (default: a temporary one)")
     parser.add_argument("--json", default="benchmarks/results/pipeline.json")
@@ -84,7 +115,9 @@ def main() -> None:
         root = Path(args.out or tmp)
         for source in args.sources.split(","):
             ref = pure_inference(source, models, args.atoms_per_shard)
-            run = pipeline(source, models, root / source.replace(":", "_"), args.workers, args.atoms_per_shard)
+            print(f"{source} pure inference: {json.dumps(ref)}", flush=True)
+            run = pipeline(source, models, root / Path(source.replace(":", "_")).name, args.workers,
+                           args.atoms_per_shard, args.cluster)
             overhead = (run["pipeline_s"] - ref["ingest_s"] - ref["inference_s"]) / ref["inference_s"]
             rows.append({"source": source, **ref, **run, "overhead": overhead,
                          "materials_per_s": run["written"] / run["pipeline_s"]})
@@ -94,15 +127,15 @@ def main() -> None:
     for r in rows:
         print(f"{r['source']:<10} {r['materials']:>9} {r['atoms']:>8} {r['ingest_s']:>9.1f} {r['inference_s']:>12.1f} "
               f"{r['pipeline_s']:>11.1f} {r['materials_per_s']:>7.2f} {100 * r['overhead']:>8.1f}% {r['failed']:>7}")
-    togo = next((r for r in rows if r["source"] == "togo"), None)
+    togo = next((r for r in rows if r["source"] == args.mp_sample), None)
     projection = None
     if togo:  # Togo's structures stand in for the Materials Project's size distribution
-        rate = togo["written"] / togo["pipeline_s"]
-        projection = {"mp_materials": MP_MATERIALS, "materials_per_s": rate, "hours": MP_MATERIALS / rate / 3600,
-                      "core_hours": MP_MATERIALS / rate / 3600 * (os.cpu_count() or 1)}
-        print(f"\nprojected full Materials Project rebuild ({MP_MATERIALS:,} structures, Togo size distribution): "
-              f"{projection['hours']:.1f} h on this machine ({projection['core_hours']:.0f} core-hours)")
-    result = {"machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.platform()}",
+        projection = mp_projection(togo)
+        print(f"\nprojected full Materials Project rebuild ({MP_MATERIALS:,} structures, Togo size distribution) "
+              f"on {togo['device']}: {projection['hours']:.1f} h ({projection['core_hours']:.0f} core-hours); "
+              f"inference alone {projection['gamma_materials_per_s']:.1f} materials/s for Γ, "
+              f"{projection['bands_materials_per_s']:.1f} for bands + DOS + thermo")
+    result = {"machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.platform()}", "cluster": args.cluster,
               "peak_rss_main_MB": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
               "workers": args.workers, "rows": rows, "mp_projection": projection}
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)

@@ -43,34 +43,47 @@ def load_case(kind: str, arg: str):
     return f"zeolite {arg}", PrimitiveFile(shared_data_dir() / "iza_zeolites" / "cifs" / f"{arg}.cif").read()
 
 
-def one_case(kind: str, arg: str, mlip: bool) -> dict:
-    """In a subprocess: timings and peak memory of one cell."""
+def one_case(kind: str, arg: str, mlip: bool, device: str = "cpu") -> dict:
+    """In a subprocess: timings and peak memory of one cell (host RSS; GPU memory on ``cuda``)."""
     import torch
 
     from vgnn_core import build_graph, collate, load_pretrained
     from vgnn_core.dynamical_matrix import band_frequencies, gamma_frequencies
 
     name, structure = load_case(kind, arg)
-    mvn, kmvn = load_pretrained("mvn"), load_pretrained("kmvn")
+    mvn, kmvn = load_pretrained("mvn", device=device), load_pretrained("kmvn", device=device)
+    gpu = device.startswith("cuda")
+
+    def sync() -> None:  # GPU kernels run asynchronously: wait before reading the clock
+        if gpu:
+            torch.cuda.synchronize()
+
     warm = load_case("si", "1")[1]
     mvn.predict_gamma([warm])
     kmvn.predict_bands([warm], [np.zeros((2, 3))])
     q = np.linspace([0, 0, 0], [0.5, 0.5, 0.5], N_Q)
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    row = {"case": name, "atoms": len(structure)}
+    row = {"case": name, "atoms": len(structure), "device": device}
+    if gpu:
+        torch.cuda.reset_peak_memory_stats()
     with torch.inference_mode():
         for label, predictor in (("mvn", mvn), ("kmvn", kmvn)):
+            sync()
             t0 = time.perf_counter()
             graph = build_graph(structure, predictor.model.config.graph_cutoff)
-            fc = predictor.model.force_constants(collate([graph]))[0].to(torch.float64)
+            fc = predictor.model.force_constants(collate([graph], device=device))[0].to(torch.float64)
+            sync()
             row[f"{label}_net_s"] = time.perf_counter() - t0
             t0 = time.perf_counter()
             if label == "mvn":
                 gamma_frequencies([fc])
             else:
-                band_frequencies([fc], [torch.as_tensor(q)])
+                band_frequencies([fc], [torch.as_tensor(q, device=device)])
+            sync()
             row[f"{label}_eig_s"] = time.perf_counter() - t0
             row["bonds"] = fc.n_bonds
+    if gpu:
+        row["peak_gpu_mb"] = torch.cuda.max_memory_allocated() / 2**20
     row["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     row["added_rss_mb"] = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss0) / 1024
     if mlip:
@@ -92,9 +105,9 @@ def fit(rows: list[dict], key: str, min_atoms: int = 16) -> float:
     return float(np.polyfit(a, t, 1)[0])
 
 
-def largest_cell(rows: list[dict], limit_gb: float = MEMORY_LIMIT_GB) -> float:
-    """Atoms at which the fitted peak RSS (power law in atoms) reaches ``limit_gb``."""
-    pts = [(r["atoms"], r["peak_rss_mb"]) for r in rows if r["atoms"] >= 50]
+def largest_cell(rows: list[dict], limit_gb: float = MEMORY_LIMIT_GB, key: str = "peak_rss_mb") -> float:
+    """Atoms at which the fitted peak memory ``key`` (power law in atoms) reaches ``limit_gb``."""
+    pts = [(r["atoms"], r[key]) for r in rows if r["atoms"] >= 50]
     if len(pts) < 2:
         return float("nan")
     a, m = np.log(np.array(pts, dtype=float)).T
@@ -107,18 +120,20 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="Si up to 250 atoms, no zeolites")
     parser.add_argument("--no-mlip", action="store_true")
     parser.add_argument("--mlip-budget", type=float, default=600.0, help="seconds per material")
+    parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     parser.add_argument("--one-case", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one_case:
         kind, arg, mlip = args.one_case
-        print(json.dumps(one_case(kind, arg, mlip == "1")))
+        print(json.dumps(one_case(kind, arg, mlip == "1", args.device)))
         return
     cases = [("si", str(k)) for k in (SI_SIZES[:5] if args.quick else SI_SIZES)]
     if not args.quick:
         cases += [("zeolite", z) for z in ZEOLITES]
     rows, mlip_ok = [], not args.no_mlip
     for kind, arg in cases:
-        run = subprocess.run([sys.executable, __file__, "--one-case", kind, arg, "1" if mlip_ok else "0"],
+        run = subprocess.run([sys.executable, __file__, "--one-case", kind, arg, "1" if mlip_ok else "0",
+                              "--device", args.device],
                              capture_output=True, text=True, cwd=Path(__file__).parent)
         if run.returncode != 0:
             print(f"{kind} {arg}: failed: {run.stderr.strip().splitlines()[-1] if run.stderr else run.returncode}")
@@ -128,21 +143,28 @@ def main() -> None:
         if row.get("mlip_s", 0) > args.mlip_budget:
             mlip_ok = False  # larger cells would only take longer
         print(json.dumps(row), flush=True)
-    print(f"\nCost against cell size — {platform.machine()}, {os.cpu_count()} CPUs (seconds; bands = {N_Q} q)")
+    machine = f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.platform()}"
+    if args.device.startswith("cuda"):
+        import torch
+
+        machine += f", {torch.cuda.get_device_name()}"
+    print(f"\nCost against cell size on {args.device} — {machine} (seconds; bands = {N_Q} q)")
     print(f"{'case':<16}{'atoms':>6}{'bonds':>9}{'MVN net':>9}{'MVN eig':>9}{'kMVN net':>10}{'kMVN eig':>10}"
           f"{'peak MB':>9}{'MLIP s':>9}{'MLIP/kMVN':>10}")
     for r in rows:
         k = r["kmvn_net_s"] + r["kmvn_eig_s"]
         mlip = f"{r['mlip_s']:>9.1f}{r['mlip_s'] / k:>9.0f}×" if "mlip_s" in r else f"{'–':>9}{'–':>10}"
         print(f"{r['case']:<16}{r['atoms']:>6}{r['bonds']:>9}{r['mvn_net_s']:>9.3f}{r['mvn_eig_s']:>9.3f}"
-              f"{r['kmvn_net_s']:>10.3f}{r['kmvn_eig_s']:>10.3f}{r['peak_rss_mb']:>9.0f}{mlip}")
+              f"{r['kmvn_net_s']:>10.3f}{r['kmvn_eig_s']:>10.3f}{r.get('peak_gpu_mb', r['peak_rss_mb']):>9.0f}{mlip}")
     exps = {key: fit(rows, key) for key in ("mvn_net_s", "kmvn_net_s", "mvn_eig_s", "kmvn_eig_s", "mlip_s")}
-    biggest = largest_cell(rows)
+    biggest = largest_cell(rows, key="peak_gpu_mb" if args.device.startswith("cuda") else "peak_rss_mb")
     print("fitted exponents t ∝ atoms^x (≥ 16 atoms): " + ", ".join(f"{k} {v:.2f}" for k, v in exps.items()))
-    print(f"largest cell within {MEMORY_LIMIT_GB:.0f} GB (peak RSS power-law fit): ~{biggest:.0f} atoms")
+    print(f"largest cell within {MEMORY_LIMIT_GB:.0f} GB (peak {'GPU memory' if args.device != 'cpu' else 'RSS'} "
+          f"power-law fit): ~{biggest:.0f} atoms")
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "scaling.json").write_text(json.dumps({
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.platform()}",
+    name = "scaling.json" if args.device == "cpu" else f"scaling_{args.device.split(':')[0]}.json"
+    (RESULTS / name).write_text(json.dumps({
+        "machine": machine, "device": args.device,
         "exponents": exps, "largest_cell_atoms_16GB": biggest, "rows": rows}, indent=1))
 
 

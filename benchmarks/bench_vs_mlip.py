@@ -11,7 +11,8 @@ For each material, in the same run on the same machine:
 
 Reported against DFPT: band MAE and Γ MAE (cm⁻¹, per material, mean / median), normalised MSE,
 C_v(300 K) relative error where the database has a thermo block; and wall seconds per material,
-with ratios (speed-up, error ratio). ``--limit N`` for quick runs (default: all 156).
+with ratios (speed-up, error ratio). ``--limit N`` for quick runs (default: all 156); rows go to
+``vs_mlip.jsonl`` as they finish and ``--resume`` continues a killed run.
 Writes ``benchmarks/results/vs_mlip.json``. Run: ``python benchmarks/bench_vs_mlip.py --limit 10``.
 """
 
@@ -81,7 +82,14 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=None, help="first N test materials (default all 156)")
     parser.add_argument("--supercell-length", type=float, default=10.0)
     parser.add_argument("--json", default=str(RESULTS / "vs_mlip.json"))
+    parser.add_argument("--resume", action="store_true",
+                        help="keep the per-material rows already in the .jsonl beside --json and go on")
     args = parser.parse_args()
+    rows_file = Path(args.json).with_suffix(".jsonl")
+    rows = [json.loads(line) for line in rows_file.read_text().splitlines()] if args.resume and rows_file.exists() else []
+    done = {row["material_id"] for row in rows}
+    rows_file.parent.mkdir(parents=True, exist_ok=True)
+    rows_file.write_text("".join(json.dumps(row) + "\n" for row in rows))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         from chgnet.model import CHGNet
@@ -90,8 +98,9 @@ def main() -> None:
         chgnet = CHGNetCalculator(CHGNet.load(verbose=False), use_device="cpu")
     kmvn, mvn = load_pretrained("kmvn"), load_pretrained("mvn")
     records = list(iter_petretto(ids=load_split()["test"], limit=args.limit))
-    rows = []
     for r in records:
+        if r.material_id in done:
+            continue
         gi = r.gamma_index
         ref_gamma = None if gi is None else r.bands[gi]
         ref_cv = None
@@ -125,6 +134,8 @@ def main() -> None:
         except Exception as exc:  # noqa: BLE001 - report, do not stop the benchmark
             row["mlip_error"] = f"{type(exc).__name__}: {exc}"
         rows.append(row)
+        with rows_file.open("a") as fh:  # one line per material: a killed run resumes with --resume
+            fh.write(json.dumps(row) + "\n")
         print(json.dumps({k: (round(v, 3) if isinstance(v, float) else v) for k, v in row.items()}), flush=True)
     keys = ["kmvn_bands_mae", "mlip_bands_mae", "mvn_gamma_mae", "kmvn_gamma_mae", "mlip_gamma_mae",
             "kmvn_bands_nmse", "mlip_bands_nmse", "kmvn_cv300_rel", "mlip_cv300_rel", "kmvn_s", "mvn_s", "mlip_s"]

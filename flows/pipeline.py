@@ -143,17 +143,27 @@ def predict_shard(
         for mid, exc in failed:
             rows["failures"].append(_failure(mid, "predict", exc, run_id))
         for mid, res in zip(ok_ids, results):
-            if table == "gamma":
-                rows["gamma"].append(gamma_row(mid, name, sha, res))
-            else:  # a k-MVN PhononResult: bands, DOS and thermal properties
-                rows["bands"].append(bands_row(mid, name, sha, res.qpath, res.bands))
-                rows["thermo"].append(thermo_row(mid, name, sha, res.structure, res.mesh, res.thermal))
-                rows["dos"].append(dos_row(mid, name, sha, res.mesh, res.dos))
+            try:  # a row that cannot be built loses its material, never the shard
+                made = _result_rows(mid, name, sha, res, table)
+            except Exception as exc:  # noqa: BLE001
+                rows["failures"].append(_failure(mid, "predict", exc, run_id))
+                continue
+            for t, row in made.items():
+                rows[t].append(row)
     # a material that failed any prediction is not half-written (a size limit is not a failure)
     failed_ids = {f["material_id"] for f in rows["failures"] if f["stage"] != "limit"}
     for table in MATERIAL_TABLES:
         rows[table] = [r for r in rows[table] if r["material_id"] not in failed_ids]
     return rows
+
+
+def _result_rows(mid: str, name: str, sha: str, res, table: str) -> dict[str, dict]:
+    """The table rows of one material's prediction (Γ spectrum, or bands + thermo + DOS)."""
+    if table == "gamma":
+        return {"gamma": gamma_row(mid, name, sha, res)}
+    return {"bands": bands_row(mid, name, sha, res.qpath, res.bands),  # a k-MVN PhononResult
+            "thermo": thermo_row(mid, name, sha, res.structure, res.mesh, res.thermal),
+            "dos": dos_row(mid, name, sha, res.mesh, res.dos)}
 
 
 def _predict(structures, predictor: Predictor, table: str):

@@ -100,7 +100,7 @@ def thermo_row(material_id: str, model: str, model_sha256: str, structure: Struc
         "material_id": material_id,
         "model": model,
         "model_sha256": model_sha256,
-        "formula_units": int(thermal.formula_units),
+        "formula_units": float(thermal.formula_units),
         "nsites": len(structure),
         "mesh": [int(n) for n in mesh.mesh],
         "temperatures_K": per_fu.temperatures.astype(np.float32),

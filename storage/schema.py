@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import numpy as np
 import pyarrow as pa
 
-SCHEMA_VERSION = "1.1"  # 1.1: thermo and dos tables
+SCHEMA_VERSION = "1.2"  # 1.1: thermo and dos tables; 1.2: thermo.formula_units fractional (H: ½ H₂)
 PARTITION_COLUMNS = ("source", "bucket")
 
 
@@ -65,7 +65,7 @@ TABLES: dict[str, pa.Schema] = {
         _f("material_id", pa.string()),
         _f("model", pa.string()),
         _f("model_sha256", pa.string()),
-        _f("formula_units", pa.int32()),
+        _f("formula_units", pa.float64()),
         _f("nsites", pa.int32()),
         _f("mesh", pa.list_(pa.int32())),
         _f("temperatures_K", F32_LIST, "K"),

@@ -120,3 +120,52 @@ def test_cells_above_the_band_limit_keep_their_gamma_spectrum(tmp_path, checkpoi
     assert con.execute("SELECT count(*) FROM bands").fetchone()[0] == 0
     stage, message = con.execute("SELECT stage, message FROM failures").fetchone()
     assert stage == "limit" and "8 atoms > 4" in message
+
+
+def test_half_formula_unit_cells_get_thermo_rows(tmp_path, checkpoints):
+    """A one-atom H cell is ½ H₂ and a LiO cell ½ Li₂O₂ in pymatgen's reduced formula; such
+    cells once crashed a whole Togo shard (ZeroDivisionError from rounding ½ down to 0)."""
+    from pymatgen.core import Lattice, Structure
+
+    src = tmp_path / "in"
+    src.mkdir()
+    Structure(Lattice.hexagonal(3.3, 5.4), ["H"], [[0, 0, 0]]).to(filename=str(src / "H1.vasp"))
+    Structure(Lattice.cubic(3.0), ["Li", "O"], [[0, 0, 0], [0.5, 0.5, 0.5]]).to(filename=str(src / "LiO.vasp"))
+    Structure(Lattice.cubic(4.2), ["Mg", "O"], [[0, 0, 0], [0.5, 0.5, 0.5]]).to(filename=str(src / "MgO.vasp"))
+    summary = build(f"dir:{src}", [str(checkpoints["mvn"]), str(checkpoints["kmvn"])], tmp_path / "db",
+                    release="r", progress=None)
+    assert summary["written"] == 3 and summary["failed"] == 0
+    con = connect(tmp_path / "db")
+    rows = {m: (z, cv) for m, z, cv in con.execute(
+        "SELECT material_id, formula_units, heat_capacity_300K_J_K_mol FROM thermo").fetchall()}
+    assert rows["H1"][0] == 0.5 and rows["LiO"][0] == 0.5 and rows["MgO"][0] == 1.0
+    formulas = dict(con.execute("SELECT material_id, formula FROM structures").fetchall())
+    assert formulas["H1"] == "H2" and formulas["LiO"] == "Li2O2"  # per those formula units
+    kmvn = vgnn_core.Predictor(vgnn_core.load_checkpoint(checkpoints["kmvn"]))
+    (h,) = kmvn.predict_phonons([Structure.from_file(src / "H1.vasp")], density=30.0)
+    assert rows["H1"][1] == pytest.approx(2 * h.thermal.at(300.0)["heat_capacity"], rel=1e-4)
+
+
+def test_a_material_whose_rows_fail_is_lost_alone(tmp_path, checkpoints, monkeypatch):
+    """An error while building one material's rows becomes its failure; the shard's other
+    materials are written."""
+    import flows.pipeline as pipeline
+
+    real = pipeline.thermo_row
+
+    def thermo_row(material_id, *args):
+        if material_id == "demo-ZnO-wurtzite":
+            raise ZeroDivisionError("float division by zero")
+        return real(material_id, *args)
+
+    monkeypatch.setattr(pipeline, "thermo_row", thermo_row)
+    summary = build("demo", [str(checkpoints["mvn"]), str(checkpoints["kmvn"])], tmp_path, release="r",
+                    atoms_per_shard=10_000, progress=None)
+    assert summary["shards"] == 1 and summary["failed"] == 1
+    assert summary["written"] == len(demo_structures()) - 1
+    con = connect(tmp_path)
+    mid, stage, error, message = con.execute("SELECT material_id, stage, error_class, message FROM failures").fetchone()
+    assert (mid, stage, error) == ("demo-ZnO-wurtzite", "predict", "ZeroDivisionError")
+    assert "raised at test_pipeline.py" in message
+    for table in ("structures", "gamma", "bands", "thermo", "dos"):  # nothing half-written
+        assert con.execute(f"SELECT count(*) FROM {table} WHERE material_id = 'demo-ZnO-wurtzite'").fetchone()[0] == 0

@@ -41,6 +41,36 @@ def test_mesh_is_gamma_centred_and_time_reversal_reduced():
     assert huge.n_qpoints <= 500
 
 
+def test_point_group_mesh_is_phonopys_and_changes_no_property(example):
+    """The mesh reduced by the crystal's point group has phonopy's irreducible points and
+    weights, and gives the DOS, per-element partial DOS and thermal properties of the mesh
+    reduced by time reversal alone."""
+    name, ph, fc, structure = example
+    temps = np.array([0.0, 50.0, 300.0, 1000.0])
+    q_sym, dos_sym, t_sym = mesh_properties(fc, structure, mesh=MESH, temperatures=temps)
+    q_tr, dos_tr, t_tr = mesh_properties(fc, structure, mesh=MESH, temperatures=temps, symmetry=False)
+    ph.run_mesh(list(MESH), is_gamma_center=True)
+    assert q_sym.n_qpoints == len(ph.mesh.qpoints) < q_tr.n_qpoints, name
+    assert sorted(q_sym.weights) == sorted(ph.mesh.weights) and q_sym.weights.sum() == np.prod(MESH)
+    for a, b in ((t_sym.heat_capacity, t_tr.heat_capacity), (t_sym.entropy, t_tr.entropy),
+                 (t_sym.free_energy, t_tr.free_energy), (dos_sym.total, dos_tr.total),
+                 *zip(dos_sym.partial.values(), dos_tr.partial.values())):
+        np.testing.assert_allclose(a, b, rtol=1e-7, atol=1e-9 * np.abs(b).max(), err_msg=name)
+
+
+def test_a_mesh_that_breaks_the_symmetry_is_reduced_by_the_subgroup_that_keeps_it(si_primitive):
+    from vgnn_core.mesh import point_group_rotations
+
+    fc = central_spring_force_constants(si_primitive, lambda r: 6.0 * np.exp(-(r - 2.35) ** 2), r_max=4.5)
+    temps = np.array([100.0, 300.0])
+    q_sym, dos_sym, t_sym = mesh_properties(fc, si_primitive, mesh=(4, 4, 6), temperatures=temps)
+    q_tr, dos_tr, t_tr = mesh_properties(fc, si_primitive, mesh=(4, 4, 6), temperatures=temps, symmetry=False)
+    assert len(point_group_rotations(si_primitive)) == 48
+    assert q_sym.n_qpoints < q_tr.n_qpoints and q_sym.weights.sum() == 96
+    np.testing.assert_allclose(t_sym.heat_capacity, t_tr.heat_capacity, rtol=1e-10)
+    np.testing.assert_allclose(dos_sym.total, dos_tr.total, rtol=1e-8, atol=1e-12)
+
+
 def test_thermal_properties_match_phonopy(example):
     name, ph, fc, structure = example
     mesh = gamma_centred_mesh(MESH)

@@ -15,7 +15,7 @@ import torch
 from .dos import DEFAULT_SIGMA_CM1, PhononDOS, phonon_dos
 from .dynamical_matrix import band_frequencies, gamma_frequencies
 from .force_constants import ForceConstants
-from .mesh import DEFAULT_MESH_DENSITY, QMesh, mesh_for
+from .mesh import DEFAULT_MESH_DENSITY, QMesh, mesh_for, point_group_rotations
 from .modes import modes
 from .qpath import QPath, high_symmetry_path
 from .thermal import ThermalProperties, thermal_properties
@@ -84,9 +84,12 @@ def element_groups(structure) -> tuple[np.ndarray, list[str]]:
     return np.asarray(index), names
 
 
-def formula_units(structure) -> int:
-    """Number of formula units in the cell."""
-    return int(round(structure.composition.get_reduced_composition_and_factor()[1]))
+def formula_units(structure) -> float:
+    """Formula units of pymatgen's reduced formula in the cell.
+
+    Usually an integer; a half where pymatgen writes a molecule-like formula the cell holds
+    half of (a one-atom hydrogen cell is ½ H₂, a LiO cell ½ Li₂O₂)."""
+    return float(structure.composition.get_reduced_composition_and_factor()[1])
 
 
 def mesh_properties(
@@ -97,9 +100,12 @@ def mesh_properties(
     temperatures: np.ndarray | None = None,
     sigma: float = DEFAULT_SIGMA_CM1,
     partial: bool = True,
+    symmetry: bool = True,
 ) -> tuple[QMesh, PhononDOS, ThermalProperties]:
-    """DOS (with per-element partial DOS) and thermal properties on a Γ-centred mesh."""
-    qmesh = mesh_for(np.asarray(structure.lattice.matrix), density=density, mesh=mesh)
+    """DOS (with per-element partial DOS) and thermal properties on a Γ-centred mesh, reduced
+    to its irreducible points by the crystal's point group (``symmetry``) and time reversal."""
+    rotations = point_group_rotations(structure) if symmetry else None
+    qmesh = mesh_for(np.asarray(structure.lattice.matrix), density=density, mesh=mesh, rotations=rotations)
     groups, names = element_groups(structure)
     freqs, proj = modes(fc, qmesh.qpoints, groups=groups if partial else None)
     dos = phonon_dos(freqs, qmesh.weights, sigma=sigma, projections=proj, group_names=names)

@@ -38,7 +38,7 @@ class ThermalProperties:
     zero_point_energy: float  # kJ/mol
     n_imaginary: int  # imaginary modes on the full mesh (Γ acoustic modes not counted)
     n_modes: int  # all modes on the full mesh
-    formula_units: int = 1
+    formula_units: float = 1.0
 
     def per_formula_unit(self) -> ThermalProperties:
         z = self.formula_units
@@ -61,7 +61,7 @@ def thermal_properties(
     frequencies: np.ndarray,
     weights: np.ndarray,
     temperatures: np.ndarray | None = None,
-    formula_units: int = 1,
+    formula_units: float = 1.0,
     gamma_index: int | None = 0,
 ) -> ThermalProperties:
     """Thermal properties of mesh ``frequencies`` (cm⁻¹, (n_q, n_modes)) with ``weights``.
@@ -100,5 +100,5 @@ def thermal_properties(
         cv[k] = np.sum(mode_w * cv_modes) * c.k * c.N_A
         s[k] = np.sum(mode_w * s_modes) * c.k * c.N_A
         free[k] = zpe + np.sum(mode_w * log_term) * kt * c.N_A / 1000.0
-    return ThermalProperties(t, cv, s, free, float(zpe), n_imaginary, int(counts.sum()), int(formula_units))
+    return ThermalProperties(t, cv, s, free, float(zpe), n_imaginary, int(counts.sum()), float(formula_units))
 
