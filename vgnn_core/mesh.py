@@ -125,9 +125,13 @@ def mesh_for(
     d = float(density)
     while True:
         n = mesh_numbers(lattice, d)
-        # the reduced mesh has (n1·n2·n3 + #self-partners)/2 ≤ n1·n2·n3/2 + 4 points
-        if np.prod(n) // 2 + 4 <= max_points or n == (1, 1, 1):
-            q = gamma_centred_mesh(n)
-            if q.n_qpoints <= max_points or n == (1, 1, 1):
-                return q if rotations is None else gamma_centred_mesh(n, rotations)
+        if _time_reversal_points(n) <= max_points or n == (1, 1, 1):
+            return gamma_centred_mesh(n, rotations)
         d *= 0.9
+
+
+def _time_reversal_points(n: tuple[int, int, int]) -> int:
+    """Points of the mesh ``n`` kept under q ≡ −q alone: (n1·n2·n3 + #self-partners) / 2, where
+    the self-partners (2q on the grid) number 1 or 2 along each axis (odd or even n_i)."""
+    self_partners = int(np.prod([2 - k % 2 for k in n]))
+    return (int(np.prod(n)) + self_partners) // 2
