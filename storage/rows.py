@@ -8,6 +8,8 @@ import numpy as np
 import spglib
 from pymatgen.core import Structure
 
+from vgnn_core.structures import spglib_cell
+
 
 def structure_hash(structure: Structure, symprec: float = 1e-3) -> str:
     """A content hash that is the same for every cell of the same crystal.
@@ -16,7 +18,7 @@ def structure_hash(structure: Structure, symprec: float = 1e-3) -> str:
     setting), rounded (1e-3 Å, 1e-4 fractional), sorted, and hashed; a cell that spglib cannot
     standardise is hashed as given.
     """
-    cell = (structure.lattice.matrix, structure.frac_coords, [s.specie.Z for s in structure])
+    cell = spglib_cell(structure)
     std = spglib.standardize_cell(cell, to_primitive=True, no_idealize=False, symprec=symprec)
     lattice, positions, numbers = std if std is not None else cell
     positions, numbers = np.asarray(positions, dtype=float), np.asarray(numbers)

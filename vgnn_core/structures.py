@@ -47,6 +47,13 @@ def structure_name(structure: Structure, fallback: str = "structure") -> str:
         return fallback
 
 
+def spglib_cell(structure: Structure) -> tuple[np.ndarray, np.ndarray, list[int]]:
+    """``(lattice rows Å, fractional positions, atomic numbers)``: the cell as spglib and
+    seekpath take it."""
+    return (np.asarray(structure.lattice.matrix, dtype=float), np.asarray(structure.frac_coords, dtype=float),
+            [site.specie.Z for site in structure])
+
+
 def read_structure(path: str | os.PathLike) -> Structure:
     """Read CIF / POSCAR / extxyz / anything pymatgen or ASE can read, validated."""
     path = Path(path)
