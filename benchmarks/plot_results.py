@@ -26,8 +26,9 @@ def load(name: str) -> dict | None:
 
 def accuracy_vs_cost(ax, vs_mlip: dict) -> None:
     rows = vs_mlip["materials"]
-    routes = (("k-MVN: bands + C_v mesh", "kmvn_s", "kmvn_bands_mae", "C0"),
-              ("MVN: Γ", "mvn_s", "mvn_gamma_mae", "C2"),
+    routes = (("k-MVN: bands + C_v mesh, alone", "kmvn_s", "kmvn_bands_mae", "C0"),
+              ("k-MVN: the same, batched", "kmvn_batched_s", "kmvn_bands_mae", "C9"),
+              ("MVN: Γ, alone", "mvn_s", "mvn_gamma_mae", "C2"),
               ("CHGNet + phonopy: bands", "mlip_s", "mlip_bands_mae", "C3"))
     for label, t, err, colour in routes:
         pts = [(r[t], r[err]) for r in rows if t in r and err in r]
