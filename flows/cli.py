@@ -50,7 +50,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     cfg = TrainConfig(device=args.device, seed=args.seed, model={"kind": args.model, **json.loads(args.arch)})
     if args.epochs:
         cfg.epochs = args.epochs
-    for key in ("lr", "batch_size", "q_per_material", "patience", "weight_decay", "ema_decay", "select_on"):
+    for key in ("lr", "batch_size", "q_per_material", "patience", "weight_decay", "ema_decay", "select_on", "loss"):
         if getattr(args, key) is not None:
             setattr(cfg, key, getattr(args, key))
     from vgnn_core.model import VGNNConfig
@@ -188,6 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--weight-decay", type=float)
     tr.add_argument("--ema-decay", type=float, help="weight averaging, e.g. 0.99 (default off)")
     tr.add_argument("--select-on", choices=["mae", "nmse"], help="validation metric for the best epoch")
+    tr.add_argument("--loss", choices=["nmse", "mae"], help="training loss (default nmse, the paper's)")
     tr.add_argument("--arch", default="{}", help="JSON overrides of the architecture (VGNNConfig)")
     tr.add_argument("--init", help="start from this checkpoint's weights (same architecture)")
     tr.add_argument("--split-file", help="split.json (default: $VGNN_DATA_DIR/petretto2018/split.json)")

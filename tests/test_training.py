@@ -50,6 +50,28 @@ def test_loss_decreases_and_best_checkpoint_written(tmp_path, samples):
     assert best.checkpoint_metadata["epoch"] == state["best_epoch"]
 
 
+def test_losses_are_the_reported_metrics(samples):
+    """Each training loss, on a batch of predictions, is the evaluation metric of the same name
+    averaged over materials (the MAE loss in units of MAE_SCALE_CM1)."""
+    from vgnn_core.loss import LOSSES, MAE_SCALE_CM1
+    from vgnn_core.metrics import material_metrics
+
+    rng = np.random.default_rng(1)
+    truths = [torch.as_tensor(s.bands) for s in samples]
+    preds = [t + torch.as_tensor(rng.normal(0, 5.0, t.shape)) for t in truths]
+    for name, scale in (("nmse", 1.0), ("mae", MAE_SCALE_CM1)):
+        expected = np.mean([material_metrics(p.numpy(), t.numpy())[name] for p, t in zip(preds, truths)])
+        assert float(LOSSES[name](preds, truths)) * scale == pytest.approx(expected, rel=1e-12)
+
+
+def test_mae_loss_trains_and_is_logged_by_name(tmp_path, samples):
+    train(samples[:3], samples[3:], cfg(4, loss="mae"), tmp_path, progress=None)
+    log = [json.loads(x) for x in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert log[-1]["train_mae"] < log[0]["train_mae"] and "train_nmse" not in log[0]
+    with pytest.raises(ValueError, match="loss must be one of"):
+        train(samples[:3], samples[3:], cfg(1, loss="huber"), tmp_path / "bad", progress=None)
+
+
 @pytest.mark.parametrize("ema_decay", [0.0, 0.8])
 def test_resume_is_exact(tmp_path, samples, ema_decay):
     straight = tmp_path / "straight"

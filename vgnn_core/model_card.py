@@ -40,16 +40,32 @@ LIMITATIONS = [
 
 
 def training_summary(run_dir: Path) -> dict:
+    """Epochs, best epoch (by the run's own selection metric), wall time and hardware of a run;
+    a run started from another run's checkpoint (``--init``) carries that run's summary too."""
     log = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines() if line.strip()]
     cfg = json.loads((run_dir / "train_config.json").read_text())
-    best = min(log, key=lambda r: r["val_nmse"]) if log else {}
-    return {
+    key = f"val_{cfg.get('select_on', 'nmse')}"
+    best = min(log, key=lambda r: r[key]) if log else {}
+    summary = {
         "train_config": cfg,
         "epochs_run": len(log),
         "best_epoch": best.get("epoch"),
         "wall_seconds": float(sum(r["seconds"] for r in log)),
         "hardware": f"{platform.machine()} CPU, {torch.get_num_threads()} threads ({platform.platform()})",
     }
+    parent = Path(cfg["init_from"]).parent if cfg.get("init_from") else None
+    if parent is not None and (parent / "log.jsonl").is_file() and (parent / "train_config.json").is_file():
+        summary["initialised_from"] = training_summary(parent)
+    return summary
+
+
+def heat_capacity_metrics(model, split: dict) -> dict:
+    """C_v(T) of a k-MVN model on the ``test`` materials that have a DFPT thermo block."""
+    from .dataset import iter_petretto
+    from .evaluation import evaluate_heat_capacity
+
+    wanted = set(split["test"])
+    return evaluate_heat_capacity(model, [r for r in iter_petretto() if r.material_id in wanted])["summary"]
 
 
 def ship(run_dir: str | Path, name: str, dest: Path = CHECKPOINT_DIR) -> dict:
@@ -58,6 +74,8 @@ def ship(run_dir: str | Path, name: str, dest: Path = CHECKPOINT_DIR) -> dict:
     model = load_checkpoint(run_dir / "best.pt")
     split = load_split()
     evals = {s: evaluate(model, load_samples(split[s], r_max=model.config.graph_cutoff)) for s in SPLITS}
+    if model.supports_bands:
+        evals["test"]["summary"]["heat_capacity"] = heat_capacity_metrics(model, split)
     dest.mkdir(parents=True, exist_ok=True)
     target = dest / f"{name}.pt"
     shutil.copyfile(run_dir / "best.pt", target)
@@ -98,6 +116,17 @@ def _fmt(d: dict | None, key: str) -> str:
     return f"{v['mean']:.1f} / {v['median']:.1f}" if isinstance(v, dict) else f"{v:.4f}"
 
 
+def _parent_lines(parent: dict | None) -> list[str]:
+    """Card lines for the run(s) a fine-tuned checkpoint started from, oldest last."""
+    lines = []
+    while parent:
+        t = parent
+        lines.append(f"- initialised from a run of {t['epochs_run']} epochs (best {t['best_epoch']}), "
+                     f"{t['wall_seconds'] / 60:.0f} min: `{json.dumps(t['train_config'])}`")
+        parent = t.get("initialised_from")
+    return lines
+
+
 def render_markdown(card: dict) -> str:
     lines = [
         f"# Model card: `{card['name']}` ({card['kind'].upper()})",
@@ -109,6 +138,7 @@ def render_markdown(card: dict) -> str:
         f"- training: {card['training']['epochs_run']} epochs (best {card['training']['best_epoch']}), "
         f"{card['training']['wall_seconds'] / 60:.0f} min on {card['training']['hardware']}",
         f"- optimisation: `{json.dumps(card['training']['train_config'])}`",
+        *_parent_lines(card["training"].get("initialised_from")),
         "",
         "## Metrics (cm⁻¹; MAE per material, mean / median)",
         "",
@@ -128,5 +158,14 @@ def render_markdown(card: dict) -> str:
     if pub:
         lines += ["", f"Published `{pub['checkpoint']}` on the same 66 reference materials: "
                   + ", ".join(f"{k} {v}" for k, v in pub.items() if k != "checkpoint")]
+    heat = card["metrics"].get("test", {}).get("heat_capacity")
+    if heat:
+        lines += ["", "Heat capacity (the paper's third metric; `vgnn evaluate --model kmvn --split test "
+                  "--heat-capacity`): C_v(T) from a Γ-centred q-mesh against the DFPT thermo block of the "
+                  f"{heat['n_materials']} `test` materials that have one: relative error at 300 K "
+                  f"{100 * heat['cv300_relative_error']['mean']:.1f} % mean, "
+                  f"{100 * heat['cv300_relative_error']['median']:.1f} % median; C_v(T) MAE over 5–800 K "
+                  f"{heat['cv_mae_J_K_mol']['mean']:.2f} / {heat['cv_mae_J_K_mol']['median']:.2f} J/K/mol "
+                  "(mean / median, per formula unit)."]
     lines += ["", "## Limitations", ""] + [f"- {x}" for x in card["limitations"]] + [""]
     return "\n".join(lines)
