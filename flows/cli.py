@@ -77,8 +77,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         from vgnn_core.dataset import iter_petretto
         from vgnn_core.evaluation import evaluate_heat_capacity
 
-        wanted = set(ids)
-        result = evaluate_heat_capacity(model, [r for r in iter_petretto() if r.material_id in wanted])
+        result = evaluate_heat_capacity(model, list(iter_petretto(ids=ids)))
     else:
         result = evaluate(model, load_samples(ids, r_max=model.config.graph_cutoff))
     print(json.dumps(result["summary"], indent=1))

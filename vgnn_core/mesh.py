@@ -17,6 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .structures import spglib_cell
+
 #: Default mesh density (points per Å⁻¹, phonopy's ``length``): 13×13×13 for silicon.
 DEFAULT_MESH_DENSITY: float = 40.0
 #: Upper bound on the number of irreducible points a default mesh may have.
@@ -99,10 +101,8 @@ def point_group_rotations(structure, symprec: float = 1e-5) -> np.ndarray | None
     spglib finds none."""
     import spglib
 
-    from .structures import spglib_cell
-
     cell = spglib_cell(structure)
-    try:  # the operations alone: a third cheaper than the full symmetry dataset
+    try:  # the operations alone are all the mesh needs
         symmetry = spglib.get_symmetry(cell, symprec=symprec)
     except Exception:  # noqa: BLE001 - spglib raises on degenerate cells: no reduction then
         return None

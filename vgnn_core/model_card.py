@@ -16,8 +16,8 @@ from pathlib import Path
 import torch
 
 from .checkpoints import load_checkpoint, sha256_file
-from .dataset import load_samples, load_split
-from .evaluation import evaluate
+from .dataset import iter_petretto, load_samples, load_split
+from .evaluation import evaluate, evaluate_heat_capacity
 
 CHECKPOINT_DIR = Path(__file__).parent / "checkpoints"
 SPLITS = ("val", "test", "reference_test_subset")
@@ -59,23 +59,15 @@ def training_summary(run_dir: Path) -> dict:
     return summary
 
 
-def heat_capacity_metrics(model, split: dict) -> dict:
-    """C_v(T) of a k-MVN model on the ``test`` materials that have a DFPT thermo block."""
-    from .dataset import iter_petretto
-    from .evaluation import evaluate_heat_capacity
-
-    wanted = set(split["test"])
-    return evaluate_heat_capacity(model, [r for r in iter_petretto() if r.material_id in wanted])["summary"]
-
-
 def ship(run_dir: str | Path, name: str, dest: Path = CHECKPOINT_DIR) -> dict:
     """Evaluate and install ``run_dir/best.pt`` as the shipped checkpoint ``name``."""
     run_dir = Path(run_dir)
     model = load_checkpoint(run_dir / "best.pt")
     split = load_split()
     evals = {s: evaluate(model, load_samples(split[s], r_max=model.config.graph_cutoff)) for s in SPLITS}
-    if model.supports_bands:
-        evals["test"]["summary"]["heat_capacity"] = heat_capacity_metrics(model, split)
+    if model.supports_bands:  # C_v(T) on the test materials that have a DFPT thermo block
+        records = list(iter_petretto(ids=split["test"]))
+        evals["test"]["summary"]["heat_capacity"] = evaluate_heat_capacity(model, records)["summary"]
     dest.mkdir(parents=True, exist_ok=True)
     target = dest / f"{name}.pt"
     shutil.copyfile(run_dir / "best.pt", target)
