@@ -94,6 +94,15 @@ def _cmd_ship(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_ensemble(args: argparse.Namespace) -> int:
+    from vgnn_core.checkpoints import combine_runs
+
+    model = combine_runs(args.runs, args.out)
+    print(f"{model.kind} ensemble of {len(model.members)} runs: {Path(args.out) / 'best.pt'} "
+          f"(ship it with `vgnn ship {args.out} --name {model.kind}`)")
+    return 0
+
+
 def _cmd_download_data(args: argparse.Namespace) -> int:
     from vgnn_core.dataset import cache_dir
     from vgnn_core.figshare import PETRETTO_COLLECTION, download_collection
@@ -206,6 +215,10 @@ def build_parser() -> argparse.ArgumentParser:
     sh.add_argument("run", help="run folder holding best.pt, log.jsonl, train_config.json")
     sh.add_argument("--name", required=True, choices=["kmvn", "mvn", "vvn"])
     sh.set_defaults(func=_cmd_ship)
+    en = sub.add_parser("ensemble", help="average several runs' best.pt (force constants) into one checkpoint")
+    en.add_argument("runs", nargs="+", help="run folders of the same kind and graph cutoff")
+    en.add_argument("--out", required=True, help="folder for best.pt and ensemble.json (then `vgnn ship` it)")
+    en.set_defaults(func=_cmd_ensemble)
     bu = sub.add_parser("build", help="build (or resume) a database release from a structure source")
     bu.add_argument("--source", default="demo",
                     help="demo | zeolites[:PATH] | iza:FAU+LTA | dir:PATH | togo | petretto | mp[:nsites<=40,stable,...]")

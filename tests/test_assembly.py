@@ -80,3 +80,16 @@ def test_acoustic_sum_rule_exact_for_springs(si_primitive):
     assert float(fc.acoustic_sum_residual()) < 1e-12
     w = band_frequencies([fc], [torch.zeros(1, 3, dtype=torch.float64)])[0][0]
     assert torch.abs(w[:3]).max() < 1e-3
+
+
+def test_repeated_qpoints_solved_once_and_returned_in_order(si_primitive):
+    """A q-point given twice (segment ends, −0.0 vs 0.0, round-off) comes back at each place."""
+    fc = central_spring_force_constants(si_primitive, lambda r: 5.0 * np.exp(-r), r_max=4.0)
+    rng = np.random.default_rng(2)
+    distinct = rng.random((5, 3)) - 0.5
+    q = np.vstack([distinct, distinct[::-1] + 1e-15, [[-0.0, 0.0, -0.0]], [[0.0, 0.0, 0.0]]])
+    together = band_frequencies([fc], [torch.as_tensor(q)])[0].numpy()
+    one_by_one = np.vstack([band_frequencies([fc], [torch.as_tensor(row[None])])[0].numpy() for row in q])
+    assert together.shape == (12, 6)
+    np.testing.assert_allclose(together, one_by_one, atol=1e-9)
+    np.testing.assert_allclose(together[5:10], together[:5][::-1], atol=1e-9)

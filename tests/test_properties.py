@@ -122,6 +122,25 @@ def test_dos_and_partial_dos_match_phonopy(example):
     assert by_element.integral() == pytest.approx(3 * len(structure), rel=1e-3)
 
 
+
+def test_dos_on_a_uniform_grid_loses_nothing_to_the_gaussian_window():
+    """On a uniform grid each Gaussian is summed only near its centre; over the whole grid
+    (``cutoff=None``, or any non-uniform grid) the result is the same to round-off, partial DOS
+    included."""
+    rng = np.random.default_rng(7)
+    freqs = np.sort(rng.uniform(-30.0, 600.0, (40, 12)), axis=1)
+    weights = rng.integers(1, 9, 40)
+    shares = rng.dirichlet(np.ones(3), (40, 12))
+    uniform = np.arange(-80.0, 650.0, 1.5)
+    windowed = phonon_dos(freqs, weights, sigma=4.0, grid=uniform, projections=shares)
+    full = phonon_dos(freqs, weights, sigma=4.0, grid=uniform, projections=shares, cutoff=None)
+    skewed = phonon_dos(freqs, weights, sigma=4.0, grid=np.append(uniform, 2000.0), projections=shares)
+    for reference in (full.total, skewed.total[:-1]):
+        np.testing.assert_allclose(windowed.total, reference, rtol=0, atol=1e-15)
+    for key in windowed.partial:
+        np.testing.assert_allclose(windowed.partial[key], full.partial[key], rtol=0, atol=1e-15)
+    assert windowed.integral() == pytest.approx(12.0, rel=1e-3)
+
 def test_group_velocities_match_phonopy(example):
     name, ph, fc, structure = example
     rng = np.random.default_rng(3)

@@ -17,6 +17,7 @@ from .checkpoints import (
     save_checkpoint,
 )
 from .dynamical_matrix import band_frequencies, dynamical_matrices, gamma_frequencies
+from .ensemble import VGNNEnsemble
 from .force_constants import ForceConstants, central_spring_force_constants, from_phonopy
 from .graph import CrystalGraph, GraphBatch, build_graph, collate
 from .model import VGNN, VGNNConfig
@@ -28,6 +29,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "VGNN",
+    "VGNNEnsemble",
     "ChecksumError",
     "CrystalGraph",
     "ForceConstants",

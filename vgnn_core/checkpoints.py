@@ -1,8 +1,9 @@
 """Saving, verifying and loading model checkpoints.
 
 A checkpoint is a ``torch.save`` of plain tensors and JSON-able data (``config``,
-``state_dict``, ``metadata``), so it loads with ``weights_only=True``. The checkpoints shipped
-inside the package are listed in ``checkpoints/registry.json`` with their sha256, which is
+``state_dict``, ``metadata``; an ensemble adds its ``member_configs``), so it loads with
+``weights_only=True``. The checkpoints shipped inside the package are listed in
+``checkpoints/registry.json`` with their sha256, which is
 checked on every load.
 """
 
@@ -15,6 +16,7 @@ from typing import Any
 
 import torch
 
+from .ensemble import VGNNEnsemble
 from .hashing import file_digest
 from .model import VGNN, VGNNConfig
 
@@ -37,7 +39,10 @@ def save_checkpoint(model: VGNN, path: str | Path, metadata: dict[str, Any] | No
     """Write ``model`` to ``path`` (weights in float32) and return the file's sha256."""
     state = {k: v.detach().to("cpu", torch.float32) if v.is_floating_point() else v.cpu()
              for k, v in model.state_dict().items()}
-    torch.save({"config": model.config.to_dict(), "state_dict": state, "metadata": metadata or {}}, path)
+    data = {"config": model.config.to_dict(), "state_dict": state, "metadata": metadata or {}}
+    if isinstance(model, VGNNEnsemble):
+        data["member_configs"] = model.member_configs
+    torch.save(data, path)
     return sha256_file(path)
 
 
@@ -49,13 +54,28 @@ def load_checkpoint(path: str | Path, sha256: str | None = None, device: str = "
         if actual != sha256:
             raise ChecksumError(f"{path.name}: sha256 {actual} does not match the expected {sha256}")
     data = torch.load(path, map_location=device, weights_only=True)
-    model = VGNN(VGNNConfig.from_dict(data["config"]))
+    if "member_configs" in data:
+        model = VGNNEnsemble([VGNN(VGNNConfig.from_dict(c)) for c in data["member_configs"]])
+    else:
+        model = VGNN(VGNNConfig.from_dict(data["config"]))
     # radial-basis frequencies are derived from the config (early checkpoints stored them)
     state = {k: v for k, v in data["state_dict"].items() if not k.endswith("radial_basis.frequencies")}
     model.load_state_dict(state)
     model.checkpoint_metadata = dict(data.get("metadata", {}))
     model.checkpoint_sha256 = sha256 or sha256_file(path)
     return model.to(device).eval()
+
+
+def combine_runs(run_dirs: list[str | Path], out: str | Path) -> VGNNEnsemble:
+    """Save the ensemble of several training runs' ``best.pt`` as ``out/best.pt``, with
+    ``out/ensemble.json`` naming the runs (a model card reads their logs from there)."""
+    out = Path(out)
+    ensemble = VGNNEnsemble([load_checkpoint(Path(r) / "best.pt") for r in run_dirs])
+    out.mkdir(parents=True, exist_ok=True)
+    members = [str(r) for r in run_dirs]
+    save_checkpoint(ensemble, out / "best.pt", {"members": members})
+    (out / "ensemble.json").write_text(json.dumps({"members": members}, indent=1) + "\n")
+    return ensemble
 
 
 def shipped_checkpoints() -> dict[str, dict[str, str]]:

@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 
 from .force_constants import ForceConstants
@@ -116,8 +117,11 @@ def band_frequencies(
 
     D(q) matrices are built and diagonalised in waves of at most ``max_bytes``, so a large
     cell's band structure never holds all its matrices at once; small crystals of equal size
-    share one batched eigen-solve.
+    share one batched eigen-solve. A q-point given twice (a path's shared segment ends) is
+    solved once.
     """
+    distinct = [_distinct_rows(q) for q in qpoints]
+    qpoints = [q for q, _ in distinct]
     jobs: list[tuple[int, int, int]] = []  # (crystal, first q, end q)
     for k, (fc, q) in enumerate(zip(fcs, qpoints)):
         per_q = 16 * (3 * fc.n_atoms) ** 2
@@ -142,9 +146,18 @@ def band_frequencies(
     if wave:
         solve()
     return [
-        eigenvalues_to_cm1(torch.cat(p)) if p else torch.zeros(0, 3 * fc.n_atoms)
-        for p, fc in zip(parts, fcs)
+        eigenvalues_to_cm1(torch.cat(p))[rows] if p else torch.zeros(0, 3 * fc.n_atoms)
+        for p, fc, (_, rows) in zip(parts, fcs, distinct)
     ]
+
+
+def _distinct_rows(q: torch.Tensor, decimals: int = 10) -> tuple[torch.Tensor, torch.Tensor]:
+    """The distinct rows of ``q`` (equal to ``decimals``) and, for each row of ``q``, its index
+    among them."""
+    key = np.round(q.detach().cpu().numpy().reshape(-1, 3), decimals) + 0.0  # + 0.0: no −0.0
+    _, first, inverse = np.unique(key, axis=0, return_index=True, return_inverse=True)
+    q = q.reshape(-1, 3)
+    return q[torch.as_tensor(first, device=q.device)], torch.as_tensor(inverse.reshape(-1), device=q.device)
 
 
 def gamma_frequencies(fcs: Sequence[ForceConstants]) -> list[torch.Tensor]:

@@ -41,7 +41,12 @@ LIMITATIONS = [
 
 def training_summary(run_dir: Path) -> dict:
     """Epochs, best epoch (by the run's own selection metric), wall time and hardware of a run;
-    a run started from another run's checkpoint (``--init``) carries that run's summary too."""
+    a run started from another run's checkpoint (``--init``) carries that run's summary too, and
+    an ensemble (:func:`~vgnn_core.checkpoints.combine_runs`) carries each member's."""
+    if (run_dir / "ensemble.json").is_file():
+        members = [training_summary(Path(m)) for m in json.loads((run_dir / "ensemble.json").read_text())["members"]]
+        return {"ensemble_of": members, "hardware": members[0]["hardware"],
+                "wall_seconds": sum(_chain_seconds(m) for m in members)}
     log = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines() if line.strip()]
     cfg = json.loads((run_dir / "train_config.json").read_text())
     key = f"val_{cfg.get('select_on', 'nmse')}"
@@ -83,6 +88,7 @@ def ship(run_dir: str | Path, name: str, dest: Path = CHECKPOINT_DIR) -> dict:
         "sha256": digest,
         "bytes": target.stat().st_size,
         "parameters": sum(p.numel() for p in model.parameters()),
+        "members": len(getattr(model, "members", ())) or 1,
         "architecture": model.config.to_dict(),
         "data": {
             "source": "Petretto et al., Sci. Data 5, 180065 (2018), doi:10.6084/m9.figshare.c.3938023",
@@ -108,6 +114,28 @@ def _fmt(d: dict | None, key: str) -> str:
     return f"{v['mean']:.1f} / {v['median']:.1f}" if isinstance(v, dict) else f"{v:.4f}"
 
 
+def _chain_seconds(summary: dict) -> float:
+    """Wall time of a run and of every run it was initialised from."""
+    parent = summary.get("initialised_from")
+    return summary["wall_seconds"] + (_chain_seconds(parent) if parent else 0.0)
+
+
+def _training_lines(t: dict) -> list[str]:
+    """Card lines on how a checkpoint was trained: one run and its parents, or each member."""
+    if "ensemble_of" in t:
+        lines = [f"- training: an ensemble of {len(t['ensemble_of'])} independently trained runs (force "
+                 f"constants averaged), {t['wall_seconds'] / 60:.0f} min in all on {t['hardware']}"]
+        for k, member in enumerate(t["ensemble_of"]):
+            lines += [f"- member {k}: {member['epochs_run']} epochs (best {member['best_epoch']}), "
+                      f"{member['wall_seconds'] / 60:.0f} min: `{json.dumps(member['train_config'])}`"]
+            lines += ["  " + line for line in _parent_lines(member.get("initialised_from"))]
+        return lines
+    return [f"- training: {t['epochs_run']} epochs (best {t['best_epoch']}), "
+            f"{t['wall_seconds'] / 60:.0f} min on {t['hardware']}",
+            f"- optimisation: `{json.dumps(t['train_config'])}`",
+            *_parent_lines(t.get("initialised_from"))]
+
+
 def _parent_lines(parent: dict | None) -> list[str]:
     """Card lines for the run(s) a fine-tuned checkpoint started from, oldest last."""
     lines = []
@@ -124,13 +152,12 @@ def render_markdown(card: dict) -> str:
         f"# Model card: `{card['name']}` ({card['kind'].upper()})",
         "",
         f"- file `{card['file']}`, {card['bytes'] / 1e6:.2f} MB, sha256 `{card['sha256']}`",
-        f"- {card['parameters']:,} parameters; architecture: `{json.dumps(card['architecture'])}`",
+        f"- {card['parameters']:,} parameters"
+        + (f" ({card['members']} members, each of this architecture)" if card.get("members", 1) > 1 else "")
+        + f"; architecture: `{json.dumps(card['architecture'])}`",
         f"- data: {card['data']['source']}; split {card['data']['split']}",
         f"- targets: {card['data']['targets']}",
-        f"- training: {card['training']['epochs_run']} epochs (best {card['training']['best_epoch']}), "
-        f"{card['training']['wall_seconds'] / 60:.0f} min on {card['training']['hardware']}",
-        f"- optimisation: `{json.dumps(card['training']['train_config'])}`",
-        *_parent_lines(card["training"].get("initialised_from")),
+        *_training_lines(card["training"]),
         "",
         "## Metrics (cm⁻¹; MAE per material, mean / median)",
         "",

@@ -129,9 +129,12 @@ class Predictor:
 
     def predict_force_constants(self, structures: Sequence[StructureLike]) -> list[ForceConstants]:
         """The predicted force constants Φ_ij(T) (k-MVN) or Γ pair blocks (MVN)."""
+        return self._force_constants(self.graphs(structures))
+
+    def _force_constants(self, graphs: Sequence[CrystalGraph]) -> list[ForceConstants]:
         out: list[ForceConstants] = []
         with torch.inference_mode():
-            for _, batch in self._each_batch(self.graphs(structures)):
+            for _, batch in self._each_batch(graphs):
                 out += self.model.force_constants(batch)
         return out
 
@@ -149,10 +152,12 @@ class Predictor:
 
         structures = [as_structure(s, check_overlaps=False) for s in (structures if isinstance(structures, (list, tuple)) else [structures])]
         names = list(names) if names is not None else [s.properties.get("material_id") or s.composition.reduced_formula for s in structures]
+        r_max = self.model.config.graph_cutoff
+        graphs = [build_graph(s, r_max) for s in structures]  # validated once, just above
         if not self.model.supports_bands:
-            gammas = self.predict_gamma(structures)
+            gammas = self.spectra_from_graphs(graphs)[0]
             return [PhononResult(n, s, g) for n, s, g in zip(names, structures, gammas)]
-        fcs = self.predict_force_constants(structures)
+        fcs = self._force_constants(graphs)
         return [
             phonon_properties(fc, s, name=n, bands=bands, thermal=thermal, **mesh_options)
             for fc, s, n in zip(fcs, structures, names)

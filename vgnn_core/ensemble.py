@@ -1,0 +1,49 @@
+"""Ensembles of independently trained VGNNs, averaged where it keeps the physics exact.
+
+The members' force-constant blocks Φ_ij(T) are averaged bond by bond, before the acoustic
+sum rule and the MVN pair sums. Every step after the network is linear in the blocks, so the
+ensemble's D(q) is the mean of its members' D(q): Hermitian, with exact acoustic modes, and the
+same for a primitive cell and its supercells, exactly as for one model. (Averaging frequencies
+instead would not be: the mean of sorted eigenvalues is not the spectrum of any D.)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from .graph import GraphBatch
+from .model import VGNN
+
+
+class VGNNEnsemble(VGNN):
+    """A k-MVN or MVN whose bond blocks are the mean of its ``members``' (same kind and graph).
+
+    It is a :class:`VGNN` everywhere a model is used: prediction, evaluation, model cards.
+    """
+
+    def __init__(self, members: Sequence[VGNN]):
+        torch.nn.Module.__init__(self)
+        members = list(members)
+        if len(members) < 2:
+            raise ValueError(f"an ensemble needs at least two members, got {len(members)}")
+        first = members[0].config
+        for k, m in enumerate(members):
+            if m.kind == "vvn":
+                raise ValueError("VVN predicts frequencies directly: its members cannot share force constants")
+            if m.kind != first.kind or m.config.graph_cutoff != first.graph_cutoff:
+                raise ValueError(
+                    f"member {k} is a {m.kind} with graph cutoff {m.config.graph_cutoff} Å; member 0 is a "
+                    f"{first.kind} with {first.graph_cutoff} Å: members must share the kind and the graph"
+                )
+        self.config = first
+        self.members = torch.nn.ModuleList(members)
+
+    @property
+    def member_configs(self) -> list[dict]:
+        return [m.config.to_dict() for m in self.members]
+
+    def bond_blocks(self, batch: GraphBatch) -> torch.Tensor:
+        """The mean over members of Φ_ij(T) for every bond of the batch (E, 3, 3), eV/Å²."""
+        return torch.stack([m.bond_blocks(batch) for m in self.members]).mean(0)
