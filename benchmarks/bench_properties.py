@@ -1,0 +1,103 @@
+"""Where a database material's time goes: the k-MVN property calculation stage by stage.
+
+For N Materials Project structures from the Togo phonondb set (default 100, evenly spread over
+the 10,034), the work ``vgnn build`` does per material with the shipped k-MVN, timed stage by
+stage in one process: graph + network (batched), high-symmetry path, band eigen-solves, q-mesh
+(point group), mesh eigenvectors, DOS with partial DOS, thermal properties. The DOS is timed two
+ways on the same frequencies: the default (each Gaussian summed within 10 σ of its centre) and
+the reference it equals (``cutoff=None``: every Gaussian over the whole grid), which is what the
+code did before. Prints a table, writes ``benchmarks/results/properties.json``.
+Run: ``python benchmarks/bench_properties.py [--limit N]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from flows.pipeline import MESH_DENSITY
+from flows.sources import togo_source
+from storage.rows import THERMO_TEMPERATURES
+from vgnn_core import load_pretrained
+from vgnn_core.dos import phonon_dos
+from vgnn_core.dynamical_matrix import band_frequencies
+from vgnn_core.modes import modes
+from vgnn_core.properties import crystal_mesh, element_groups, formula_units
+from vgnn_core.qpath import high_symmetry_path
+from vgnn_core.thermal import thermal_properties
+
+RESULTS = Path(__file__).parent / "results"
+TOGO_SIZE = 10_034
+
+
+def sample_structures(n: int) -> list:
+    """``n`` Togo structures evenly spread over the archive (its order is by material id)."""
+    step = max(1, TOGO_SIZE // n)
+    return [s for k, (_, s) in enumerate(togo_source()) if k % step == 0][:n]
+
+
+def timed(fn, *args, **kwargs):
+    t0 = time.perf_counter()
+    out = fn(*args, **kwargs)
+    return out, time.perf_counter() - t0
+
+
+def material_stages(fc, structure) -> dict[str, float]:
+    """Seconds of each stage after the network for one material (the pipeline's defaults)."""
+    t = {}
+    path, t["path"] = timed(high_symmetry_path, structure)
+    _, t["bands"] = timed(band_frequencies, [fc], [torch.as_tensor(path.qpoints)])
+    mesh, t["mesh"] = timed(crystal_mesh, structure, density=MESH_DENSITY)
+    groups, names = element_groups(structure)
+    (freqs, proj), t["mesh_modes"] = timed(modes, fc, mesh.qpoints, groups=groups)
+    windowed, t["dos"] = timed(phonon_dos, freqs, mesh.weights, projections=proj, group_names=names)
+    full, t["dos_full_grid"] = timed(phonon_dos, freqs, mesh.weights, projections=proj, group_names=names, cutoff=None)
+    assert np.abs(windowed.total - full.total).max() <= 1e-12 * full.total.max(), "windowed DOS differs"
+    _, t["thermal"] = timed(thermal_properties, freqs, mesh.weights, THERMO_TEMPERATURES, formula_units(structure))
+    return t
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--limit", type=int, default=100, help="structures (evenly spread over Togo's 10,034)")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--json", default=str(RESULTS / "properties.json"))
+    args = parser.parse_args()
+    structures = sample_structures(args.limit)
+    kmvn = load_pretrained("kmvn", batch_size=args.batch_size)
+    kmvn.predict_force_constants(structures[:2])  # warm-up, untimed
+    fcs, t_network = timed(kmvn.predict_force_constants, structures)
+    rows = [material_stages(fc.cpu().to(torch.float64), s) for fc, s in zip(fcs, structures)]
+    stages = list(rows[0])
+    total = {k: float(np.sum([r[k] for r in rows])) for k in stages}
+    n = len(structures)
+    now = t_network + sum(v for k, v in total.items() if k != "dos_full_grid")
+    before = now - total["dos"] + total["dos_full_grid"]
+    atoms = np.array([len(s) for s in structures])
+    print(f"{n} Togo structures ({atoms.mean():.1f} atoms mean, {atoms.max()} max), shipped k-MVN "
+          f"({len(getattr(kmvn.model, 'members', [])) or 1} member(s)) — {platform.machine()}, {os.cpu_count()} CPUs, "
+          f"torch {torch.__version__} ({torch.get_num_threads()} threads)")
+    print(f"{'stage':<36}{'ms / material':>15}{'share':>8}")
+    for label, value in [("graph + network (batched)", t_network)] + [(k, total[k]) for k in stages if k != "dos_full_grid"]:
+        print(f"{label:<36}{1e3 * value / n:>15.1f}{100 * value / now:>7.1f}%")
+    print(f"{'all stages':<36}{1e3 * now / n:>15.1f}")
+    print(f"DOS over the whole grid (the reference, before): {1e3 * total['dos_full_grid'] / n:.1f} ms / material; "
+          f"windowed {total['dos_full_grid'] / total['dos']:.1f}× faster, the whole calculation {before / now:.2f}× faster")
+    RESULTS.mkdir(exist_ok=True)
+    Path(args.json).write_text(json.dumps({
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.platform()}",
+        "torch_threads": torch.get_num_threads(), "n_materials": n, "atoms_mean": float(atoms.mean()),
+        "network_seconds": t_network, "stage_seconds": total, "seconds_per_material": now / n,
+        "seconds_per_material_dos_full_grid": before / n, "speedup_dos": total["dos_full_grid"] / total["dos"],
+        "speedup_whole": before / now}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
