@@ -34,13 +34,13 @@ from vgnn_core.qpath import high_symmetry_path
 from vgnn_core.thermal import thermal_properties
 
 RESULTS = Path(__file__).parent / "results"
-TOGO_SIZE = 10_034
 
 
 def sample_structures(n: int) -> list:
     """``n`` Togo structures evenly spread over the archive (its order is by material id)."""
-    step = max(1, TOGO_SIZE // n)
-    return [s for k, (_, s) in enumerate(togo_source()) if k % step == 0][:n]
+    everything = [s for _, s in togo_source()]
+    step = max(1, len(everything) // n)
+    return everything[::step][:n]
 
 
 def timed(fn, *args, **kwargs):

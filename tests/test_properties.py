@@ -122,7 +122,6 @@ def test_dos_and_partial_dos_match_phonopy(example):
     assert by_element.integral() == pytest.approx(3 * len(structure), rel=1e-3)
 
 
-
 def test_dos_on_a_uniform_grid_loses_nothing_to_the_gaussian_window():
     """On a uniform grid each Gaussian is summed only near its centre; over the whole grid
     (``cutoff=None``, or any non-uniform grid) the result is the same to round-off, partial DOS
@@ -140,6 +139,7 @@ def test_dos_on_a_uniform_grid_loses_nothing_to_the_gaussian_window():
     for key in windowed.partial:
         np.testing.assert_allclose(windowed.partial[key], full.partial[key], rtol=0, atol=1e-15)
     assert windowed.integral() == pytest.approx(12.0, rel=1e-3)
+
 
 def test_group_velocities_match_phonopy(example):
     name, ph, fc, structure = example

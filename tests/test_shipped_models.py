@@ -36,12 +36,11 @@ def test_shipped_checkpoint_matches_its_card(name, petretto_archive, si_primitiv
 def test_shipped_kmvn_heat_capacity_against_dfpt(petretto_archive):
     """C_v(T) from the shipped k-MVN's q-mesh against the DFPT thermo block (per formula unit)
     on the first 10 test materials: the paper's third metric. On the whole test split the
-    error at 300 K is 1.4 % mean, 0.6 % median (`vgnn evaluate --split test --heat-capacity`)."""
+    error at 300 K is 0.8 % mean, 0.4 % median (`vgnn evaluate --split test --heat-capacity`)."""
     from vgnn_core.dataset import iter_petretto, load_split
     from vgnn_core.evaluation import evaluate_heat_capacity
 
-    wanted = set(load_split()["test"][:10])
-    records = [r for r in iter_petretto(petretto_archive) if r.material_id in wanted]
+    records = list(iter_petretto(petretto_archive, ids=load_split()["test"][:10]))
     result = evaluate_heat_capacity(vgnn_core.load_pretrained("kmvn").model, records)
     assert result["summary"]["n_materials"] >= 8
     errors = [m["cv300_relative_error"] for m in result["materials"]]
