@@ -6,8 +6,12 @@ stage in one process: graph + network (batched), high-symmetry path, band eigen-
 (point group), mesh eigenvectors, DOS with partial DOS, thermal properties. The DOS is timed two
 ways on the same frequencies: the default (each Gaussian summed within 10 σ of its centre) and
 the reference it equals (``cutoff=None``: every Gaussian over the whole grid), which is what the
-code did before. Prints a table, writes ``benchmarks/results/properties.json``.
-Run: ``python benchmarks/bench_properties.py [--limit N]``.
+code did before. Then the whole per-material calculation after the network
+(:func:`~vgnn_core.properties.phonon_properties`, what ``Predictor.predict_phonons`` runs) for all N
+materials three ways: one crystal at a time with torch's threads inside each eigen-solve (what
+``predict_phonons`` did before), in one thread, and in ``--threads`` threads (default: every core)
+each on one crystal at a time, as it does now; checks the last two are bitwise equal. Prints a table, writes
+``benchmarks/results/properties.json``. Run: ``python benchmarks/bench_properties.py [--limit N]``.
 """
 
 from __future__ import annotations
@@ -29,9 +33,10 @@ from vgnn_core import load_pretrained
 from vgnn_core.dos import phonon_dos
 from vgnn_core.dynamical_matrix import band_frequencies
 from vgnn_core.modes import modes
-from vgnn_core.properties import crystal_mesh, element_groups, formula_units
+from vgnn_core.properties import crystal_mesh, element_groups, formula_units, phonon_properties
 from vgnn_core.qpath import high_symmetry_path
 from vgnn_core.thermal import thermal_properties
+from vgnn_core.threads import map_threads
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -64,10 +69,24 @@ def material_stages(fc, structure) -> dict[str, float]:
     return t
 
 
+def threaded_properties(fcs, structures, threads: int | None) -> tuple[list, float]:
+    """The pipeline's per-material calculation after the network for every material, in
+    ``threads`` threads (None: a plain loop on torch's threads), and its wall seconds."""
+    def one(job):
+        fc, s = job
+        return phonon_properties(fc, s, density=MESH_DENSITY, temperatures=THERMO_TEMPERATURES)
+
+    jobs = list(zip(fcs, structures))
+    if threads is None:
+        return timed(lambda: [one(job) for job in jobs])
+    return timed(map_threads, one, jobs, threads)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--limit", type=int, default=100, help="structures (evenly spread over Togo's 10,034)")
     parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--threads", type=int, default=os.cpu_count(), help="threads for the threaded run (default: every core)")
     parser.add_argument("--json", default=str(RESULTS / "properties.json"))
     args = parser.parse_args()
     structures = sample_structures(args.limit)
@@ -80,6 +99,11 @@ def main() -> None:
     n = len(structures)
     now = t_network + sum(v for k, v in total.items() if k != "dos_full_grid")
     before = now - total["dos"] + total["dos_full_grid"]
+    _, t_loop = threaded_properties(fcs, structures, None)
+    serial, t_serial = threaded_properties(fcs, structures, 1)
+    threaded, t_threaded = threaded_properties(fcs, structures, args.threads)
+    for a, b in zip(serial, threaded):
+        assert np.array_equal(a.bands, b.bands) and np.array_equal(a.dos.total, b.dos.total), "threads changed a result"
     atoms = np.array([len(s) for s in structures])
     print(f"{n} Togo structures ({atoms.mean():.1f} atoms mean, {atoms.max()} max), shipped k-MVN "
           f"({len(getattr(kmvn.model, 'members', [])) or 1} member(s)) — {platform.machine()}, {os.cpu_count()} CPUs, "
@@ -90,13 +114,20 @@ def main() -> None:
     print(f"{'all stages':<36}{1e3 * now / n:>15.1f}")
     print(f"DOS over the whole grid (the reference, before): {1e3 * total['dos_full_grid'] / n:.1f} ms / material; "
           f"windowed {total['dos_full_grid'] / total['dos']:.1f}× faster, the whole calculation {before / now:.2f}× faster")
+    print(f"after the network, all {n} materials, ms / material: one at a time on {torch.get_num_threads()} torch "
+          f"threads (before) {1e3 * t_loop / n:.1f}, 1 thread {1e3 * t_serial / n:.1f}, {args.threads} threads one "
+          f"crystal each (now) {1e3 * t_threaded / n:.1f}: {t_loop / t_threaded:.2f}× faster than before, "
+          f"{t_serial / t_threaded:.2f}× than 1 thread, results bitwise equal")
     RESULTS.mkdir(exist_ok=True)
     Path(args.json).write_text(json.dumps({
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.platform()}",
         "torch_threads": torch.get_num_threads(), "n_materials": n, "atoms_mean": float(atoms.mean()),
         "network_seconds": t_network, "stage_seconds": total, "seconds_per_material": now / n,
         "seconds_per_material_dos_full_grid": before / n, "speedup_dos": total["dos_full_grid"] / total["dos"],
-        "speedup_whole": before / now}, indent=1))
+        "speedup_whole": before / now, "threads": args.threads,
+        "properties_seconds_loop_torch_threads": t_loop, "properties_seconds_1_thread": t_serial, "properties_seconds_threads": t_threaded,
+        "speedup_threads": t_serial / t_threaded,
+        "speedup_threads_vs_loop": t_loop / t_threaded}, indent=1))
 
 
 if __name__ == "__main__":

@@ -33,14 +33,43 @@ def worker_device() -> str:
     return os.environ.get("VGNN_DEVICE") or ("cuda" if torch.cuda.is_available() else "cpu")
 
 
+def worker_cpu_threads() -> int:
+    """Threads for each material's CPU work after the network (eigen-solves, DOS).
+
+    ``$VGNN_CPU_THREADS`` when set. On a GPU worker, the cores it may use (its CPU affinity,
+    at most the node's cores over its GPUs) over the Dask threads it runs tasks in: Dask starts
+    workers with one BLAS/OpenMP thread, which would leave a GPU node's cores idle. Elsewhere
+    this process's torch threads: 1 in a CPU Dask worker (the other cores run sibling workers),
+    every core in a plain process.
+    """
+    import os
+
+    import torch
+
+    if os.environ.get("VGNN_CPU_THREADS"):
+        return max(1, int(os.environ["VGNN_CPU_THREADS"]))
+    if not (worker_device().startswith("cuda") and torch.cuda.is_available()):
+        return torch.get_num_threads()
+    node = os.cpu_count() or 1
+    usable = min(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else node,
+                 node // max(1, torch.cuda.device_count()))
+    try:
+        from distributed import get_worker
+
+        tasks_at_once = get_worker().state.nthreads
+    except (ImportError, ValueError, AttributeError):
+        tasks_at_once = 1
+    return max(1, usable // max(1, tasks_at_once))
+
+
 def load_model(spec: str) -> tuple[str, str, Predictor]:
     """``kmvn`` / ``mvn`` / ``vvn`` (shipped) or a checkpoint path → (name, sha256, predictor)."""
-    device = worker_device()
+    device, threads = worker_device(), worker_cpu_threads()
     if Path(spec).is_file():
         model = load_checkpoint(spec, device=device)
-        return Path(spec).stem, sha256_file(spec), Predictor(model, device=device)
+        return Path(spec).stem, sha256_file(spec), Predictor(model, device=device, cpu_threads=threads)
     model = load_pretrained_model(spec, device=device)
-    return spec, shipped_checkpoints()[spec]["sha256"], Predictor(model, device=device)
+    return spec, shipped_checkpoints()[spec]["sha256"], Predictor(model, device=device, cpu_threads=threads)
 
 
 def pick_models(specs: list[str]) -> tuple[tuple | None, tuple | None]:

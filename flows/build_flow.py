@@ -13,7 +13,9 @@ ephemerally; ``PREFECT_API_URL`` points it at a server.
 
 from __future__ import annotations
 
+import os
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 from prefect import flow, get_run_logger, task
@@ -58,6 +60,40 @@ def shard_task(shard: Shard, items: list, out: str, release: str, source: str,
     else:
         logger.info("shard %s: %d materials, %d failed, %.1f s", shard.shard_id, report.written, report.failed, report.seconds)
     return report
+
+
+@contextmanager
+def shared_prefect_api():
+    """One Prefect API for the flow and its Dask workers: the configured server, else an
+    ephemeral one started here and handed to the workers through ``PREFECT_API_URL``.
+
+    Without it each worker process starts its own ephemeral server on the same SQLite
+    database, its task runs are recorded there and lost with the worker, and every start
+    costs CPU the build needs.
+    """
+    from prefect.settings import (
+        PREFECT_API_URL,
+        PREFECT_SERVER_EPHEMERAL_ENABLED,
+        temporary_settings,
+    )
+
+    if PREFECT_API_URL.value() or not PREFECT_SERVER_EPHEMERAL_ENABLED.value():
+        yield
+        return
+    from prefect.server.api.server import SubprocessASGIServer
+
+    server = SubprocessASGIServer()  # Prefect's own ephemeral server, the one it would start
+    server.start()
+    before = os.environ.get("PREFECT_API_URL")
+    os.environ["PREFECT_API_URL"] = server.api_url  # inherited by the workers spawned below
+    try:
+        with temporary_settings({PREFECT_API_URL: server.api_url}):
+            yield
+    finally:
+        if before is None:
+            os.environ.pop("PREFECT_API_URL", None)
+        else:
+            os.environ["PREFECT_API_URL"] = before
 
 
 def _require(module: str, cluster: str, extra: str) -> None:
@@ -112,9 +148,12 @@ def build_database(source: str = "demo", models: tuple[str, ...] = ("mvn", "kmvn
 def run_build(source: str, models: list[str], out: str, release: str | None = None,
               cluster: str = "local", n_workers: int = 2, atoms_per_shard: int = ATOMS_PER_SHARD) -> dict:
     """Run the flow on a Dask cluster (``cluster``), as ``vgnn build`` does."""
+    from flows.clusters import worker_dask_config
+
     runner = task_runner(cluster, n_workers)
-    return build_database.with_options(task_runner=runner)(
-        source=source, models=tuple(models), out=str(out), release=release, atoms_per_shard=atoms_per_shard)
+    with shared_prefect_api(), worker_dask_config():
+        return build_database.with_options(task_runner=runner)(
+            source=source, models=tuple(models), out=str(out), release=release, atoms_per_shard=atoms_per_shard)
 
 
 @flow(name="vgnn-rebuild")
@@ -122,8 +161,11 @@ def rebuild_database(source: str = "mp", models: tuple[str, ...] = ("mvn", "kmvn
                      cluster: str = "local", n_workers: int = 2, osf_project: str | None = None) -> dict:
     """The scheduled job (``deploy/prefect.yaml``): build a fresh release of ``source`` on
     ``cluster`` and, when ``osf_project`` is given, publish it (token from ``OSF_TOKEN``)."""
-    summary = build_database.with_options(task_runner=task_runner(cluster, n_workers))(
-        source=source, models=tuple(models), out=str(out))
+    from flows.clusters import worker_dask_config
+
+    with worker_dask_config():
+        summary = build_database.with_options(task_runner=task_runner(cluster, n_workers))(
+            source=source, models=tuple(models), out=str(out))
     if osf_project:
         from storage.osf import OSFClient, publish
 

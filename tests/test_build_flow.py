@@ -141,3 +141,27 @@ def test_build_survives_a_worker_killed_mid_shard(tmp_path):
         assert [r[0] for r in a] == [r[0] for r in b] and len(a) == 35, table
         for (_, x), (_, y) in zip(a, b):  # equal up to float32 round-off of different thread counts
             np.testing.assert_allclose(np.array(x, dtype=float), np.array(y, dtype=float), rtol=1e-3, atol=0.05)
+
+
+def test_workers_share_the_flows_prefect_api_and_keep_glibc_malloc_defaults():
+    """Workers started for a build report to the flow's one ephemeral Prefect server (not one
+    each) and run without Dask's MALLOC_TRIM_THRESHOLD_ (which made shards 1.5× slower), still
+    with one BLAS/OpenMP thread."""
+    import httpx
+    from distributed import Client, LocalCluster
+
+    from flows.build_flow import shared_prefect_api
+    from flows.clusters import worker_dask_config
+
+    def worker_env():
+        return {k: os.environ.get(k) for k in ("PREFECT_API_URL", "MALLOC_TRIM_THRESHOLD_", "OMP_NUM_THREADS")}
+
+    assert "PREFECT_API_URL" not in os.environ
+    with shared_prefect_api(), worker_dask_config():
+        url = os.environ["PREFECT_API_URL"]
+        assert httpx.get(f"{url}/health", timeout=30).status_code == 200
+        with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
+                Client(cluster) as client:
+            (env,) = client.run(worker_env).values()
+    assert env == {"PREFECT_API_URL": url, "MALLOC_TRIM_THRESHOLD_": None, "OMP_NUM_THREADS": "1"}
+    assert "PREFECT_API_URL" not in os.environ  # restored for the rest of the process

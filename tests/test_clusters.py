@@ -37,3 +37,20 @@ def test_task_runner_per_cluster_spec():
     assert "SLURMCluster" in str(slurm.cluster_class) and slurm.cluster_kwargs["job_extra_directives"] == ["--gres=gpu:1"]
     with pytest.raises(ValueError, match="unknown cluster"):
         task_runner("kubernetes")
+
+
+def test_slurm_workers_inherit_the_malloc_setting(tmp_path):
+    """The SLURM job script hands the workers' nannies our Dask config: a nanny started with it
+    no longer sets MALLOC_TRIM_THRESHOLD_ but still pins BLAS/OpenMP to one thread."""
+    import os
+    import subprocess
+    import sys
+
+    (line,) = [x for x in slurm_cluster_kwargs()["job_script_prologue"] if "DASK_INTERNAL_INHERIT_CONFIG" in x]
+    value = line.split("=", 1)[1]
+    probe = ("import distributed.nanny as n; "
+             "print(sorted(n._get_env_variables('distributed.nanny.pre-spawn-environ')))")
+    env = {k: v for k, v in os.environ.items() if k != "MALLOC_TRIM_THRESHOLD_"}
+    out = subprocess.run([sys.executable, "-c", probe], env={**env, "DASK_INTERNAL_INHERIT_CONFIG": value},
+                         capture_output=True, text=True, check=True).stdout
+    assert "MALLOC_TRIM_THRESHOLD_" not in out and "OMP_NUM_THREADS" in out

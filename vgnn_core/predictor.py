@@ -18,6 +18,7 @@ from .force_constants import ForceConstants
 from .graph import CrystalGraph, build_graph, collate
 from .model import VGNN
 from .structures import StructureLike, as_structure
+from .threads import map_threads
 
 
 class Predictor:
@@ -27,6 +28,9 @@ class Predictor:
     otherwise batched in input order, ``batch_size`` at a time. The network runs in the
     model's precision; D(q) is assembled and diagonalised in ``eig_dtype`` (float64 by
     default, so the zero acoustic modes are not lost to float32 round-off under the √).
+    After the network, :meth:`predict_phonons` computes each crystal's bands, DOS and thermal
+    properties on the CPU in ``cpu_threads`` threads (default: ``torch.get_num_threads()`` at
+    the call, i.e. this process's cores, or 1 in a Dask worker); the results do not depend on it.
     """
 
     def __init__(
@@ -36,12 +40,14 @@ class Predictor:
         batch_size: int = 64,
         max_atoms_per_batch: int = 4096,
         eig_dtype: torch.dtype = torch.float64,
+        cpu_threads: int | None = None,
     ):
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
         self.batch_size = int(batch_size)
         self.max_atoms_per_batch = int(max_atoms_per_batch)
         self.eig_dtype = eig_dtype
+        self.cpu_threads = cpu_threads
 
     @property
     def kind(self) -> str:
@@ -157,11 +163,14 @@ class Predictor:
         if not self.model.supports_bands:
             gammas = self.spectra_from_graphs(graphs)[0]
             return [PhononResult(n, s, g) for n, s, g in zip(names, structures, gammas)]
-        fcs = self._force_constants(graphs)
-        return [
-            phonon_properties(fc, s, name=n, bands=bands, thermal=thermal, **mesh_options)
-            for fc, s, n in zip(fcs, structures, names)
-        ]
+        fcs = [fc.cpu() for fc in self._force_constants(graphs)]  # the rest runs on the CPU
+
+        def properties(job: tuple) -> PhononResult:
+            fc, s, n = job
+            return phonon_properties(fc, s, name=n, bands=bands, thermal=thermal, **mesh_options)
+
+        threads = self.cpu_threads or torch.get_num_threads()
+        return map_threads(properties, list(zip(fcs, structures, names)), threads)
 
 
 def load_pretrained(name: str, device: str | torch.device = "cpu", **kwargs) -> Predictor:
