@@ -21,6 +21,7 @@ def worker_dask_config():
     with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}):  # a dotted key: merged, not replaced
         yield
 
+
 #: SLURM job settings for dask-jobqueue: one GPU worker process per job.
 SLURM_DEFAULTS = {
     "queue": "gpu",
