@@ -15,11 +15,22 @@ WORKER_DASK_CONFIG = {"distributed": {"nanny": {"pre-spawn-environ": {"MALLOC_TR
 
 @contextmanager
 def worker_dask_config():
-    """:data:`WORKER_DASK_CONFIG` for the Dask workers this process starts (local and cuda)."""
+    """:data:`WORKER_DASK_CONFIG` for the Dask workers this process starts (local and cuda).
+
+    A nanny also copies its variables into this process's environment, where later workers
+    would inherit them; Dask's own value is lifted for the duration (a user's other value stays).
+    """
     import dask
 
-    with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}):  # a dotted key: merged, not replaced
-        yield
+    key = "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_"
+    injected = str(dask.config.get(key, None))
+    lifted = os.environ.pop("MALLOC_TRIM_THRESHOLD_") if os.environ.get("MALLOC_TRIM_THRESHOLD_") == injected else None
+    try:
+        with dask.config.set({key: None}):  # a dotted key: merged into Dask's config, not replacing it
+            yield
+    finally:
+        if lifted is not None:
+            os.environ["MALLOC_TRIM_THRESHOLD_"] = lifted
 
 
 #: SLURM job settings for dask-jobqueue: one GPU worker process per job.

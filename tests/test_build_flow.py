@@ -143,10 +143,11 @@ def test_build_survives_a_worker_killed_mid_shard(tmp_path):
             np.testing.assert_allclose(np.array(x, dtype=float), np.array(y, dtype=float), rtol=1e-3, atol=0.05)
 
 
-def test_workers_share_the_flows_prefect_api_and_keep_glibc_malloc_defaults():
+def test_workers_share_the_flows_prefect_api_and_keep_glibc_malloc_defaults(monkeypatch):
     """Workers started for a build report to the flow's one ephemeral Prefect server (not one
     each) and run without Dask's MALLOC_TRIM_THRESHOLD_ (which made shards 1.5× slower), still
-    with one BLAS/OpenMP thread."""
+    with one BLAS/OpenMP thread; also after an earlier nanny copied Dask's value into this
+    process's environment."""
     import httpx
     from distributed import Client, LocalCluster
 
@@ -157,6 +158,7 @@ def test_workers_share_the_flows_prefect_api_and_keep_glibc_malloc_defaults():
         return {k: os.environ.get(k) for k in ("PREFECT_API_URL", "MALLOC_TRIM_THRESHOLD_", "OMP_NUM_THREADS")}
 
     assert "PREFECT_API_URL" not in os.environ
+    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "65536")  # what any earlier Dask nanny leaves behind
     with shared_prefect_api(), worker_dask_config():
         url = os.environ["PREFECT_API_URL"]
         assert httpx.get(f"{url}/health", timeout=30).status_code == 200
@@ -165,3 +167,4 @@ def test_workers_share_the_flows_prefect_api_and_keep_glibc_malloc_defaults():
             (env,) = client.run(worker_env).values()
     assert env == {"PREFECT_API_URL": url, "MALLOC_TRIM_THRESHOLD_": None, "OMP_NUM_THREADS": "1"}
     assert "PREFECT_API_URL" not in os.environ  # restored for the rest of the process
+    assert os.environ["MALLOC_TRIM_THRESHOLD_"] == "65536"
