@@ -43,21 +43,17 @@ def _cmd_qpath(args: argparse.Namespace) -> int:
 def _cmd_train(args: argparse.Namespace) -> int:
     import json
 
-    from vgnn_core.dataset import load_samples, load_split
-    from vgnn_core.training import TrainConfig, train
+    from vgnn_core.training import TrainConfig, train, training_data
 
-    split = load_split(args.split_file)
-    cfg = TrainConfig(device=args.device, seed=args.seed, model={"kind": args.model, **json.loads(args.arch)})
+    cfg = TrainConfig(device=args.device, seed=args.seed, model={"kind": args.model, **json.loads(args.arch)},
+                      data=args.data.split(","))
     if args.epochs:
         cfg.epochs = args.epochs
-    for key in ("lr", "batch_size", "q_per_material", "patience", "weight_decay", "ema_decay", "select_on", "loss"):
+    for key in ("lr", "batch_size", "q_per_material", "patience", "weight_decay", "ema_decay", "select_on", "loss",
+                "block_weight"):
         if getattr(args, key) is not None:
             setattr(cfg, key, getattr(args, key))
-    from vgnn_core.model import VGNNConfig
-
-    r_max = VGNNConfig.from_dict(cfg.model).graph_cutoff
-    train_samples = load_samples(split["train"], r_max=r_max)
-    val_samples = load_samples(split["val"], r_max=r_max)
+    train_samples, val_samples = training_data(cfg, args.split_file)
     out = Path(args.out or f"runs/{args.model}")
     state = train(train_samples, val_samples, cfg, out, resume=args.resume, init_from=args.init)
     print(f"best val {cfg.select_on} {state['best_val']:.5f} at epoch {state['best_epoch']}; checkpoint {out / 'best.pt'}")
@@ -112,6 +108,20 @@ def _cmd_download_data(args: argparse.Namespace) -> int:
     for p in paths:
         print(p)
     print(f"{len(paths)} file(s) in {out}; point VGNN_DATA_DIR or `iter_petretto(PATH)` at them")
+    return 0
+
+
+def _cmd_prepare_phonondb(args: argparse.Namespace) -> int:
+    from vgnn_core.phonondb import load_split, prepare_targets
+
+    part, n_parts = (int(x) for x in args.part.split("/"))
+    split = load_split()
+    ids = sorted(split["train"] + split["val"] + split["test"])[part::n_parts]
+    failures = prepare_targets(split["val"] + split["test"], r_max=args.r_max, r_bond=args.r_bond,
+                               archive=args.archive, ids=ids, progress=print)
+    for material_id, cause in sorted(failures.items()):
+        print(f"skipped {material_id}: {cause}")
+    print(f"{len(ids) - len(failures)} of {len(ids)} materials prepared, {len(failures)} skipped")
     return 0
 
 
@@ -183,7 +193,7 @@ def build_parser() -> argparse.ArgumentParser:
     qpath.add_argument("structure")
     qpath.add_argument("--density", type=float, default=20.0, help="points per Å⁻¹ (2π included)")
     qpath.set_defaults(func=_cmd_qpath)
-    tr = sub.add_parser("train", help="train a VGNN model on the Petretto DFPT database")
+    tr = sub.add_parser("train", help="train a VGNN model on Petretto DFPT bands and / or phonondb force sets")
     tr.add_argument("--model", choices=["kmvn", "mvn", "vvn"], default="kmvn")
     tr.add_argument("--epochs", type=int)
     tr.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
@@ -199,6 +209,9 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--loss", choices=["nmse", "mae"], help="training loss (default nmse, the paper's)")
     tr.add_argument("--arch", default="{}", help="JSON overrides of the architecture (VGNNConfig)")
     tr.add_argument("--init", help="start from this checkpoint's weights (same architecture)")
+    tr.add_argument("--data", default="petretto2018",
+                    help="comma-separated training data: petretto2018 (DFPT bands), phonondb (Togo's force sets)")
+    tr.add_argument("--block-weight", type=float, help="weight of the force-constant block loss (default 1)")
     tr.add_argument("--split-file", help="split.json (default: $VGNN_DATA_DIR/petretto2018/split.json)")
     tr.add_argument("--out", help="run folder (default runs/MODEL)")
     tr.set_defaults(func=_cmd_train)
@@ -257,6 +270,13 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--temperature", type=float, default=300.0, help="K, for the table's C_v, S, F")
     pr.add_argument("--mesh-density", type=float, help="q-mesh points per Å⁻¹ (default 40)")
     pr.set_defaults(func=_cmd_predict)
+    pp = sub.add_parser("prepare-phonondb",
+                        help="phonopy force constants and training targets of Togo's force sets, cached (resumable)")
+    pp.add_argument("--archive", help="force_sets.tar.xz (default: $VGNN_DATA_DIR/togo_phonondb/)")
+    pp.add_argument("--r-max", type=float, default=6.0, help="graph cutoff of the models to train (Å)")
+    pp.add_argument("--r-bond", type=float, default=6.0, help="bond cutoff of the models to train (Å)")
+    pp.add_argument("--part", default="0/1", help="K/N: prepare every N-th material from the K-th (parallel runs)")
+    pp.set_defaults(func=_cmd_prepare_phonondb)
     dl = sub.add_parser("download-data", help="fetch the Petretto 2018 DFPT data from figshare (md5-checked)")
     dl.add_argument("--out", help="destination (default: the cache folder)")
     dl.add_argument("--pattern", default="*", help="only files whose name matches this glob")

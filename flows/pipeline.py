@@ -159,16 +159,17 @@ def predict_shard(
 
 def _result_rows(mid: str, name: str, sha: str, res, table: str) -> dict[str, dict]:
     """The table rows of one material's prediction (Γ spectrum, or bands + thermo + DOS)."""
+    trust = {"uncertainty_cm1": res.uncertainty_cm1, "in_domain": res.in_domain}
     if table == "gamma":
-        return {"gamma": gamma_row(mid, name, sha, res)}
-    return {"bands": bands_row(mid, name, sha, res.qpath, res.bands),  # a k-MVN PhononResult
+        return {"gamma": gamma_row(mid, name, sha, res.gamma, **trust)}
+    return {"bands": bands_row(mid, name, sha, res.qpath, res.bands, **trust),  # a k-MVN PhononResult
             "thermo": thermo_row(mid, name, sha, res.structure, res.mesh, res.thermal),
             "dos": dos_row(mid, name, sha, res.mesh, res.dos)}
 
 
 def _predict(structures, predictor: Predictor, table: str):
     if table == "gamma":
-        return predictor.predict_gamma(structures)
+        return predictor.predict_phonons(structures, bands=False, thermal=False)
     return predictor.predict_phonons(structures, density=MESH_DENSITY, temperatures=THERMO_TEMPERATURES)
 
 

@@ -80,14 +80,18 @@ def format_table(records: list[dict]) -> str:
     """One line per material: the headline numbers."""
     cols = [("name", "{}"), ("formula", "{}"), ("n_atoms", "{}"), ("min_frequency_cm1", "{:.1f}"),
             ("max_frequency_cm1", "{:.1f}"), ("heat_capacity_J_K_mol_fu", "{:.3f}"),
-            ("entropy_J_K_mol_fu", "{:.3f}"), ("zero_point_energy_kJ_mol_fu", "{:.3f}")]
-    header = ["name", "formula", "atoms", "ω_min cm⁻¹", "ω_max cm⁻¹", "Cv J/K/mol·fu", "S J/K/mol·fu", "ZPE kJ/mol·fu"]
+            ("entropy_J_K_mol_fu", "{:.3f}"), ("zero_point_energy_kJ_mol_fu", "{:.3f}"),
+            ("uncertainty_cm1", "±{:.1f}"), ("in_domain", "{}")]
+    header = ["name", "formula", "atoms", "ω_min cm⁻¹", "ω_max cm⁻¹", "Cv J/K/mol·fu", "S J/K/mol·fu", "ZPE kJ/mol·fu",
+              "uncertainty cm⁻¹", "in domain"]
     rows = [[fmt.format(r[k]) if r.get(k) is not None else "-" for k, fmt in cols] for r in records]
     width = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)]
     lines = ["  ".join(h.ljust(w) for h, w in zip(header, width))]
     lines += ["  ".join(c.ljust(w) for c, w in zip(r, width)) for r in rows]
     for r in records:
         lines.append(f"{r['name']}: Γ modes (cm⁻¹) " + " ".join(f"{w:.1f}" for w in r["gamma_cm1"]))
+        if r.get("domain_note"):
+            lines.append(f"{r['name']}: outside the training domain ({r['domain_note']})")
     return "\n".join(lines)
 
 

@@ -59,8 +59,9 @@ def structure_row(structure: Structure, material_id: str) -> dict:
     }
 
 
-def gamma_row(material_id: str, model: str, model_sha256: str, frequencies_cm1: np.ndarray) -> dict:
-    """A ``gamma`` row: sorted signed frequencies and their summary."""
+def gamma_row(material_id: str, model: str, model_sha256: str, frequencies_cm1: np.ndarray,
+              uncertainty_cm1: float | None = None, in_domain: bool | None = None) -> dict:
+    """A ``gamma`` row: sorted signed frequencies, their summary and how far to trust them."""
     w = np.sort(np.asarray(frequencies_cm1, dtype=float))
     acoustic = np.sort(np.abs(w))[:3]
     return {
@@ -72,10 +73,13 @@ def gamma_row(material_id: str, model: str, model_sha256: str, frequencies_cm1: 
         "min_frequency_cm1": float(w.min()) if w.size else 0.0,
         "max_frequency_cm1": float(w.max()) if w.size else 0.0,
         "acoustic_residual_cm1": float(acoustic.max()) if w.size else 0.0,
+        "uncertainty_cm1": uncertainty_cm1,
+        "in_domain": in_domain,
     }
 
 
-def bands_row(material_id: str, model: str, model_sha256: str, path, frequencies_cm1: np.ndarray) -> dict:
+def bands_row(material_id: str, model: str, model_sha256: str, path, frequencies_cm1: np.ndarray,
+              uncertainty_cm1: float | None = None, in_domain: bool | None = None) -> dict:
     """A ``bands`` row from a :class:`vgnn_core.QPath` and its (n_q, 3m) frequencies."""
     return {
         "material_id": material_id,
@@ -87,6 +91,8 @@ def bands_row(material_id: str, model: str, model_sha256: str, path, frequencies
         "labels": [label for _, label in path.labels],
         "segment_breaks": [int(b) for b in path.breaks],
         "frequencies_cm1": np.asarray(frequencies_cm1, dtype=np.float32),
+        "uncertainty_cm1": uncertainty_cm1,
+        "in_domain": in_domain,
     }
 
 

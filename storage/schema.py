@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import numpy as np
 import pyarrow as pa
 
-SCHEMA_VERSION = "1.2"  # 1.1: thermo and dos tables; 1.2: thermo.formula_units fractional (H: ½ H₂)
+SCHEMA_VERSION = "1.3"  # 1.1: thermo and dos tables; 1.2: thermo.formula_units fractional (H: ½ H₂); 1.3: uncertainty_cm1, in_domain
 PARTITION_COLUMNS = ("source", "bucket")
 
 
@@ -48,6 +48,8 @@ TABLES: dict[str, pa.Schema] = {
         _f("min_frequency_cm1", pa.float32(), "cm^-1"),
         _f("max_frequency_cm1", pa.float32(), "cm^-1"),
         _f("acoustic_residual_cm1", pa.float32(), "cm^-1"),
+        _f("uncertainty_cm1", pa.float32(), "cm^-1, expected per-material MAE (ensemble spread, calibrated on val)", nullable=True),
+        _f("in_domain", pa.bool_(), None, nullable=True),
     ]),
     "bands": pa.schema([
         _f("material_id", pa.string()),
@@ -59,6 +61,8 @@ TABLES: dict[str, pa.Schema] = {
         _f("labels", pa.list_(pa.string())),
         _f("segment_breaks", pa.list_(pa.int32())),
         _f("frequencies_cm1", pa.list_(F32_LIST), "cm^-1, [q][band]"),
+        _f("uncertainty_cm1", pa.float32(), "cm^-1, expected per-material MAE (ensemble spread, calibrated on val)", nullable=True),
+        _f("in_domain", pa.bool_(), None, nullable=True),
     ]),
     # k-MVN on a Γ-centred q-mesh; per mole of formula units (phonopy's are per mole of cells)
     "thermo": pa.schema([

@@ -85,3 +85,8 @@ def perovskite_srtio3() -> Structure:
 def _seed():
     torch.manual_seed(1234)
     np.random.seed(1234)
+
+
+@pytest.fixture(scope="session")
+def phonondb_force_sets():
+    return _data_dir_or_skip("togo_phonondb/force_sets.tar.xz")

@@ -73,3 +73,34 @@ def test_folder_of_json_files(tmp_path, petretto_archive):
                 break
     (rec,) = list(iter_petretto(tmp_path))
     assert rec.material_id == json.loads(next(tmp_path.glob("*.json")).read_text())["metadata"]["material_id"]
+
+
+def test_sample_cache_is_plain_arrays(petretto_archive, tmp_path, monkeypatch):
+    import json
+    import tarfile
+
+    from vgnn_core.dataset import load_samples
+
+    folder = tmp_path / "json"
+    folder.mkdir()
+    with tarfile.open(petretto_archive) as tar:
+        for member in tar:
+            if member.name.endswith(".json"):
+                (folder / member.name.split("/")[-1]).write_bytes(tar.extractfile(member).read())
+                if len(list(folder.iterdir())) == 3:
+                    break
+    monkeypatch.setenv("VGNN_CACHE_DIR", str(tmp_path / "cache"))
+    # a planted pickle in the cache folder is never read: the cache is .npz, loaded without pickle
+    (tmp_path / "cache").mkdir()
+    (tmp_path / "cache" / "petretto_samples_0000.pkl").write_bytes(b"cos\nsystem\n(S'false'\ntR.")
+    first = load_samples(archive=folder, r_max=4.0)
+    (cache,) = (tmp_path / "cache").glob("*.npz")
+    with np.load(cache, allow_pickle=False) as z:
+        assert len(z.files) > 3
+    again = load_samples(archive=folder, r_max=4.0)
+    assert [s.material_id for s in again] == [s.material_id for s in first]
+    for a, b in zip(first, again):
+        np.testing.assert_array_equal(a.bands, b.bands)
+        np.testing.assert_array_equal(a.graph.edge_vec, b.graph.edge_vec)
+        assert (a.gamma is None) == (b.gamma is None) and a.cv_300k == b.cv_300k
+    assert json.loads((folder / f"{first[0].material_id}.json").read_text())["metadata"]["material_id"] == first[0].material_id

@@ -95,3 +95,68 @@ def test_resume_is_exact(tmp_path, samples, ema_decay):
             torch.testing.assert_close(a[part][key], b[part][key], rtol=0, atol=0)
     if ema_decay:  # the averaged weights differ from the raw ones and are what best.pt holds
         assert any(not torch.equal(a["model"][k], a["ema"][k]) for k in a["model"])
+
+
+def with_blocks(sample: PhononSample, structure, k=3.0) -> PhononSample:
+    """The spring model's exact off-site blocks as DFT-like block targets of ``sample``."""
+    from dataclasses import replace
+
+    fc = central_spring_force_constants(structure, lambda r: k * np.exp(-(r - 2.4) ** 2), r_max=4.0)
+    n_off = fc.n_bonds - fc.n_atoms  # off-site bonds first, in graph edge order
+    assert n_off == sample.graph.n_edges
+    return replace(sample, block_edges=np.arange(n_off), block_values=fc.blocks[:n_off].numpy(), source="phonondb")
+
+
+def test_block_error_is_the_mass_weighted_block_mae(samples, si_primitive):
+    from vgnn_core.graph import collate
+    from vgnn_core.model import VGNN
+    from vgnn_core.training import BLOCK_ERROR_FREQUENCY_CM1, block_error_cm1
+    from vgnn_core.units import EV_ANGSTROM2_AMU_TO_CM1
+
+    s = with_blocks(samples[0], si_primitive)
+    torch.manual_seed(0)
+    model = VGNN(**{**TINY, "full_blocks": True}).double()
+    (fc,) = model.force_constants(collate([s.graph], dtype=torch.float64))
+    err = float(block_error_cm1(fc, s.block_edges, s.block_values).detach())
+    pred = fc.blocks[: len(s.block_edges)].detach().numpy()
+    m = s.graph.masses
+    inv = 1 / np.sqrt(m[s.graph.edge_src] * m[s.graph.edge_dst])
+    by_hand = np.abs((pred - s.block_values) * inv[:, None, None]).mean()
+    assert err == pytest.approx(by_hand * EV_ANGSTROM2_AMU_TO_CM1**2 / (2 * BLOCK_ERROR_FREQUENCY_CM1), rel=1e-9)
+
+
+def test_block_supervision_trains_and_validation_reports_each_source(tmp_path, samples, si_primitive, rocksalt_nacl):
+    blocked = [with_blocks(samples[0], si_primitive), with_blocks(samples[1], rocksalt_nacl)]
+    c = cfg(5, loss="mae", block_weight=1.0)
+    c.model["full_blocks"] = True
+    train(blocked + samples[2:3], [samples[3], blocked[1]], c, tmp_path, progress=None)
+    log = [json.loads(x) for x in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert log[-1]["train_mae"] < log[0]["train_mae"]
+    rec = log[-1]
+    assert {"val_mae_petretto2018", "val_mae_phonondb"} <= set(rec)
+    assert rec["val_mae"] == pytest.approx(0.5 * (rec["val_mae_petretto2018"] + rec["val_mae_phonondb"]))
+
+
+def test_full_block_model_warm_starts_from_a_symmetric_one(tmp_path, samples):
+    from vgnn_core.checkpoints import save_checkpoint
+    from vgnn_core.graph import collate
+    from vgnn_core.model import VGNN
+    from vgnn_core.training import warm_start
+
+    torch.manual_seed(4)
+    source = VGNN(**TINY)
+    save_checkpoint(source, tmp_path / "sym.pt")
+    target = VGNN(**{**TINY, "full_blocks": True})
+    warm_start(target, load_checkpoint(tmp_path / "sym.pt"), "sym.pt")
+    batch = collate([s.graph for s in samples])
+    for a, b in zip(source.force_constants(batch), target.force_constants(batch)):
+        torch.testing.assert_close(a.blocks, b.blocks)  # same predictions at the start
+    with pytest.raises(ValueError, match="architecture does not match"):
+        warm_start(VGNN(**{**TINY, "embed_dim": 16}), source, "sym.pt")
+
+
+def test_training_data_sources_are_checked():
+    from vgnn_core.training import training_data
+
+    with pytest.raises(ValueError, match="unknown training data"):
+        training_data(TrainConfig(data=["petretto2018", "materials-cloud"]))

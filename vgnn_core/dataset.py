@@ -19,7 +19,8 @@ import numpy as np
 from pymatgen.core import Structure
 
 from .data_paths import shared_data_dir
-from .graph import CrystalGraph, build_graph
+from .files import save_npz_atomic
+from .graph import CrystalGraph, build_graph, graph_arrays, graph_from_arrays
 
 ARCHIVE_RELATIVE = Path("petretto2018") / "phonon_json.tar.gz"
 SPLIT_RELATIVE = Path("petretto2018") / "split.json"
@@ -129,6 +130,10 @@ class PhononSample:
     bands: np.ndarray  # (n_q, 3m)
     gamma: np.ndarray | None  # (3m,) at the first Γ of the path; None when it has no Γ
     cv_300k: float | None = None  # J/K/mol per formula unit, from the thermo block
+    #: graph edges with a DFT force-constant block (phonondb force sets), and those blocks (eV/Å²)
+    block_edges: np.ndarray | None = None  # (K,)
+    block_values: np.ndarray | None = None  # (K, 3, 3)
+    source: str = "petretto2018"
 
     @property
     def n_atoms(self) -> int:
@@ -165,33 +170,53 @@ def load_samples(
 ) -> list[PhononSample]:
     """Training samples for ``ids`` (all when ``None``), in the order of ``ids``.
 
-    The whole archive is converted once per (archive, r_max, format version) and cached, so
-    later runs and epochs never rebuild graphs.
+    The whole archive is converted once per (archive, r_max, format version) and cached as one
+    ``.npz`` of plain arrays (read without pickle), so later runs never rebuild graphs.
     """
     import hashlib
-    import pickle
 
     archive = Path(archive or default_archive())
     stat = archive.stat()
     key = hashlib.sha256(
         f"{archive.name}|{stat.st_size}|{r_max}|{SAMPLE_FORMAT_VERSION}".encode()
     ).hexdigest()[:16]
-    path = cache_dir() / f"petretto_samples_{key}.pkl"
+    path = cache_dir() / f"petretto_samples_{key}.npz"
     samples: dict[str, PhononSample] | None = None
     if use_cache and path.is_file():
-        with open(path, "rb") as fh:
-            samples = pickle.load(fh)
+        samples = _read_samples(path)
     if samples is None:
         samples = {r.material_id: to_sample(r, r_max) for r in iter_petretto(archive)}
         if use_cache:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(".tmp")
-            with open(tmp, "wb") as fh:
-                pickle.dump(samples, fh, protocol=pickle.HIGHEST_PROTOCOL)
-            tmp.replace(path)
+            save_npz_atomic(path, _sample_arrays(samples.values()))
     if ids is None:
         return list(samples.values())
     missing = [i for i in ids if i not in samples]
     if missing:
         raise KeyError(f"{len(missing)} ids not in the archive, e.g. {missing[:3]}")
     return [samples[i] for i in ids]
+
+
+def _sample_arrays(samples: Iterable[PhononSample]) -> dict[str, np.ndarray]:
+    arrays: dict[str, np.ndarray] = {}
+    for s in samples:
+        fields = graph_arrays(s.graph) | {"qpoints": s.qpoints, "bands": s.bands,
+                                          "cv_300k": np.float64(np.nan if s.cv_300k is None else s.cv_300k)}
+        if s.gamma is not None:
+            fields["gamma"] = s.gamma
+        arrays.update({f"{s.material_id}/{k}": v for k, v in fields.items()})
+    return arrays
+
+
+def _read_samples(path: Path) -> dict[str, PhononSample]:
+    out: dict[str, dict] = {}
+    with np.load(path, allow_pickle=False) as z:
+        for key in z.files:
+            material_id, field_name = key.split("/", 1)
+            out.setdefault(material_id, {})[field_name] = z[key]
+    samples = {}
+    for material_id, f in out.items():
+        cv = float(f["cv_300k"])
+        samples[material_id] = PhononSample(
+            material_id=material_id, graph=graph_from_arrays(material_id, f), qpoints=f["qpoints"],
+            bands=f["bands"], gamma=f.get("gamma"), cv_300k=None if np.isnan(cv) else cv)
+    return samples

@@ -13,8 +13,14 @@ from collections.abc import Sequence
 
 import torch
 
+from .dynamical_matrix import band_frequencies
+from .force_constants import ForceConstants
 from .graph import GraphBatch
 from .model import VGNN
+
+#: Where the members' spread is measured: Γ and the zone-boundary points of the 2×2×2 grid
+#: (fractional, the cell's reciprocal basis).
+UNCERTAINTY_QPOINTS = [[a / 2, b / 2, c / 2] for a in (0, 1) for b in (0, 1) for c in (0, 1)]
 
 
 class VGNNEnsemble(VGNN):
@@ -46,4 +52,25 @@ class VGNNEnsemble(VGNN):
 
     def bond_blocks(self, batch: GraphBatch) -> torch.Tensor:
         """The mean over members of Φ_ij(T) for every bond of the batch (E, 3, 3), eV/Å²."""
-        return torch.stack([m.bond_blocks(batch) for m in self.members]).mean(0)
+        return self.member_bond_blocks(batch).mean(0)
+
+    def member_bond_blocks(self, batch: GraphBatch) -> torch.Tensor:
+        """Every member's Φ_ij(T), (n_members, E, 3, 3) eV/Å²."""
+        return torch.stack([m.bond_blocks(batch) for m in self.members])
+
+    def force_constants_and_spread(self, batch: GraphBatch) -> tuple[list[ForceConstants], list[float]]:
+        """The ensemble's force constants and, per crystal, how much its members disagree.
+
+        The spread (cm⁻¹) is the standard deviation across members of each member's own
+        frequencies at Γ and the seven zone-boundary points of the cell's 2×2×2 grid (MVN: at Γ),
+        averaged over modes and q-points: one extra small eigen-solve per member, a few per cent
+        of a band structure. :data:`UNCERTAINTY_QPOINTS` lists the points.
+        """
+        member_blocks = self.member_bond_blocks(batch)
+        fcs = self.assemble(batch, member_blocks.mean(0))
+        per_member = [self.assemble(batch, b) for b in member_blocks]
+        points = UNCERTAINTY_QPOINTS if self.kind == "kmvn" else [[0.0, 0.0, 0.0]]  # MVN: Γ only
+        q = torch.as_tensor(points, dtype=torch.float64, device=member_blocks.device)
+        freqs = [band_frequencies(member, [q] * len(member)) for member in per_member]
+        spread = [float(torch.stack([f[g] for f in freqs]).std(dim=0).mean().detach()) for g in range(batch.n_graphs)]
+        return fcs, spread

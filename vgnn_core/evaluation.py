@@ -6,9 +6,18 @@ import time
 from collections.abc import Sequence
 
 import numpy as np
+import torch
 
 from .dataset import PhononSample
-from .metrics import acoustic_gamma, material_metrics, pooled_r2, summarize
+from .ensemble import VGNNEnsemble
+from .metrics import (
+    acoustic_gamma,
+    instability_scores,
+    material_metrics,
+    pooled_r2,
+    summarize,
+    uncertainty_scores,
+)
 from .model import VGNN
 from .predictor import Predictor
 
@@ -39,6 +48,8 @@ def evaluate(model: VGNN, samples: Sequence[PhononSample], batch_size: int = 32)
             row.update({f"gamma_{k}": v for k, v in material_metrics(pg, s.gamma).items()})
         if pb is not None:
             row.update({f"bands_{k}": v for k, v in material_metrics(pb, s.bands).items()})
+            row.update(bands_min_predicted=float(np.min(pb)), bands_min_reference=float(np.min(s.bands)))
+        row["has_hydrogen"] = bool((s.graph.numbers == 1).any())
         rows.append(row)
     summary: dict = {"n_materials": len(samples), "seconds_per_material": seconds / max(1, len(samples))}
     with_gamma = [r for r in rows if "gamma_mae" in r]
@@ -56,9 +67,33 @@ def evaluate(model: VGNN, samples: Sequence[PhononSample], batch_size: int = 32)
             "mae": summarize(rows, "bands_mae"),
             "nmse": summarize(rows, "bands_nmse"),
             "r2": pooled_r2(pred_bands, [s.bands for s in samples]),
+            "instability": instability_scores([r["bands_min_predicted"] for r in rows],
+                                              [r["bands_min_reference"] for r in rows]),
         }
+        hydrogen = [r for r in rows if r["has_hydrogen"]]
+        if hydrogen:
+            summary["bands"]["mae_hydrogen"] = summarize(hydrogen, "bands_mae") | {"n": len(hydrogen)}
     summary["acoustic_gamma_cm1"] = summarize(rows, "acoustic_gamma_cm1")
+    if isinstance(model, VGNNEnsemble) and rows:
+        spread = ensemble_spread(model, [s.graph for s in samples], batch_size)
+        for r, u in zip(rows, spread):
+            r["spread_cm1"] = u
+        key = "bands_mae" if "bands_mae" in rows[0] else "gamma_mae"
+        scored = [r for r in rows if key in r]
+        summary["uncertainty"] = uncertainty_scores([r["spread_cm1"] for r in scored], [r[key] for r in scored])
+        summary["uncertainty"]["error"] = key
     return {"summary": summary, "materials": rows}
+
+
+def ensemble_spread(model: VGNNEnsemble, graphs: Sequence, batch_size: int = 32) -> list[float]:
+    """The members' spread (cm⁻¹, uncalibrated) of every graph; see
+    :meth:`~vgnn_core.ensemble.VGNNEnsemble.force_constants_and_spread`."""
+    predictor = Predictor(model, device=next(model.parameters()).device, batch_size=batch_size)
+    out: list[float] = []
+    with torch.inference_mode():
+        for _, batch in predictor._each_batch(graphs):
+            out += model.force_constants_and_spread(batch)[1]
+    return out
 
 
 def evaluate_heat_capacity(model: VGNN, records: Sequence, density: float | None = None) -> dict:

@@ -94,6 +94,29 @@ def acoustic_sum_rule_onsite(blocks: torch.Tensor, src: torch.Tensor, n_atoms: i
     return -onsite
 
 
+def divergence_free_antisymmetric(
+    blocks: torch.Tensor, src: torch.Tensor, dst: torch.Tensor, n_atoms: int
+) -> torch.Tensor:
+    """Off-site blocks whose antisymmetric parts sum to zero around every atom.
+
+    With ``Φ_ji(−T) = Φ_ij(T)ᵀ`` the antisymmetric part ``A_e`` of a bond is a flow on the
+    bond graph (``A_rev(e) = −A_e``). The on-site block ``−Σ Φ_ij(T)`` must be symmetric (it is
+    the second derivative of the energy by one atom's displacement), so the flow must leave
+    no atom: ``Σ_{e from i} A_e = 0``. The nearest such flow is ``A_e − (p_i − p_j)``, with
+    ``L p = div A`` on the graph Laplacian ``L`` (least squares: ``L`` is singular on each
+    connected component, where ``div A`` sums to zero). Symmetric parts are untouched; the map
+    is linear, equivariant and the same for a cell and its supercells.
+    """
+    anti = 0.5 * (blocks - blocks.transpose(-1, -2))
+    div = torch.zeros(n_atoms, 3, 3, dtype=blocks.dtype, device=blocks.device).index_add_(0, src, anti)
+    laplacian = torch.zeros(n_atoms, n_atoms, dtype=blocks.dtype, device=blocks.device)
+    ones = torch.ones_like(src, dtype=blocks.dtype)
+    laplacian.index_put_((src, src), ones, accumulate=True)
+    laplacian.index_put_((src, dst), -ones, accumulate=True)
+    potential = (torch.linalg.pinv(laplacian, hermitian=True) @ div.reshape(n_atoms, 9)).reshape(n_atoms, 3, 3)
+    return blocks - (potential[src] - potential[dst])
+
+
 def with_onsite(
     masses: torch.Tensor,
     src: torch.Tensor,
@@ -114,6 +137,48 @@ def with_onsite(
     )
 
 
+def phonopy_bonds(phonon) -> dict[str, np.ndarray]:
+    """A phonopy object's supercell force constants as primitive-cell bonds ``(i, j, T)``.
+
+    Each (primitive atom, supercell atom) constant appears once per shortest periodic image,
+    with that image count as ``multiplicity`` (phonopy shares the constant equally among them).
+    Returns arrays ``src``, ``dst``, ``shift`` (E, 3), ``blocks`` (E, 3, 3) in eV/Å², not yet
+    divided by the multiplicity, and ``multiplicity`` (E,).
+    """
+    fc = phonon.force_constants
+    if fc is None or np.asarray(fc).ndim != 4:
+        raise ValueError("phonopy object has no force constants; call produce_force_constants()")
+    fc = np.asarray(fc)
+    primitive = phonon.primitive
+    svecs, multi = primitive.get_smallest_vectors()
+    p2s, s2p, p2p = np.asarray(primitive.p2s_map), np.asarray(primitive.s2p_map), primitive.p2p_map
+    compact = fc.shape[0] != fc.shape[1]
+    pos = np.asarray(primitive.scaled_positions)
+    src, dst, shifts, blocks, mult = [], [], [], [], []
+    for i, s_i in enumerate(p2s):
+        row = fc[i] if compact else fc[s_i]
+        for k in range(fc.shape[1]):
+            j = p2p[s2p[k]]
+            count, address = multi[k, i]
+            t = svecs[address : address + count] - (pos[j] - pos[i])
+            t_int = np.rint(t)
+            if np.abs(t - t_int).max() > 1e-5:
+                raise ValueError("phonopy smallest vectors are not lattice translations")
+            for tt in t_int.astype(np.int64):
+                src.append(i)
+                dst.append(j)
+                shifts.append(tt)
+                blocks.append(row[k])
+                mult.append(count)
+    return {
+        "src": np.array(src, dtype=np.int64),
+        "dst": np.array(dst, dtype=np.int64),
+        "shift": np.array(shifts, dtype=np.int64).reshape(-1, 3),
+        "blocks": np.array(blocks, dtype=float).reshape(-1, 3, 3),
+        "multiplicity": np.array(mult, dtype=np.int64),
+    }
+
+
 def from_phonopy(phonon, dtype: torch.dtype = torch.float64) -> ForceConstants:
     """Exact force constants of a ``phonopy.Phonopy`` object with force constants produced.
 
@@ -122,38 +187,13 @@ def from_phonopy(phonon, dtype: torch.dtype = torch.float64) -> ForceConstants:
     equally among the shortest periodic images. Frequencies from the result equal phonopy's
     (without non-analytic correction).
     """
-    fc = np.asarray(phonon.force_constants)
-    if fc is None or fc.ndim != 4:
-        raise ValueError("phonopy object has no force constants; call produce_force_constants()")
-    primitive = phonon.primitive
-    svecs, multi = primitive.get_smallest_vectors()
-    p2s = np.asarray(primitive.p2s_map)
-    s2p = np.asarray(primitive.s2p_map)
-    p2p = primitive.p2p_map
-    compact = fc.shape[0] != fc.shape[1]
-    pos = np.asarray(primitive.scaled_positions)
-    src, dst, shifts, blocks = [], [], [], []
-    for i, s_i in enumerate(p2s):
-        row = fc[i] if compact else fc[s_i]
-        for k in range(fc.shape[1]):
-            j = p2p[s2p[k]]
-            count, address = multi[k, i]
-            vecs = svecs[address : address + count]
-            t = vecs - (pos[j] - pos[i])
-            t_int = np.rint(t)
-            if np.abs(t - t_int).max() > 1e-5:
-                raise ValueError("phonopy smallest vectors are not lattice translations")
-            for tt in t_int.astype(np.int64):
-                src.append(i)
-                dst.append(j)
-                shifts.append(tt)
-                blocks.append(row[k] / count)
+    bonds = phonopy_bonds(phonon)
     out = ForceConstants(
-        masses=torch.as_tensor(np.asarray(primitive.masses), dtype=dtype),
-        src=torch.as_tensor(np.array(src), dtype=torch.long),
-        dst=torch.as_tensor(np.array(dst), dtype=torch.long),
-        shift=torch.as_tensor(np.array(shifts), dtype=torch.long),
-        blocks=torch.as_tensor(np.array(blocks), dtype=dtype),
+        masses=torch.as_tensor(np.asarray(phonon.primitive.masses), dtype=dtype),
+        src=torch.as_tensor(bonds["src"], dtype=torch.long),
+        dst=torch.as_tensor(bonds["dst"], dtype=torch.long),
+        shift=torch.as_tensor(bonds["shift"], dtype=torch.long),
+        blocks=torch.as_tensor(bonds["blocks"] / bonds["multiplicity"][:, None, None], dtype=dtype),
     )
     # phonopy hermitianises D(q); the equivalent real-space operation is symmetrisation.
     return out.symmetrized()

@@ -90,6 +90,23 @@ def build_graph(structure: Structure, r_max: float = DEFAULT_R_MAX) -> CrystalGr
     )
 
 
+#: The array fields of a :class:`CrystalGraph` (``name`` and ``r_max`` are the others).
+GRAPH_ARRAYS = ("numbers", "masses", "positions", "lattice", "edge_src", "edge_dst", "edge_shift",
+                "edge_vec", "edge_reverse", "edge_pair", "pairs")
+
+
+def graph_arrays(graph: CrystalGraph, prefix: str = "graph_") -> dict[str, np.ndarray]:
+    """The graph as plain arrays (for ``np.savez``: no pickle needed to read it back), with
+    its cutoff as ``r_max``."""
+    return {f"{prefix}{k}": getattr(graph, k) for k in GRAPH_ARRAYS} | {"r_max": np.float64(graph.r_max)}
+
+
+def graph_from_arrays(name: str, arrays, prefix: str = "graph_") -> CrystalGraph:
+    """The inverse of :func:`graph_arrays`."""
+    return CrystalGraph(name=name, r_max=float(arrays["r_max"]),
+                        **{k: np.asarray(arrays[f"{prefix}{k}"]) for k in GRAPH_ARRAYS})
+
+
 @dataclass
 class GraphBatch:
     """Several crystal graphs in one set of tensors (indices offset per crystal)."""

@@ -36,3 +36,36 @@ def acoustic_gamma(gamma: np.ndarray) -> float:
 def summarize(rows: Sequence[dict[str, float]], key: str) -> dict[str, float]:
     values = np.array([r[key] for r in rows], dtype=float)
     return {"mean": float(values.mean()), "median": float(np.median(values)), "max": float(values.max())}
+
+
+#: A crystal is called dynamically unstable when its lowest frequency is below this (cm⁻¹).
+INSTABILITY_THRESHOLD_CM1 = -5.0
+
+
+def instability_scores(pred_min: Sequence[float], true_min: Sequence[float],
+                       threshold: float = INSTABILITY_THRESHOLD_CM1) -> dict[str, float]:
+    """Precision, recall and F1 of "lowest ω below ``threshold``" (predicted vs reference)."""
+    p = np.asarray(pred_min, dtype=float) < threshold
+    t = np.asarray(true_min, dtype=float) < threshold
+    tp, fp, fn = int((p & t).sum()), int((p & ~t).sum()), int((~p & t).sum())
+    precision = tp / (tp + fp) if tp + fp else float("nan")
+    recall = tp / (tp + fn) if tp + fn else float("nan")
+    f1 = 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else float("nan")
+    return {"precision": precision, "recall": recall, "f1": f1, "n_unstable": int(t.sum()),
+            "n_predicted_unstable": int(p.sum()), "accuracy": float((p == t).mean()) if len(t) else float("nan")}
+
+
+def uncertainty_scores(uncertainty: Sequence[float], error: Sequence[float], top: float = 0.1) -> dict[str, float]:
+    """How well a per-material uncertainty ranks the actual per-material error.
+
+    Spearman rank correlation, and the mean error of the ``top`` fraction most uncertain
+    materials against the mean error of the rest (their ratio should be well above 1).
+    """
+    from scipy.stats import spearmanr
+
+    u, e = np.asarray(uncertainty, dtype=float), np.asarray(error, dtype=float)
+    order = np.argsort(-u)
+    n_top = max(1, int(round(top * len(u))))
+    top_err, rest_err = float(e[order[:n_top]].mean()), float(e[order[n_top:]].mean()) if len(u) > n_top else float("nan")
+    return {"spearman": float(spearmanr(u, e).statistic), "top_fraction": top, "top_mean_error": top_err,
+            "rest_mean_error": rest_err, "top_to_rest_ratio": top_err / rest_err if rest_err else float("nan")}

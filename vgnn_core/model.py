@@ -23,7 +23,7 @@ from e3nn.math import soft_one_hot_linspace
 
 from .convolution import Interaction, gate_for, tensor_product_paths
 from .dynamical_matrix import band_frequencies, gamma_frequencies
-from .force_constants import ForceConstants, with_onsite
+from .force_constants import ForceConstants, divergence_free_antisymmetric, with_onsite
 from .graph import GraphBatch
 from .radial import BesselBasis, polynomial_envelope
 from .virtual_nodes import vvn_edges, vvn_positions
@@ -31,6 +31,8 @@ from .virtual_nodes import vvn_edges, vvn_positions
 MODEL_KINDS = ("kmvn", "mvn", "vvn")
 #: 0e + 2e: the irreps of a symmetric 3×3 tensor.
 SYMMETRIC_TENSOR = o3.Irreps("1x0e + 1x2e")
+#: 1e: the irreps of an antisymmetric 3×3 tensor (an axial vector).
+ANTISYMMETRIC_TENSOR = o3.Irreps("1x1e")
 
 
 @dataclass
@@ -53,6 +55,9 @@ class VGNNConfig:
     avg_num_neighbors: float = 30.0
     #: scale (eV/Å²) of the predicted force-constant blocks
     fc_scale: float = 10.0
+    #: predict the whole 3×3 block Φ_ij(T) (0e + 1e + 2e) instead of its symmetric part
+    #: (0e + 2e); the antisymmetric part is made divergence-free so the sum rule stays exact
+    full_blocks: bool = False
     #: scale (cm⁻¹) of VVN outputs, and the distance range (Å) of its radial basis
     vvn_freq_scale: float = 500.0
     vvn_range: float = 12.0
@@ -160,6 +165,23 @@ class BondReadout(torch.nn.Module):
         self.linear_odd = o3.Linear(mid_o, self.gate.irreps_in)
         self.linear_out = o3.Linear(self.gate.irreps_out, SYMMETRIC_TENSOR)
         self.register_buffer("to_cartesian", CartesianTensor("ij=ji").to_cartesian(torch.eye(6)))
+        self.full_blocks = cfg.full_blocks
+        if self.full_blocks:
+            # The antisymmetric part must change sign when the bond is reversed, so it is read
+            # from the odd combinations TP(h_i − h_j, Y_even) + TP(h_i + h_j, Y_odd), linearly
+            # (their radial weights depend on |r| only): reversal flips it exactly.
+            amid_e, ains_e = tensor_product_paths(irreps_in, irreps_even, ANTISYMMETRIC_TENSOR)
+            amid_o, ains_o = tensor_product_paths(irreps_in, irreps_odd, ANTISYMMETRIC_TENSOR)
+            self.tp_anti_even = o3.TensorProduct(irreps_in, irreps_even, amid_e, ains_e, **kw)
+            self.tp_anti_odd = o3.TensorProduct(irreps_in, irreps_odd, amid_o, ains_o, **kw)
+            self.n_anti_even = self.tp_anti_even.weight_numel
+            self.radial_anti = enn.FullyConnectedNet(
+                [cfg.n_radial, cfg.radial_hidden, self.n_anti_even + self.tp_anti_odd.weight_numel],
+                torch.nn.functional.silu,
+            )
+            self.linear_anti_even = o3.Linear(amid_e, ANTISYMMETRIC_TENSOR)
+            self.linear_anti_odd = o3.Linear(amid_o, ANTISYMMETRIC_TENSOR)
+            self.register_buffer("anti_to_cartesian", CartesianTensor("ij=-ji").to_cartesian(torch.eye(3)))
         self.fc_scale = cfg.fc_scale
         self.r_bond = cfg.r_bond or cfg.r_max
         self.radial_basis = BesselBasis(self.r_bond, cfg.n_radial)
@@ -179,11 +201,18 @@ class BondReadout(torch.nn.Module):
             self.tp_odd(h_i - h_j, y_odd, w[:, self.n_even :])
         )
         out = self.linear_out(self.gate(v))
-        out = out * (self.fc_scale * polynomial_envelope(length[half], self.r_bond))[:, None]
+        envelope = (self.fc_scale * polynomial_envelope(length[half], self.r_bond))[:, None]
+        out = out * envelope
         half_blocks = torch.einsum("ek,kab->eab", out, self.to_cartesian.to(out.dtype))
         blocks = torch.zeros(len(batch.edge_reverse), 3, 3, dtype=out.dtype, device=out.device)
         blocks[half] = half_blocks
         blocks[batch.edge_reverse[half]] = half_blocks
+        if self.full_blocks:
+            wa = self.radial_anti(self.radial_basis(length[half]))
+            axial = self.linear_anti_even(self.tp_anti_even(h_i - h_j, y_even, wa[:, : self.n_anti_even]))
+            axial = axial + self.linear_anti_odd(self.tp_anti_odd(h_i + h_j, y_odd, wa[:, self.n_anti_even :]))
+            anti = torch.einsum("ek,kab->eab", axial * envelope, self.anti_to_cartesian.to(out.dtype))
+            blocks = blocks.index_add(0, half, anti).index_add(0, batch.edge_reverse[half], -anti)
         return blocks
 
 
@@ -283,10 +312,14 @@ class VGNN(torch.nn.Module):
         For ``mvn`` the blocks are summed per ordered atom pair (its virtual nodes), with
         T = 0: a Γ-only set of force constants.
         """
+        return self.assemble(batch, self.bond_blocks(batch))
+
+    def assemble(self, batch: GraphBatch, blocks: torch.Tensor) -> list[ForceConstants]:
+        """Per-crystal :class:`ForceConstants` from the bond blocks of a batch (see above)."""
         # Sums and the sum rule in float64: in float32 their round-off, under the √, would
         # leave the acoustic modes at ~0.1 cm⁻¹ instead of ~1e-6 (and the MVN pair sums of
         # (i, j) and (j, i) would differ in the last bit, making D(Γ) slightly asymmetric).
-        blocks = self.bond_blocks(batch).to(torch.float64)
+        blocks = blocks.to(torch.float64)
         if self.kind == "mvn":
             # MVN virtual nodes: one per ordered atom pair, the linear sum of its bonds.
             pair_blocks = torch.zeros(batch.pairs.shape[0], 3, 3, dtype=blocks.dtype, device=blocks.device)
@@ -303,9 +336,10 @@ class VGNN(torch.nn.Module):
             a0, m, n = int(batch.atom_offset[g]), int(batch.n_atoms[g]), int(counts[g])
             sl = slice(start, start + n)
             start += n
-            out.append(
-                with_onsite(masses[a0 : a0 + m], src[sl] - a0, dst[sl] - a0, shift[sl], blocks[sl])
-            )
+            offsite = blocks[sl]
+            if self.config.full_blocks:
+                offsite = divergence_free_antisymmetric(offsite, src[sl] - a0, dst[sl] - a0, m)
+            out.append(with_onsite(masses[a0 : a0 + m], src[sl] - a0, dst[sl] - a0, shift[sl], offsite))
         return out
 
     def gamma_frequencies(self, batch: GraphBatch) -> list[torch.Tensor]:

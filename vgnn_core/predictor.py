@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from .checkpoints import load_pretrained_model
+from .domain import TrainingDomain
 from .dynamical_matrix import band_frequencies, gamma_frequencies
 from .force_constants import ForceConstants
 from .graph import CrystalGraph, build_graph, collate
@@ -138,11 +139,42 @@ class Predictor:
         return self._force_constants(self.graphs(structures))
 
     def _force_constants(self, graphs: Sequence[CrystalGraph]) -> list[ForceConstants]:
-        out: list[ForceConstants] = []
+        return self._force_constants_and_uncertainty(graphs)[0]
+
+    def _force_constants_and_uncertainty(
+        self, graphs: Sequence[CrystalGraph]
+    ) -> tuple[list[ForceConstants], list[float | None]]:
+        """Force constants and, for an ensemble, each crystal's calibrated uncertainty (cm⁻¹)."""
+        fcs: list[ForceConstants] = []
+        uncertainty: list[float | None] = []
+        spread_of = getattr(self.model, "force_constants_and_spread", None)
         with torch.inference_mode():
             for _, batch in self._each_batch(graphs):
-                out += self.model.force_constants(batch)
-        return out
+                if spread_of is None:
+                    fcs += self.model.force_constants(batch)
+                    uncertainty += [None] * batch.n_graphs
+                else:
+                    f, spread = spread_of(batch)
+                    fcs += f
+                    uncertainty += [self.uncertainty_scale * u for u in spread]
+        return fcs, uncertainty
+
+    @property
+    def uncertainty_scale(self) -> float:
+        """Factor from the members' spread to the expected per-material MAE (cm⁻¹), calibrated
+        on the validation split when the model was shipped (1 when it was not)."""
+        return float(getattr(self.model, "checkpoint_metadata", {}).get("uncertainty_scale", 1.0))
+
+    @property
+    def domain(self) -> TrainingDomain | None:
+        """The model's :class:`~vgnn_core.domain.TrainingDomain`, when its checkpoint records it."""
+        d = getattr(self.model, "checkpoint_metadata", {}).get("domain")
+        return TrainingDomain.from_dict(d) if d else None
+
+    def domain_notes(self, graphs: Sequence[CrystalGraph]) -> list[str | None]:
+        """Per crystal: ``None`` when in the training domain (or unknown), else why not."""
+        domain = self.domain
+        return [domain.why_outside(g) if domain is not None else None for g in graphs]
 
     def predict_phonons(
         self,
@@ -160,17 +192,28 @@ class Predictor:
         names = list(names) if names is not None else [s.properties.get("material_id") or s.composition.reduced_formula for s in structures]
         r_max = self.model.config.graph_cutoff
         graphs = [build_graph(s, r_max) for s in structures]  # validated once, just above
-        if not self.model.supports_bands:
+        notes = self.domain_notes(graphs)
+        known_domain = self.domain is not None
+        if self.kind == "vvn":
             gammas = self.spectra_from_graphs(graphs)[0]
             return [PhononResult(n, s, g) for n, s, g in zip(names, structures, gammas)]
-        fcs = [fc.cpu() for fc in self._force_constants(graphs)]  # the rest runs on the CPU
+        fcs, uncertainty = self._force_constants_and_uncertainty(graphs)
+        fcs = [fc.cpu() for fc in fcs]  # the rest runs on the CPU
+        if not self.model.supports_bands:
+            gammas = [w.numpy() for w in gamma_frequencies([fc.to(self.eig_dtype) for fc in fcs])]
+            results = [PhononResult(n, s, g) for n, s, g in zip(names, structures, gammas)]
+        else:
+            def properties(job: tuple) -> PhononResult:
+                fc, s, n = job
+                return phonon_properties(fc, s, name=n, bands=bands, thermal=thermal, **mesh_options)
 
-        def properties(job: tuple) -> PhononResult:
-            fc, s, n = job
-            return phonon_properties(fc, s, name=n, bands=bands, thermal=thermal, **mesh_options)
-
-        threads = self.cpu_threads or torch.get_num_threads()
-        return map_threads(properties, list(zip(fcs, structures, names)), threads)
+            threads = self.cpu_threads or torch.get_num_threads()
+            results = map_threads(properties, list(zip(fcs, structures, names)), threads)
+        for r, u, note in zip(results, uncertainty, notes):
+            r.uncertainty_cm1 = u
+            r.in_domain = (note is None) if known_domain else None
+            r.domain_note = note
+        return results
 
 
 def load_pretrained(name: str, device: str | torch.device = "cpu", **kwargs) -> Predictor:

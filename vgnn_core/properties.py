@@ -35,6 +35,13 @@ class PhononResult:
     dos: PhononDOS | None = None
     thermal: ThermalProperties | None = None
     force_constants: ForceConstants | None = None
+    #: expected per-material MAE (cm⁻¹) from an ensemble's spread, calibrated on val; None
+    #: for a single network
+    uncertainty_cm1: float | None = None
+    #: elements, cell size and bonding all seen in training (None: the model records no domain)
+    in_domain: bool | None = None
+    #: why the crystal is outside the training domain (None when inside or unknown)
+    domain_note: str | None = None
 
     def summary(self, temperature: float = 300.0) -> dict:
         """The headline numbers: Γ modes, extremes, C_v / S / F at ``temperature``, ZPE."""
@@ -45,7 +52,11 @@ class PhononResult:
             "gamma_cm1": [round(float(w), 3) for w in self.gamma],
             "max_frequency_cm1": float(np.max(self.bands if self.bands is not None else self.gamma)),
             "min_frequency_cm1": float(np.min(self.bands if self.bands is not None else self.gamma)),
+            "uncertainty_cm1": None if self.uncertainty_cm1 is None else round(float(self.uncertainty_cm1), 2),
+            "in_domain": self.in_domain,
         }
+        if self.domain_note:
+            out["domain_note"] = self.domain_note
         if self.thermal is not None:
             per_fu = self.thermal.per_formula_unit()
             at = per_fu.at(temperature)

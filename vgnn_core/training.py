@@ -25,8 +25,9 @@ from .dataset import PhononSample
 from .dynamical_matrix import band_frequencies, gamma_frequencies
 from .evaluation import evaluate
 from .graph import collate
-from .loss import LOSSES
+from .loss import LOSSES, MAE_SCALE_CM1
 from .model import VGNN, VGNNConfig
+from .units import EV_ANGSTROM2_AMU_TO_CM1
 
 
 @dataclass
@@ -49,6 +50,10 @@ class TrainConfig:
     select_on: str = "nmse"
     #: training loss: "nmse" (the paper's) or "mae" (per-material MAE in cm⁻¹; see vgnn_core.loss)
     loss: str = "nmse"
+    #: k-MVN: weight of the force-constant block loss (samples with DFT blocks; see block_error_cm1)
+    block_weight: float = 1.0
+    #: training data: "petretto2018" (DFPT path bands) and / or "phonondb" (Togo's force sets)
+    data: list = field(default_factory=lambda: ["petretto2018"])
     seed: int = 0
     device: str = "cpu"
     model: dict = field(default_factory=lambda: {"kind": "kmvn"})
@@ -93,13 +98,50 @@ def batch_loss(model: VGNN, chunk: Sequence[PhononSample], rng: np.random.Genera
             idx = np.sort(rng.choice(idx, cfg.q_per_material, replace=False))
         qs.append(torch.as_tensor(s.qpoints[idx], device=device))
         targets.append(torch.as_tensor(s.bands[idx], device=device))
-    return loss_fn(band_frequencies(fcs, qs), targets)
+    loss = loss_fn(band_frequencies(fcs, qs), targets)
+    with_blocks = [(fc, s) for fc, s in zip(fcs, chunk) if s.block_edges is not None and len(s.block_edges)]
+    if cfg.block_weight and with_blocks:
+        errors = [block_error_cm1(fc, s.block_edges, s.block_values) for fc, s in with_blocks]
+        loss = loss + cfg.block_weight * torch.stack(errors).mean() / MAE_SCALE_CM1
+    return loss
+
+
+#: Frequency (cm⁻¹) at which a block error is turned into a frequency error, δω ≈ δλ / 2ω.
+BLOCK_ERROR_FREQUENCY_CM1 = 300.0
+
+
+def block_error_cm1(fc, edges: np.ndarray, values: np.ndarray) -> torch.Tensor:
+    """Mean |Φ_pred − Φ_DFT| / √(M_i M_j) of a crystal's supervised bonds, as a frequency (cm⁻¹).
+
+    The mass-weighted error δλ (eV/Å²/amu) is expressed as the shift δω = δλ·C² / 2ω̄ it
+    would cause on a mode at ω̄ = :data:`BLOCK_ERROR_FREQUENCY_CM1`, so the block loss is on
+    the scale of the frequency loss and light atoms (hydrogen) weigh as much as their modes do.
+    ``edges`` index the crystal's graph edges, the first entries of ``fc`` (off-site bonds).
+    """
+    edges_t = torch.as_tensor(edges, device=fc.blocks.device)
+    target = torch.as_tensor(values, dtype=fc.blocks.dtype, device=fc.blocks.device)
+    weighted = fc.mass_weighted_blocks()[edges_t]
+    inv_sqrt = torch.rsqrt(fc.masses[fc.src[edges_t]] * fc.masses[fc.dst[edges_t]]).to(target.dtype)
+    delta = (weighted - target * inv_sqrt[:, None, None]).abs().mean()
+    return delta * EV_ANGSTROM2_AMU_TO_CM1**2 / (2.0 * BLOCK_ERROR_FREQUENCY_CM1)
 
 
 def validation_score(model: VGNN, samples: Sequence[PhononSample]) -> dict:
-    res = evaluate(model, samples)["summary"]
+    """val MAE and nMSE: the mean over data sources of each source's per-material mean.
+
+    With one source this is that source's mean; with Petretto and phonondb both count equally,
+    whatever their sizes. Each source's own numbers are recorded too (``val_mae_<source>``).
+    """
     key = "bands" if model.kind == "kmvn" else "gamma"
-    return {"val_nmse": res[key]["nmse"]["mean"], "val_mae": res[key]["mae"]["mean"]}
+    sources = sorted({s.source for s in samples})
+    out: dict = {}
+    for source in sources:
+        res = evaluate(model, [s for s in samples if s.source == source])["summary"]
+        out[f"val_nmse_{source}"] = res[key]["nmse"]["mean"]
+        out[f"val_mae_{source}"] = res[key]["mae"]["mean"]
+    out["val_nmse"] = float(np.mean([out[f"val_nmse_{s}"] for s in sources]))
+    out["val_mae"] = float(np.mean([out[f"val_mae_{s}"] for s in sources]))
+    return out
 
 
 class WeightAverage:
@@ -126,6 +168,29 @@ class WeightAverage:
         return twin
 
 
+#: Parameters a symmetric-block checkpoint lacks when it starts a ``full_blocks`` model.
+ANTISYMMETRIC_PARAMETERS = ("readout.tp_anti_", "readout.radial_anti.", "readout.linear_anti_", "readout.anti_to_cartesian")
+
+
+def warm_start(model: VGNN, source: VGNN, name: str) -> None:
+    """Copy ``source``'s weights into ``model`` (same architecture).
+
+    A ``full_blocks`` model may start from a symmetric-block one: the antisymmetric read-out
+    then starts at zero (its last linear layers zeroed), so the warm start predicts exactly what
+    ``source`` did and learns the antisymmetric part from there.
+    """
+    mine = {k: v.shape for k, v in model.state_dict().items()}
+    theirs = {k: v.shape for k, v in source.state_dict().items()}
+    extra = {k for k in mine.keys() - theirs.keys() if k.startswith(ANTISYMMETRIC_PARAMETERS)}
+    if {k: v for k, v in mine.items() if k not in extra} != theirs:
+        raise ValueError(f"{name}: its architecture does not match {model.config.to_dict()}")
+    model.load_state_dict(source.state_dict(), strict=not extra)
+    if extra:
+        with torch.no_grad():
+            model.readout.linear_anti_even.weight.zero_()
+            model.readout.linear_anti_odd.weight.zero_()
+
+
 def train(
     train_samples: Sequence[PhononSample],
     val_samples: Sequence[PhononSample],
@@ -147,10 +212,7 @@ def train(
     if init_from is not None and not resume:
         from .checkpoints import load_checkpoint
 
-        source = load_checkpoint(init_from)
-        if {k: v.shape for k, v in source.state_dict().items()} != {k: v.shape for k, v in model.state_dict().items()}:
-            raise ValueError(f"{init_from}: its architecture does not match {cfg.model}")
-        model.load_state_dict(source.state_dict())
+        warm_start(model, load_checkpoint(init_from), str(init_from))
     kind = model.kind
     train_s, val_s = usable(train_samples, kind), usable(val_samples, kind)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -231,3 +293,36 @@ def train(
     finally:
         log.close()
     return state
+
+
+#: The training data sources ``TrainConfig.data`` may name.
+DATA_SOURCES = ("petretto2018", "phonondb")
+
+
+def training_data(cfg: TrainConfig, split_file: str | Path | None = None) -> tuple[list[PhononSample], list[PhononSample]]:
+    """(train, val) samples of every source in ``cfg.data``, each source's own fixed split.
+
+    Petretto: DFPT path bands. phonondb: commensurate frequencies and force-constant blocks
+    for training, DFT path bands for validation (prepare them once with
+    :func:`vgnn_core.phonondb.prepare_targets`).
+    """
+    from . import phonondb
+    from .dataset import load_samples, load_split
+
+    unknown = sorted(set(cfg.data) - set(DATA_SOURCES))
+    if unknown or not cfg.data:
+        raise ValueError(f"unknown training data {unknown or cfg.data}; known: {list(DATA_SOURCES)}")
+    model_cfg = VGNNConfig.from_dict(cfg.model)
+    r_max = model_cfg.graph_cutoff
+    train_s: list[PhononSample] = []
+    val_s: list[PhononSample] = []
+    if "petretto2018" in cfg.data:
+        split = load_split(split_file)
+        train_s += load_samples(split["train"], r_max=r_max)
+        val_s += load_samples(split["val"], r_max=r_max)
+    if "phonondb" in cfg.data:
+        r_bond = model_cfg.r_bond or model_cfg.r_max
+        split = phonondb.load_split()
+        train_s += phonondb.load_samples(split["train"], r_max, r_bond)
+        val_s += phonondb.load_samples(split["val"], r_max, r_bond, evaluation=True)
+    return train_s, val_s

@@ -1,0 +1,110 @@
+"""How far to trust a prediction: ensemble spread, calibration, training domain, and the metrics."""
+
+import numpy as np
+import pytest
+import torch
+from pymatgen.core import Lattice, Structure
+
+from vgnn_core import VGNN, Predictor, VGNNEnsemble, build_graph, collate
+from vgnn_core.domain import TrainingDomain, bonded_pairs
+from vgnn_core.metrics import instability_scores, uncertainty_scores
+
+
+def members(n=3, kind="kmvn", same=False):
+    out = []
+    for k in range(n):
+        torch.manual_seed(0 if same else 10 + k)
+        out.append(VGNN(kind=kind, r_bond=5.0, full_blocks=True).double())
+    return out
+
+
+def test_identical_members_have_zero_spread(rocksalt_nacl, perovskite_srtio3):
+    ens = VGNNEnsemble(members(same=True))
+    batch = collate([build_graph(s, 5.0) for s in (rocksalt_nacl, perovskite_srtio3)], dtype=torch.float64)
+    _, spread = ens.force_constants_and_spread(batch)
+    assert max(spread) < 1e-9
+
+
+def test_spread_is_the_members_disagreement_and_frame_free(monoclinic_zro2):
+    ens = VGNNEnsemble(members())
+    s = monoclinic_zro2
+    r = np.linalg.qr(np.random.default_rng(0).normal(size=(3, 3)))[0]
+    rotated = Structure(s.lattice.matrix @ r.T, s.species, s.frac_coords)
+    batch = collate([build_graph(x, 5.0) for x in (s, rotated)], dtype=torch.float64)
+    fcs, spread = ens.force_constants_and_spread(batch)
+    assert spread[0] > 1.0
+    assert spread[1] == pytest.approx(spread[0], rel=1e-6)
+    # the returned force constants are the ensemble's own (the mean of the members' blocks)
+    ref = ens.force_constants(batch)
+    torch.testing.assert_close(fcs[0].blocks, ref[0].blocks)
+    # by hand: std over members of each member's own frequencies at Γ + zone boundary
+    from vgnn_core.dynamical_matrix import band_frequencies
+    from vgnn_core.ensemble import UNCERTAINTY_QPOINTS
+
+    q = torch.tensor(UNCERTAINTY_QPOINTS, dtype=torch.float64)
+    each = torch.stack([band_frequencies(m.force_constants(batch)[:1], [q])[0] for m in ens.members])
+    assert spread[0] == pytest.approx(float(each.std(dim=0).mean()), rel=1e-9)
+
+
+def test_predictor_reports_calibrated_uncertainty_and_domain(rocksalt_nacl, si_primitive):
+    ens = VGNNEnsemble(members())
+    domain = TrainingDomain.from_graphs([build_graph(rocksalt_nacl, 5.0)])
+    ens.checkpoint_metadata = {"uncertainty_scale": 2.5, "domain": domain.to_dict()}
+    p = Predictor(ens)
+    nacl, si = p.predict_phonons([rocksalt_nacl, si_primitive], thermal=False)
+    batch = collate([build_graph(rocksalt_nacl, 5.0)], dtype=torch.float64)
+    raw = ens.force_constants_and_spread(batch)[1][0]
+    assert nacl.uncertainty_cm1 == pytest.approx(2.5 * raw, rel=1e-9)
+    assert nacl.in_domain is True and nacl.domain_note is None
+    assert si.in_domain is False and "Si" in si.domain_note
+    summary = si.summary()
+    assert summary["in_domain"] is False and summary["uncertainty_cm1"] > 0
+    # a single network has no spread, and a model without a recorded domain says "unknown"
+    single = Predictor(members(1)[0]).predict_phonons([rocksalt_nacl], bands=False, thermal=False)[0]
+    assert single.uncertainty_cm1 is None and single.in_domain is None
+    # MVN ensembles report a Γ spread
+    mvn = Predictor(VGNNEnsemble(members(kind="mvn"))).predict_phonons([rocksalt_nacl])[0]
+    assert mvn.uncertainty_cm1 > 0 and mvn.bands is None
+
+
+def test_training_domain_rules(rocksalt_nacl, si_primitive):
+    domain = TrainingDomain.from_graphs([build_graph(rocksalt_nacl, 5.0), build_graph(si_primitive, 5.0)])
+    assert domain.elements == {11, 14, 17} and domain.max_atoms == 2
+    assert domain.bond_pairs == {(11, 17), (14, 14)}
+    assert domain.contains(build_graph(rocksalt_nacl * [1, 1, 2], 5.0)) is False  # 4 atoms > 2
+    kcl = Structure(rocksalt_nacl.lattice, ["K", "Cl"], rocksalt_nacl.frac_coords)
+    assert "K" in domain.why_outside(build_graph(kcl, 5.0))
+    nasi = Structure(Lattice.cubic(2.9), ["Na", "Si"], [[0, 0, 0], [0.5, 0.5, 0.5]])  # CsCl type
+    assert bonded_pairs(build_graph(nasi, 5.0)) == {(11, 14)}
+    assert domain.why_outside(build_graph(nasi, 5.0)) == "bonds never trained on: Na-Si"
+    assert TrainingDomain.from_dict(domain.to_dict()) == domain
+    with pytest.raises(ValueError, match="unknown training-domain keys"):
+        TrainingDomain.from_dict({**domain.to_dict(), "cutoff": 6})
+
+
+def test_instability_scores():
+    pred = [-30, -2, -10, 5, -50]
+    true = [-20, -40, 1, 3, -6]
+    s = instability_scores(pred, true)  # TP: 0, 4; FP: 2; FN: 1
+    assert s["precision"] == pytest.approx(2 / 3) and s["recall"] == pytest.approx(2 / 3)
+    assert s["f1"] == pytest.approx(2 / 3) and s["n_unstable"] == 3 and s["accuracy"] == pytest.approx(0.6)
+
+
+def test_uncertainty_scores():
+    err = np.arange(1.0, 21.0)
+    s = uncertainty_scores(err * 3, err, top=0.1)
+    assert s["spearman"] == pytest.approx(1.0)
+    assert s["top_mean_error"] == pytest.approx(19.5) and s["rest_mean_error"] == pytest.approx(9.5)
+    assert uncertainty_scores(-err, err)["spearman"] == pytest.approx(-1.0)
+
+
+def test_database_rows_carry_the_trust_columns():
+    from storage.rows import gamma_row
+    from storage.schema import to_table, validate_rows
+
+    rows = [gamma_row("mp-1", "kmvn", "0" * 64, np.array([0, 0, 0, 100.0, 110, 120]), 3.2, True),
+            gamma_row("mp-2", "kmvn", "0" * 64, np.array([0, 0, 0, 90.0, 95, 99]))]
+    validate_rows("gamma", rows)
+    table = to_table("gamma", rows)
+    assert table.column("uncertainty_cm1").to_pylist() == [pytest.approx(3.2), None]
+    assert table.column("in_domain").to_pylist() == [True, None]
