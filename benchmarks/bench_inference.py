@@ -26,9 +26,9 @@ import numpy as np
 import torch
 
 from vgnn_core import VGNN, Predictor, build_graph, collate, read_structure
-from vgnn_core.data_paths import shared_data_dir
-from vgnn_core.dataset import iter_petretto, load_split
-from vgnn_core.dynamical_matrix import band_frequencies, gamma_frequencies
+from vgnn_core.phonons.dynamical_matrix import band_frequencies, gamma_frequencies
+from vgnn_core.settings import shared_data_dir
+from vgnn_core.training.petretto import iter_petretto, load_split
 
 N_Q = 100
 RESULTS = Path(__file__).parent / "results"

@@ -34,17 +34,19 @@ MP_MATERIALS = 146_000
 
 
 def pure_inference(source: str, models: list[str], atoms_per_shard: int) -> dict:
-    from flows.build import pick_models
-    from flows.pipeline import BANDS_MAX_ATOMS, MESH_DENSITY, plan_shards, read_for_plan, sizes_of
+    from flows.models import pick_models
+    from flows.plan import BuildSettings, plan_shards, read_inputs, sizes_of
     from flows.sources import resolve_source
-    from storage.rows import THERMO_TEMPERATURES
+    from vgnn_core.crystal.crystal import Crystal
 
+    settings = BuildSettings(atoms_per_shard=atoms_per_shard)
     t0 = time.perf_counter()
-    items = read_for_plan(resolve_source(source)[0])
+    inputs = read_inputs(resolve_source(source)[0])
     ingest = time.perf_counter() - t0
-    structures = {m: s for m, s in items if hasattr(s, "lattice")}
-    shards = plan_shards(sizes_of(items), atoms_per_shard)
-    gamma_model, bands_model = pick_models(models)
+    structures = {m: c for m, c in inputs.items() if isinstance(c, Crystal)}
+    shards = plan_shards(sizes_of(inputs), atoms_per_shard)
+    loaded = pick_models(models)
+    gamma_model, bands_model = loaded.gamma, loaded.bands
     n_bands, gamma_s, bands_s = 0, 0.0, 0.0
     for shard in shards:
         batch = [structures[m] for m in shard.material_ids if m in structures]
@@ -52,14 +54,15 @@ def pure_inference(source: str, models: list[str], atoms_per_shard: int) -> dict
             continue
         t0 = time.perf_counter()
         if gamma_model:
-            gamma_model[2].predict_gamma(batch)
+            gamma_model.predictor.predict_phonons(batch, bands=False, thermal=False)
         t1 = time.perf_counter()
-        small = [s for s in batch if len(s) <= BANDS_MAX_ATOMS]
+        small = [c for c in batch if c.n_atoms <= settings.bands_max_atoms]
         if bands_model and small:
-            bands_model[2].predict_phonons(small, density=MESH_DENSITY, temperatures=THERMO_TEMPERATURES)
+            bands_model.predictor.predict_phonons(small, density=settings.mesh_density,
+                                                  temperatures=settings.temperature_array)
             n_bands += len(small)
         gamma_s, bands_s = gamma_s + t1 - t0, bands_s + time.perf_counter() - t1
-    return {"materials": len(structures), "with_bands": n_bands, "atoms": sum(len(s) for s in structures.values()),
+    return {"materials": len(structures), "with_bands": n_bands, "atoms": sum(c.n_atoms for c in structures.values()),
             "ingest_s": ingest, "inference_s": gamma_s + bands_s, "gamma_s": gamma_s, "bands_s": bands_s,
             "device": device_name()}
 
@@ -68,7 +71,7 @@ def device_name() -> str:
     """What the models ran on (the pipeline's rule: ``$VGNN_DEVICE``, else a GPU when present)."""
     import torch
 
-    from flows.build import worker_device
+    from flows.models import worker_device
 
     device = worker_device()
     return torch.cuda.get_device_name() if device.startswith("cuda") else f"CPU ({torch.get_num_threads()} threads)"

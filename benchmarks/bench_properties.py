@@ -26,24 +26,26 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from flows.pipeline import MESH_DENSITY
+from flows.plan import BuildSettings
 from flows.sources import togo_source
-from storage.rows import THERMO_TEMPERATURES
 from vgnn_core import load_pretrained
-from vgnn_core.dos import phonon_dos
-from vgnn_core.dynamical_matrix import band_frequencies
-from vgnn_core.modes import modes
-from vgnn_core.properties import crystal_mesh, element_groups, formula_units, phonon_properties
-from vgnn_core.qpath import high_symmetry_path
-from vgnn_core.thermal import thermal_properties
+from vgnn_core.phonons.dos import phonon_dos
+from vgnn_core.phonons.dynamical_matrix import band_frequencies
+from vgnn_core.phonons.modes import modes
+from vgnn_core.phonons.qpath import high_symmetry_path
+from vgnn_core.phonons.result import crystal_mesh, element_groups, formula_units, phonon_properties
+from vgnn_core.phonons.thermal import thermal_properties
 from vgnn_core.threads import map_threads
+
+#: The database build's settings (mesh density, temperatures).
+SETTINGS = BuildSettings()
 
 RESULTS = Path(__file__).parent / "results"
 
 
 def sample_structures(n: int) -> list:
     """``n`` Togo structures evenly spread over the archive (its order is by material id)."""
-    everything = [s for _, s in togo_source()]
+    everything = [item.structure for item in togo_source()]
     step = max(1, len(everything) // n)
     return everything[::step][:n]
 
@@ -59,13 +61,13 @@ def material_stages(fc, structure) -> dict[str, float]:
     t = {}
     path, t["path"] = timed(high_symmetry_path, structure)
     _, t["bands"] = timed(band_frequencies, [fc], [torch.as_tensor(path.qpoints)])
-    mesh, t["mesh"] = timed(crystal_mesh, structure, density=MESH_DENSITY)
+    mesh, t["mesh"] = timed(crystal_mesh, structure, density=SETTINGS.mesh_density)
     groups, names = element_groups(structure)
     (freqs, proj), t["mesh_modes"] = timed(modes, fc, mesh.qpoints, groups=groups)
     windowed, t["dos"] = timed(phonon_dos, freqs, mesh.weights, projections=proj, group_names=names)
     full, t["dos_full_grid"] = timed(phonon_dos, freqs, mesh.weights, projections=proj, group_names=names, cutoff=None)
     assert np.abs(windowed.total - full.total).max() <= 1e-12 * full.total.max(), "windowed DOS differs"
-    _, t["thermal"] = timed(thermal_properties, freqs, mesh.weights, THERMO_TEMPERATURES, formula_units(structure))
+    _, t["thermal"] = timed(thermal_properties, freqs, mesh.weights, SETTINGS.temperature_array, formula_units(structure))
     return t
 
 
@@ -74,7 +76,7 @@ def threaded_properties(fcs, structures, threads: int | None) -> tuple[list, flo
     ``threads`` threads (None: a plain loop on torch's threads), and its wall seconds."""
     def one(job):
         fc, s = job
-        return phonon_properties(fc, s, density=MESH_DENSITY, temperatures=THERMO_TEMPERATURES)
+        return phonon_properties(fc, s, density=SETTINGS.mesh_density, temperatures=SETTINGS.temperature_array)
 
     jobs = list(zip(fcs, structures))
     if threads is None:

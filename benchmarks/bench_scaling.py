@@ -37,10 +37,11 @@ def load_case(kind: str, arg: str):
         from bench_inference import load_case as silicon  # same folder
 
         return silicon("si", arg)
-    from flows.sources import PrimitiveFile
-    from vgnn_core.data_paths import shared_data_dir
+    from flows.sources import SourceItem
+    from vgnn_core.settings import shared_data_dir
 
-    return f"zeolite {arg}", PrimitiveFile(shared_data_dir() / "iza_zeolites" / "cifs" / f"{arg}.cif").read()
+    cif = shared_data_dir() / "iza_zeolites" / "cifs" / f"{arg}.cif"
+    return f"zeolite {arg}", SourceItem(f"iza-{arg}", path=cif, primitive=True).read().structure
 
 
 def one_case(kind: str, arg: str, mlip: bool, device: str = "cpu") -> dict:
@@ -48,7 +49,7 @@ def one_case(kind: str, arg: str, mlip: bool, device: str = "cpu") -> dict:
     import torch
 
     from vgnn_core import build_graph, collate, load_pretrained
-    from vgnn_core.dynamical_matrix import band_frequencies, gamma_frequencies
+    from vgnn_core.phonons.dynamical_matrix import band_frequencies, gamma_frequencies
 
     name, structure = load_case(kind, arg)
     mvn, kmvn = load_pretrained("mvn", device=device), load_pretrained("kmvn", device=device)

@@ -34,11 +34,11 @@ import numpy as np
 import torch
 
 from vgnn_core import load_pretrained
-from vgnn_core.dataset import iter_petretto, load_split
-from vgnn_core.dynamical_matrix import band_frequencies
-from vgnn_core.metrics import material_metrics
-from vgnn_core.properties import formula_units, mesh_thermal
-from vgnn_core.units import THZ_TO_CM1
+from vgnn_core.phonons.dynamical_matrix import band_frequencies
+from vgnn_core.phonons.result import formula_units, mesh_thermal
+from vgnn_core.phonons.units import THZ_TO_CM1
+from vgnn_core.training.metrics import material_metrics
+from vgnn_core.training.petretto import iter_petretto, load_split
 
 RESULTS = Path(__file__).parent / "results"
 T300 = np.array([300.0])

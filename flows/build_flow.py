@@ -1,6 +1,6 @@
 """The main job as a Prefect flow on Dask: ingest → shard plan → one task per shard → release.
 
-Each task calls :func:`flows.pipeline.run_shard`; models are loaded once per Dask worker
+Each task calls :func:`flows.shard.run_shard`; models are loaded once per Dask worker
 process and reused by every shard it runs. Shards already complete in the output are
 skipped, so a crashed or killed build resumes where it stopped and produces the same rows.
 
@@ -22,13 +22,13 @@ from prefect import flow, get_run_logger, task
 from prefect.futures import as_completed
 from tqdm.auto import tqdm
 
-from .pipeline import ATOMS_PER_SHARD, Shard, ShardReport, finalize_build, plan_build, run_shard
+from flows.models import BuildModels, pick_models
+from flows.plan import BuildSettings, PlannedInput, Shard, finalize_build, plan_build
+from flows.shard import ShardReport, run_shard
 
 
-def _worker_models(specs: tuple[str, ...]):
+def _worker_models(specs: tuple[str, ...]) -> BuildModels:
     """Models for this process, loaded on first use and kept on the Dask worker."""
-    from flows.build import pick_models
-
     holder = None
     try:
         from distributed import get_worker
@@ -47,13 +47,10 @@ def _worker_models(specs: tuple[str, ...]):
 
 
 @task(retries=2, retry_delay_seconds=2, name="predict-and-write-shard")
-def shard_task(shard: Shard, items: list, out: str, release: str, source: str,
-               model_specs: tuple[str, ...], run_id: str) -> ShardReport:
-    from flows.build import identity
-
-    gamma_model, bands_model = _worker_models(model_specs)
-    report = run_shard(shard, items, Path(out), release, source, gamma_model, bands_model, run_id)
-    report.models = [identity(m) for m in (gamma_model, bands_model) if m is not None]
+def shard_task(shard: Shard, inputs: list[PlannedInput], out: str, release: str, source: str,
+               model_specs: tuple[str, ...], run_id: str, settings: BuildSettings) -> ShardReport:
+    models = _worker_models(model_specs)
+    report = run_shard(shard, inputs, Path(out), release, source, models, run_id, settings)
     logger = get_run_logger()
     if report.skipped:
         logger.info("shard %s already complete", shard.shard_id)
@@ -125,13 +122,14 @@ def task_runner(cluster: str = "local", n_workers: int = 2):
 
 @flow(name="vgnn-build-database")
 def build_database(source: str = "demo", models: tuple[str, ...] = ("mvn", "kmvn"), out: str = "db",
-                   release: str | None = None, atoms_per_shard: int = ATOMS_PER_SHARD) -> dict:
+                   release: str | None = None, atoms_per_shard: int = BuildSettings.atoms_per_shard) -> dict:
     """Build (or resume) one release of the database."""
     logger = get_run_logger()
-    plan = plan_build(source, release, atoms_per_shard)
+    plan = plan_build(source, release, BuildSettings(atoms_per_shard=atoms_per_shard))
     logger.info("%d structures from %s in %d shards → %s/releases/%s",
-                len(plan.structures), source, len(plan.shards), out, plan.release)
-    futures = [shard_task.submit(s, plan.items(s), str(out), plan.release, plan.source_name, tuple(models), plan.run_id)
+                len(plan.inputs), source, len(plan.shards), out, plan.release)
+    futures = [shard_task.submit(s, plan.items(s), str(out), plan.release, plan.source_name, tuple(models), plan.run_id,
+                                 plan.settings)
                for s in plan.shards]
     reports = []
     with tqdm(total=len(futures), desc=f"building {plan.release}", unit="shard",
@@ -146,7 +144,7 @@ def build_database(source: str = "demo", models: tuple[str, ...] = ("mvn", "kmvn
 
 
 def run_build(source: str, models: list[str], out: str, release: str | None = None,
-              cluster: str = "local", n_workers: int = 2, atoms_per_shard: int = ATOMS_PER_SHARD) -> dict:
+              cluster: str = "local", n_workers: int = 2, atoms_per_shard: int = BuildSettings.atoms_per_shard) -> dict:
     """Run the flow on a Dask cluster (``cluster``), as ``vgnn build`` does."""
     from flows.clusters import worker_dask_config
 

@@ -1,9 +1,8 @@
-"""The demo job: exact phonons through the same D(q) assembly every prediction uses.
+"""``vgnn demo`` (``make validate``): exact phonons through the D(q) assembly every prediction uses.
 
 With phonopy's example force sets (``$VGNN_DATA_DIR/phonopy_examples``) it compares our
-frequencies with phonopy's along each crystal's high-symmetry path. Without them it runs
-spring models with analytic dispersions. No model weights are involved: until trained
-checkpoints ship, nothing here pretends to be a prediction.
+frequencies with phonopy's along each crystal's high-symmetry path; spring models with analytic
+dispersions run always. No network is involved: this checks the physics path, not a model.
 """
 
 from __future__ import annotations
@@ -22,7 +21,7 @@ from vgnn_core import (
     from_phonopy,
     high_symmetry_path,
 )
-from vgnn_core.units import EV_ANGSTROM2_AMU_TO_CM1
+from vgnn_core.phonons.units import EV_ANGSTROM2_AMU_TO_CM1
 
 
 @dataclass
@@ -42,7 +41,7 @@ def phonopy_examples(root: Path) -> list[DemoRow]:
     """Our assembly vs phonopy along the band path of each example crystal."""
     from pymatgen.io.phonopy import get_pmg_structure
 
-    from vgnn_core.phonopy_reference import (
+    from vgnn_core.io.phonopy import (
         example_directories,
         load_force_sets,
         phonopy_frequencies_cm1,
@@ -64,7 +63,7 @@ def side_by_side(root: Path, crystal: str = "ZnO") -> str:
     """Γ and zone-boundary frequencies of one crystal: ours next to phonopy's."""
     from pymatgen.io.phonopy import get_pmg_structure
 
-    from vgnn_core.phonopy_reference import load_force_sets, phonopy_frequencies_cm1
+    from vgnn_core.io.phonopy import load_force_sets, phonopy_frequencies_cm1
 
     ph = load_force_sets(root / crystal)
     path = high_symmetry_path(get_pmg_structure(ph.primitive))
@@ -112,7 +111,7 @@ def _row(name, structure, path, ours, reference, label, t0) -> DemoRow:
     )
 
 
-def format_table(rows: list[DemoRow]) -> str:
+def exactness_table(rows: list[DemoRow]) -> str:
     header = (
         f"{'crystal':<24}{'atoms':>6}{'q-pts':>7}{'ω min':>10}{'ω max':>10}"
         f"{'|ω_ac(Γ)|':>12}{'max |Δω|':>12}  reference"

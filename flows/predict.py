@@ -24,7 +24,7 @@ def read_inputs(items: Sequence[str]) -> tuple[list[tuple[str, object]], list[tu
     mp_ids = [x for x in items if MP_ID.match(x)]
     fetched: dict = {}
     if mp_ids:
-        from flows.materials_project import MPError, fetch_structures
+        from flows.sources.materials_project import MPError, fetch_structures
 
         try:
             fetched = fetch_structures(mp_ids)
@@ -76,7 +76,7 @@ def result_record(result, temperature: float, full: bool) -> dict:
     return rec
 
 
-def format_table(records: list[dict]) -> str:
+def summary_table(records: list[dict]) -> str:
     """One line per material: the headline numbers."""
     cols = [("name", "{}"), ("formula", "{}"), ("n_atoms", "{}"), ("min_frequency_cm1", "{:.1f}"),
             ("max_frequency_cm1", "{:.1f}"), ("heat_capacity_J_K_mol_fu", "{:.3f}"),
@@ -131,8 +131,8 @@ def predict_files(
     from tqdm.auto import tqdm
 
     from vgnn_core import load_pretrained
-    from vgnn_core.exports import write_band_yaml, write_phonopy_force_constants
-    from vgnn_core.mesh import DEFAULT_MESH_DENSITY
+    from vgnn_core.io.exports import write_band_yaml, write_phonopy_force_constants
+    from vgnn_core.phonons.mesh import DEFAULT_MESH_DENSITY
 
     inputs, failures = read_inputs(items)
     predictor = load_pretrained(model)
@@ -147,7 +147,9 @@ def predict_files(
         if plot and result.bands is not None:
             import matplotlib.pyplot as plt
 
-            fig = result.plot(plot_path(plot, name, many), unit=unit)
+            from vgnn_core.io.plotting import plot_result
+
+            fig = plot_result(result, plot_path(plot, name, many), unit=unit)
             plt.close(fig)
         if export and result.bands is not None:
             folder = Path(export) / safe_name(name)
@@ -155,7 +157,7 @@ def predict_files(
             write_band_yaml(folder / "band.yaml", result.structure, result.qpath, result.bands)
             write_phonopy_force_constants(result.force_constants, result.structure, folder)
     if fmt == "table":
-        text = format_table(records)
+        text = summary_table(records)
     elif fmt == "json":
         text = json.dumps(records, indent=1)
     elif fmt == "yaml":

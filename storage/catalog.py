@@ -9,7 +9,7 @@ from __future__ import annotations
 import duckdb
 import pyarrow as pa
 
-from vgnn_core.units import THZ_TO_CM1, THZ_TO_MEV
+from vgnn_core.phonons.units import THZ_TO_CM1, THZ_TO_MEV
 
 from .release import Release
 from .schema import TABLES, schema

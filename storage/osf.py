@@ -18,13 +18,13 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import requests
 
-from vgnn_core.hashing import file_digest
+from vgnn_core.files import file_digest
+from vgnn_core.io.http import DownloadError, download_verified, http_session
 
 from .release import MANIFEST, Release
 
@@ -48,37 +48,35 @@ class OSFClient:
         log: Callable[[str], None] | None = None,
     ):
         self.api, self.wb = api.rstrip("/"), waterbutler.rstrip("/")
-        self.retries, self.backoff, self.timeout = retries, backoff, timeout
-        self.session = requests.Session()
+        self.retries, self.timeout = retries, timeout
+        self.session = http_session(retries, backoff)
         token = token if token is not None else os.environ.get("OSF_TOKEN")
         if token:
             self.session.headers["Authorization"] = f"Bearer {token}"
         self.log = log or (lambda msg: None)
 
-    # -- HTTP with retries ---------------------------------------------------------------
-    def _request(self, method: str, url: str, data_factory=None, **kwargs) -> requests.Response:
-        last = ""
-        for attempt in range(self.retries):
-            try:
-                data = data_factory() if data_factory else None
-                r = self.session.request(method, url, data=data, timeout=self.timeout, **kwargs)
-            except requests.RequestException as exc:
-                last = type(exc).__name__
+    # -- HTTP (the session retries 429 / 5xx and dropped connections) ----------------------
+    def _check(self, method: str, url: str, r: requests.Response) -> None:
+        if r.status_code in (401, 403):
+            raise OSFError(f"{method} {_public(url)}: HTTP {r.status_code} — authentication failed "
+                           "(is OSF_TOKEN set and allowed to write to this project?)")
+        if r.status_code == 404:
+            raise OSFError(f"{method} {_public(url)}: not found (HTTP 404)")
+
+    def _request(self, method: str, url: str, body: Path | None = None, **kwargs) -> requests.Response:
+        try:
+            if body is not None:
+                with open(body, "rb") as fh:  # a file body is rewound between attempts
+                    r = self.session.request(method, url, data=fh, timeout=self.timeout, **kwargs)
             else:
-                if r.status_code in (401, 403):
-                    raise OSFError(f"{method} {_public(url)}: HTTP {r.status_code} — authentication failed "
-                                   "(is OSF_TOKEN set and allowed to write to this project?)")
-                if r.status_code == 404:
-                    raise OSFError(f"{method} {_public(url)}: not found (HTTP 404)")
-                if r.status_code < 500 and r.status_code != 429:
-                    r.raise_for_status()
-                    return r
-                last = f"HTTP {r.status_code}"
-            finally:
-                if data_factory and data is not None and hasattr(data, "close"):
-                    data.close()
-            time.sleep(self.backoff * 2**attempt)
-        raise OSFError(f"{method} {_public(url)}: giving up after {self.retries} attempts ({last})")
+                r = self.session.request(method, url, timeout=self.timeout, **kwargs)
+        except requests.RequestException as exc:
+            raise OSFError(f"{method} {_public(url)}: giving up after {self.retries} retries "
+                           f"({type(exc).__name__})") from exc
+        self._check(method, url, r)
+        if r.status_code >= 400:
+            raise OSFError(f"{method} {_public(url)}: giving up after {self.retries} retries (HTTP {r.status_code})")
+        return r
 
     # -- listing -------------------------------------------------------------------------
     def _wb_url(self, node: str, path: str) -> str:
@@ -114,52 +112,23 @@ class OSFClient:
 
     # -- upload / download ---------------------------------------------------------------
     def upload(self, node: str, folder_path: str, local: Path, existing: dict | None) -> None:
-        def body():
-            return open(local, "rb")  # streamed by requests, reopened on each retry
-
         if existing:
-            self._request("PUT", self._wb_url(node, existing["path"]), data_factory=body, params={"kind": "file"})
+            self._request("PUT", self._wb_url(node, existing["path"]), body=local, params={"kind": "file"})
         else:
-            self._request("PUT", self._wb_url(node, folder_path), data_factory=body,
-                          params={"kind": "file", "name": local.name})
+            self._request("PUT", self._wb_url(node, folder_path), body=local, params={"kind": "file", "name": local.name})
 
     def download(self, node: str, entry: dict, dest: Path, sha256: str | None, size: int | None) -> None:
         """Download one file, resuming ``dest.part``; verify it before moving it into place."""
-        part = dest.with_name(dest.name + ".part")
-        dest.parent.mkdir(parents=True, exist_ok=True)
         url = self._wb_url(node, entry["path"])
-        for attempt in range(self.retries):
-            have = part.stat().st_size if part.exists() else 0
-            if size is not None and have >= size:
-                break
-            headers = {"Range": f"bytes={have}-"} if have else {}
-            try:
-                with self._request("GET", url, headers=headers, stream=True) as r:
-                    mode = "ab" if have and r.status_code == 206 else "wb"
-                    with open(part, mode) as fh:
-                        for chunk in r.iter_content(1 << 16):
-                            fh.write(chunk)
-            except (requests.RequestException, OSFError) as exc:
-                self.log(f"{dest.name}: interrupted ({type(exc).__name__}), resuming")
-                time.sleep(self.backoff * 2**attempt)
-                continue
-            if size is None or part.stat().st_size >= size:
-                break
-        got = part.stat().st_size if part.exists() else 0
-        if size is not None and got != size:
-            raise OSFError(f"{dest.name}: received {got} of {size} bytes")
-        if sha256 and _sha256(part) != sha256:
-            part.unlink()
-            raise OSFError(f"{dest.name}: sha256 does not match the manifest — corrupted download refused")
-        part.replace(dest)
+        try:
+            download_verified(self.session, url, dest, size=size, digest=sha256, timeout=self.timeout,
+                              attempts=self.retries, check=lambda r: self._check("GET", url, r), log=self.log)
+        except DownloadError as exc:
+            raise OSFError(str(exc).replace("sha256", "sha256 (manifest)")) from exc
 
 
 def _public(url: str) -> str:
     return url.split("?")[0]
-
-
-def _sha256(path: Path) -> str:
-    return file_digest(path, "sha256")
 
 
 def publish(release_path: str | Path, node: str, client: OSFClient | None = None) -> dict:
@@ -179,7 +148,7 @@ def publish(release_path: str | Path, node: str, client: OSFClient | None = None
             entries_cache[key] = client.list_folder(node, folders[key])
         local = root / f["path"]
         existing = entries_cache[key].get(local.name)
-        digest = f["sha256"] or _sha256(local)
+        digest = f["sha256"] or file_digest(local)
         if existing and existing.get("sha256") == digest:
             skipped += 1
             continue
@@ -221,7 +190,7 @@ def download_release(node: str, out_dir: str | Path, release: str | None = None,
     listings: dict = {}
     for f in manifest["files"]:
         dest = out / f["path"]
-        if dest.is_file() and dest.stat().st_size == f["bytes"] and _sha256(dest) == f["sha256"]:
+        if dest.is_file() and dest.stat().st_size == f["bytes"] and file_digest(dest) == f["sha256"]:
             continue
         entry = _find(client, node, ["releases", release] + f["path"].split("/"), listings)
         client.download(node, entry, dest, sha256=f["sha256"], size=f["bytes"])

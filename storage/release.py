@@ -17,15 +17,11 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from vgnn_core.hashing import file_digest
+from vgnn_core.files import file_digest, write_text_atomic
 
 from .schema import SCHEMA_VERSION, TABLES
 
 MANIFEST = "manifest.json"
-
-
-def sha256_file(path: Path) -> str:
-    return file_digest(path, "sha256")
 
 
 def code_version() -> str:
@@ -50,14 +46,6 @@ def release_dir(root: Path, name: str) -> Path:
     return Path(root) / "releases" / name
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    with open(tmp, "rb") as fh:
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-
-
 def finalize_release(root: Path, name: str, models: list[dict] | None = None, extra: dict | None = None) -> Path:
     """Write the manifest of ``releases/<name>`` and point ``latest`` at it."""
     rdir = release_dir(root, name)
@@ -71,7 +59,7 @@ def finalize_release(root: Path, name: str, models: list[dict] | None = None, ex
                 "path": str(path.relative_to(rdir)),
                 "rows": pq.ParquetFile(path).metadata.num_rows,
                 "bytes": path.stat().st_size,
-                "sha256": sha256_file(path),
+                "sha256": file_digest(path),
             })
     manifest = {
         "name": name,
@@ -82,8 +70,8 @@ def finalize_release(root: Path, name: str, models: list[dict] | None = None, ex
         "files": files,
         **(extra or {}),
     }
-    _atomic_write(rdir / MANIFEST, json.dumps(manifest, indent=1))
-    _atomic_write(Path(root) / "latest", name + "\n")
+    write_text_atomic(rdir / MANIFEST, json.dumps(manifest, indent=1))
+    write_text_atomic(Path(root) / "latest", name + "\n")
     return rdir
 
 
@@ -123,14 +111,11 @@ class Release:
         sep = "/" if self.is_remote else os.sep
         return [f"{self.location}{sep}{f['path']}" for f in self.manifest["files"] if f["table"] == table]
 
-    def rows(self, table: str) -> int:
-        return sum(f["rows"] for f in self.manifest["files"] if f["table"] == table)
-
     def verify(self) -> list[str]:
         """Local files whose size or sha256 differs from the manifest (empty = intact)."""
         bad = []
         for f in self.manifest["files"]:
             p = Path(self.location) / f["path"]
-            if not p.is_file() or p.stat().st_size != f["bytes"] or sha256_file(p) != f["sha256"]:
+            if not p.is_file() or p.stat().st_size != f["bytes"] or file_digest(p) != f["sha256"]:
                 bad.append(f["path"])
         return bad

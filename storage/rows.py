@@ -2,60 +2,33 @@
 
 from __future__ import annotations
 
-import hashlib
-
 import numpy as np
-import spglib
 from pymatgen.core import Structure
 
-from vgnn_core.structures import spglib_cell
+from vgnn_core.crystal.crystal import Crystal, as_crystal
 
 
-def structure_hash(structure: Structure, symprec: float = 1e-3) -> str:
-    """A content hash that is the same for every cell of the same crystal.
-
-    The crystal is reduced to spglib's standardised primitive cell (fixed orientation and
-    setting), rounded (1e-3 Å, 1e-4 fractional), sorted, and hashed; a cell that spglib cannot
-    standardise is hashed as given.
-    """
-    cell = spglib_cell(structure)
-    std = spglib.standardize_cell(cell, to_primitive=True, no_idealize=False, symprec=symprec)
-    lattice, positions, numbers = std if std is not None else cell
-    positions, numbers = np.asarray(positions, dtype=float), np.asarray(numbers)
-    # The standard setting still leaves the origin free (e.g. the two inversion centres of
-    # diamond): try every atom of the rarest species as the origin and keep the smallest text.
-    counts = {z: int((numbers == z).sum()) for z in set(numbers.tolist())}
-    anchor = min(counts, key=lambda z: (counts[z], z))
-    lattice_text = ",".join(f"{x:.3f}" for x in np.round(np.asarray(lattice), 3).ravel() + 0.0)
-    candidates = []
-    for origin in positions[numbers == anchor]:
-        p = np.round(np.mod(positions - origin, 1.0), 4) % 1.0
-        order = np.lexsort((p[:, 2], p[:, 1], p[:, 0], numbers))
-        candidates.append(",".join(str(int(numbers[k])) for k in order) + "|"
-                          + ",".join(f"{x:.4f}" for x in p[order].ravel() + 0.0))
-    return hashlib.sha256((lattice_text + "|" + min(candidates)).encode()).hexdigest()
+def structure_hash(structure: Structure | Crystal) -> str:
+    """A content hash that is the same for every cell of the same crystal (see
+    :meth:`vgnn_core.crystal.symmetry.CrystalSymmetry.content_hash`)."""
+    return as_crystal(structure).symmetry.content_hash()
 
 
-def structure_row(structure: Structure, material_id: str) -> dict:
-    """A ``structures`` row (OPTIMADE field names, Å)."""
-    from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
-
-    try:
-        sga = SpacegroupAnalyzer(structure, symprec=1e-3)
-        number, symbol = int(sga.get_space_group_number()), sga.get_space_group_symbol()
-    except Exception:  # noqa: BLE001 - spglib may fail on odd cells; P1 is then the honest answer
-        number, symbol = 1, "P1"
+def structure_row(crystal: Crystal | Structure, material_id: str) -> dict:
+    """A ``structures`` row (OPTIMADE field names, Å), from the crystal's one symmetry analysis."""
+    crystal = as_crystal(crystal, name=material_id)
+    structure, symmetry = crystal.structure, crystal.symmetry
     return {
         "material_id": material_id,
         "formula": structure.composition.reduced_formula,
         "elements": sorted({site.specie.symbol for site in structure}),
         "nsites": len(structure),
-        "spacegroup_number": number,
-        "spacegroup_symbol": symbol,
+        "spacegroup_number": symmetry.spacegroup_number,
+        "spacegroup_symbol": symmetry.spacegroup_symbol,
         "lattice_vectors": structure.lattice.matrix.tolist(),
         "species_at_sites": [site.specie.symbol for site in structure],
         "cartesian_site_positions": structure.cart_coords.tolist(),
-        "structure_hash": structure_hash(structure),
+        "structure_hash": symmetry.content_hash(),
     }
 
 
@@ -94,10 +67,6 @@ def bands_row(material_id: str, model: str, model_sha256: str, path, frequencies
         "uncertainty_cm1": uncertainty_cm1,
         "in_domain": in_domain,
     }
-
-
-#: Temperatures (K) of the ``thermo`` table.
-THERMO_TEMPERATURES = np.array([0, 50, 100, 150, 200, 250, 298.15, 300, 400, 500, 600, 700, 800, 900, 1000], dtype=float)
 
 
 def thermo_row(material_id: str, model: str, model_sha256: str, structure: Structure, mesh, thermal) -> dict:

@@ -106,14 +106,14 @@ TABLES: dict[str, pa.Schema] = {
     ]),
     "failures": pa.schema([
         _f("material_id", pa.string()),
-        _f("stage", pa.string()),  # ingest, graph, predict, write; limit = outputs skipped by size
+        _f("stage", pa.string()),  # ingest, predict; limit = outputs skipped by size
         _f("error_class", pa.string()),
         _f("message", pa.string()),
         _f("run_id", pa.string()),
     ]),
 }
 
-STAGES = ("ingest", "graph", "predict", "write", "limit")
+STAGES = ("ingest", "predict", "limit")
 
 
 class SchemaError(ValueError):

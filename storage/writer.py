@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 from collections import defaultdict
 from collections.abc import Sequence
@@ -22,6 +21,8 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from vgnn_core.files import atomic_write, write_text_atomic
 
 from .schema import SchemaError, to_table
 
@@ -47,20 +48,11 @@ def partition_dir(root: Path, table: str, source: str, bucket: int) -> Path:
 
 def write_parquet_atomic(table: pa.Table, path: Path) -> None:
     """Write ``table`` to ``path`` through a temporary file and an atomic rename (zstd)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     per_row = max(1, table.nbytes // max(1, table.num_rows))
-    try:
-        # dictionary-encode the string columns only: trying it on float spectra costs 2-3x time
-        strings = [f.name for f in table.schema if pa.types.is_string(f.type)]
-        pq.write_table(table, tmp, compression="zstd", use_dictionary=strings,
-                       row_group_size=max(1, ROW_GROUP_BYTES // per_row))
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    # dictionary-encode the string columns only: trying it on float spectra costs 2-3x time
+    strings = [f.name for f in table.schema if pa.types.is_string(f.type)]
+    atomic_write(path, lambda fh: pq.write_table(table, fh, compression="zstd", use_dictionary=strings,
+                                                 row_group_size=max(1, ROW_GROUP_BYTES // per_row)))
 
 
 def marker_path(root: Path, source: str, shard_id: str) -> Path:
@@ -102,8 +94,5 @@ def write_shard(
             elif path.exists():
                 path.unlink()  # left by an earlier attempt with other rows
     content = {"source": source, "shard_id": shard_id, "tables": dict(written)}
-    marker.parent.mkdir(parents=True, exist_ok=True)
-    tmp = marker.with_name(f".{marker.name}.tmp")
-    tmp.write_text(json.dumps(content, indent=1))
-    os.replace(tmp, marker)
+    write_text_atomic(marker, json.dumps(content, indent=1))
     return content

@@ -9,7 +9,10 @@ import pytest
 import torch
 from pymatgen.core import Lattice, Structure
 
-from vgnn_core.data_paths import shared_data_dir
+from vgnn_core.settings import shared_data_dir
+
+#: A tiny network (one layer, a few channels) for tests that need a model, not a good one.
+TINY_ARCH = dict(n_layers=1, hidden_irreps="8x0e + 4x1o + 2x2e", readout_irreps="4x0e + 2x2e", embed_dim=8, radial_hidden=8)
 
 
 def _data_dir_or_skip(sub: str):

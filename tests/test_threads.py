@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import vgnn_core
-from flows.build import worker_cpu_threads
+from flows.models import worker_cpu_threads
 from flows.sources import demo_structures
 from vgnn_core.threads import map_threads
 

@@ -1,7 +1,8 @@
-"""Files that appear whole or not at all: write to a private temporary name, then rename."""
+"""Files: atomic writes (a private temporary name, then a rename) and content digests."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 from collections.abc import Callable
@@ -23,6 +24,8 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], None]) -> Path:
     try:
         with os.fdopen(fd, "wb") as fh:
             write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())  # on disk before it becomes visible under its name
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -33,3 +36,17 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], None]) -> Path:
 def save_npz_atomic(path: str | Path, arrays: dict[str, np.ndarray]) -> Path:
     """``np.savez`` of plain arrays, atomically (read back with ``allow_pickle=False``)."""
     return atomic_write(path, lambda fh: np.savez(fh, **arrays))
+
+
+def file_digest(path: str | Path, algorithm: str = "sha256") -> str:
+    """Hex digest of a file's bytes (``sha256``, ``md5``, …), read in 1 MiB chunks."""
+    h = hashlib.new(algorithm)
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def write_text_atomic(path: str | Path, text: str) -> Path:
+    """``text`` (UTF-8) to ``path``, atomically."""
+    return atomic_write(path, lambda fh: fh.write(text.encode()))

@@ -1,0 +1,7 @@
+"""``python -m flows.cli`` is ``vgnn``."""
+
+import sys
+
+from . import main
+
+sys.exit(main())

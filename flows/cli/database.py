@@ -1,0 +1,83 @@
+"""``vgnn build``, ``query``, ``publish`` and ``download``: the database."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def _cmd_query(args: argparse.Namespace) -> int:
+    from storage.query import run_query
+
+    release = args.release or "."
+    print(run_query(args.sql, release, fmt=args.format, out=args.out, max_rows=args.max_rows))
+    return 0
+
+
+def _cmd_publish(args: argparse.Namespace) -> int:
+    from storage.osf import OSFClient, publish
+
+    result = publish(args.release, args.osf_project, OSFClient(log=print))
+    print(f"release {result['release']}: {result['uploaded']} uploaded, {result['skipped']} already there")
+    return 0
+
+
+def _cmd_download(args: argparse.Namespace) -> int:
+    from storage.osf import OSFClient, download_release
+
+    out = download_release(args.osf_project, args.out, release=args.release, client=OSFClient(log=print))
+    print(f"verified release in {out}")
+    return 0
+
+
+def _cmd_build(args: argparse.Namespace) -> int:
+    import os
+
+    models = args.models.split(",")
+    if args.cluster == "none":
+        from flows.local import build
+        from flows.plan import BuildSettings
+
+        summary = build(args.source, models, args.out, release=args.release,
+                        settings=BuildSettings(atoms_per_shard=args.atoms_per_shard))
+    else:
+        # An ephemeral Prefect server on a busy 2-core machine can take longer than the default.
+        os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
+        os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")  # no phoning home
+        from flows.build_flow import run_build
+
+        summary = run_build(args.source, models, args.out, release=args.release, cluster=args.cluster,
+                            n_workers=args.workers, atoms_per_shard=args.atoms_per_shard)
+    print(f"release {summary['release']}: {summary['written']} materials written, {summary['failed']} failed, "
+          f"{summary['shards']} shards ({summary['skipped_shards']} already complete)")
+    return 0
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    """Add this group's sub-commands to ``vgnn``."""
+    bu = sub.add_parser("build", help="build (or resume) a database release from a structure source")
+    bu.add_argument("--source", default="demo",
+                    help="demo | zeolites[:PATH] | iza:FAU+LTA | dir:PATH | togo | petretto | mp[:nsites<=40,stable,...]")
+    bu.add_argument("--models", default="mvn,kmvn", help="comma-separated shipped names or checkpoint files")
+    bu.add_argument("--out", required=True, help="database root")
+    bu.add_argument("--release", help="release name (default SOURCE-YYYYMMDD; rerun to resume)")
+    bu.add_argument("--cluster", default="local",
+                    help="local (Dask LocalCluster) | ADDRESS | cuda | slurm | none (in-process, no Prefect)")
+    bu.add_argument("--workers", type=int, default=2, help="Dask workers for local / slurm")
+    bu.add_argument("--atoms-per-shard", type=int, default=2000, help="shard size (atoms); cells > 500 atoms go alone")
+    bu.set_defaults(func=_cmd_build)
+    qu = sub.add_parser("query", help="read-only SQL over a database release (DuckDB)")
+    qu.add_argument("sql")
+    qu.add_argument("--release", help="database root, release folder or release URL (default: .)")
+    qu.add_argument("--format", default="table", choices=["table", "csv", "json", "parquet"])
+    qu.add_argument("--out", help="write the result to this file")
+    qu.add_argument("--max-rows", type=int, default=100, help="rows shown in table format")
+    qu.set_defaults(func=_cmd_query)
+    pb = sub.add_parser("publish", help="upload a release to an OSF project (token from OSF_TOKEN)")
+    pb.add_argument("--osf-project", required=True, help="OSF project (node) id")
+    pb.add_argument("--release", default=".", help="database root or release folder (default: .)")
+    pb.set_defaults(func=_cmd_publish)
+    dw = sub.add_parser("download", help="fetch and verify a published release from OSF")
+    dw.add_argument("--osf-project", required=True)
+    dw.add_argument("--release", help="release name (default: the newest)")
+    dw.add_argument("--out", required=True)
+    dw.set_defaults(func=_cmd_download)

@@ -1,0 +1,150 @@
+"""``vgnn train``, ``evaluate``, ``ensemble``, ``ship``, ``prepare-phonondb`` and ``download-data``:
+the models and their data."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    import json
+
+    from vgnn_core.training.data import training_data
+    from vgnn_core.training.train import TrainConfig, train
+
+    cfg = TrainConfig(device=args.device, seed=args.seed, model={"kind": args.model, **json.loads(args.arch)},
+                      data=args.data.split(","))
+    if args.epochs:
+        cfg.epochs = args.epochs
+    for key in ("lr", "batch_size", "q_per_material", "patience", "weight_decay", "ema_decay", "select_on", "loss",
+                "block_weight", "val_q_stride"):
+        if getattr(args, key) is not None:
+            setattr(cfg, key, getattr(args, key))
+    train_samples, val_samples = training_data(cfg, args.split_file)
+    out = Path(args.out or f"runs/{args.model}")
+    state = train(train_samples, val_samples, cfg, out, resume=args.resume, init_from=args.init)
+    print(f"best val {cfg.select_on} {state['best_val']:.5f} at epoch {state['best_epoch']}; checkpoint {out / 'best.pt'}")
+    return 0
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    import json
+
+    from vgnn_core.pretrained.registry import load_checkpoint, load_pretrained_model
+    from vgnn_core.training.evaluation import evaluate
+    from vgnn_core.training.petretto import load_samples, load_split
+
+    model = load_checkpoint(args.checkpoint) if args.checkpoint else load_pretrained_model(args.model)
+    ids = load_split(args.split_file)[args.split]
+    if args.heat_capacity:
+        from vgnn_core.training.evaluation import evaluate_heat_capacity
+        from vgnn_core.training.petretto import iter_petretto
+
+        result = evaluate_heat_capacity(model, list(iter_petretto(ids=ids)))
+    else:
+        result = evaluate(model, load_samples(ids, r_max=model.config.graph_cutoff))
+    print(json.dumps(result["summary"], indent=1))
+    if args.out:
+        Path(args.out).write_text(json.dumps(result, indent=1))
+    return 0
+
+
+def _cmd_ship(args: argparse.Namespace) -> int:
+    from vgnn_core.training.ship import ship
+
+    card = ship(args.run, args.name, args.dest)
+    print(f"shipped {card['file']} (sha256 {card['sha256'][:12]}…); card {Path(args.dest) / (args.name + '.md')}")
+    return 0
+
+
+def _cmd_ensemble(args: argparse.Namespace) -> int:
+    from vgnn_core.pretrained.registry import combine_runs
+
+    model = combine_runs(args.runs, args.out)
+    print(f"{model.kind} ensemble of {len(model.members)} runs: {Path(args.out) / 'best.pt'} "
+          f"(ship it with `vgnn ship {args.out} --name {model.kind}`)")
+    return 0
+
+
+def _cmd_download_data(args: argparse.Namespace) -> int:
+    from vgnn_core.io.figshare import PETRETTO_COLLECTION, download_collection
+    from vgnn_core.settings import cache_dir
+
+    out = Path(args.out) if args.out else cache_dir() / "petretto2018"
+    paths = download_collection(out, PETRETTO_COLLECTION, pattern=args.pattern)
+    for p in paths:
+        print(p)
+    print(f"{len(paths)} file(s) in {out}; point VGNN_DATA_DIR or `iter_petretto(PATH)` at them")
+    return 0
+
+
+def _cmd_prepare_phonondb(args: argparse.Namespace) -> int:
+    from vgnn_core.training.phonondb import load_split, prepare_targets
+
+    part, n_parts = (int(x) for x in args.part.split("/"))
+    split = load_split()
+    ids = sorted(split["train"] + split["val"] + split["test"])[part::n_parts]
+    failures = prepare_targets(split["val"] + split["test"], r_max=args.r_max, r_bond=args.r_bond,
+                               archive=args.archive, ids=ids, progress=print)
+    for material_id, cause in sorted(failures.items()):
+        print(f"skipped {material_id}: {cause}")
+    print(f"{len(ids) - len(failures)} of {len(ids)} materials prepared, {len(failures)} skipped")
+    return 0
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    """Add this group's sub-commands to ``vgnn``."""
+    tr = sub.add_parser("train", help="train a VGNN model on Petretto DFPT bands and / or phonondb force sets")
+    tr.add_argument("--model", choices=["kmvn", "mvn", "vvn"], default="kmvn")
+    tr.add_argument("--epochs", type=int)
+    tr.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    tr.add_argument("--device", default="cpu")
+    tr.add_argument("--seed", type=int, default=0)
+    tr.add_argument("--lr", type=float)
+    tr.add_argument("--batch-size", type=int)
+    tr.add_argument("--q-per-material", type=int)
+    tr.add_argument("--patience", type=int)
+    tr.add_argument("--weight-decay", type=float)
+    tr.add_argument("--ema-decay", type=float, help="weight averaging, e.g. 0.99 (default off)")
+    tr.add_argument("--select-on", choices=["mae", "nmse"], help="validation metric for the best epoch")
+    tr.add_argument("--loss", choices=["nmse", "mae"], help="training loss (default nmse, the paper's)")
+    tr.add_argument("--arch", default="{}", help="JSON overrides of the architecture (VGNNConfig)")
+    tr.add_argument("--init", help="start from this checkpoint's weights (same architecture)")
+    tr.add_argument("--data", default="petretto2018",
+                    help="comma-separated training data: petretto2018 (DFPT bands), phonondb (Togo's force sets)")
+    tr.add_argument("--block-weight", type=float, help="weight of the force-constant block loss (default 1)")
+    tr.add_argument("--val-q-stride", type=int, help="validate on every n-th path q-point (default 1: all)")
+    tr.add_argument("--split-file", help="split.json (default: $VGNN_DATA_DIR/petretto2018/split.json)")
+    tr.add_argument("--out", help="run folder (default runs/MODEL)")
+    tr.set_defaults(func=_cmd_train)
+    ev = sub.add_parser("evaluate", help="metrics of a model on a split of the Petretto database")
+    ev.add_argument("--model", choices=["kmvn", "mvn", "vvn"], default="kmvn")
+    ev.add_argument("--checkpoint", help="a checkpoint file instead of the shipped model")
+    ev.add_argument("--split", default="val", choices=["train", "val", "test", "reference_test_subset"])
+    ev.add_argument("--split-file")
+    ev.add_argument("--out", help="write summary and per-material rows as JSON")
+    ev.add_argument("--heat-capacity", action="store_true",
+                    help="C_v(T) from the model's q-mesh against the DFPT thermo block (k-MVN)")
+    ev.set_defaults(func=_cmd_evaluate)
+    sh = sub.add_parser("ship", help="evaluate a run's best.pt and install it with its model card")
+    sh.add_argument("run", help="run folder holding best.pt, log.jsonl, train_config.json")
+    sh.add_argument("--name", required=True, choices=["kmvn", "mvn", "vvn"])
+    sh.add_argument("--dest", default="vgnn_core/pretrained/checkpoints",
+                    help="folder of the shipped checkpoints in the source tree (default: %(default)s)")
+    sh.set_defaults(func=_cmd_ship)
+    en = sub.add_parser("ensemble", help="average several runs' best.pt (force constants) into one checkpoint")
+    en.add_argument("runs", nargs="+", help="run folders of the same kind and graph cutoff")
+    en.add_argument("--out", required=True, help="folder for best.pt and ensemble.json (then `vgnn ship` it)")
+    en.set_defaults(func=_cmd_ensemble)
+    pp = sub.add_parser("prepare-phonondb",
+                        help="phonopy force constants and training targets of Togo's force sets, cached (resumable)")
+    pp.add_argument("--archive", help="force_sets.tar.xz (default: $VGNN_DATA_DIR/togo_phonondb/)")
+    pp.add_argument("--r-max", type=float, default=6.0, help="graph cutoff of the models to train (Å)")
+    pp.add_argument("--r-bond", type=float, default=6.0, help="bond cutoff of the models to train (Å)")
+    pp.add_argument("--part", default="0/1", help="K/N: prepare every N-th material from the K-th (parallel runs)")
+    pp.set_defaults(func=_cmd_prepare_phonondb)
+    dl = sub.add_parser("download-data", help="fetch the Petretto 2018 DFPT data from figshare (md5-checked)")
+    dl.add_argument("--out", help="destination (default: the cache folder)")
+    dl.add_argument("--pattern", default="*", help="only files whose name matches this glob")
+    dl.set_defaults(func=_cmd_download_data)

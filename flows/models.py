@@ -1,0 +1,98 @@
+"""The models a build runs, loaded once per worker, and the worker's device and threads."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from vgnn_core import Predictor
+from vgnn_core.files import file_digest
+from vgnn_core.pretrained.registry import (
+    load_checkpoint,
+    load_pretrained_model,
+    shipped_checkpoints,
+)
+from vgnn_core.settings import cpu_threads_override, device_override
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A model ready to predict, with the name and sha256 the database records for it."""
+
+    name: str
+    sha256: str
+    predictor: Predictor
+
+    @property
+    def kind(self) -> str:
+        return self.predictor.kind
+
+    def identity(self) -> dict:
+        """``{"name", "sha256", "kind"}``: what a release's manifest and ``runs`` row record."""
+        return {"name": self.name, "sha256": self.sha256, "kind": self.kind}
+
+
+@dataclass(frozen=True)
+class BuildModels:
+    """The Γ model (MVN preferred) and the band model (k-MVN) of a build."""
+
+    gamma: LoadedModel | None
+    bands: LoadedModel | None
+
+    def identities(self) -> list[dict]:
+        return [m.identity() for m in (self.gamma, self.bands) if m is not None]
+
+
+def worker_device() -> str:
+    """``$VGNN_DEVICE``, else this process's GPU when it has one (dask-cuda gives each worker
+    one through ``CUDA_VISIBLE_DEVICES``), else the CPU."""
+    import torch
+
+    return device_override() or ("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def worker_cpu_threads() -> int:
+    """Threads for each material's CPU work after the network (eigen-solves, DOS).
+
+    ``$VGNN_CPU_THREADS`` when set. On a GPU worker, the cores it may use (its CPU affinity,
+    at most the node's cores over its GPUs) over the Dask threads it runs tasks in: Dask starts
+    workers with one BLAS/OpenMP thread, which would leave a GPU node's cores idle. Elsewhere
+    this process's torch threads: 1 in a CPU Dask worker (the other cores run sibling workers),
+    every core in a plain process.
+    """
+    import torch
+
+    override = cpu_threads_override()
+    if override:
+        return override
+    if not (worker_device().startswith("cuda") and torch.cuda.is_available()):
+        return torch.get_num_threads()
+    node = os.cpu_count() or 1
+    usable = min(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else node,
+                 node // max(1, torch.cuda.device_count()))
+    try:
+        from distributed import get_worker
+
+        tasks_at_once = get_worker().state.nthreads
+    except (ImportError, ValueError, AttributeError):
+        tasks_at_once = 1
+    return max(1, usable // max(1, tasks_at_once))
+
+
+def load_model(spec: str) -> LoadedModel:
+    """``kmvn`` / ``mvn`` / ``vvn`` (shipped) or a checkpoint path, on this worker's device."""
+    device, threads = worker_device(), worker_cpu_threads()
+    if Path(spec).is_file():
+        model = load_checkpoint(spec, device=device)
+        return LoadedModel(Path(spec).stem, file_digest(spec), Predictor(model, device=device, cpu_threads=threads))
+    model = load_pretrained_model(spec, device=device)
+    return LoadedModel(spec, shipped_checkpoints()[spec]["sha256"], Predictor(model, device=device, cpu_threads=threads))
+
+
+def pick_models(specs: list[str]) -> BuildModels:
+    """The Γ model (MVN preferred, else a k-MVN or VVN) and the band model (k-MVN) of ``specs``."""
+    loaded = [load_model(s) for s in specs]
+    gamma = next((m for m in loaded if m.kind == "mvn"), None) or next((m for m in loaded if m.kind in ("kmvn", "vvn")), None)
+    bands = next((m for m in loaded if m.predictor.model.supports_bands), None)
+    return BuildModels(gamma, bands)

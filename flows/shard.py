@@ -1,0 +1,163 @@
+"""One shard of a build: predict its crystals with the build's models and write their rows.
+
+A crystal that cannot be read, graphed or predicted becomes a ``failures`` row with its cause;
+every other crystal of the shard is written. A finished shard is skipped on a rerun, so a
+killed build resumes and produces the same rows.
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from storage.release import release_dir
+from storage.rows import bands_row, dos_row, gamma_row, structure_row, thermo_row
+from storage.writer import shard_complete, write_shard
+from vgnn_core import InvalidStructureError
+from vgnn_core.crystal.crystal import Crystal
+
+from .models import BuildModels, LoadedModel
+from .plan import BuildSettings, InputFailure, PlannedInput, Shard
+
+#: Tables a shard writes (besides ``failures``); a material is in all that apply or in none.
+MATERIAL_TABLES = ("structures", "gamma", "bands", "thermo", "dos")
+
+
+@dataclass
+class ShardReport:
+    shard_id: str
+    written: int = 0
+    failed: int = 0
+    skipped: bool = False
+    seconds: float = 0.0
+    failures: list[dict] = field(default_factory=list)
+    models: list[dict] = field(default_factory=list)  # {"name", "sha256", "kind"} used
+
+
+def _failure(mid: str, stage: str, exc: BaseException, run_id: str) -> dict:
+    """A ``failures`` row; for unexpected errors the message ends with where it was raised."""
+    message = str(exc)
+    if not isinstance(exc, InvalidStructureError) and exc.__traceback__ is not None:
+        frame = traceback.extract_tb(exc.__traceback__)[-1]
+        message += f" (raised at {Path(frame.filename).name}:{frame.lineno} in {frame.name})"
+    return {"material_id": mid, "stage": stage, "error_class": type(exc).__name__,
+            "message": message[:2000], "run_id": run_id}
+
+
+def predict_shard(
+    inputs: Sequence[PlannedInput],
+    models: BuildModels,
+    run_id: str,
+    settings: BuildSettings | None = None,
+) -> dict[str, list[dict]]:
+    """Rows for every table from one shard's planned inputs."""
+    settings = settings or BuildSettings()
+    rows: dict[str, list[dict]] = {t: [] for t in (*MATERIAL_TABLES, "failures")}
+    good: list[Crystal] = []
+    for x in inputs:
+        if isinstance(x, InputFailure):
+            rows["failures"].append({"material_id": x.material_id, "stage": "ingest", "error_class": x.error_class,
+                                     "message": x.message[:2000], "run_id": run_id})
+            continue
+        try:
+            if x.n_atoms > settings.max_atoms:
+                raise InvalidStructureError(
+                    x.name, f"{x.n_atoms} atoms in the cell, above the database limit of {settings.max_atoms}")
+            rows["structures"].append(structure_row(x, x.name))
+            good.append(x)
+        except Exception as exc:  # noqa: BLE001 - any failure here is this material's alone
+            rows["failures"].append(_failure(x.name, "ingest", exc, run_id))
+    for model, table in ((models.gamma, "gamma"), (models.bands, "bands")):
+        if model is None or not good:
+            continue
+        todo = good
+        if table == "bands":
+            todo = [c for c in good if c.n_atoms <= settings.bands_max_atoms]
+            for c in good:
+                if c.n_atoms > settings.bands_max_atoms:
+                    rows["failures"].append({
+                        "material_id": c.name, "stage": "limit", "error_class": "CellTooLargeForBands",
+                        "message": f"{c.name}: {c.n_atoms} atoms > {settings.bands_max_atoms}: band structure, DOS "
+                                   "and thermo skipped (Γ spectrum written)", "run_id": run_id})
+        if not todo:
+            continue
+        done, failed = _predict_isolating_failures(todo, model, table, settings)
+        for mid, exc in failed:
+            rows["failures"].append(_failure(mid, "predict", exc, run_id))
+        for c, res in done:
+            try:  # a row that cannot be built loses its material, never the shard
+                made = _result_rows(c, model, res, table)
+            except Exception as exc:  # noqa: BLE001
+                rows["failures"].append(_failure(c.name, "predict", exc, run_id))
+                continue
+            for t, row in made.items():
+                rows[t].append(row)
+    # a material that failed any prediction is not half-written (a size limit is not a failure)
+    failed_ids = {f["material_id"] for f in rows["failures"] if f["stage"] != "limit"}
+    for table in MATERIAL_TABLES:
+        rows[table] = [r for r in rows[table] if r["material_id"] not in failed_ids]
+    return rows
+
+
+def _result_rows(crystal: Crystal, model: LoadedModel, res, table: str) -> dict[str, dict]:
+    """The table rows of one material's prediction (Γ spectrum, or bands + thermo + DOS)."""
+    mid, name, sha = crystal.name, model.name, model.sha256
+    trust = {"uncertainty_cm1": res.uncertainty_cm1, "in_domain": res.in_domain}
+    if table == "gamma":
+        return {"gamma": gamma_row(mid, name, sha, res.gamma, **trust)}
+    return {"bands": bands_row(mid, name, sha, res.qpath, res.bands, **trust),  # a k-MVN PhononResult
+            "thermo": thermo_row(mid, name, sha, res.structure, res.mesh, res.thermal),
+            "dos": dos_row(mid, name, sha, res.mesh, res.dos)}
+
+
+def _predict(crystals: list[Crystal], model: LoadedModel, table: str, settings: BuildSettings):
+    names = [c.name for c in crystals]
+    if table == "gamma":
+        return model.predictor.predict_phonons(crystals, names=names, bands=False, thermal=False)
+    return model.predictor.predict_phonons(crystals, names=names, density=settings.mesh_density,
+                                           temperatures=settings.temperature_array)
+
+
+def _predict_isolating_failures(crystals, model, table, settings):
+    """Batch prediction; if the batch fails, one by one so only the culprit is lost."""
+    try:
+        return list(zip(crystals, _predict(crystals, model, table, settings))), []
+    except Exception:  # noqa: BLE001
+        done, failed = [], []
+        for c in crystals:
+            try:
+                done.append((c, _predict([c], model, table, settings)[0]))
+            except Exception as exc:  # noqa: BLE001
+                failed.append((c.name, exc))
+        return done, failed
+
+
+def run_shard(
+    shard: Shard,
+    inputs: Sequence[PlannedInput],
+    out: Path,
+    release: str,
+    source: str,
+    models: BuildModels,
+    run_id: str,
+    settings: BuildSettings | None = None,
+) -> ShardReport:
+    """Predict and write one shard, unless it is already complete (resumable, idempotent)."""
+    t0 = time.perf_counter()
+    rdir = release_dir(out, release)
+    if shard_complete(rdir, source, shard.shard_id):
+        return ShardReport(shard.shard_id, skipped=True, models=models.identities())
+    try:
+        rows = predict_shard(inputs, models, run_id, settings)
+    except Exception as exc:  # noqa: BLE001 - never lose the shard's other materials silently
+        rows = {t: [] for t in MATERIAL_TABLES}
+        rows["failures"] = [_failure(x.material_id if isinstance(x, InputFailure) else x.name, "predict", exc, run_id)
+                            for x in inputs]
+        traceback.print_exc()
+    write_shard(rdir, source, shard.shard_id, rows)
+    failed = {f["material_id"] for f in rows["failures"] if f["stage"] != "limit"}
+    return ShardReport(shard.shard_id, written=len(rows["structures"]), failed=len(failed),
+                       seconds=time.perf_counter() - t0, failures=rows["failures"], models=models.identities())

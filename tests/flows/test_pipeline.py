@@ -1,0 +1,201 @@
+"""The build pipeline (in-process executor): shard plan, rows equal direct predictions,
+resume skips finished shards, bad files become failures while every good one is written."""
+
+import numpy as np
+import pytest
+
+import vgnn_core
+from flows.local import build
+from flows.plan import BuildSettings, plan_shards
+from flows.sources import demo_structures
+from storage.catalog import connect
+from tests.conftest import TINY_ARCH as TINY
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory):
+    d = tmp_path_factory.mktemp("ckpt")
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(0)
+    paths = {}
+    for kind in ("mvn", "kmvn"):
+        paths[kind] = d / f"{kind}.pt"
+        vgnn_core.save_checkpoint(vgnn_core.VGNN(kind=kind, **TINY), paths[kind])
+    return paths
+
+
+def test_shard_plan_is_deterministic_and_balanced():
+    sizes = {f"mp-{k}": (k % 7) + 1 for k in range(500)} | {"mp-big": 900}
+    a, b = plan_shards(sizes, 200), plan_shards(dict(reversed(list(sizes.items()))), 200)
+    assert a == b
+    assert sorted(m for s in a for m in s.material_ids) == sorted(sizes)
+    assert [s.material_ids for s in a if "mp-big" in s.material_ids] == [("mp-big",)]
+    assert max(s.n_atoms for s in a if s.material_ids != ("mp-big",)) <= 200
+
+
+def test_demo_build_equals_direct_prediction_and_resumes(tmp_path, checkpoints):
+    specs = [str(checkpoints["mvn"]), str(checkpoints["kmvn"])]
+    first = build("demo", specs, tmp_path, release="r", settings=BuildSettings(atoms_per_shard=30), progress=None)
+    assert first["written"] == len(demo_structures()) and first["failed"] == 0 and first["shards"] > 1
+    con = connect(tmp_path)
+    got = dict(con.execute("SELECT material_id, frequencies_cm1 FROM gamma").fetchall())
+    mvn = vgnn_core.Predictor(vgnn_core.load_checkpoint(checkpoints["mvn"]))
+    ids, structures = zip(*demo_structures())
+    for mid, w in zip(ids, mvn.predict_gamma(list(structures))):
+        np.testing.assert_allclose(got[mid], w.astype(np.float32), rtol=1e-5, atol=0.05)  # float32 batch round-off, amplified by √ near ω = 0
+    bands = con.execute("SELECT material_id, qpoints, frequencies_cm1 FROM bands WHERE material_id = 'demo-ZnO-wurtzite'").fetchone()
+    kmvn = vgnn_core.Predictor(vgnn_core.load_checkpoint(checkpoints["kmvn"]))
+    direct = kmvn.predict_bands([dict(demo_structures())["demo-ZnO-wurtzite"]], [np.array(bands[1])])[0]
+    np.testing.assert_allclose(np.array(bands[2]), direct.astype(np.float32), rtol=1e-5, atol=0.05)
+    # k-MVN also fills the thermo and dos tables, equal to a direct mesh calculation
+    n = len(demo_structures())
+    assert con.execute("SELECT count(*) FROM thermo").fetchone()[0] == n
+    assert con.execute("SELECT count(*) FROM dos").fetchone()[0] == n
+    row = con.execute("SELECT heat_capacity_300K_J_K_mol, zero_point_energy_kJ_mol, formula_units, total, "
+                      "frequency_step_cm1, partial, elements FROM thermo JOIN dos USING (material_id, source) "
+                      "WHERE material_id = 'demo-ZnO-wurtzite'").fetchone()
+    (result,) = kmvn.predict_phonons([dict(demo_structures())["demo-ZnO-wurtzite"]], density=30.0)
+    per_fu = result.thermal.per_formula_unit()
+    assert row[2] == 2 and row[0] == pytest.approx(per_fu.at(300.0)["heat_capacity"], rel=1e-4)
+    assert row[1] == pytest.approx(per_fu.zero_point_energy, rel=1e-4)
+    assert np.sum(row[3]) * row[4] == pytest.approx(12, rel=1e-2)  # 3m states
+    assert row[6] == ["Zn", "O"] and np.allclose(np.sum(row[5], axis=0), row[3], rtol=1e-4, atol=1e-7)
+    again = build("demo", specs, tmp_path, release="r", settings=BuildSettings(atoms_per_shard=30), progress=None)
+    assert again["skipped_shards"] == again["shards"]
+    assert connect(tmp_path).execute("SELECT count(*) FROM structures").fetchone()[0] == len(demo_structures())
+
+
+def test_bad_files_become_failures(tmp_path, checkpoints, si_conventional, monkeypatch):
+    """A folder with a dozen kinds of broken input: every good structure is written, every bad
+    one is in ``failures`` with a reason that names it."""
+    from pymatgen.core import Lattice, Structure
+
+    src = tmp_path / "in"
+    src.mkdir()
+    si_conventional.to(filename=str(src / "good_Si.cif"))
+    Structure(Lattice.cubic(4.2), ["Mg", "O"], [[0, 0, 0], [0.5, 0.5, 0.5]]).to(filename=str(src / "good_MgO.vasp"))
+    (src / "empty.cif").write_text("")
+    (src / "binary.cif").write_bytes(bytes(range(256)))
+    (src / "garbage.cif").write_text("data_x\n_cell_length_a 3\nloop_\n_atom_site_label\nX\n")
+    Structure(Lattice.cubic(4), [{"Fe": 0.5, "Ni": 0.5}], [[0, 0, 0]]).to(filename=str(src / "partial.cif"))
+    Structure(Lattice.cubic(4), ["Na", "Cl"], [[0, 0, 0], [0.01, 0, 0]]).to(filename=str(src / "overlap.cif"))
+    (src / "no_atoms.vasp").write_text("empty\n1.0\n4 0 0\n0 4 0\n0 0 4\n\n\nDirect\n")
+    (src / "truncated.vasp").write_text("Si\n1.0\n5.4 0 0\n0 5.4 0\n0 0 5.4\nSi\n2\nDirect\n0 0 0\n")
+    (src / "flat_cell.vasp").write_text("flat\n1.0\n4 0 0\n0 4 0\n8 8 0\nSi\n1\nDirect\n0 0 0\n")
+    (src / "nan.vasp").write_text("nan\n1.0\n4 0 0\n0 4 0\n0 0 4\nSi\n1\nDirect\nnan 0 0\n")
+    (src / "molecule.xyz").write_text("2\nwater fragment\nO 0 0 0\nH 0 0 0.96\n")
+    (src / "unknown_element.vasp").write_text("x\n1.0\n4 0 0\n0 4 0\n0 0 4\nXq\n1\nDirect\n0 0 0\n")
+    (si_conventional * (2, 1, 1)).to(filename=str(src / "huge.cif"))  # 16 atoms: fine
+    (si_conventional * (2, 2, 2)).to(filename=str(src / "too_big.cif"))  # 64 atoms > MAX_ATOMS
+    summary = build(f"dir:{src}", [str(checkpoints["mvn"])], tmp_path / "db", release="r", progress=None,
+                    settings=BuildSettings(max_atoms=40))  # a "huge" cell without a huge test
+    bad = {"empty", "binary", "garbage", "partial", "overlap", "no_atoms", "truncated", "flat_cell", "nan",
+           "molecule", "unknown_element", "too_big"}
+    assert summary["written"] == 3 and summary["failed"] == len(bad) == 12
+    con = connect(tmp_path / "db")
+    fails = dict(con.execute("SELECT material_id, message FROM failures").fetchall())
+    assert set(fails) == bad
+    for mid, message in fails.items():
+        assert mid in message or mid.split("_")[0] in message, (mid, message)  # the cause names the input
+    assert "file is empty" in fails["empty"] and "partial occupancy" in fails["partial"]
+    assert "overlap" in fails["overlap"] and "above the database limit" in fails["too_big"]
+    assert sorted(con.execute("SELECT material_id FROM gamma").fetchall()) == [("good_MgO",), ("good_Si",), ("huge",)]
+
+
+def test_cells_above_the_band_limit_keep_their_gamma_spectrum(tmp_path, checkpoints, si_conventional, monkeypatch):
+    src = tmp_path / "in"
+    src.mkdir()
+    si_conventional.to(filename=str(src / "Si8.cif"))
+    summary = build(f"dir:{src}", [str(checkpoints["mvn"]), str(checkpoints["kmvn"])], tmp_path / "db",
+                    release="r", progress=None, settings=BuildSettings(bands_max_atoms=4))
+    assert summary["written"] == 1 and summary["failed"] == 0
+    con = connect(tmp_path / "db")
+    assert con.execute("SELECT count(*) FROM gamma").fetchone()[0] == 1
+    assert con.execute("SELECT count(*) FROM bands").fetchone()[0] == 0
+    stage, message = con.execute("SELECT stage, message FROM failures").fetchone()
+    assert stage == "limit" and "8 atoms > 4" in message
+
+
+def test_half_formula_unit_cells_get_thermo_rows(tmp_path, checkpoints):
+    """A one-atom H cell is ½ H₂ and a LiO cell ½ Li₂O₂ in pymatgen's reduced formula; such
+    cells once crashed a whole Togo shard (ZeroDivisionError from rounding ½ down to 0)."""
+    from pymatgen.core import Lattice, Structure
+
+    src = tmp_path / "in"
+    src.mkdir()
+    Structure(Lattice.hexagonal(3.3, 5.4), ["H"], [[0, 0, 0]]).to(filename=str(src / "H1.vasp"))
+    Structure(Lattice.cubic(3.0), ["Li", "O"], [[0, 0, 0], [0.5, 0.5, 0.5]]).to(filename=str(src / "LiO.vasp"))
+    Structure(Lattice.cubic(4.2), ["Mg", "O"], [[0, 0, 0], [0.5, 0.5, 0.5]]).to(filename=str(src / "MgO.vasp"))
+    summary = build(f"dir:{src}", [str(checkpoints["mvn"]), str(checkpoints["kmvn"])], tmp_path / "db",
+                    release="r", progress=None)
+    assert summary["written"] == 3 and summary["failed"] == 0
+    con = connect(tmp_path / "db")
+    rows = {m: (z, cv) for m, z, cv in con.execute(
+        "SELECT material_id, formula_units, heat_capacity_300K_J_K_mol FROM thermo").fetchall()}
+    assert rows["H1"][0] == 0.5 and rows["LiO"][0] == 0.5 and rows["MgO"][0] == 1.0
+    formulas = dict(con.execute("SELECT material_id, formula FROM structures").fetchall())
+    assert formulas["H1"] == "H2" and formulas["LiO"] == "Li2O2"  # per those formula units
+    kmvn = vgnn_core.Predictor(vgnn_core.load_checkpoint(checkpoints["kmvn"]))
+    # the untrained model leaves the H cell almost all imaginary, so its C_v rests on a few modes:
+    # predict it in the same batch as the build did (float32 batch round-off would flip them)
+    h, _, _ = kmvn.predict_phonons([Structure.from_file(src / f"{n}.vasp") for n in ("H1", "LiO", "MgO")],
+                                   density=30.0)
+    assert rows["H1"][1] == pytest.approx(2 * h.thermal.at(300.0)["heat_capacity"], rel=1e-4)
+
+
+def test_a_material_whose_rows_fail_is_lost_alone(tmp_path, checkpoints, monkeypatch):
+    """An error while building one material's rows becomes its failure; the shard's other
+    materials are written."""
+    import flows.shard as shard
+
+    real = shard.thermo_row
+
+    def thermo_row(material_id, *args):
+        if material_id == "demo-ZnO-wurtzite":
+            raise ZeroDivisionError("float division by zero")
+        return real(material_id, *args)
+
+    monkeypatch.setattr(shard, "thermo_row", thermo_row)
+    summary = build("demo", [str(checkpoints["mvn"]), str(checkpoints["kmvn"])], tmp_path, release="r",
+                    settings=BuildSettings(atoms_per_shard=10_000), progress=None)
+    assert summary["shards"] == 1 and summary["failed"] == 1
+    assert summary["written"] == len(demo_structures()) - 1
+    con = connect(tmp_path)
+    mid, stage, error, message = con.execute("SELECT material_id, stage, error_class, message FROM failures").fetchone()
+    assert (mid, stage, error) == ("demo-ZnO-wurtzite", "predict", "ZeroDivisionError")
+    assert "raised at test_pipeline.py" in message
+    for table in ("structures", "gamma", "bands", "thermo", "dos"):  # nothing half-written
+        assert con.execute(f"SELECT count(*) FROM {table} WHERE material_id = 'demo-ZnO-wurtzite'").fetchone()[0] == 0
+
+
+def test_build_validates_and_analyses_each_crystal_once(tmp_path, checkpoints, monkeypatch, si_conventional):
+    """Reading, the structures row, the Γ and band predictions, the q-mesh and the hash all use
+    one validation and one symmetry analysis per crystal."""
+    import vgnn_core.crystal.crystal as crystal_module
+    import vgnn_core.crystal.structures as structures_module
+
+    calls = {"validate": [], "symmetry": []}
+    real_validate, real_analyse = structures_module._validate, crystal_module.analyse_symmetry
+
+    def validate(structure, name, *args, **kwargs):
+        calls["validate"].append(name)
+        return real_validate(structure, name, *args, **kwargs)
+
+    def analyse(structure, *args, **kwargs):
+        calls["symmetry"].append(structure.properties.get("material_id"))
+        return real_analyse(structure, *args, **kwargs)
+
+    monkeypatch.setattr(structures_module, "_validate", validate)
+    monkeypatch.setattr(crystal_module, "analyse_symmetry", analyse)
+    src = tmp_path / "in"
+    src.mkdir()
+    si_conventional.to(filename=str(src / "Si8.cif"))
+    summary = build(f"dir:{src}", [str(checkpoints["mvn"]), str(checkpoints["kmvn"])], tmp_path / "db",
+                    release="r", progress=None)
+    demo = build("demo", [str(checkpoints["mvn"]), str(checkpoints["kmvn"])], tmp_path / "db2",
+                 release="r", progress=None)
+    n = summary["written"] + demo["written"]
+    assert n == 1 + len(demo_structures())
+    expected = ["Si8"] + [mid for mid, _ in demo_structures()]
+    assert sorted(c.removesuffix(".cif") for c in calls["validate"]) == sorted(expected)  # the file is named
+    assert sorted(calls["symmetry"]) == sorted(expected)

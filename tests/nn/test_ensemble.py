@@ -1,0 +1,96 @@
+"""Ensembles: the mean of their members' force constants, with the physics of one model."""
+
+import numpy as np
+import pytest
+import torch
+
+from vgnn_core import (
+    VGNN,
+    VVN,
+    Predictor,
+    VGNNEnsemble,
+    dynamical_matrices,
+    load_checkpoint,
+    save_checkpoint,
+)
+
+
+def members(kind: str, n: int = 3, **kw) -> list[VGNN]:
+    out = []
+    for seed in range(n):
+        torch.manual_seed(10 + seed)
+        out.append(VGNN(kind=kind, **kw).double())
+    return out
+
+
+@pytest.mark.parametrize("kind", ["kmvn", "mvn"])
+def test_ensemble_force_constants_are_the_members_mean(kind, monoclinic_zro2, wurtzite_zno):
+    models = members(kind)
+    (ens,) = [Predictor(VGNNEnsemble(models))]
+    fcs = ens.predict_force_constants([monoclinic_zro2, wurtzite_zno])
+    each = [Predictor(m).predict_force_constants([monoclinic_zro2, wurtzite_zno]) for m in models]
+    for k, fc in enumerate(fcs):
+        mean = sum(e[k].blocks for e in each) / len(each)
+        torch.testing.assert_close(fc.blocks, mean, rtol=0, atol=1e-12)
+        assert float(fc.acoustic_sum_residual()) < 1e-12
+        gamma = ens.predict_gamma([[monoclinic_zro2, wurtzite_zno][k]])[0]
+        assert np.sort(np.abs(gamma))[:3].max() < 1e-3  # exact acoustic modes, as for one model
+
+
+def test_ensemble_dynamical_matrix_is_hermitian_and_the_mean_of_its_members(perovskite_srtio3):
+    models = members("kmvn", 2)
+    (fc,) = Predictor(VGNNEnsemble(models)).predict_force_constants([perovskite_srtio3])
+    q = torch.as_tensor(np.random.default_rng(1).random((12, 3)) - 0.5)
+    d = dynamical_matrices(fc, q)
+    assert torch.allclose(d, d.conj().transpose(-1, -2), atol=1e-13)
+    each = [dynamical_matrices(Predictor(m).predict_force_constants([perovskite_srtio3])[0], q) for m in models]
+    torch.testing.assert_close(d, (each[0] + each[1]) / 2, rtol=0, atol=1e-10)
+
+
+def test_ensemble_checkpoint_roundtrip(tmp_path, wurtzite_zno):
+    ens = VGNNEnsemble([m.float() for m in members("kmvn", 2)])
+    path = tmp_path / "ens.pt"
+    save_checkpoint(ens, path, {"note": "two members"})
+    back = load_checkpoint(path)
+    assert isinstance(back, VGNNEnsemble) and len(back.members) == 2
+    q = [np.array([[0.0, 0.0, 0.0], [0.5, 0.0, 0.0], [1 / 3, 1 / 3, 0.0]])]
+    np.testing.assert_array_equal(Predictor(ens).predict_bands([wurtzite_zno], q)[0],
+                                  Predictor(back).predict_bands([wurtzite_zno], q)[0])
+
+
+def test_ensemble_refuses_mismatched_members():
+    with pytest.raises(ValueError, match="at least two"):
+        VGNNEnsemble(members("kmvn", 1))
+    with pytest.raises(ValueError, match="share the kind and the graph"):
+        VGNNEnsemble([VGNN(kind="kmvn"), VGNN(kind="kmvn", r_bond=6.0)])
+    with pytest.raises(ValueError, match="share the kind"):
+        VGNNEnsemble([VGNN(kind="kmvn"), VGNN(kind="mvn")])
+    with pytest.raises(ValueError, match="VVN"):
+        VGNNEnsemble([VVN(), VVN()])
+
+
+def test_ensemble_of_training_runs_through_the_cli_and_its_card(tmp_path, si_primitive, rocksalt_nacl, wurtzite_zno):
+    """`vgnn ensemble RUN RUN --out DIR` writes a checkpoint whose model card names each run."""
+    from flows.cli import main
+    from tests.training.test_training import TINY, spring_sample
+    from vgnn_core.pretrained.cards import _training_lines, training_summary
+    from vgnn_core.training.train import TrainConfig, train
+
+    samples = [spring_sample(s, f"toy-{i}") for i, s in enumerate([si_primitive, rocksalt_nacl, wurtzite_zno])]
+    runs = []
+    for seed in (0, 1):
+        cfg = TrainConfig(epochs=2, batch_size=2, q_per_material=4, model=dict(TINY), seed=seed)
+        train(samples[:2], samples[2:], cfg, tmp_path / f"run{seed}", progress=None)
+        runs.append(str(tmp_path / f"run{seed}"))
+    out = tmp_path / "ens"
+    assert main(["ensemble", *runs, "--out", str(out)]) == 0
+    ens = load_checkpoint(out / "best.pt")
+    assert isinstance(ens, VGNNEnsemble) and ens.checkpoint_metadata["members"] == runs
+    singles = [load_checkpoint(tmp_path / f"run{seed}" / "best.pt") for seed in (0, 1)]
+    (fc,) = Predictor(ens).predict_force_constants([wurtzite_zno])
+    each = [Predictor(m).predict_force_constants([wurtzite_zno])[0].blocks for m in singles]
+    torch.testing.assert_close(fc.blocks, (each[0] + each[1]) / 2, rtol=1e-6, atol=1e-9)
+    summary = training_summary(out)
+    assert [m["train_config"]["seed"] for m in summary["ensemble_of"]] == [0, 1]
+    lines = _training_lines(summary)
+    assert lines[0].startswith("- training: an ensemble of 2") and len(lines) == 3

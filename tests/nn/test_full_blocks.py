@@ -1,0 +1,86 @@
+"""Whole 3×3 force-constant blocks (0e + 1e + 2e): the physics must hold for any weights."""
+
+import numpy as np
+import pytest
+import torch
+from pymatgen.core import Structure
+from scipy.spatial.transform import Rotation
+
+from vgnn_core import VGNN, Predictor, dynamical_matrices
+from vgnn_core.phonons.force_constants import divergence_free_antisymmetric
+
+TOL = 1e-3  # cm⁻¹
+
+
+@pytest.fixture(scope="module")
+def full():
+    torch.manual_seed(7)
+    model = VGNN(kind="kmvn", r_bond=5.0, full_blocks=True).double()
+    with torch.no_grad():  # make the antisymmetric read-out as large as the symmetric one
+        model.readout.linear_anti_even.weight.mul_(30.0)
+        model.readout.linear_anti_odd.weight.mul_(30.0)
+    return Predictor(model)
+
+
+def antisymmetric_size(fc) -> float:
+    return float((fc.blocks - fc.blocks.transpose(1, 2)).abs().max() / fc.blocks.abs().max())
+
+
+def test_blocks_have_an_antisymmetric_part_and_stay_physical(full, monoclinic_zro2, perovskite_srtio3):
+    for s in (monoclinic_zro2, perovskite_srtio3):
+        (fc,) = full.predict_force_constants([s])
+        m = fc.n_atoms
+        offsite, onsite = fc.blocks[:-m], fc.blocks[-m:]
+        assert antisymmetric_size(fc) > 0.05  # a real antisymmetric part, not round-off
+        # pairing Φ_ji(−T) = Φ_ij(T)ᵀ, exact sum rule, symmetric on-site blocks
+        rev = fc.reverse_index()
+        assert torch.allclose(fc.blocks[rev], fc.blocks.transpose(1, 2), atol=1e-12)
+        assert float(fc.acoustic_sum_residual()) < 1e-12
+        assert torch.allclose(onsite, onsite.transpose(1, 2), atol=1e-12)
+        assert offsite.shape[0] == fc.n_bonds - m
+        q = torch.as_tensor(np.random.default_rng(1).random((12, 3)) - 0.5)
+        d = dynamical_matrices(fc, q)
+        assert torch.allclose(d, d.conj().transpose(-1, -2), atol=1e-13)
+        gamma = full.predict_gamma([s])[0]
+        assert np.sort(np.abs(gamma))[:3].max() < TOL
+
+
+def test_rotation_inversion_and_permutation(full, monoclinic_zro2):
+    s = monoclinic_zro2
+    rot = Structure(s.lattice.matrix @ Rotation.from_euler("xyz", (0.3, -1.1, 2.0)).as_matrix().T, s.species,
+                    s.frac_coords)
+    inv = Structure(-s.lattice.matrix, s.species, s.frac_coords)
+    perm = np.random.default_rng(2).permutation(len(s))
+    permuted = Structure(s.lattice, [s.species[i] for i in perm], s.frac_coords[perm])
+    q = np.random.default_rng(3).random((6, 3))
+    ref, a, b, c = full.predict_bands([s, rot, inv, permuted], [q, q, q, q])
+    for other in (a, b, c):
+        np.testing.assert_allclose(other, ref, atol=TOL)
+
+
+def test_supercell_spectrum_equals_commensurate_primitive(full, perovskite_srtio3):
+    prim = perovskite_srtio3
+    qs = np.array([[i, j, k] for i in (0, .5) for j in (0, .5) for k in (0, .5)])
+    folded = np.sort(full.predict_bands([prim], [qs])[0].ravel())
+    sup = np.sort(full.predict_gamma([prim * [2, 2, 2]])[0])
+    np.testing.assert_allclose(sup, folded, atol=TOL)
+
+
+def test_divergence_free_projection():
+    rng = np.random.default_rng(0)
+    # a random graph of 5 atoms with every bond and its reverse, plus a self-image bond pair
+    pairs = [(0, 1), (1, 2), (2, 3), (3, 4), (4, 0), (1, 3), (2, 2)]
+    src = torch.tensor([a for a, b in pairs] + [b for a, b in pairs])
+    dst = torch.tensor([b for a, b in pairs] + [a for a, b in pairs])
+    half = torch.as_tensor(rng.normal(size=(len(pairs), 3, 3)))
+    blocks = torch.cat([half, half.transpose(1, 2)])  # Φ_rev = Φᵀ
+    out = divergence_free_antisymmetric(blocks, src, dst, 5)
+    sym = lambda b: 0.5 * (b + b.transpose(1, 2))  # noqa: E731
+    anti = lambda b: 0.5 * (b - b.transpose(1, 2))  # noqa: E731
+    torch.testing.assert_close(sym(out), sym(blocks))  # symmetric parts untouched
+    n = len(pairs)
+    torch.testing.assert_close(out[n:], out[:n].transpose(1, 2))  # still paired
+    div = torch.zeros(5, 3, 3, dtype=out.dtype).index_add_(0, src, anti(out))
+    assert float(div.abs().max()) < 1e-12
+    # already divergence-free flows are left alone (a projection)
+    torch.testing.assert_close(divergence_free_antisymmetric(out, src, dst, 5), out)

@@ -1,0 +1,95 @@
+"""Φ_ij(T) → D(q) → ω against exact ground truth: phonopy's own force constants and
+analytic spring models. This is the very assembly every prediction goes through."""
+
+import numpy as np
+import pytest
+import torch
+from phonopy.physical_units import get_physical_units
+from pymatgen.core import Lattice, Structure
+from pymatgen.io.phonopy import get_pmg_structure
+
+from vgnn_core import (
+    band_frequencies,
+    central_spring_force_constants,
+    dynamical_matrices,
+    from_phonopy,
+)
+from vgnn_core.io.phonopy import load_force_sets, phonopy_frequencies_cm1
+from vgnn_core.phonons.qpath import high_symmetry_path
+from vgnn_core.phonons.units import EV_ANGSTROM2_AMU_TO_CM1, EV_ANGSTROM2_AMU_TO_THZ
+
+CRYSTALS = ["Al2O3", "CaTiO3", "Cr", "MgB2", "MgO", "NaCl", "SiO2-HP", "SnO2", "TiO2-anatase", "ZnO"]
+
+
+def test_all_examples_found(phonopy_examples_dir):
+    from vgnn_core.io.phonopy import example_directories
+
+    assert [d.name for d in example_directories(phonopy_examples_dir)] == CRYSTALS
+
+
+@pytest.mark.parametrize("name", CRYSTALS)
+def test_phonopy_examples_along_path(phonopy_examples_dir, name):
+    ph = load_force_sets(phonopy_examples_dir / name)
+    primitive = get_pmg_structure(ph.primitive)
+    path = high_symmetry_path(primitive, line_density=15)
+    rng = np.random.default_rng(7)
+    q = np.vstack([path.qpoints, rng.random((20, 3)) - 0.5])
+    reference = phonopy_frequencies_cm1(ph, q)
+    fc = from_phonopy(ph)
+    ours = band_frequencies([fc], [torch.as_tensor(q)])[0].numpy()
+    # same physics, CODATA vs phonopy's constant differ by 1.2e-7 relative
+    assert np.abs(ours - reference).max() < 1e-3
+    # exact assembly: with phonopy's own unit factor the agreement is at rounding level
+    rescale = get_physical_units().DefaultToTHz / EV_ANGSTROM2_AMU_TO_THZ
+    assert np.abs(ours * rescale - reference).max() < 2e-5
+    # D(q) is Hermitian
+    d = dynamical_matrices(fc, torch.as_tensor(q[:10]))
+    assert torch.allclose(d, d.conj().transpose(-1, -2), atol=1e-12)
+
+
+def test_simple_cubic_springs_analytic():
+    k, a = 2.0, 2.8
+    s = Structure(Lattice.cubic(a), ["Al"], [[0, 0, 0]])
+    fc = central_spring_force_constants(s, k, r_max=3.0)
+    q = np.random.default_rng(1).random((40, 3)) - 0.5
+    ours = band_frequencies([fc], [torch.as_tensor(q)])[0].numpy()
+    mass = s[0].specie.atomic_mass
+    exact = np.sort(2 * np.sqrt(k / mass) * np.abs(np.sin(np.pi * q)), axis=1) * EV_ANGSTROM2_AMU_TO_CM1
+    np.testing.assert_allclose(ours, exact, atol=1e-6)
+
+
+def test_diatomic_chain_analytic():
+    k = 3.0
+    s = Structure(Lattice.tetragonal(4.0, 10.0).matrix[[0, 1, 2]], ["Na", "Cl"], [[0, 0, 0], [0.5, 0, 0]])
+    fc = central_spring_force_constants(s, k, r_max=2.5)
+    qx = np.linspace(-0.5, 0.5, 41)
+    q = np.stack([qx, 0.3 * np.ones_like(qx), np.zeros_like(qx)], 1)
+    ours = band_frequencies([fc], [torch.as_tensor(q)])[0].numpy()
+    m1, m2 = s[0].specie.atomic_mass, s[1].specie.atomic_mass
+    s_inv = 1 / m1 + 1 / m2
+    root = np.sqrt(s_inv**2 - 4 * np.sin(np.pi * qx) ** 2 / (m1 * m2))
+    acoustic = np.sqrt(np.clip(k * (s_inv - root), 0, None)) * EV_ANGSTROM2_AMU_TO_CM1
+    optical = np.sqrt(k * (s_inv + root)) * EV_ANGSTROM2_AMU_TO_CM1
+    np.testing.assert_allclose(ours[:, :4], 0, atol=1e-5)  # no transverse springs
+    np.testing.assert_allclose(ours[:, 4], acoustic, atol=1e-5)
+    np.testing.assert_allclose(ours[:, 5], optical, atol=1e-6)
+
+
+def test_acoustic_sum_rule_exact_for_springs(si_primitive):
+    fc = central_spring_force_constants(si_primitive, lambda r: 5.0 * np.exp(-r), r_max=4.0)
+    assert float(fc.acoustic_sum_residual()) < 1e-12
+    w = band_frequencies([fc], [torch.zeros(1, 3, dtype=torch.float64)])[0][0]
+    assert torch.abs(w[:3]).max() < 1e-3
+
+
+def test_repeated_qpoints_solved_once_and_returned_in_order(si_primitive):
+    """A q-point given twice (segment ends, −0.0 vs 0.0, round-off) comes back at each place."""
+    fc = central_spring_force_constants(si_primitive, lambda r: 5.0 * np.exp(-r), r_max=4.0)
+    rng = np.random.default_rng(2)
+    distinct = rng.random((5, 3)) - 0.5
+    q = np.vstack([distinct, distinct[::-1] + 1e-15, [[-0.0, 0.0, -0.0]], [[0.0, 0.0, 0.0]]])
+    together = band_frequencies([fc], [torch.as_tensor(q)])[0].numpy()
+    one_by_one = np.vstack([band_frequencies([fc], [torch.as_tensor(row[None])])[0].numpy() for row in q])
+    assert together.shape == (12, 6)
+    np.testing.assert_allclose(together, one_by_one, atol=1e-9)
+    np.testing.assert_allclose(together[5:10], together[:5][::-1], atol=1e-9)

@@ -1,0 +1,116 @@
+"""Togo's phonondb force sets as training data: phonopy on the real force sets is the reference."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from vgnn_core.io.phonopy import phonopy_frequencies_cm1
+from vgnn_core.phonons.dynamical_matrix import band_frequencies
+from vgnn_core.phonons.force_constants import from_phonopy
+from vgnn_core.training import force_sets as fsets
+from vgnn_core.training import phonondb
+
+# The first materials of the archive (it is sorted by id): BaTe (2 atoms, 32 commensurate q-points),
+# GaTe and a 56-atom silver phosphate.
+FIRST = ["mp-1000", "mp-10009", "mp-10070"]
+
+
+@pytest.fixture(scope="module")
+def force_sets(phonondb_force_sets):
+    return {fs.material_id: fs for fs in fsets.iter_force_sets(phonondb_force_sets, ids=FIRST)}
+
+
+def test_reads_the_archive_like_phonopy(force_sets):
+    assert sorted(force_sets) == FIRST
+    fs = force_sets["mp-1000"]
+    assert fs.forces.shape == (len(fs.displaced_atoms), 64, 3)
+    phonon = fsets.phonopy_from_force_set(fs)
+    gamma = np.sort(phonopy_frequencies_cm1(phonon, np.zeros((1, 3)))[0])
+    # FORCE_SETS_README: BaTe, TO ≈ 70.9 cm⁻¹ at Γ; three exact acoustic zeros after symmetrisation
+    np.testing.assert_allclose(gamma[3:], 70.9, atol=0.1)
+    assert np.abs(gamma[:3]).max() < 1e-4
+
+
+@pytest.mark.parametrize("material_id", FIRST)
+def test_targets_are_exact_where_the_supercell_defines_them(force_sets, material_id):
+    fs = force_sets[material_id]
+    t = fsets.force_set_targets(fs, r_max=6.0, r_bond=6.0, with_path=True)
+    phonon = fsets.phonopy_from_force_set(fs)
+    n_super = len(phonon.supercell)
+    assert len(t.comm_qpoints) == round(n_super / t.graph.n_atoms)  # one q per primitive cell in it
+    assert np.abs(t.comm_qpoints).max(axis=1).min() == 0.0  # Γ is among them
+    # our D(q) from phonopy's force constants reproduces phonopy's frequencies everywhere
+    fc = from_phonopy(phonon)
+    for q, ref in ((t.comm_qpoints, t.comm_bands), (t.path_qpoints, t.path_bands)):
+        ours = band_frequencies([fc], [torch.as_tensor(q)])[0].numpy()
+        np.testing.assert_allclose(ours, ref, atol=1e-3)
+    # blocks: unique shortest images inside the cutoff, a real subset of the bonds, and paired
+    g = t.graph
+    assert 0 < len(t.block_edges) <= g.n_edges
+    length = np.linalg.norm(g.edge_vec[t.block_edges], axis=1)
+    assert length.max() < 6.0
+    index = {int(e): k for k, e in enumerate(t.block_edges)}
+    paired = [(k, index[int(g.edge_reverse[e])]) for k, e in enumerate(t.block_edges) if int(g.edge_reverse[e]) in index]
+    assert paired
+    for a, b in paired:
+        np.testing.assert_allclose(t.block_values[b], t.block_values[a].T, atol=1e-8)
+
+
+def test_cache_round_trip_without_pickle(force_sets, tmp_path):
+    t = fsets.force_set_targets(force_sets["mp-1000"], r_max=6.0, r_bond=6.0, with_path=False)
+    path = tmp_path / "mp-1000.npz"
+    phonondb.save_targets(t, path)
+    back = phonondb.load_targets("mp-1000", path)
+    assert back.path_qpoints is None
+    np.testing.assert_array_equal(back.comm_bands, t.comm_bands)
+    np.testing.assert_array_equal(back.graph.edge_reverse, t.graph.edge_reverse)
+    with np.load(path, allow_pickle=False) as z:  # plain arrays only
+        assert all(z[k].dtype != object for k in z.files)
+
+
+def test_prepare_and_load_samples(phonondb_force_sets, tmp_path):
+    failures = phonondb.prepare_targets(["mp-10009"], 6.0, 6.0, archive=phonondb_force_sets,
+                                        cache_root=tmp_path, ids=FIRST[:2])
+    assert failures == {}
+    train = phonondb.load_samples(FIRST[:1], 6.0, 6.0, archive=phonondb_force_sets, cache_root=tmp_path)
+    (val,) = phonondb.load_samples(["mp-10009"], 6.0, 6.0, evaluation=True, archive=phonondb_force_sets,
+                                   cache_root=tmp_path)
+    assert train[0].block_edges is not None and train[0].gamma is not None and train[0].source == "phonondb"
+    assert val.block_edges is None and val.qpoints.shape[0] > 20  # the high-symmetry path
+    with pytest.raises(ValueError, match="without path bands"):
+        phonondb.load_samples(FIRST[:1], 6.0, 6.0, evaluation=True, archive=phonondb_force_sets, cache_root=tmp_path)
+    with pytest.raises(FileNotFoundError, match="mp-10070: phonondb targets not prepared"):
+        phonondb.load_samples(["mp-10070"], 6.0, 6.0, archive=phonondb_force_sets, cache_root=tmp_path)
+
+
+def test_a_broken_force_set_is_one_failure(tmp_path, force_sets):
+    folder = tmp_path / "sets"
+    folder.mkdir()
+    fs = force_sets["mp-1000"]
+    np.savez(folder / "mp-1000.npz", lattice=fs.lattice, numbers=fs.numbers, frac_coords=fs.frac_coords,
+             supercell_matrix=fs.supercell_matrix, primitive_matrix=fs.primitive_matrix,
+             displaced_atoms=fs.displaced_atoms, displacements=fs.displacements,
+             forces=np.zeros((1, 3, 3), dtype=np.int32), forces_unit=np.float64(1e-6))
+    failures = phonondb.prepare_targets([], 6.0, 6.0, archive=folder, cache_root=tmp_path)
+    assert list(failures) == ["mp-1000"] and "supercell has 64" in failures["mp-1000"]
+
+
+def test_committed_split():
+    split = phonondb.load_split()
+    doc = json.loads(phonondb.SPLIT_FILE.read_text())
+    ids = split["train"] + split["val"] + split["test"]
+    assert len(ids) == len(set(ids)) == doc["n_materials"] == 9534
+    assert (len(split["val"]), len(split["test"])) == (477, 477)
+    # rebuilt from the ids alone: the split is a pure function of them and the seed
+    from vgnn_core.training.petretto import load_split as petretto_split
+
+    try:
+        petretto = petretto_split()
+    except FileNotFoundError:
+        pytest.skip("Petretto split.json not found (set VGNN_DATA_DIR)")
+    assert phonondb.make_split(ids, always_train=petretto["train"]) == split
+    # no Petretto material of any split is in phonondb val / test
+    held_out = set(split["val"]) | set(split["test"])
+    assert not held_out & (set(petretto["train"]) | set(petretto["val"]) | set(petretto["test"]))

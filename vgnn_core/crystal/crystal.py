@@ -1,0 +1,42 @@
+"""A crystal that has been read, validated and named once: what flows between the stages."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from pymatgen.core import Structure
+
+from .structures import StructureLike, as_structure, structure_name
+from .symmetry import CrystalSymmetry, analyse_symmetry
+
+
+@dataclass
+class Crystal:
+    """A validated structure, its name, and its symmetry (analysed on first use, then kept).
+
+    Make one with :func:`as_crystal`; passing a :class:`Crystal` on (to the predictor, the
+    database rows) never validates or analyses it again.
+    """
+
+    name: str
+    structure: Structure
+    _symmetry: CrystalSymmetry | None = field(default=None, repr=False)
+
+    @property
+    def symmetry(self) -> CrystalSymmetry:
+        if self._symmetry is None:
+            self._symmetry = analyse_symmetry(self.structure)
+        return self._symmetry
+
+    @property
+    def n_atoms(self) -> int:
+        return len(self.structure)
+
+
+def as_crystal(obj: StructureLike | Crystal, name: str | None = None) -> Crystal:
+    """``obj`` itself when it is a :class:`Crystal`, else validated (:func:`as_structure`)
+    and wrapped. Overlapping atoms are left to the graph builder's own neighbour search."""
+    if isinstance(obj, Crystal):
+        return obj
+    structure = as_structure(obj, name=name, check_overlaps=False)
+    return Crystal(name or structure_name(structure), structure)

@@ -1,0 +1,80 @@
+"""One symmetry analysis per crystal, with one tolerance (:data:`vgnn_core.settings.SYMPREC`).
+
+:func:`analyse_symmetry` runs spglib once; everything downstream reads its result: the space
+group of the database row, the content hash that is the same for every cell of a crystal, and
+the point-group rotations that reduce a q-mesh to its irreducible points. (The q-path comes from
+seekpath, which standardises the cell itself.)
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+import numpy as np
+from pymatgen.core import Structure
+
+from ..settings import SYMPREC
+
+
+@dataclass(frozen=True)
+class CrystalSymmetry:
+    """What spglib found for one crystal (rotations in the cell's fractional basis)."""
+
+    spacegroup_number: int
+    spacegroup_symbol: str
+    rotations: np.ndarray | None  # (n_ops, 3, 3) int, distinct; None when spglib found none
+    std_lattice: np.ndarray  # standardised conventional cell: rows, Å
+    std_positions: np.ndarray  # fractional
+    std_numbers: np.ndarray
+    symprec: float
+
+    def content_hash(self) -> str:
+        """A hash of the standardised cell that is the same for every cell of the crystal.
+
+        The standard setting still leaves the origin free (e.g. the two inversion centres of
+        diamond): every atom of the rarest species is tried as the origin and the smallest text
+        kept. Lattice rounded to 1e-3 Å, positions to 1e-4.
+        """
+        positions, numbers = np.asarray(self.std_positions, dtype=float), np.asarray(self.std_numbers)
+        counts = {z: int((numbers == z).sum()) for z in set(numbers.tolist())}
+        anchor = min(counts, key=lambda z: (counts[z], z))
+        lattice_text = ",".join(f"{x:.3f}" for x in np.round(np.asarray(self.std_lattice), 3).ravel() + 0.0)
+        candidates = []
+        for origin in positions[numbers == anchor]:
+            p = np.round(np.mod(positions - origin, 1.0), 4) % 1.0
+            order = np.lexsort((p[:, 2], p[:, 1], p[:, 0], numbers))
+            candidates.append(",".join(str(int(numbers[k])) for k in order) + "|"
+                              + ",".join(f"{x:.4f}" for x in p[order].ravel() + 0.0))
+        return hashlib.sha256((lattice_text + "|" + min(candidates)).encode()).hexdigest()
+
+
+def spglib_cell(structure: Structure) -> tuple[np.ndarray, np.ndarray, list[int]]:
+    """``(lattice rows Å, fractional positions, atomic numbers)``: the cell as spglib and
+    seekpath take it."""
+    return (np.asarray(structure.lattice.matrix, dtype=float), np.asarray(structure.frac_coords, dtype=float),
+            [site.specie.Z for site in structure])
+
+
+def analyse_symmetry(structure: Structure, symprec: float = SYMPREC) -> CrystalSymmetry:
+    """The crystal's space group, rotations and standardised cell (P1 and the cell as given
+    when spglib cannot analyse it)."""
+    import spglib
+
+    cell = spglib_cell(structure)
+    try:
+        data = spglib.get_symmetry_dataset(cell, symprec=symprec)
+    except Exception:  # noqa: BLE001 - spglib raises on degenerate cells: no symmetry then
+        data = None
+    if data is None:
+        lattice, positions, numbers = cell
+        return CrystalSymmetry(1, "P1", None, lattice, positions, np.asarray(numbers), symprec)
+    return CrystalSymmetry(
+        spacegroup_number=int(data.number),
+        spacegroup_symbol=str(data.international),
+        rotations=np.unique(np.asarray(data.rotations, dtype=int), axis=0),
+        std_lattice=np.asarray(data.std_lattice, dtype=float),
+        std_positions=np.asarray(data.std_positions, dtype=float),
+        std_numbers=np.asarray(data.std_types),
+        symprec=symprec,
+    )

@@ -1,0 +1,76 @@
+"""Ensembles of independently trained VGNNs, averaged where it keeps the physics exact.
+
+The members' force-constant blocks Φ_ij(T) are averaged bond by bond, before the acoustic
+sum rule and the MVN pair sums. Every step after the network is linear in the blocks, so the
+ensemble's D(q) is the mean of its members' D(q): Hermitian, with exact acoustic modes, and the
+same for a primitive cell and its supercells, exactly as for one model. (Averaging frequencies
+instead would not be: the mean of sorted eigenvalues is not the spectrum of any D.)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from ..crystal.graph import GraphBatch
+from ..phonons.dynamical_matrix import band_frequencies
+from ..phonons.force_constants import ForceConstants
+from .model import VGNN, ForceConstantModel
+
+#: Where the members' spread is measured: Γ and the zone-boundary points of the 2×2×2 grid
+#: (fractional, the cell's reciprocal basis).
+UNCERTAINTY_QPOINTS = [[a / 2, b / 2, c / 2] for a in (0, 1) for b in (0, 1) for c in (0, 1)]
+
+
+class VGNNEnsemble(ForceConstantModel):
+    """A k-MVN or MVN whose bond blocks are the mean of its ``members``' (same kind and graph).
+
+    It is a :class:`VGNN` everywhere a model is used: prediction, evaluation, model cards.
+    """
+
+    def __init__(self, members: Sequence[VGNN]):
+        super().__init__()
+        members = list(members)
+        if len(members) < 2:
+            raise ValueError(f"an ensemble needs at least two members, got {len(members)}")
+        first = members[0].config
+        for k, m in enumerate(members):
+            if not m.has_force_constants:
+                raise ValueError("VVN predicts frequencies directly: its members cannot share force constants")
+            if m.kind != first.kind or m.config.graph_cutoff != first.graph_cutoff:
+                raise ValueError(
+                    f"member {k} is a {m.kind} with graph cutoff {m.config.graph_cutoff} Å; member 0 is a "
+                    f"{first.kind} with {first.graph_cutoff} Å: members must share the kind and the graph"
+                )
+        self.config = first
+        self.members = torch.nn.ModuleList(members)
+
+    @property
+    def member_configs(self) -> list[dict]:
+        return [m.config.to_dict() for m in self.members]
+
+    def bond_blocks(self, batch: GraphBatch) -> torch.Tensor:
+        """The mean over members of Φ_ij(T) for every bond of the batch (E, 3, 3), eV/Å²."""
+        return self.member_bond_blocks(batch).mean(0)
+
+    def member_bond_blocks(self, batch: GraphBatch) -> torch.Tensor:
+        """Every member's Φ_ij(T), (n_members, E, 3, 3) eV/Å²."""
+        return torch.stack([m.bond_blocks(batch) for m in self.members])
+
+    def force_constants_and_spread(self, batch: GraphBatch) -> tuple[list[ForceConstants], list[float]]:
+        """The ensemble's force constants and, per crystal, how much its members disagree.
+
+        The spread (cm⁻¹) is the standard deviation across members of each member's own
+        frequencies at Γ and the seven zone-boundary points of the cell's 2×2×2 grid (MVN: at Γ),
+        averaged over modes and q-points: one extra small eigen-solve per member, a few per cent
+        of a band structure. :data:`UNCERTAINTY_QPOINTS` lists the points.
+        """
+        member_blocks = self.member_bond_blocks(batch)
+        fcs = self.assemble(batch, member_blocks.mean(0))
+        per_member = [self.assemble(batch, b) for b in member_blocks]
+        points = UNCERTAINTY_QPOINTS if self.kind == "kmvn" else [[0.0, 0.0, 0.0]]  # MVN: Γ only
+        q = torch.as_tensor(points, dtype=torch.float64, device=member_blocks.device)
+        freqs = [band_frequencies(member, [q] * len(member)) for member in per_member]
+        spread = [float(torch.stack([f[g] for f in freqs]).std(dim=0).mean().detach()) for g in range(batch.n_graphs)]
+        return fcs, spread

@@ -1,0 +1,100 @@
+"""Saving, verifying and loading model checkpoints.
+
+A checkpoint is a ``torch.save`` of plain tensors and JSON-able data (``config``,
+``state_dict``, ``metadata``; an ensemble adds its ``member_configs``), so it loads with
+``weights_only=True``. The checkpoints shipped inside the package are listed in
+``checkpoints/registry.json`` with their sha256, which is
+checked on every load.
+"""
+
+from __future__ import annotations
+
+import json
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..files import file_digest
+from ..nn.config import VGNNConfig
+from ..nn.ensemble import VGNNEnsemble
+from ..nn.model import VGNN, Model, make_model
+
+PRETRAINED_KINDS = ("kmvn", "mvn", "vvn")
+#: Where the shipped checkpoints, their registry and their model cards live in the source tree.
+CHECKPOINT_DIR = Path(__file__).parent / "checkpoints"
+
+
+class PretrainedNotAvailableError(RuntimeError):
+    """No trained checkpoint of that name ships with this version of the package."""
+
+
+class ChecksumError(RuntimeError):
+    """A checkpoint file does not match its recorded sha256."""
+
+
+def save_checkpoint(model: Model, path: str | Path, metadata: dict[str, Any] | None = None) -> str:
+    """Write ``model`` to ``path`` (weights in float32) and return the file's sha256."""
+    state = {k: v.detach().to("cpu", torch.float32) if v.is_floating_point() else v.cpu()
+             for k, v in model.state_dict().items()}
+    data = {"config": model.config.to_dict(), "state_dict": state, "metadata": metadata or {}}
+    if isinstance(model, VGNNEnsemble):
+        data["member_configs"] = model.member_configs
+    torch.save(data, path)
+    return file_digest(path)
+
+
+def load_checkpoint(path: str | Path, sha256: str | None = None, device: str = "cpu") -> Model:
+    """Load a model; with ``sha256`` given, refuse a file that does not match it."""
+    path = Path(path)
+    if sha256 is not None:
+        actual = file_digest(path)
+        if actual != sha256:
+            raise ChecksumError(f"{path.name}: sha256 {actual} does not match the expected {sha256}")
+    data = torch.load(path, map_location=device, weights_only=True)
+    if "member_configs" in data:
+        model = VGNNEnsemble([VGNN(VGNNConfig.from_dict(c)) for c in data["member_configs"]])
+    else:
+        model = make_model(VGNNConfig.from_dict(data["config"]))
+    # radial-basis frequencies are derived from the config (early checkpoints stored them)
+    state = {k: v for k, v in data["state_dict"].items() if not k.endswith("radial_basis.frequencies")}
+    model.load_state_dict(state)
+    model.checkpoint_metadata = dict(data.get("metadata", {}))
+    model.checkpoint_sha256 = sha256 or file_digest(path)
+    return model.to(device).eval()
+
+
+def combine_runs(run_dirs: list[str | Path], out: str | Path) -> VGNNEnsemble:
+    """Save the ensemble of several training runs' ``best.pt`` as ``out/best.pt``, with
+    ``out/ensemble.json`` naming the runs (a model card reads their logs from there)."""
+    out = Path(out)
+    ensemble = VGNNEnsemble([load_checkpoint(Path(r) / "best.pt") for r in run_dirs])
+    out.mkdir(parents=True, exist_ok=True)
+    members = [str(r) for r in run_dirs]
+    save_checkpoint(ensemble, out / "best.pt", {"members": members})
+    (out / "ensemble.json").write_text(json.dumps({"members": members}, indent=1) + "\n")
+    return ensemble
+
+
+def shipped_checkpoints() -> dict[str, dict[str, str]]:
+    """The registry of checkpoints inside the package: name → {file, sha256}."""
+    registry = resources.files("vgnn_core.pretrained") / "checkpoints" / "registry.json"
+    if not registry.is_file():
+        return {}
+    return json.loads(registry.read_text())
+
+
+def load_pretrained_model(name: str, device: str = "cpu") -> Model:
+    """The shipped checkpoint ``name`` (``kmvn``, ``mvn`` or ``vvn``), sha256-verified."""
+    if name not in PRETRAINED_KINDS:
+        raise ValueError(f"unknown pretrained model {name!r}; expected one of {PRETRAINED_KINDS}")
+    entry = shipped_checkpoints().get(name)
+    if entry is None:
+        raise PretrainedNotAvailableError(
+            f"no trained '{name}' checkpoint ships with this version of vgnn_core yet. Train one "
+            f"(see the training issue) or wrap any model with vgnn_core.Predictor(model)."
+        )
+    path = resources.files("vgnn_core.pretrained") / "checkpoints" / entry["file"]
+    with resources.as_file(path) as p:
+        return load_checkpoint(p, sha256=entry["sha256"], device=device)

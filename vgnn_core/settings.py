@@ -1,0 +1,63 @@
+"""Every environment variable and default the project reads, in one place.
+
+| variable | meaning | default |
+|---|---|---|
+| ``VGNN_DATA_DIR`` | shared data folder (Petretto, phonondb, IZA, phonopy examples) | ``../shared/data`` when it exists |
+| ``VGNN_CACHE_DIR`` | prepared training samples, downloads | ``~/.cache/vgnn`` |
+| ``VGNN_DEVICE`` | torch device of build workers | the worker's GPU, else ``cpu`` |
+| ``VGNN_CPU_THREADS`` | threads for the CPU work after the network | see :func:`flows.models.worker_cpu_threads` |
+
+Functions read the environment when called (never at import), so tests and workers can set
+variables first.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+DATA_DIR_VAR = "VGNN_DATA_DIR"
+CACHE_DIR_VAR = "VGNN_CACHE_DIR"
+DEVICE_VAR = "VGNN_DEVICE"
+CPU_THREADS_VAR = "VGNN_CPU_THREADS"
+
+#: The one symmetry tolerance (Å) of every symmetry analysis: space group, structure hash,
+#: q-path, irreducible q-mesh. Loose enough for relaxed DFT cells, tight enough not to
+#: promote distorted ones.
+SYMPREC: float = 1e-3
+
+
+def shared_data_dir() -> Path | None:
+    """The shared data folder, or ``None`` when it is absent (a user's machine).
+
+    ``$VGNN_DATA_DIR`` wins when set. Otherwise ``../shared/data`` is looked up relative to
+    the current directory and to the source checkout that holds this package.
+    """
+    env = os.environ.get(DATA_DIR_VAR)
+    if env:
+        p = Path(env).expanduser()
+        return p if p.is_dir() else None
+    candidates = [
+        Path.cwd() / ".." / "shared" / "data",
+        Path(__file__).resolve().parents[1] / ".." / "shared" / "data",
+    ]
+    for c in candidates:
+        if c.is_dir():
+            return c.resolve()
+    return None
+
+
+def cache_dir() -> Path:
+    """``$VGNN_CACHE_DIR`` or ``~/.cache/vgnn``."""
+    return Path(os.environ.get(CACHE_DIR_VAR, Path.home() / ".cache" / "vgnn"))
+
+
+def device_override() -> str | None:
+    """``$VGNN_DEVICE`` when set."""
+    return os.environ.get(DEVICE_VAR) or None
+
+
+def cpu_threads_override() -> int | None:
+    """``$VGNN_CPU_THREADS`` (at least 1) when set."""
+    value = os.environ.get(CPU_THREADS_VAR)
+    return max(1, int(value)) if value else None

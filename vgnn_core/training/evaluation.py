@@ -1,0 +1,138 @@
+"""Model evaluation on DFPT samples: per-material rows and summary metrics."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from ..nn.ensemble import VGNNEnsemble
+from ..nn.model import Model
+from ..predict import Predictor
+from .metrics import (
+    acoustic_gamma,
+    instability_scores,
+    material_metrics,
+    pooled_r2,
+    summarize,
+    uncertainty_scores,
+)
+from .samples import PhononSample
+
+
+def predict_samples(
+    model: Model, samples: Sequence[PhononSample], batch_size: int = 32, bands: bool = True
+) -> tuple[list[np.ndarray | None], list[np.ndarray], float]:
+    """(bands per sample or None, Γ per sample, seconds), through the :class:`Predictor`."""
+    predictor = Predictor(model, device=next(model.parameters()).device, batch_size=batch_size)
+    qpoints = [s.qpoints for s in samples] if bands and model.supports_bands else None
+    t0 = time.perf_counter()
+    gamma, band_list = predictor.spectra_from_graphs([s.graph for s in samples], qpoints)
+    seconds = time.perf_counter() - t0
+    return band_list if band_list is not None else [None] * len(samples), gamma, seconds
+
+
+def evaluate(model: Model, samples: Sequence[PhononSample], batch_size: int = 32) -> dict:
+    """Band and Γ metrics of ``model`` on ``samples`` (cm⁻¹).
+
+    Γ targets are the first Γ point of each stored path (samples without one are skipped for
+    Γ metrics). Bands use every stored q-point (k-MVN only).
+    """
+    pred_bands, pred_gamma, seconds = predict_samples(model, samples, batch_size)
+    rows = []
+    for s, pb, pg in zip(samples, pred_bands, pred_gamma):
+        row: dict = {"material_id": s.material_id, "n_atoms": s.n_atoms, "acoustic_gamma_cm1": acoustic_gamma(pg)}
+        if s.gamma is not None:
+            row.update({f"gamma_{k}": v for k, v in material_metrics(pg, s.gamma).items()})
+        if pb is not None:
+            row.update({f"bands_{k}": v for k, v in material_metrics(pb, s.bands).items()})
+            row.update(bands_min_predicted=float(np.min(pb)), bands_min_reference=float(np.min(s.bands)))
+        row["has_hydrogen"] = bool((s.graph.numbers == 1).any())
+        rows.append(row)
+    summary: dict = {"n_materials": len(samples), "seconds_per_material": seconds / max(1, len(samples))}
+    with_gamma = [r for r in rows if "gamma_mae" in r]
+    if with_gamma:
+        summary["gamma"] = {
+            "mae": summarize(with_gamma, "gamma_mae"),
+            "nmse": summarize(with_gamma, "gamma_nmse"),
+            "r2": pooled_r2(
+                [pg for s, pg in zip(samples, pred_gamma) if s.gamma is not None],
+                [s.gamma for s in samples if s.gamma is not None],
+            ),
+        }
+    if pred_bands and pred_bands[0] is not None:
+        summary["bands"] = {
+            "mae": summarize(rows, "bands_mae"),
+            "nmse": summarize(rows, "bands_nmse"),
+            "r2": pooled_r2(pred_bands, [s.bands for s in samples]),
+            "instability": instability_scores([r["bands_min_predicted"] for r in rows],
+                                              [r["bands_min_reference"] for r in rows]),
+        }
+        hydrogen = [r for r in rows if r["has_hydrogen"]]
+        if hydrogen:
+            summary["bands"]["mae_hydrogen"] = summarize(hydrogen, "bands_mae") | {"n": len(hydrogen)}
+    summary["acoustic_gamma_cm1"] = summarize(rows, "acoustic_gamma_cm1")
+    if isinstance(model, VGNNEnsemble) and rows:
+        spread = ensemble_spread(model, [s.graph for s in samples], batch_size)
+        for r, u in zip(rows, spread):
+            r["spread_cm1"] = u
+        key = "bands_mae" if "bands_mae" in rows[0] else "gamma_mae"
+        scored = [r for r in rows if key in r]
+        summary["uncertainty"] = uncertainty_scores([r["spread_cm1"] for r in scored], [r[key] for r in scored])
+        summary["uncertainty"]["error"] = key
+    return {"summary": summary, "materials": rows}
+
+
+def ensemble_spread(model: VGNNEnsemble, graphs: Sequence, batch_size: int = 32) -> list[float]:
+    """The members' spread (cm⁻¹, uncalibrated) of every graph; see
+    :meth:`~vgnn_core.ensemble.VGNNEnsemble.force_constants_and_spread`."""
+    predictor = Predictor(model, device=next(model.parameters()).device, batch_size=batch_size)
+    out: list[float] = []
+    with torch.inference_mode():
+        for _, batch in predictor._each_batch(graphs):
+            out += model.force_constants_and_spread(batch)[1]
+    return out
+
+
+def evaluate_heat_capacity(model: Model, records: Sequence, density: float | None = None) -> dict:
+    """Heat capacity C_v(T) from a k-MVN model's mesh against the DFPT ``thermo`` block.
+
+    ``records`` are :class:`~vgnn_core.dataset.PhononRecord` (structure + thermo). Both sides
+    are per formula unit (J/K/mol), as in the Petretto database, at its temperatures (5–800 K).
+    """
+    from ..phonons.mesh import DEFAULT_MESH_DENSITY
+    from ..phonons.result import formula_units, mesh_properties
+
+    if not model.supports_bands:
+        raise ValueError("heat capacity needs force constants at every q: use a k-MVN model")
+    usable = [r for r in records if "C_v" in r.thermo and "temperature" in r.thermo]
+    predictor = Predictor(model, device=next(model.parameters()).device)
+    t0 = time.perf_counter()
+    fcs = predictor.predict_force_constants([r.structure for r in usable])
+    rows = []
+    for r, fc in zip(usable, fcs):
+        temps, reference = r.thermo["temperature"], r.thermo["C_v"]
+        _, _, thermal = mesh_properties(fc, r.structure, density=density or DEFAULT_MESH_DENSITY,
+                                        temperatures=temps, partial=False)
+        predicted = thermal.heat_capacity / formula_units(r.structure)
+        ref300 = float(np.interp(300.0, temps, reference))
+        pred300 = float(np.interp(300.0, temps, predicted))
+        rows.append({
+            "material_id": r.material_id,
+            "cv_mae_J_K_mol": float(np.mean(np.abs(predicted - reference))),
+            "cv300_reference": ref300,
+            "cv300_predicted": pred300,
+            "cv300_relative_error": abs(pred300 - ref300) / ref300 if ref300 > 0 else float("nan"),
+        })
+    seconds = time.perf_counter() - t0
+    mae = np.array([r["cv_mae_J_K_mol"] for r in rows])
+    rel = np.array([r["cv300_relative_error"] for r in rows])
+    summary = {
+        "n_materials": len(rows),
+        "seconds_per_material": seconds / max(1, len(rows)),
+        "cv_mae_J_K_mol": {"mean": float(mae.mean()), "median": float(np.median(mae))} if rows else None,
+        "cv300_relative_error": {"mean": float(np.nanmean(rel)), "median": float(np.nanmedian(rel))} if rows else None,
+    }
+    return {"summary": summary, "materials": rows}

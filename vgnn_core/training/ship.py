@@ -1,0 +1,161 @@
+"""Shipping a trained run: evaluate it, calibrate its uncertainty, record its domain, write
+the checkpoint, its sha256 in ``registry.json`` and its model card into a folder.
+
+``ship(run_dir, name, dest)`` evaluates ``run_dir/best.pt`` on Petretto ``val``, ``test`` and
+``reference_test_subset`` (and phonondb ``val`` / ``test`` when it trained on them) and writes
+``dest/<name>.pt``, ``<name>.card.json`` (everything, with per-material rows) and ``<name>.md``.
+``vgnn ship`` points ``dest`` at the source tree's ``vgnn_core/pretrained/checkpoints``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from ..pretrained.cards import PUBLISHED, render_markdown, training_summary
+from ..pretrained.registry import load_checkpoint, save_checkpoint
+from . import phonondb
+from .domain import training_domain_of
+from .evaluation import evaluate, evaluate_heat_capacity
+from .petretto import iter_petretto, load_samples, load_split
+
+SPLITS = ("val", "test", "reference_test_subset")
+
+LIMITATIONS = [
+    "No long-range (non-analytic) term: LO-TO splitting of polar crystals is not modelled; the "
+    "Γ target is the first Γ point of each DFPT path, whose LO-TO split follows that path direction.",
+    "Trained on 1,229 Petretto (ABINIT, PBEsol) materials with 2-40 atoms; elements or bonding "
+    "absent from that set, and much larger or strongly anharmonic cells, are extrapolation.",
+    "Force-constant blocks are symmetric 3x3 tensors and vanish beyond the bond cutoff r_bond.",
+]
+
+
+def data_sources(run_dir: Path) -> list[str]:
+    """The training data of a run (``train_config.json``'s ``data``), or of every ensemble member."""
+    if (run_dir / "ensemble.json").is_file():
+        members = json.loads((run_dir / "ensemble.json").read_text())["members"]
+        return sorted({d for m in members for d in data_sources(Path(m))})
+    cfg = json.loads((run_dir / "train_config.json").read_text())
+    return list(cfg.get("data", ["petretto2018"]))
+
+
+def evaluate_splits(model, sources: list[str]) -> dict[str, dict]:
+    """Evaluations keyed ``<split>`` (Petretto) and ``phonondb_<split>`` (path bands from the
+    DFT force constants) for every source the model was trained on."""
+    split = load_split()
+    cutoff = model.config.graph_cutoff
+    evals = {s: evaluate(model, load_samples(split[s], r_max=cutoff)) for s in SPLITS}
+    if model.supports_bands:  # C_v(T) on the test materials that have a DFPT thermo block
+        records = list(iter_petretto(ids=split["test"]))
+        evals["test"]["summary"]["heat_capacity"] = evaluate_heat_capacity(model, records)["summary"]
+    if "phonondb" in sources:
+        r_bond = model.config.r_bond or model.config.r_max
+        db_split = phonondb.load_split()
+        for s in ("val", "test"):
+            samples = phonondb.load_samples(db_split[s], cutoff, r_bond, evaluation=True)
+            evals[f"phonondb_{s}"] = evaluate(model, samples)
+    return evals
+
+
+def calibrate_uncertainty(val_evals: list[dict]) -> float | None:
+    """The factor that turns an ensemble's spread into the expected per-material MAE.
+
+    Chosen on validation materials only, so that the mean calibrated uncertainty equals the
+    mean actual MAE there; ``None`` for a single network (no spread).
+    """
+    spread, error = [], []
+    for ev in val_evals:
+        key = ev["summary"].get("uncertainty", {}).get("error")
+        for row in ev["materials"]:
+            if key and key in row and "spread_cm1" in row:
+                spread.append(row["spread_cm1"])
+                error.append(row[key])
+    if not spread or sum(spread) <= 0:
+        return None
+    return float(sum(error) / sum(spread))
+
+
+def ship(run_dir: str | Path, name: str, dest: str | Path) -> dict:
+    """Evaluate and install ``run_dir/best.pt`` as the shipped checkpoint ``name``.
+
+    An ensemble's uncertainty is calibrated on the validation splits, and the training domain
+    is recorded; both travel in the checkpoint's metadata.
+    """
+
+    run_dir, dest = Path(run_dir), Path(dest)
+    model = load_checkpoint(run_dir / "best.pt")
+    sources = data_sources(run_dir)
+    evals = evaluate_splits(model, sources)
+    scale = calibrate_uncertainty([evals[k] for k in ("val", "phonondb_val") if k in evals])
+    for ev in evals.values():
+        if scale is not None and "uncertainty" in ev["summary"]:
+            ev["summary"]["uncertainty"]["scale"] = scale
+            for row in ev["materials"]:
+                row["uncertainty_cm1"] = scale * row["spread_cm1"]
+    metadata = dict(model.checkpoint_metadata)
+    metadata["domain"] = training_domain_of(sources, model.config.graph_cutoff, model.config.r_bond or model.config.r_max)
+    if scale is not None:
+        metadata["uncertainty_scale"] = scale
+    dest.mkdir(parents=True, exist_ok=True)
+    target = dest / f"{name}.pt"
+    digest = save_checkpoint(model, target, metadata)
+    registry_path = dest / "registry.json"
+    registry = json.loads(registry_path.read_text()) if registry_path.is_file() else {}
+    registry[name] = {"file": target.name, "sha256": digest}
+    registry_path.write_text(json.dumps(registry, indent=1, sort_keys=True) + "\n")
+    split = load_split()
+    data = {
+        "source": "Petretto et al., Sci. Data 5, 180065 (2018), doi:10.6084/m9.figshare.c.3938023",
+        "split": {s: len(v) for s, v in split.items()},
+        "targets": "k-MVN: every q-point of the stored path; MVN/VVN: the first Γ point of the path "
+                   "(materials whose path has no Γ point are left out of Γ training and metrics)",
+        "training_data": sources,
+    }
+    if "phonondb" in sources:
+        data["phonondb"] = {
+            "source": "A. Togo, phonondb (ph20180417, VASP PBEsol finite displacements), CC BY 4.0; "
+                      "Togo & Tanaka, Scr. Mater. 108, 1 (2015)",
+            "split": {s: len(v) for s, v in phonondb.load_split().items()},
+            "split_file": "vgnn_core/training/phonondb_split.json",
+            "targets": "frequencies at the q-points commensurate with each supercell, and force-constant "
+                       "blocks of the bonds whose shortest supercell image is unique within r_bond "
+                       "(training); path bands interpolated by phonopy from the DFT force constants, "
+                       "without NAC (evaluation)",
+        }
+    card = {
+        "name": name,
+        "kind": model.kind,
+        "file": target.name,
+        "sha256": digest,
+        "bytes": target.stat().st_size,
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "members": len(getattr(model, "members", ())) or 1,
+        "architecture": model.config.to_dict(),
+        "data": data,
+        "training": training_summary(run_dir),
+        "metrics": {s: ev["summary"] for s, ev in evals.items()},
+        "uncertainty_scale": scale,
+        "domain": {"elements": len(metadata["domain"]["elements"]), "max_atoms": metadata["domain"]["max_atoms"],
+                   "bond_pairs": len(metadata["domain"]["bond_pairs"])},
+        "published_reference_test_subset": PUBLISHED.get(model.kind),
+        "limitations": limitations(sources, model.config.full_blocks),
+        "per_material": {s: evals[s]["materials"] for s in evals if s.endswith("test") or s == "reference_test_subset"},
+    }
+    (dest / f"{name}.card.json").write_text(json.dumps(card, indent=1) + "\n")
+    (dest / f"{name}.md").write_text(render_markdown(card))
+    return card
+
+
+def limitations(sources: list[str], full_blocks: bool) -> list[str]:
+    """The card's limitations for a model trained on ``sources``."""
+    data = ("Trained on 1,229 Petretto (ABINIT, PBEsol) materials with 2-40 atoms"
+            + (" and 8,580 phonondb (VASP, PBEsol) materials with up to 200 atoms per primitive cell"
+               if "phonondb" in sources else "")
+            + "; elements or bonding absent from that data (see `in_domain`), and strongly anharmonic "
+              "cells, are extrapolation.")
+    blocks = ("Force-constant blocks are whole 3x3 matrices (antisymmetric part divergence-free) and vanish "
+              "beyond the bond cutoff r_bond." if full_blocks else
+              "Force-constant blocks are symmetric 3x3 tensors and vanish beyond the bond cutoff r_bond.")
+    return [LIMITATIONS[0], data, blocks]
+
+
