@@ -7,7 +7,7 @@ stage in one process: graph + network (batched), high-symmetry path, band eigen-
 ways on the same frequencies: the default (each Gaussian summed within 10 σ of its centre) and
 the reference it equals (``cutoff=None``: every Gaussian over the whole grid), which is what the
 code did before. Then the whole per-material calculation after the network
-(:func:`~vgnn_core.properties.phonon_properties`, what ``Predictor.predict_phonons`` runs) for all N
+(:func:`~vgnn_core.phonons.result.phonon_properties`, what ``Predictor.predict_phonons`` runs) for all N
 materials three ways: one crystal at a time with torch's threads inside each eigen-solve (what
 ``predict_phonons`` did before), in one thread, and in ``--threads`` threads (default: every core)
 each on one crystal at a time, as it does now; checks the last two are bitwise equal. Prints a table, writes
@@ -90,6 +90,8 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--threads", type=int, default=os.cpu_count(), help="threads for the threaded run (default: every core)")
     parser.add_argument("--json", default=str(RESULTS / "properties.json"))
+    parser.add_argument("--baseline", help="a k-MVN checkpoint to time end to end beside the shipped one "
+                                           "(predict_phonons: network, uncertainty, bands, mesh, DOS, thermo)")
     args = parser.parse_args()
     structures = sample_structures(args.limit)
     kmvn = load_pretrained("kmvn", batch_size=args.batch_size)
@@ -120,8 +122,22 @@ def main() -> None:
           f"threads (before) {1e3 * t_loop / n:.1f}, 1 thread {1e3 * t_serial / n:.1f}, {args.threads} threads one "
           f"crystal each (now) {1e3 * t_threaded / n:.1f}: {t_loop / t_threaded:.2f}× faster than before, "
           f"{t_serial / t_threaded:.2f}× than 1 thread, results bitwise equal")
+    end_to_end = {}
+    if args.baseline:
+        from vgnn_core import Predictor, load_checkpoint
+
+        candidates = {"baseline": Predictor(load_checkpoint(args.baseline), batch_size=args.batch_size), "shipped": kmvn}
+        for label, predictor in candidates.items():
+            predictor.predict_phonons(structures[:2], density=SETTINGS.mesh_density)  # warm-up
+            _, seconds = timed(predictor.predict_phonons, structures, density=SETTINGS.mesh_density,
+                               temperatures=SETTINGS.temperature_array)
+            end_to_end[label] = seconds / n
+        print(f"end to end (predict_phonons, {torch.get_num_threads()} threads), s / material: baseline "
+              f"{args.baseline} {end_to_end['baseline']:.4f}, shipped {end_to_end['shipped']:.4f}: "
+              f"{end_to_end['shipped'] / end_to_end['baseline']:.2f}× the baseline's time")
     RESULTS.mkdir(exist_ok=True)
     Path(args.json).write_text(json.dumps({
+        "end_to_end_seconds_per_material": end_to_end, "baseline": args.baseline,
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.platform()}",
         "torch_threads": torch.get_num_threads(), "n_materials": n, "atoms_mean": float(atoms.mean()),
         "network_seconds": t_network, "stage_seconds": total, "seconds_per_material": now / n,

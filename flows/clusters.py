@@ -6,6 +6,8 @@ import os
 from contextlib import contextmanager
 from pathlib import Path
 
+from vgnn_core.settings import env
+
 #: Dask's nannies start every worker with ``MALLOC_TRIM_THRESHOLD_=65536``. Setting it turns off
 #: glibc's dynamic mmap threshold, so each large numpy/torch temporary of the eigen-solves is
 #: mmapped and page-faulted afresh: a Togo shard took 1.5× as long in a Dask worker as in a
@@ -47,7 +49,7 @@ SLURM_DEFAULTS = {
 
 def slurm_cluster_kwargs(path: str | Path | None = None) -> dict:
     """``SLURM_DEFAULTS`` updated from a YAML file (``$VGNN_SLURM_CONFIG`` or ``path``)."""
-    path = path or os.environ.get("VGNN_SLURM_CONFIG")
+    path = path or env("VGNN_SLURM_CONFIG")
     kwargs = dict(SLURM_DEFAULTS)
     if path:
         import yaml

@@ -9,13 +9,15 @@ packs them into shards; :func:`finalize_build` closes the release.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+import traceback
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from storage.release import finalize_release, release_dir
 from storage.writer import write_shard
+from vgnn_core import InvalidStructureError
 from vgnn_core.crystal.crystal import Crystal
 
 from .sources import SourceItem, resolve_source, source_partition
@@ -106,7 +108,11 @@ def read_inputs(items: list[SourceItem]) -> dict[str, PlannedInput]:
         try:
             out[item.material_id] = item.read()
         except Exception as exc:  # noqa: BLE001 - one bad input is that material's failure row
-            out[item.material_id] = InputFailure(item.material_id, type(exc).__name__, str(exc))
+            message = str(exc)
+            if not isinstance(exc, InvalidStructureError) and exc.__traceback__ is not None:
+                frame = traceback.extract_tb(exc.__traceback__)[-1]  # where an unexpected reader crash happened
+                message += f" (raised at {Path(frame.filename).name}:{frame.lineno} in {frame.name})"
+            out[item.material_id] = InputFailure(item.material_id, type(exc).__name__, message)
     return out
 
 
@@ -172,6 +178,6 @@ def finalize_build(out: Path, plan: BuildPlan, models: list[dict], reports: list
         "code_version": code_version(), "models": [m["name"] for m in models],
         "model_sha256s": [m["sha256"] for m in models], "source_version": plan.source_version or plan.source,
         "n_written": written, "n_failed": failed}]})
-    finalize_release(out, plan.release, models=models, extra={"source": plan.source})
+    finalize_release(out, plan.release, models=models, extra={"source": plan.source, "settings": asdict(plan.settings)})
     return {"release": plan.release, "shards": len(plan.shards), "skipped_shards": sum(r.skipped for r in reports),
             "written": written, "failed": failed}

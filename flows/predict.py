@@ -46,7 +46,7 @@ def read_inputs(items: Sequence[str]) -> tuple[list[tuple[str, object]], list[tu
 
 
 def result_record(result, temperature: float, full: bool) -> dict:
-    """A JSON-ready record of one :class:`~vgnn_core.properties.PhononResult`."""
+    """A JSON-ready record of one :class:`~vgnn_core.phonons.result.PhononResult`."""
     rec = result.summary(temperature)
     if not full:
         return rec

@@ -17,7 +17,6 @@ WaterButler file service (``PUT {wb}/v1/resources/{node}/providers/osfstorage/{f
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -25,6 +24,7 @@ import requests
 
 from vgnn_core.files import file_digest
 from vgnn_core.io.http import DownloadError, download_verified, http_session
+from vgnn_core.settings import env
 
 from .release import MANIFEST, Release
 
@@ -50,7 +50,7 @@ class OSFClient:
         self.api, self.wb = api.rstrip("/"), waterbutler.rstrip("/")
         self.retries, self.timeout = retries, timeout
         self.session = http_session(retries, backoff)
-        token = token if token is not None else os.environ.get("OSF_TOKEN")
+        token = token if token is not None else env("OSF_TOKEN")
         if token:
             self.session.headers["Authorization"] = f"Bearer {token}"
         self.log = log or (lambda msg: None)

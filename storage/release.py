@@ -87,12 +87,12 @@ class Release:
         """A release folder, a database root (its ``latest``) or a release URL."""
         where = str(where)
         if where.startswith(("http://", "https://")):
-            import requests
+            from vgnn_core.io.http import http_session
 
             base = where.rstrip("/")
             if base.endswith(MANIFEST):
                 base = base[: -len(MANIFEST) - 1]
-            r = requests.get(f"{base}/{MANIFEST}", timeout=60)
+            r = http_session(retries=3, backoff=0.5).get(f"{base}/{MANIFEST}", timeout=60)
             r.raise_for_status()
             return cls(base, r.json())
         path = Path(where)

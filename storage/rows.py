@@ -70,7 +70,7 @@ def bands_row(material_id: str, model: str, model_sha256: str, path, frequencies
 
 
 def thermo_row(material_id: str, model: str, model_sha256: str, structure: Structure, mesh, thermal) -> dict:
-    """A ``thermo`` row from :class:`vgnn_core.thermal.ThermalProperties` (per formula unit)."""
+    """A ``thermo`` row from :class:`vgnn_core.phonons.thermal.ThermalProperties` (per formula unit)."""
     per_fu = thermal.per_formula_unit()
     at300 = per_fu.at(300.0)
     return {
@@ -92,7 +92,7 @@ def thermo_row(material_id: str, model: str, model_sha256: str, structure: Struc
 
 
 def dos_row(material_id: str, model: str, model_sha256: str, mesh, dos) -> dict:
-    """A ``dos`` row from a :class:`vgnn_core.dos.PhononDOS` on a uniform grid."""
+    """A ``dos`` row from a :class:`vgnn_core.phonons.dos.PhononDOS` on a uniform grid."""
     grid = np.asarray(dos.frequencies, dtype=float)
     step = float(grid[1] - grid[0]) if grid.size > 1 else 0.0
     return {

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import numpy as np
 import pyarrow as pa
 
-SCHEMA_VERSION = "1.3"  # 1.1: thermo and dos tables; 1.2: thermo.formula_units fractional (H: ½ H₂); 1.3: uncertainty_cm1, in_domain
+SCHEMA_VERSION = "1.3"  # 1.1: thermo and dos tables; 1.2: thermo.formula_units fractional (H: ½ H₂); 1.3: uncertainty_cm1, in_domain; structure_hash from the standardised conventional cell
 PARTITION_COLUMNS = ("source", "bucket")
 
 

@@ -169,7 +169,7 @@ class Predictor:
 
     @property
     def domain(self) -> TrainingDomain | None:
-        """The model's :class:`~vgnn_core.domain.TrainingDomain`, when its checkpoint records it."""
+        """The model's :class:`~vgnn_core.crystal.domain.TrainingDomain`, when its checkpoint records it."""
         d = getattr(self.model, "checkpoint_metadata", {}).get("domain")
         return TrainingDomain.from_dict(d) if d else None
 

@@ -6,6 +6,10 @@
 | ``VGNN_CACHE_DIR`` | prepared training samples, downloads | ``~/.cache/vgnn`` |
 | ``VGNN_DEVICE`` | torch device of build workers | the worker's GPU, else ``cpu`` |
 | ``VGNN_CPU_THREADS`` | threads for the CPU work after the network | see :func:`flows.models.worker_cpu_threads` |
+| ``VGNN_SLURM_CONFIG`` | the SLURM cluster settings of ``--cluster slurm`` | ``deploy/slurm.yaml`` |
+| ``VGNN_IZA_URL`` | the IZA framework CIF server (a mirror, or a test server) | the IZA Structure Commission |
+| ``MP_API_KEY``, ``MP_API_ENDPOINT`` | the Materials Project key and API (``--source mp``) | none; mp-api's |
+| ``OSF_TOKEN`` | the OSF personal access token of ``vgnn publish`` | none |
 
 Functions read the environment when called (never at import), so tests and workers can set
 variables first.
@@ -50,6 +54,15 @@ def shared_data_dir() -> Path | None:
 def cache_dir() -> Path:
     """``$VGNN_CACHE_DIR`` or ``~/.cache/vgnn``."""
     return Path(os.environ.get(CACHE_DIR_VAR, Path.home() / ".cache" / "vgnn"))
+
+
+def env(name: str) -> str | None:
+    """One of the variables in the table above (``None`` when unset or empty)."""
+    known = {DATA_DIR_VAR, CACHE_DIR_VAR, DEVICE_VAR, CPU_THREADS_VAR, "VGNN_SLURM_CONFIG", "VGNN_IZA_URL",
+             "MP_API_KEY", "MP_API_ENDPOINT", "OSF_TOKEN"}
+    if name not in known:
+        raise KeyError(f"{name} is not one of the project's settings: {sorted(known)}")
+    return os.environ.get(name) or None
 
 
 def device_override() -> str | None:

@@ -51,17 +51,21 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _cmd_ship(args: argparse.Namespace) -> int:
+    from vgnn_core.pretrained.registry import CHECKPOINT_DIR
     from vgnn_core.training.ship import ship
 
-    card = ship(args.run, args.name, args.dest)
-    print(f"shipped {card['file']} (sha256 {card['sha256'][:12]}…); card {Path(args.dest) / (args.name + '.md')}")
+    dest = Path(args.dest) if args.dest else CHECKPOINT_DIR
+    if not args.dest and not (CHECKPOINT_DIR.parents[2] / "pyproject.toml").is_file():
+        raise FileNotFoundError(f"{CHECKPOINT_DIR} is inside an installed package, not a source tree: pass --dest")
+    card = ship(args.run, args.name, dest)
+    print(f"shipped {card['file']} (sha256 {card['sha256'][:12]}…); card {dest / (args.name + '.md')}")
     return 0
 
 
 def _cmd_ensemble(args: argparse.Namespace) -> int:
     from vgnn_core.pretrained.registry import combine_runs
 
-    model = combine_runs(args.runs, args.out)
+    model = combine_runs(args.runs, args.out, kind=args.kind)
     print(f"{model.kind} ensemble of {len(model.members)} runs: {Path(args.out) / 'best.pt'} "
           f"(ship it with `vgnn ship {args.out} --name {model.kind}`)")
     return 0
@@ -130,12 +134,13 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     sh = sub.add_parser("ship", help="evaluate a run's best.pt and install it with its model card")
     sh.add_argument("run", help="run folder holding best.pt, log.jsonl, train_config.json")
     sh.add_argument("--name", required=True, choices=["kmvn", "mvn", "vvn"])
-    sh.add_argument("--dest", default="vgnn_core/pretrained/checkpoints",
-                    help="folder of the shipped checkpoints in the source tree (default: %(default)s)")
+    sh.add_argument("--dest", help="folder to ship into (default: vgnn_core/pretrained/checkpoints of the source "
+                                   "tree this package runs from)")
     sh.set_defaults(func=_cmd_ship)
     en = sub.add_parser("ensemble", help="average several runs' best.pt (force constants) into one checkpoint")
     en.add_argument("runs", nargs="+", help="run folders of the same kind and graph cutoff")
     en.add_argument("--out", required=True, help="folder for best.pt and ensemble.json (then `vgnn ship` it)")
+    en.add_argument("--kind", choices=["kmvn", "mvn"], help="read the members as this kind (k-MVN runs as an MVN)")
     en.set_defaults(func=_cmd_ensemble)
     pp = sub.add_parser("prepare-phonondb",
                         help="phonopy force constants and training targets of Togo's force sets, cached (resumable)")

@@ -28,7 +28,7 @@ class SourceItem:
         """The validated crystal (raises :class:`~vgnn_core.InvalidStructureError` or the
         reader's error, naming the material)."""
         if self.structure is not None:
-            crystal = as_crystal(self.structure, name=self.material_id)  # validated, one copy
+            crystal = as_crystal(self.structure, name=self.material_id, check_overlaps=True)  # validated, one copy
         else:
             from vgnn_core import read_structure
 

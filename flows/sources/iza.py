@@ -8,7 +8,6 @@ errors. ``VGNN_IZA_URL`` points at a mirror (the tests run a local one).
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,6 +16,7 @@ import requests
 
 from vgnn_core.files import atomic_write
 from vgnn_core.io.http import RETRY_STATUSES, http_session
+from vgnn_core.settings import env
 
 IZA_CIF_URL = "https://europe.iza-structure.org/IZA-SC/cif/"
 CODE = re.compile(r"^-?[A-Z]{3}$")
@@ -27,7 +27,7 @@ class IZAError(RuntimeError):
 
 
 def framework_url(code: str, base_url: str | None = None) -> str:
-    base = base_url or os.environ.get("VGNN_IZA_URL", IZA_CIF_URL)
+    base = base_url or env("VGNN_IZA_URL") or IZA_CIF_URL
     return base.rstrip("/") + f"/{code}.cif"
 
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import os
 import re
 import time
 from collections.abc import Callable, Sequence
@@ -27,6 +26,7 @@ from pathlib import Path
 from pymatgen.core import Structure
 
 from vgnn_core.files import atomic_write
+from vgnn_core.settings import env
 
 #: Fields fetched per material: nothing else is transferred.
 STRUCTURE_FIELDS = ["material_id", "structure", "nsites", "energy_above_hull", "deprecated"]
@@ -107,14 +107,14 @@ class MaterialsProjectClient:
 
     def rester(self):
         if self._rester is None:
-            key = self.api_key or os.environ.get("MP_API_KEY")
+            key = self.api_key or env("MP_API_KEY")
             if not key:
                 raise MPError("no Materials Project API key: set MP_API_KEY (https://next-gen.materialsproject.org/api)")
             try:
                 from mp_api.client import MPRester
             except ImportError as exc:
                 raise MPError("the Materials Project source needs mp-api: pip install 'vgnn-phonondb[mp]'") from exc
-            endpoint = self.endpoint or os.environ.get("MP_API_ENDPOINT")
+            endpoint = self.endpoint or env("MP_API_ENDPOINT")
             kwargs = {"endpoint": endpoint} if endpoint else {}
             self._rester = self._call(lambda: MPRester(api_key=key, mute_progress_bars=True,
                                                        use_document_model=False, **kwargs))

@@ -94,3 +94,19 @@ def test_ensemble_of_training_runs_through_the_cli_and_its_card(tmp_path, si_pri
     assert [m["train_config"]["seed"] for m in summary["ensemble_of"]] == [0, 1]
     lines = _training_lines(summary)
     assert lines[0].startswith("- training: an ensemble of 2") and len(lines) == 3
+
+
+def test_kmvn_runs_read_as_an_mvn_give_the_kmvn_gamma(tmp_path, wurtzite_zno):
+    from vgnn_core.pretrained.registry import combine_runs
+
+    for k in range(2):
+        torch.manual_seed(20 + k)
+        run = tmp_path / f"run{k}"
+        run.mkdir()
+        save_checkpoint(VGNN(kind="kmvn", r_bond=5.0, full_blocks=True), run / "best.pt")
+    kmvn = combine_runs([tmp_path / "run0", tmp_path / "run1"], tmp_path / "k")
+    mvn = combine_runs([tmp_path / "run0", tmp_path / "run1"], tmp_path / "m", kind="mvn")
+    assert mvn.kind == "mvn" and not mvn.supports_bands
+    a = Predictor(kmvn.double()).predict_gamma([wurtzite_zno])[0]
+    b = Predictor(load_checkpoint(tmp_path / "m" / "best.pt").double()).predict_gamma([wurtzite_zno])[0]
+    np.testing.assert_allclose(b, a, atol=1e-3)

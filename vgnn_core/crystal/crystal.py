@@ -29,14 +29,20 @@ class Crystal:
         return self._symmetry
 
     @property
+    def mesh_rotations(self):
+        """Point-group rotations that are exact symmetries of this cell (for q-mesh reductions)."""
+        return self.symmetry.exact_rotations(self.structure)
+
+    @property
     def n_atoms(self) -> int:
         return len(self.structure)
 
 
-def as_crystal(obj: StructureLike | Crystal, name: str | None = None) -> Crystal:
+def as_crystal(obj: StructureLike | Crystal, name: str | None = None, check_overlaps: bool = False) -> Crystal:
     """``obj`` itself when it is a :class:`Crystal`, else validated (:func:`as_structure`)
-    and wrapped. Overlapping atoms are left to the graph builder's own neighbour search."""
+    and wrapped. Overlapping atoms are left to the graph builder's own neighbour search unless
+    ``check_overlaps`` (a build's ingest, where the failure belongs)."""
     if isinstance(obj, Crystal):
         return obj
-    structure = as_structure(obj, name=name, check_overlaps=False)
+    structure = as_structure(obj, name=name, check_overlaps=check_overlaps)
     return Crystal(name or structure_name(structure), structure)

@@ -4,7 +4,7 @@ An edge ``e = (i, j, T)`` points from the centre atom ``i`` to the image of atom
 cell translated by the integer lattice vector ``T``; its vector is
 ``r_e = x_j + T·A − x_i`` (Å, ``A`` the lattice with vectors as rows). Messages in the real
 graph flow ``j → i``. The same bonds are the k-MVN virtual nodes (see
-:mod:`vgnn_core.virtual_nodes`), so the neighbour list is computed once per structure.
+:mod:`vgnn_core.crystal.bonds`), so the neighbour list is computed once per structure.
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ def build_graph(structure: Structure, r_max: float = DEFAULT_R_MAX) -> CrystalGr
 
     Uses pymatgen's compiled periodic neighbour search; all images of every atom, including
     an atom's own periodic images, are edges. Overlapping atoms raise
-    :class:`~vgnn_core.structures.InvalidStructureError`.
+    :class:`~vgnn_core.crystal.structures.InvalidStructureError`.
     """
     src, dst, shift, dist = structure.get_neighbor_list(r_max, exclude_self=True)
     raise_on_overlap(structure_name(structure), src, dst, dist)

@@ -16,6 +16,9 @@ from pymatgen.core import Structure
 
 from ..settings import SYMPREC
 
+#: Å: an operation is a true symmetry of the cell (for exact q-mesh reductions) within this.
+EXACT_TOLERANCE = 1e-5
+
 
 @dataclass(frozen=True)
 class CrystalSymmetry:
@@ -24,10 +27,34 @@ class CrystalSymmetry:
     spacegroup_number: int
     spacegroup_symbol: str
     rotations: np.ndarray | None  # (n_ops, 3, 3) int, distinct; None when spglib found none
+    operations: tuple[np.ndarray, np.ndarray] | None  # all (rotations, translations) of the space group
     std_lattice: np.ndarray  # standardised conventional cell: rows, Å
     std_positions: np.ndarray  # fractional
     std_numbers: np.ndarray
     symprec: float
+
+    def exact_rotations(self, structure: Structure, tol: float = EXACT_TOLERANCE) -> np.ndarray | None:
+        """The rotations of the operations that map ``structure`` onto itself within ``tol`` Å.
+
+        The analysis tolerance (:data:`~vgnn_core.settings.SYMPREC`) may accept a slightly
+        distorted cell as symmetric; an irreducible q-mesh is exact only for true symmetries of
+        the force constants, so it uses these.
+        """
+        if self.operations is None:
+            return None
+        lattice = np.asarray(structure.lattice.matrix, dtype=float)
+        frac = np.asarray(structure.frac_coords, dtype=float)
+        numbers = np.array([site.specie.Z for site in structure])
+        keep = []
+        for rot, trans in zip(*self.operations):
+            image = frac @ rot.T + trans
+            diff = image[:, None, :] - frac[None, :, :]
+            diff -= np.rint(diff)
+            dist = np.linalg.norm(diff @ lattice, axis=-1)
+            dist[numbers[:, None] != numbers[None, :]] = np.inf
+            if dist.min(axis=1).max() <= tol:
+                keep.append(rot)
+        return np.unique(np.asarray(keep, dtype=int), axis=0) if keep else None
 
     def content_hash(self) -> str:
         """A hash of the standardised cell that is the same for every cell of the crystal.
@@ -68,11 +95,12 @@ def analyse_symmetry(structure: Structure, symprec: float = SYMPREC) -> CrystalS
         data = None
     if data is None:
         lattice, positions, numbers = cell
-        return CrystalSymmetry(1, "P1", None, lattice, positions, np.asarray(numbers), symprec)
+        return CrystalSymmetry(1, "P1", None, None, lattice, positions, np.asarray(numbers), symprec)
     return CrystalSymmetry(
         spacegroup_number=int(data.number),
         spacegroup_symbol=str(data.international),
         rotations=np.unique(np.asarray(data.rotations, dtype=int), axis=0),
+        operations=(np.asarray(data.rotations, dtype=int), np.asarray(data.translations, dtype=float)),
         std_lattice=np.asarray(data.std_lattice, dtype=float),
         std_positions=np.asarray(data.std_positions, dtype=float),
         std_numbers=np.asarray(data.std_types),

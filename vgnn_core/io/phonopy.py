@@ -4,7 +4,7 @@ phonopy stores force constants for a supercell and, at a general q, sums each
 (atom, supercell atom) constant over its *shortest* images. The export is therefore exact at
 every q when each bond is the unique shortest image within the supercell: the supercell is
 chosen so that every non-zero superlattice vector is longer than twice the longest bond.
-Then ``phonon.run_qpoints(q)`` reproduces :func:`~vgnn_core.dynamical_matrix.band_frequencies`.
+Then ``phonon.run_qpoints(q)`` reproduces :func:`~vgnn_core.phonons.dynamical_matrix.band_frequencies`.
 """
 
 from __future__ import annotations

@@ -64,7 +64,7 @@ def phonon_dos(
 ) -> PhononDOS:
     """DOS of mesh ``frequencies`` (n_q, n_modes) with mesh ``weights`` (n_q,).
 
-    ``projections`` (n_q, n_modes, n_groups) from :func:`vgnn_core.modes.modes` give the
+    ``projections`` (n_q, n_modes, n_groups) from :func:`vgnn_core.phonons.modes.modes` give the
     partial DOS, named by ``group_names``. On a uniform grid each Gaussian is summed within
     ``cutoff`` σ of its centre only (``None``: over the whole grid, the reference it equals).
     """

@@ -123,7 +123,7 @@ def crystal_mesh(
     """The Γ-centred mesh of ``structure`` (``mesh`` or from ``density``), reduced to its
     irreducible points by the point group (``symmetry``) and time reversal."""
     crystal = as_crystal(structure)
-    rotations = crystal.symmetry.rotations if symmetry else None
+    rotations = crystal.mesh_rotations if symmetry else None
     return mesh_for(np.asarray(crystal.structure.lattice.matrix), density=density, mesh=mesh, rotations=rotations)
 
 

@@ -23,7 +23,7 @@ PUBLISHED = {
 def training_summary(run_dir: Path) -> dict:
     """Epochs, best epoch (by the run's own selection metric), wall time and hardware of a run;
     a run started from another run's checkpoint (``--init``) carries that run's summary too, and
-    an ensemble (:func:`~vgnn_core.checkpoints.combine_runs`) carries each member's."""
+    an ensemble (:func:`~vgnn_core.pretrained.registry.combine_runs`) carries each member's."""
     if (run_dir / "ensemble.json").is_file():
         members = [training_summary(Path(m)) for m in json.loads((run_dir / "ensemble.json").read_text())["members"]]
         return {"ensemble_of": members, "hardware": members[0]["hardware"],

@@ -10,13 +10,15 @@ checked on every load.
 from __future__ import annotations
 
 import json
+import os
+import tempfile
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from ..files import file_digest
+from ..files import file_digest, write_text_atomic
 from ..nn.config import VGNNConfig
 from ..nn.ensemble import VGNNEnsemble
 from ..nn.model import VGNN, Model, make_model
@@ -41,7 +43,12 @@ def save_checkpoint(model: Model, path: str | Path, metadata: dict[str, Any] | N
     data = {"config": model.config.to_dict(), "state_dict": state, "metadata": metadata or {}}
     if isinstance(model, VGNNEnsemble):
         data["member_configs"] = model.member_configs
-    torch.save(data, path)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=path.parent) as tmp:  # same file name: torch names its archive after it
+        staged = Path(tmp) / path.name
+        torch.save(data, staged)
+        os.replace(staged, path)
     return file_digest(path)
 
 
@@ -65,16 +72,32 @@ def load_checkpoint(path: str | Path, sha256: str | None = None, device: str = "
     return model.to(device).eval()
 
 
-def combine_runs(run_dirs: list[str | Path], out: str | Path) -> VGNNEnsemble:
+def combine_runs(run_dirs: list[str | Path], out: str | Path, kind: str | None = None) -> VGNNEnsemble:
     """Save the ensemble of several training runs' ``best.pt`` as ``out/best.pt``, with
-    ``out/ensemble.json`` naming the runs (a model card reads their logs from there)."""
+    ``out/ensemble.json`` naming the runs (a model card reads their logs from there).
+
+    ``kind="mvn"`` reads k-MVN members as MVNs: the same bond blocks summed per atom pair,
+    i.e. exactly the k-MVN's D(Γ), as a Γ-only model.
+    """
     out = Path(out)
-    ensemble = VGNNEnsemble([load_checkpoint(Path(r) / "best.pt") for r in run_dirs])
+    members = [load_checkpoint(Path(r) / "best.pt") for r in run_dirs]
+    if kind is not None:
+        members = [as_kind(m, kind) for m in members]
+    ensemble = VGNNEnsemble(members)
     out.mkdir(parents=True, exist_ok=True)
-    members = [str(r) for r in run_dirs]
-    save_checkpoint(ensemble, out / "best.pt", {"members": members})
-    (out / "ensemble.json").write_text(json.dumps({"members": members}, indent=1) + "\n")
+    names = [str(r) for r in run_dirs]
+    save_checkpoint(ensemble, out / "best.pt", {"members": names, **({"as_kind": kind} if kind else {})})
+    write_text_atomic(out / "ensemble.json", json.dumps({"members": names}, indent=1) + "\n")
     return ensemble
+
+
+def as_kind(model: VGNN, kind: str) -> VGNN:
+    """The same force-constant network read out as another force-constant kind (kmvn ↔ mvn)."""
+    from dataclasses import replace
+
+    twin = VGNN(replace(model.config, kind=kind))
+    twin.load_state_dict(model.state_dict())
+    return twin
 
 
 def shipped_checkpoints() -> dict[str, dict[str, str]]:

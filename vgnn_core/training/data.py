@@ -18,7 +18,7 @@ def training_data(cfg: TrainConfig, split_file: str | Path | None = None) -> tup
 
     Petretto: DFPT path bands. phonondb: commensurate frequencies and force-constant blocks
     for training, DFT path bands for validation (prepare them once with
-    :func:`vgnn_core.phonondb.prepare_targets`).
+    :func:`vgnn_core.training.phonondb.prepare_targets`).
     """
     unknown = sorted(set(cfg.data) - set(DATA_SOURCES))
     if unknown or not cfg.data:

@@ -87,7 +87,7 @@ def evaluate(model: Model, samples: Sequence[PhononSample], batch_size: int = 32
 
 def ensemble_spread(model: VGNNEnsemble, graphs: Sequence, batch_size: int = 32) -> list[float]:
     """The members' spread (cm⁻¹, uncalibrated) of every graph; see
-    :meth:`~vgnn_core.ensemble.VGNNEnsemble.force_constants_and_spread`."""
+    :meth:`~vgnn_core.nn.ensemble.VGNNEnsemble.force_constants_and_spread`."""
     predictor = Predictor(model, device=next(model.parameters()).device, batch_size=batch_size)
     out: list[float] = []
     with torch.inference_mode():
@@ -99,7 +99,7 @@ def ensemble_spread(model: VGNNEnsemble, graphs: Sequence, batch_size: int = 32)
 def evaluate_heat_capacity(model: Model, records: Sequence, density: float | None = None) -> dict:
     """Heat capacity C_v(T) from a k-MVN model's mesh against the DFPT ``thermo`` block.
 
-    ``records`` are :class:`~vgnn_core.dataset.PhononRecord` (structure + thermo). Both sides
+    ``records`` are :class:`~vgnn_core.training.petretto.PhononRecord` (structure + thermo). Both sides
     are per formula unit (J/K/mol), as in the Petretto database, at its temperatures (5–800 K).
     """
     from ..phonons.mesh import DEFAULT_MESH_DENSITY

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from ..crystal.graph import graph_arrays, graph_from_arrays
-from ..files import save_npz_atomic
+from ..files import save_npz_atomic, write_text_atomic
 from ..settings import cache_dir
 from .force_sets import (
     FORMAT_VERSION,
@@ -101,7 +101,7 @@ def prepare_targets(
         except Exception as exc:  # one bad material must not stop the others
             failures[fs.material_id] = f"{type(exc).__name__}: {exc}".splitlines()[0]
             folder.mkdir(parents=True, exist_ok=True)
-            failures_file.write_text(json.dumps(failures, indent=1, sort_keys=True))
+            write_text_atomic(failures_file, json.dumps(failures, indent=1, sort_keys=True))
             continue
         save_targets(t, folder / f"{fs.material_id}.npz")
         n += 1
@@ -145,7 +145,7 @@ def load_samples(
     ids: Sequence[str], r_max: float, r_bond: float, evaluation: bool = False,
     archive: str | Path | None = None, cache_root: Path | None = None,
 ):
-    """:class:`~vgnn_core.dataset.PhononSample` of ``ids`` from the prepared cache.
+    """:class:`~vgnn_core.training.samples.PhononSample` of ``ids`` from the prepared cache.
 
     Training samples (``evaluation=False``) carry the commensurate frequencies and the
     force-constant blocks; evaluation samples the DFT path bands (prepared for val / test).
@@ -163,7 +163,7 @@ def load_samples(
         path = folder / f"{material_id}.npz"
         if not path.is_file():
             raise FileNotFoundError(f"{material_id}: phonondb targets not prepared in {folder}; run "
-                                    "`vgnn prepare-phonondb` (vgnn_core.phonondb.prepare_targets)")
+                                    "`vgnn prepare-phonondb` (vgnn_core.training.phonondb.prepare_targets)")
         t = load_targets(material_id, path)
         if evaluation:
             if t.path_qpoints is None:

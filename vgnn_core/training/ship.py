@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from ..files import write_text_atomic
 from ..pretrained.cards import PUBLISHED, render_markdown, training_summary
 from ..pretrained.registry import load_checkpoint, save_checkpoint
 from . import phonondb
@@ -102,7 +103,7 @@ def ship(run_dir: str | Path, name: str, dest: str | Path) -> dict:
     registry_path = dest / "registry.json"
     registry = json.loads(registry_path.read_text()) if registry_path.is_file() else {}
     registry[name] = {"file": target.name, "sha256": digest}
-    registry_path.write_text(json.dumps(registry, indent=1, sort_keys=True) + "\n")
+    write_text_atomic(registry_path, json.dumps(registry, indent=1, sort_keys=True) + "\n")
     split = load_split()
     data = {
         "source": "Petretto et al., Sci. Data 5, 180065 (2018), doi:10.6084/m9.figshare.c.3938023",
@@ -141,8 +142,8 @@ def ship(run_dir: str | Path, name: str, dest: str | Path) -> dict:
         "limitations": limitations(sources, model.config.full_blocks),
         "per_material": {s: evals[s]["materials"] for s in evals if s.endswith("test") or s == "reference_test_subset"},
     }
-    (dest / f"{name}.card.json").write_text(json.dumps(card, indent=1) + "\n")
-    (dest / f"{name}.md").write_text(render_markdown(card))
+    write_text_atomic(dest / f"{name}.card.json", json.dumps(card, indent=1) + "\n")
+    write_text_atomic(dest / f"{name}.md", render_markdown(card))
     return card
 
 

@@ -21,7 +21,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..crystal.graph import collate
-from ..files import atomic_write
+from ..files import atomic_write, write_text_atomic
 from ..nn.config import VGNNConfig
 from ..nn.model import Model, make_model
 from ..phonons.dynamical_matrix import band_frequencies, gamma_frequencies
@@ -51,7 +51,7 @@ class TrainConfig:
     ema_decay: float = 0.0
     #: validation metric that selects the best epoch: "mae" (cm⁻¹, the reported metric) or "nmse"
     select_on: str = "nmse"
-    #: training loss: "nmse" (the paper's) or "mae" (per-material MAE in cm⁻¹; see vgnn_core.loss)
+    #: training loss: "nmse" (the paper's) or "mae" (per-material MAE in cm⁻¹; see vgnn_core.training.loss)
     loss: str = "nmse"
     #: validate on every n-th q-point of each path (1 = all); see validation_score
     val_q_stride: int = 1
@@ -66,6 +66,7 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, d: dict) -> TrainConfig:
         """The config of ``d``; an unknown key is an error that names the known ones."""
+        d = {k: v for k, v in d.items() if k != "init_from"}  # recorded beside the settings by train()
         unknown = sorted(set(d) - set(cls.__dataclass_fields__))
         if unknown:
             raise ValueError(f"unknown training setting(s) {unknown}; known: {', '.join(cls.__dataclass_fields__)}")
@@ -214,7 +215,7 @@ def train(
         if progress:
             progress(f"resumed from {last} after epoch {state['epoch']}")
     recorded = {**asdict(cfg), **({"init_from": str(init_from)} if init_from is not None else {})}
-    (out / "train_config.json").write_text(json.dumps(recorded, indent=1))
+    write_text_atomic(out / "train_config.json", json.dumps(recorded, indent=1))
     log = open(out / "log.jsonl", "a")
     try:
         while state["epoch"] < cfg.epochs and state["stale"] < cfg.patience:
