@@ -42,6 +42,11 @@ CREATE VIEW dos_points AS
 """
 
 
+#: DuckDB types of the nullable columns a newer schema may add to an older release.
+_DUCKDB_TYPES = {"float": "FLOAT", "double": "DOUBLE", "bool": "BOOLEAN", "string": "VARCHAR", "int32": "INTEGER",
+                 "int64": "BIGINT"}
+
+
 class ReadOnlyQueryError(ValueError):
     """A query tried to write, attach, copy out or change settings."""
 
@@ -90,11 +95,13 @@ def connect(where, con: duckdb.DuckDBPyConnection | None = None) -> duckdb.DuckD
         files = release.files(table)
         if files:
             listing = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
-            con.execute(
-                f"CREATE VIEW {table} AS SELECT * FROM read_parquet([{listing}], "
-                "hive_partitioning = true, hive_types = {'source': VARCHAR, 'bucket': INTEGER}, "
-                "union_by_name = true)"
-            )
+            source = (f"read_parquet([{listing}], hive_partitioning = true, "
+                      "hive_types = {'source': VARCHAR, 'bucket': INTEGER}, union_by_name = true)")
+            present = {row[0] for row in con.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()}
+            # a release written before a nullable column existed reads it as NULL
+            added = [f for f in schema(table) if f.name not in present and f.nullable]
+            extra = "".join(f", CAST(NULL AS {_DUCKDB_TYPES[str(f.type)]}) AS {f.name}" for f in added)
+            con.execute(f"CREATE VIEW {table} AS SELECT *{extra} FROM {source}")
         else:
             con.register(f"_empty_{table}", _empty(table))
             con.execute(f"CREATE VIEW {table} AS SELECT * FROM _empty_{table}")

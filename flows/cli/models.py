@@ -4,6 +4,7 @@ the models and their data."""
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 
@@ -72,8 +73,21 @@ def _cmd_ensemble(args: argparse.Namespace) -> int:
 
 
 def _cmd_download_data(args: argparse.Namespace) -> int:
-    from vgnn_core.io.figshare import PETRETTO_COLLECTION, download_collection
     from vgnn_core.settings import cache_dir
+
+    if args.dataset == "phonondb":
+        from vgnn_core.io.phonondb_origin import download_phonondb
+
+        out = Path(args.out) if args.out else cache_dir() / "phonondb_force_sets"
+        ids = None
+        if args.ids:
+            ids = [x for x in args.ids.split(",") if x]
+        paths, failures = download_phonondb(out, ids, progress=print)
+        for material_id, cause in sorted(failures.items()):
+            print(f"skipped {material_id}: {cause}", file=sys.stderr)
+        print(f"{len(paths)} force set(s) in {out}; `vgnn prepare-phonondb --archive {out}` prepares them")
+        return 2 if failures and not paths else 0
+    from vgnn_core.io.figshare import PETRETTO_COLLECTION, download_collection
 
     out = Path(args.out) if args.out else cache_dir() / "petretto2018"
     paths = download_collection(out, PETRETTO_COLLECTION, pattern=args.pattern)
@@ -149,7 +163,11 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     pp.add_argument("--r-bond", type=float, default=6.0, help="bond cutoff of the models to train (Å)")
     pp.add_argument("--part", default="0/1", help="K/N: prepare every N-th material from the K-th (parallel runs)")
     pp.set_defaults(func=_cmd_prepare_phonondb)
-    dl = sub.add_parser("download-data", help="fetch the Petretto 2018 DFPT data from figshare (md5-checked)")
+    dl = sub.add_parser("download-data", help="fetch the training data from its public origin (checked)")
+    dl.add_argument("--dataset", default="petretto2018", choices=["petretto2018", "phonondb"],
+                    help="petretto2018 (figshare, md5-checked) or phonondb (Togo's force sets from "
+                         "WMD-group/phononDB on GitHub, git-hash-checked, converted to .npz)")
+    dl.add_argument("--ids", help="phonondb: comma-separated material ids (default: all 10,034)")
     dl.add_argument("--out", help="destination (default: the cache folder)")
     dl.add_argument("--pattern", default="*", help="only files whose name matches this glob")
     dl.set_defaults(func=_cmd_download_data)

@@ -159,3 +159,26 @@ def test_sigkill_mid_write_leaves_no_partial_file(tmp_path):
     # no complete release is half-visible: without a manifest nothing opens
     with pytest.raises(FileNotFoundError):
         Release.open(tmp_path)
+
+
+def test_an_older_release_reads_new_nullable_columns_as_null(tmp_path):
+    """A release written before ``uncertainty_cm1`` / ``in_domain`` existed still opens: the new
+    nullable columns read as NULL, and the convenience views work."""
+    import pyarrow.parquet as pq
+
+    from storage.catalog import connect
+    from storage.release import finalize_release, release_dir
+    from storage.schema import schema
+    from storage.writer import write_shard
+
+    rows = [gamma_row("mp-1", "kmvn", "0" * 64, np.array([0.0, 0, 0, 100, 110, 120]))]
+    root = tmp_path / "db"
+    write_shard(release_dir(root, "old"), "demo", "s0", {"gamma": rows})
+    for f in (release_dir(root, "old") / "gamma").rglob("*.parquet"):  # rewrite as the old schema had it
+        table = pq.read_table(f)
+        old = [n for n in schema("gamma").names if n not in ("uncertainty_cm1", "in_domain")]
+        pq.write_table(table.select([n for n in old if n in table.column_names]), f)
+    finalize_release(root, "old")
+    con = connect(root)
+    assert con.execute("SELECT uncertainty_cm1, in_domain FROM gamma").fetchall() == [(None, None)]
+    assert con.execute("SELECT count(*) FROM gamma_modes").fetchone()[0] == 6
