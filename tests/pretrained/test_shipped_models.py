@@ -44,3 +44,18 @@ def test_shipped_kmvn_heat_capacity_against_dfpt(petretto_archive):
     assert result["summary"]["n_materials"] >= 8
     errors = [m["cv300_relative_error"] for m in result["materials"]]
     assert np.median(errors) < 0.02 and max(errors) < 0.06
+
+
+@pytest.mark.parametrize("name", ["kmvn", "mvn"])
+def test_shipped_models_say_how_far_to_trust_them(name, si_primitive):
+    """The default models are ensembles with a calibrated uncertainty and a training domain."""
+    from pymatgen.core import Lattice, Structure
+
+    predictor = vgnn_core.load_pretrained(name)
+    metadata = predictor.model.checkpoint_metadata
+    assert metadata["uncertainty_scale"] > 0 and len(metadata["domain"]["elements"]) > 60
+    (si,) = predictor.predict_phonons([si_primitive], thermal=False)
+    assert si.in_domain is True and 0 < si.uncertainty_cm1 < 60
+    # an element no training crystal holds (Pu) is flagged
+    (pu,) = predictor.predict_phonons([Structure(Lattice.cubic(3.1), ["Pu"], [[0, 0, 0]])], bands=False, thermal=False)
+    assert pu.in_domain is False and "Pu" in pu.domain_note
