@@ -17,8 +17,9 @@ MP_ID = re.compile(r"^(mp|mvc)-\d+$")
 
 
 def read_inputs(items: Sequence[str]) -> tuple[list[tuple[str, object]], list[tuple[str, str]]]:
-    """``(name, Structure)`` for every readable input and ``(name, cause)`` for the rest."""
-    from vgnn_core import InvalidStructureError, read_structure
+    """``(name, Crystal or Structure)`` for every readable input and ``(name, cause)`` for the rest
+    (files are validated once, as they are read)."""
+    from vgnn_core import Crystal, InvalidStructureError, read_structure
 
     good, bad = [], []
     mp_ids = [x for x in items if MP_ID.match(x)]
@@ -39,7 +40,7 @@ def read_inputs(items: Sequence[str]) -> tuple[list[tuple[str, object]], list[tu
                 bad.append((item, "not found in the Materials Project"))
             continue
         try:
-            good.append((Path(item).name, read_structure(item)))
+            good.append((Path(item).name, Crystal(Path(item).name, read_structure(item))))  # validated once
         except (InvalidStructureError, OSError, ValueError) as exc:
             bad.append((Path(item).name, str(exc)))
     return good, bad

@@ -18,13 +18,17 @@ The science of the project, in subpackages by concept (no pipeline code here):
 >>> p.predict_bands(structures, qpoints)   # list of (n_q, 3m) arrays, cm⁻¹
 """
 
+from .crystal.crystal import Crystal, as_crystal
 from .crystal.graph import CrystalGraph, GraphBatch, build_graph, collate
 from .crystal.structures import InvalidStructureError, as_structure, read_structure
 from .nn import VGNN, VVN, VGNNConfig, VGNNEnsemble, make_model
+from .phonons.dos import PhononDOS
 from .phonons.dynamical_matrix import band_frequencies, dynamical_matrices, gamma_frequencies
 from .phonons.force_constants import ForceConstants, central_spring_force_constants, from_phonopy
+from .phonons.mesh import QMesh
 from .phonons.qpath import QPath, high_symmetry_path
 from .phonons.result import PhononResult
+from .phonons.thermal import ThermalProperties
 from .predict import Predictor, load_pretrained
 from .pretrained.registry import (
     ChecksumError,
@@ -40,15 +44,20 @@ __all__ = [
     "VVN",
     "VGNNEnsemble",
     "ChecksumError",
+    "Crystal",
     "CrystalGraph",
     "ForceConstants",
     "GraphBatch",
     "InvalidStructureError",
+    "PhononDOS",
     "PhononResult",
     "PretrainedNotAvailableError",
     "Predictor",
+    "QMesh",
     "QPath",
+    "ThermalProperties",
     "VGNNConfig",
+    "as_crystal",
     "as_structure",
     "band_frequencies",
     "build_graph",

@@ -49,7 +49,7 @@ def resolve_source(spec: str) -> tuple[list[SourceItem], str]:
         from .materials_project import MPQuery, ingest
 
         version, items = ingest(MPQuery.from_spec(spec.partition(":")[2]), cache_dir() / "materials_project", progress=print)
-        return [SourceItem(mid, structure=s) for mid, s in items], f"materials_project-{version}"
+        return items, f"materials_project-{version}"
     raise ValueError(f"unknown source {spec!r}: use demo, zeolites[:PATH], iza:CODES, dir:PATH, togo, petretto or mp[:FILTERS]")
 
 

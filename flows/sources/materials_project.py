@@ -28,6 +28,8 @@ from pymatgen.core import Structure
 from vgnn_core.files import atomic_write
 from vgnn_core.settings import env
 
+from .item import SourceItem
+
 #: Fields fetched per material: nothing else is transferred.
 STRUCTURE_FIELDS = ["material_id", "structure", "nsites", "energy_above_hull", "deprecated"]
 DEFAULT_CHUNK_SIZE = 1000
@@ -179,8 +181,8 @@ def ingest(
     client: MaterialsProjectClient | None = None,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     progress: Callable[[str], None] | None = None,
-) -> tuple[str, list[tuple[str, Structure]]]:
-    """``(database version, [(material_id, structure), ...])`` for ``query``.
+) -> tuple[str, list[SourceItem]]:
+    """``(database version, [SourceItem, ...])`` for ``query``.
 
     Id ranges already in ``cache_dir/<version>/`` are read from disk, the rest fetched and
     cached (written atomically), so a rerun after a crash fetches only what is missing.
@@ -190,7 +192,7 @@ def ingest(
     root = Path(cache_dir) / re.sub(r"[^A-Za-z0-9_.-]", "_", version)
     root.mkdir(parents=True, exist_ok=True)
     ids = client.material_ids(query)
-    out: list[tuple[str, Structure]] = []
+    out: list[SourceItem] = []
     for k in range(0, len(ids), chunk_size):
         chunk = ids[k : k + chunk_size]
         path = root / f"chunk-{chunk[0]}--{chunk[-1]}-{len(chunk)}.json.gz"
@@ -208,5 +210,5 @@ def ingest(
             if mid in structures:
                 s = structures[mid]
                 s.properties = {"material_id": mid}
-                out.append((mid, s))
+                out.append(SourceItem(mid, structure=s))
     return version, out

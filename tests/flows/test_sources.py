@@ -41,8 +41,8 @@ def test_mp_ingest_filters_chunks_and_resumes_from_cache(fake_mp, tmp_path):
         (d["material_id"] for d in server.materials.values()
          if d["nsites"] <= 2 and d["energy_above_hull"] <= 0.05 and not d["deprecated"]),
         key=lambda m: int(m.split("-")[1]))
-    assert version == DB_VERSION and [m for m, _ in items] == expected and len(expected) > 8
-    for mid, s in items:
+    assert version == DB_VERSION and [i.material_id for i in items] == expected and len(expected) > 8
+    for mid, s in ((i.material_id, i.structure) for i in items):
         assert s.properties["material_id"] == mid and len(s) == server.materials[mid]["nsites"]
     # only the needed fields were asked for, and the structures came in id chunks of 4
     listing, *fetches = server.requests
@@ -52,7 +52,7 @@ def test_mp_ingest_filters_chunks_and_resumes_from_cache(fake_mp, tmp_path):
     # a rerun reads every chunk from the cache: one listing request, no structure request
     server.requests.clear()
     _, again = ingest(query, tmp_path, client(url), chunk_size=4)
-    assert [m for m, _ in again] == expected and len(server.requests) == 1
+    assert [i.material_id for i in again] == expected and len(server.requests) == 1
 
 
 def test_mp_retries_transient_errors_and_names_auth_failures(fake_mp, tmp_path):

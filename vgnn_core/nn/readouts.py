@@ -9,7 +9,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from typing import Protocol
 
 import torch
 from e3nn import nn as enn
@@ -237,8 +237,14 @@ def _per_crystal(batch, blocks, src, dst, shift, counts, full_blocks) -> list[Fo
     return out
 
 
+class Assembly(Protocol):
+    """A force-constant kind's read-out of its bond virtual nodes: bond blocks → force constants."""
+
+    def __call__(self, batch: GraphBatch, blocks: torch.Tensor, full_blocks: bool) -> list[ForceConstants]: ...
+
+
 #: How each force-constant model kind turns bond blocks into force constants.
-ASSEMBLIES: dict[str, Callable[[GraphBatch, torch.Tensor, bool], list[ForceConstants]]] = {
+ASSEMBLIES: dict[str, Assembly] = {
     "kmvn": bond_force_constants,
     "mvn": pair_force_constants,
 }
