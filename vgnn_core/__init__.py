@@ -18,58 +18,44 @@ The science of the project, in subpackages by concept (no pipeline code here):
 >>> p.predict_bands(structures, qpoints)   # list of (n_q, 3m) arrays, cm⁻¹
 """
 
-from .crystal.crystal import Crystal, as_crystal
-from .crystal.graph import CrystalGraph, GraphBatch, build_graph, collate
-from .crystal.structures import InvalidStructureError, as_structure, read_structure
-from .nn import VGNN, VVN, VGNNConfig, VGNNEnsemble, make_model
-from .phonons.dos import PhononDOS
-from .phonons.dynamical_matrix import band_frequencies, dynamical_matrices, gamma_frequencies
-from .phonons.force_constants import ForceConstants, central_spring_force_constants, from_phonopy
-from .phonons.mesh import QMesh
-from .phonons.qpath import QPath, high_symmetry_path
-from .phonons.result import PhononResult
-from .phonons.thermal import ThermalProperties
-from .predict import Predictor, load_pretrained
-from .pretrained.registry import (
-    ChecksumError,
-    PretrainedNotAvailableError,
-    load_checkpoint,
-    save_checkpoint,
-)
+from ._lazy import lazy
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "VGNN",
-    "VVN",
-    "VGNNEnsemble",
-    "ChecksumError",
-    "Crystal",
-    "CrystalGraph",
-    "ForceConstants",
-    "GraphBatch",
-    "InvalidStructureError",
-    "PhononDOS",
-    "PhononResult",
-    "PretrainedNotAvailableError",
-    "Predictor",
-    "QMesh",
-    "QPath",
-    "ThermalProperties",
-    "VGNNConfig",
-    "as_crystal",
-    "as_structure",
-    "band_frequencies",
-    "build_graph",
-    "central_spring_force_constants",
-    "collate",
-    "dynamical_matrices",
-    "from_phonopy",
-    "gamma_frequencies",
-    "high_symmetry_path",
-    "load_checkpoint",
-    "load_pretrained",
-    "make_model",
-    "read_structure",
-    "save_checkpoint",
-]
+#: public name → the module that defines it (imported on first use: no torch at ``import``)
+_EXPORTS = {
+    "ChecksumError": ".pretrained.registry",
+    "Crystal": ".crystal.crystal",
+    "CrystalGraph": ".crystal.graph",
+    "ForceConstants": ".phonons.force_constants",
+    "GraphBatch": ".crystal.graph",
+    "InvalidStructureError": ".crystal.structures",
+    "PhononDOS": ".phonons.dos",
+    "PhononResult": ".phonons.result",
+    "Predictor": ".predict",
+    "PretrainedNotAvailableError": ".pretrained.registry",
+    "QMesh": ".phonons.mesh",
+    "QPath": ".phonons.qpath",
+    "ThermalProperties": ".phonons.thermal",
+    "VGNN": ".nn",
+    "VGNNConfig": ".nn",
+    "VGNNEnsemble": ".nn",
+    "VVN": ".nn",
+    "as_crystal": ".crystal.crystal",
+    "as_structure": ".crystal.structures",
+    "band_frequencies": ".phonons.dynamical_matrix",
+    "build_graph": ".crystal.graph",
+    "central_spring_force_constants": ".phonons.force_constants",
+    "collate": ".crystal.graph",
+    "dynamical_matrices": ".phonons.dynamical_matrix",
+    "from_phonopy": ".phonons.force_constants",
+    "gamma_frequencies": ".phonons.dynamical_matrix",
+    "high_symmetry_path": ".phonons.qpath",
+    "load_checkpoint": ".pretrained.registry",
+    "load_pretrained": ".predict",
+    "make_model": ".nn",
+    "read_structure": ".crystal.structures",
+    "save_checkpoint": ".pretrained.registry",
+}
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy(__name__, _EXPORTS)

@@ -1,7 +1,13 @@
 """Getting data in and out: phonopy objects and files, band.yaml and pymatgen exports, plots,
 and the Petretto download from figshare."""
 
-from .exports import write_band_yaml, write_phonopy_force_constants
-from .phonopy import to_phonopy
+from .._lazy import lazy
 
-__all__ = ["to_phonopy", "write_band_yaml", "write_phonopy_force_constants"]
+#: public name → the module that defines it (imported on first use: no torch at ``import``)
+_EXPORTS = {
+    "to_phonopy": ".phonopy",
+    "write_band_yaml": ".exports",
+    "write_phonopy_force_constants": ".exports",
+}
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy(__name__, _EXPORTS)

@@ -1,8 +1,17 @@
 """The networks: radial bases, equivariant convolutions, virtual-node read-outs, the VGNN
 models (k-MVN, MVN, VVN) and ensembles of them."""
 
-from .config import VGNNConfig
-from .ensemble import VGNNEnsemble
-from .model import VGNN, VVN, ForceConstantModel, Model, make_model
+from .._lazy import lazy
 
-__all__ = ["VGNN", "VVN", "ForceConstantModel", "Model", "VGNNConfig", "VGNNEnsemble", "make_model"]
+#: public name → the module that defines it (imported on first use: no torch at ``import``)
+_EXPORTS = {
+    "ForceConstantModel": ".model",
+    "Model": ".model",
+    "VGNN": ".model",
+    "VGNNConfig": ".config",
+    "VGNNEnsemble": ".ensemble",
+    "VVN": ".model",
+    "make_model": ".model",
+}
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy(__name__, _EXPORTS)

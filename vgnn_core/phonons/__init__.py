@@ -2,10 +2,20 @@
 meshes, DOS, thermal properties, group velocities, modes, and the result of a prediction.
 Units follow phonopy (eV/Å², amu) with frequencies in cm⁻¹ (imaginary modes negative)."""
 
-from .dynamical_matrix import band_frequencies, dynamical_matrices, gamma_frequencies
-from .force_constants import ForceConstants, central_spring_force_constants, from_phonopy
-from .qpath import QPath, high_symmetry_path
-from .result import PhononResult, phonon_properties
+from .._lazy import lazy
 
-__all__ = ["ForceConstants", "PhononResult", "QPath", "band_frequencies", "central_spring_force_constants",
-           "dynamical_matrices", "from_phonopy", "gamma_frequencies", "high_symmetry_path", "phonon_properties"]
+#: public name → the module that defines it (imported on first use: no torch at ``import``)
+_EXPORTS = {
+    "ForceConstants": ".force_constants",
+    "PhononResult": ".result",
+    "QPath": ".qpath",
+    "band_frequencies": ".dynamical_matrix",
+    "central_spring_force_constants": ".force_constants",
+    "dynamical_matrices": ".dynamical_matrix",
+    "from_phonopy": ".force_constants",
+    "gamma_frequencies": ".dynamical_matrix",
+    "high_symmetry_path": ".qpath",
+    "phonon_properties": ".result",
+}
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy(__name__, _EXPORTS)

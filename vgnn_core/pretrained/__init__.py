@@ -1,14 +1,16 @@
 """Shipped checkpoints: the registry (sha256-verified loading) and model cards."""
 
-from .registry import (
-    ChecksumError,
-    PretrainedNotAvailableError,
-    combine_runs,
-    load_checkpoint,
-    load_pretrained_model,
-    save_checkpoint,
-    shipped_checkpoints,
-)
+from .._lazy import lazy
 
-__all__ = ["ChecksumError", "PretrainedNotAvailableError", "combine_runs", "load_checkpoint",
-           "load_pretrained_model", "save_checkpoint", "shipped_checkpoints"]
+#: public name → the module that defines it (imported on first use: no torch at ``import``)
+_EXPORTS = {
+    "ChecksumError": ".registry",
+    "PretrainedNotAvailableError": ".registry",
+    "combine_runs": ".registry",
+    "load_checkpoint": ".registry",
+    "load_pretrained_model": ".registry",
+    "save_checkpoint": ".registry",
+    "shipped_checkpoints": ".registry",
+}
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy(__name__, _EXPORTS)
