@@ -204,7 +204,19 @@ class Predictor:
         known_domain = self.domain is not None
         if not self.model.has_force_constants:
             gammas = self.spectra_from_graphs(graphs)[0]
-            return [PhononResult(n, s, g) for n, s, g in zip(names, structures, gammas)]
+            results = [PhononResult(n, s, g) for n, s, g in zip(names, structures, gammas)]
+            uncertainty = [None] * len(results)
+        else:
+            results, uncertainty = self._force_constant_results(graphs, crystals, names, bands, thermal, mesh_options)
+        for r, u, note in zip(results, uncertainty, notes):
+            r.uncertainty_cm1 = u
+            r.in_domain = (note is None) if known_domain else None
+            r.domain_note = note
+        return results
+
+    def _force_constant_results(self, graphs, crystals, names, bands, thermal, mesh_options):
+        """PhononResults of force-constant models, and each crystal's uncertainty."""
+        structures = [c.structure for c in crystals]
         fcs, uncertainty = self._force_constants_and_uncertainty(graphs)
         fcs = [fc.cpu() for fc in fcs]  # the rest runs on the CPU
         if not self.model.supports_bands:
@@ -217,11 +229,7 @@ class Predictor:
 
             threads = self.cpu_threads or torch.get_num_threads()
             results = map_threads(properties, list(zip(fcs, crystals, names)), threads)
-        for r, u, note in zip(results, uncertainty, notes):
-            r.uncertainty_cm1 = u
-            r.in_domain = (note is None) if known_domain else None
-            r.domain_note = note
-        return results
+        return results, uncertainty
 
 
 def load_pretrained(name: str, device: str | torch.device = "cpu", **kwargs) -> Predictor:

@@ -108,3 +108,12 @@ def test_database_rows_carry_the_trust_columns():
     table = to_table("gamma", rows)
     assert table.column("uncertainty_cm1").to_pylist() == [pytest.approx(3.2), None]
     assert table.column("in_domain").to_pylist() == [True, None]
+
+
+def test_vvn_reports_the_training_domain_too(rocksalt_nacl, si_primitive):
+    from vgnn_core import VVN
+
+    model = VVN()
+    model.checkpoint_metadata = {"domain": TrainingDomain.from_graphs([build_graph(rocksalt_nacl, 5.0)]).to_dict()}
+    nacl, si = Predictor(model).predict_phonons([rocksalt_nacl, si_primitive])
+    assert nacl.in_domain is True and si.in_domain is False and nacl.uncertainty_cm1 is None

@@ -162,3 +162,10 @@ def test_training_data_sources_are_checked():
 
     with pytest.raises(ValueError, match="unknown training data"):
         training_data(TrainConfig(data=["petretto2018", "materials-cloud"]))
+
+
+def test_block_loss_needs_the_mae_loss(tmp_path, samples, si_primitive):
+    blocked = [with_blocks(samples[0], si_primitive)]
+    c = cfg(1, loss="nmse")
+    with pytest.raises(ValueError, match="block loss is on the scale of the mae loss"):
+        train(blocked + samples[1:3], samples[3:], c, tmp_path, progress=None)

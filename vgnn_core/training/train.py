@@ -201,6 +201,9 @@ def train(
         raise ValueError(f"select_on must be 'mae' or 'nmse', not {cfg.select_on!r}")
     if cfg.loss not in LOSSES:
         raise ValueError(f"loss must be one of {sorted(LOSSES)}, not {cfg.loss!r}")
+    if cfg.block_weight and cfg.loss != "mae" and any(s.block_edges is not None for s in train_s):
+        raise ValueError("the force-constant block loss is on the scale of the mae loss (cm⁻¹); train with "
+                         "--loss mae, or --block-weight 0 with the nmse loss")
     ema = WeightAverage(model, cfg.ema_decay) if cfg.ema_decay > 0 else None
     state = {"epoch": 0, "best_val": float("inf"), "best_epoch": -1, "stale": 0}
     last = out / "last.pt"
