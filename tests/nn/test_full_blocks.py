@@ -84,3 +84,23 @@ def test_divergence_free_projection():
     assert float(div.abs().max()) < 1e-12
     # already divergence-free flows are left alone (a projection)
     torch.testing.assert_close(divergence_free_antisymmetric(out, src, dst, 5), out)
+
+
+def test_continuous_when_a_bond_crosses_the_cutoff(full, monoclinic_zro2):
+    """Scaling a crystal so that one bond length crosses r_bond: the bond enters with a vanishing
+    block and weight, so no antisymmetric part jumps (an unweighted projection jumped by
+    2 cm⁻¹ here)."""
+    from vgnn_core import build_graph
+
+    lengths = np.unique(np.round(np.linalg.norm(build_graph(monoclinic_zro2, 5.0).edge_vec, axis=1), 6))
+    crossing = lengths[lengths < 5.0][-1]  # the longest bond inside r_bond = 5 Å
+
+    def scaled(f):
+        s = monoclinic_zro2.copy()
+        s.scale_lattice(monoclinic_zro2.volume * f**3)
+        return s
+
+    q = [np.random.default_rng(0).random((4, 3))] * 2
+    f = 5.0 / crossing
+    inside, outside = full.predict_bands([scaled(f * (1 - 1e-7)), scaled(f * (1 + 1e-7))], q)
+    np.testing.assert_allclose(inside, outside, atol=TOL)

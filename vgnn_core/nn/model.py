@@ -27,7 +27,7 @@ from ..phonons.dynamical_matrix import band_frequencies, gamma_frequencies
 from ..phonons.force_constants import ForceConstants
 from .config import VGNNConfig
 from .convolution import Interaction
-from .radial import BesselBasis
+from .radial import BesselBasis, polynomial_envelope
 from .readouts import ASSEMBLIES, BondReadout, VVNReadout
 
 
@@ -120,7 +120,12 @@ class ForceConstantModel(torch.nn.Module):
         # Sums and the sum rule in float64: in float32 their round-off, under the √, would
         # leave the acoustic modes at ~0.1 cm⁻¹ instead of ~1e-6 (and the MVN pair sums of
         # (i, j) and (j, i) would differ in the last bit, making D(Γ) slightly asymmetric).
-        return ASSEMBLIES[self.kind](batch, blocks.to(torch.float64), self.config.full_blocks)
+        weights = None
+        if self.config.full_blocks:  # each bond's smooth cutoff envelope weighs the antisymmetric projection
+            r_bond = self.config.r_bond or self.config.r_max
+            length = torch.linalg.norm(batch.edge_vec.to(torch.float64), dim=1)
+            weights = polynomial_envelope(length, r_bond) * (length < r_bond)
+        return ASSEMBLIES[self.kind](batch, blocks.to(torch.float64), weights)
 
     def gamma_frequencies(self, batch: GraphBatch) -> list[torch.Tensor]:
         """Signed Γ frequencies (cm⁻¹), sorted, one (3m,) tensor per crystal."""

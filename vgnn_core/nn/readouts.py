@@ -209,20 +209,26 @@ def vvn_edges(
 
 # --- assemblies: bond blocks -> force constants, one per force-constant model kind --------------
 
-def bond_force_constants(batch: GraphBatch, blocks: torch.Tensor, full_blocks: bool) -> list[ForceConstants]:
-    """k-MVN: every bond keeps its translation T; on-site blocks from the acoustic sum rule."""
-    return _per_crystal(batch, blocks, batch.edge_src, batch.edge_dst, batch.edge_shift, batch.n_edges, full_blocks)
+def bond_force_constants(batch: GraphBatch, blocks: torch.Tensor, weights: torch.Tensor | None) -> list[ForceConstants]:
+    """k-MVN: every bond keeps its translation T; on-site blocks from the acoustic sum rule.
+
+    ``weights`` (each bond's cutoff envelope) are given for whole blocks: the antisymmetric
+    parts are then made divergence-free (:func:`divergence_free_antisymmetric`)."""
+    return _per_crystal(batch, blocks, batch.edge_src, batch.edge_dst, batch.edge_shift, batch.n_edges, weights)
 
 
-def pair_force_constants(batch: GraphBatch, blocks: torch.Tensor, full_blocks: bool) -> list[ForceConstants]:
+def pair_force_constants(batch: GraphBatch, blocks: torch.Tensor, weights: torch.Tensor | None) -> list[ForceConstants]:
     """MVN: one virtual node per ordered atom pair, the linear sum of its bonds (T = 0)."""
     pair_blocks = torch.zeros(batch.pairs.shape[0], 3, 3, dtype=blocks.dtype, device=blocks.device)
     pair_blocks.index_add_(0, batch.edge_pair, blocks)
+    if weights is not None:
+        weights = torch.zeros(batch.pairs.shape[0], dtype=blocks.dtype, device=blocks.device).index_add_(
+            0, batch.edge_pair, weights.to(blocks.dtype))
     shift = batch.pairs.new_zeros(batch.pairs.shape[0], 3)
-    return _per_crystal(batch, pair_blocks, batch.pairs[:, 0], batch.pairs[:, 1], shift, batch.n_pairs, full_blocks)
+    return _per_crystal(batch, pair_blocks, batch.pairs[:, 0], batch.pairs[:, 1], shift, batch.n_pairs, weights)
 
 
-def _per_crystal(batch, blocks, src, dst, shift, counts, full_blocks) -> list[ForceConstants]:
+def _per_crystal(batch, blocks, src, dst, shift, counts, weights) -> list[ForceConstants]:
     masses = batch.masses.to(torch.float64)
     out = []
     start = 0
@@ -231,8 +237,8 @@ def _per_crystal(batch, blocks, src, dst, shift, counts, full_blocks) -> list[Fo
         sl = slice(start, start + n)
         start += n
         offsite = blocks[sl]
-        if full_blocks:
-            offsite = divergence_free_antisymmetric(offsite, src[sl] - a0, dst[sl] - a0, m)
+        if weights is not None:
+            offsite = divergence_free_antisymmetric(offsite, src[sl] - a0, dst[sl] - a0, m, weights[sl])
         out.append(with_onsite(masses[a0 : a0 + m], src[sl] - a0, dst[sl] - a0, shift[sl], offsite))
     return out
 
@@ -240,7 +246,7 @@ def _per_crystal(batch, blocks, src, dst, shift, counts, full_blocks) -> list[Fo
 class Assembly(Protocol):
     """A force-constant kind's read-out of its bond virtual nodes: bond blocks → force constants."""
 
-    def __call__(self, batch: GraphBatch, blocks: torch.Tensor, full_blocks: bool) -> list[ForceConstants]: ...
+    def __call__(self, batch: GraphBatch, blocks: torch.Tensor, weights: torch.Tensor | None) -> list[ForceConstants]: ...
 
 
 #: How each force-constant model kind turns bond blocks into force constants.

@@ -95,26 +95,28 @@ def acoustic_sum_rule_onsite(blocks: torch.Tensor, src: torch.Tensor, n_atoms: i
 
 
 def divergence_free_antisymmetric(
-    blocks: torch.Tensor, src: torch.Tensor, dst: torch.Tensor, n_atoms: int
+    blocks: torch.Tensor, src: torch.Tensor, dst: torch.Tensor, n_atoms: int, weights: torch.Tensor | None = None
 ) -> torch.Tensor:
     """Off-site blocks whose antisymmetric parts sum to zero around every atom.
 
     With ``Φ_ji(−T) = Φ_ij(T)ᵀ`` the antisymmetric part ``A_e`` of a bond is a flow on the
     bond graph (``A_rev(e) = −A_e``). The on-site block ``−Σ Φ_ij(T)`` must be symmetric (it is
     the second derivative of the energy by one atom's displacement), so the flow must leave
-    no atom: ``Σ_{e from i} A_e = 0``. The nearest such flow is ``A_e − (p_i − p_j)``, with
-    ``L p = div A`` on the graph Laplacian ``L`` (least squares: ``L`` is singular on each
-    connected component, where ``div A`` sums to zero). Symmetric parts are untouched; the map
-    is linear, equivariant and the same for a cell and its supercells.
+    no atom: ``Σ_{e from i} A_e = 0``. The flow removed is ``w_e (p_i − p_j)``, with
+    ``L_w p = div A`` on the graph Laplacian weighted by ``w`` (least squares: ``L_w`` is singular
+    on each connected component, where ``div A`` sums to zero). With ``w`` the bonds' smooth
+    cutoff envelope, a bond entering at the cutoff (block and weight both zero) changes nothing:
+    the force constants stay continuous. Symmetric parts are untouched; the map is linear,
+    equivariant and the same for a cell and its supercells.
     """
     anti = 0.5 * (blocks - blocks.transpose(-1, -2))
     div = torch.zeros(n_atoms, 3, 3, dtype=blocks.dtype, device=blocks.device).index_add_(0, src, anti)
     laplacian = torch.zeros(n_atoms, n_atoms, dtype=blocks.dtype, device=blocks.device)
-    ones = torch.ones_like(src, dtype=blocks.dtype)
-    laplacian.index_put_((src, src), ones, accumulate=True)
-    laplacian.index_put_((src, dst), -ones, accumulate=True)
+    w = torch.ones_like(src, dtype=blocks.dtype) if weights is None else weights.to(blocks.dtype)
+    laplacian.index_put_((src, src), w, accumulate=True)
+    laplacian.index_put_((src, dst), -w, accumulate=True)
     potential = (torch.linalg.pinv(laplacian, hermitian=True) @ div.reshape(n_atoms, 9)).reshape(n_atoms, 3, 3)
-    return blocks - (potential[src] - potential[dst])
+    return blocks - w[:, None, None] * (potential[src] - potential[dst])
 
 
 def with_onsite(
