@@ -7,6 +7,7 @@ eigen-solves by matrix size, and conversion to numpy.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator, Sequence
 
 import numpy as np
@@ -167,7 +168,7 @@ class Predictor:
         on the validation split when the model was shipped (1 when it was not)."""
         return float(getattr(self.model, "checkpoint_metadata", {}).get("uncertainty_scale", 1.0))
 
-    @property
+    @functools.cached_property
     def domain(self) -> TrainingDomain | None:
         """The model's :class:`~vgnn_core.crystal.domain.TrainingDomain`, when its checkpoint records it."""
         d = getattr(self.model, "checkpoint_metadata", {}).get("domain")
