@@ -33,18 +33,35 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     import json
 
     from vgnn_core.pretrained.registry import load_checkpoint, load_pretrained_model
+    from vgnn_core.training import petretto, phonondb
     from vgnn_core.training.evaluation import evaluate
-    from vgnn_core.training.petretto import load_samples, load_split
 
     model = load_checkpoint(args.checkpoint) if args.checkpoint else load_pretrained_model(args.model)
-    ids = load_split(args.split_file)[args.split]
-    if args.heat_capacity:
-        from vgnn_core.training.evaluation import evaluate_heat_capacity
-        from vgnn_core.training.petretto import iter_petretto
+    source = phonondb if args.data == "phonondb" else petretto
+    splits = source.load_split(args.split_file)
+    if args.split not in splits:
+        raise ValueError(f"{args.data} has no split {args.split!r} (it has {', '.join(sorted(splits))})")
+    ids = splits[args.split]
+    if args.twin_free:
+        from vgnn_core.training.twins import twin_free
 
-        result = evaluate_heat_capacity(model, list(iter_petretto(ids=ids)))
+        ids = twin_free(ids, args.data, args.split)
+    if args.heat_capacity:
+        if args.data != "petretto2018":
+            raise ValueError("--heat-capacity needs the Petretto thermo data (--data petretto2018)")
+        from vgnn_core.training.evaluation import evaluate_heat_capacity
+
+        result = evaluate_heat_capacity(model, list(petretto.iter_petretto(ids=ids)))
+    elif args.data == "phonondb":
+        # path bands (phonopy from the DFT force constants) exist for val / test; the commensurate
+        # q-points are exact for every material
+        cfg = model.config
+        samples = phonondb.load_samples(ids, cfg.graph_cutoff, cfg.r_bond or cfg.r_max,
+                                        evaluation=args.points == "path")
+        result = evaluate(model, samples)
     else:
-        result = evaluate(model, load_samples(ids, r_max=model.config.graph_cutoff))
+        result = evaluate(model, petretto.load_samples(ids, r_max=model.config.graph_cutoff))
+    result["summary"].update(data=args.data, split=args.split, points=args.points, twin_free=args.twin_free)
     print(json.dumps(result["summary"], indent=1))
     if args.out:
         Path(args.out).write_text(json.dumps(result, indent=1))
@@ -136,10 +153,15 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     tr.add_argument("--split-file", help="split.json (default: $VGNN_DATA_DIR/petretto2018/split.json)")
     tr.add_argument("--out", help="run folder (default runs/MODEL)")
     tr.set_defaults(func=_cmd_train)
-    ev = sub.add_parser("evaluate", help="metrics of a model on a split of the Petretto database")
+    ev = sub.add_parser("evaluate", help="metrics of a model on a split of the Petretto or phonondb data")
     ev.add_argument("--model", choices=["kmvn", "mvn", "vvn"], default="kmvn")
     ev.add_argument("--checkpoint", help="a checkpoint file instead of the shipped model")
+    ev.add_argument("--data", default="petretto2018", choices=["petretto2018", "phonondb"])
     ev.add_argument("--split", default="val", choices=["train", "val", "test", "reference_test_subset"])
+    ev.add_argument("--points", default="path", choices=["path", "commensurate"],
+                    help="phonondb: phonopy's path bands (val / test) or the supercell's exact commensurate q-points")
+    ev.add_argument("--twin-free", action="store_true",
+                    help="leave out held-out materials whose structure a training set holds (twins.json)")
     ev.add_argument("--split-file")
     ev.add_argument("--out", help="write summary and per-material rows as JSON")
     ev.add_argument("--heat-capacity", action="store_true",

@@ -114,3 +114,40 @@ def test_committed_split():
     # no Petretto material of any split is in phonondb val / test
     held_out = set(split["val"]) | set(split["test"])
     assert not held_out & (set(petretto["train"]) | set(petretto["val"]) | set(petretto["test"]))
+
+
+def _spring_force_constants(phonon, r_cut: float) -> np.ndarray:
+    """Supercell force constants of central springs k(d) = exp(−d) between all atoms closer than
+    ``r_cut`` (every periodic image summed, as a supercell calculation sums them); exact ASR."""
+    lattice, x = np.asarray(phonon.supercell.cell), np.asarray(phonon.supercell.positions)
+    n = len(x)
+    steps = np.arange(-2, 3)
+    shifts = np.array(np.meshgrid(steps, steps, steps, indexing="ij")).reshape(3, -1).T @ lattice
+    fc = np.zeros((n, n, 3, 3))
+    for a in range(n):
+        r = x[:, None, :] + shifts[None] - x[a]
+        d = np.linalg.norm(r, axis=2)
+        w = np.where((d > 1e-8) & (d < r_cut), -np.exp(-d) / np.maximum(d, 1e-12) ** 2, 0.0)
+        fc[a] = np.einsum("bs,bsi,bsj->bij", w, r, r)
+        fc[a, a] -= fc[a].sum(axis=0)
+    return fc
+
+
+def test_block_targets_are_single_bonds_never_folded_sums(force_sets):
+    """A 56-atom cell in a 2×1×1 supercell: several bonds within the cutoff fold onto one supercell
+    pair. With springs of known strength, every block target must be exactly its own bond's block;
+    a rule that kept folded pairs returns their sums."""
+    from vgnn_core.crystal.graph import build_graph
+
+    phonon = fsets.phonopy_from_force_set(force_sets["mp-10070"])
+    phonon.force_constants = _spring_force_constants(phonon, 6.0)
+    graph = build_graph(fsets.primitive_structure(phonon, "mp-10070"), r_max=6.0)
+    edges, blocks = fsets.block_targets(phonon, graph, 6.0)
+    r = graph.edge_vec[edges]
+    d = np.linalg.norm(r, axis=1)
+    exact = -np.exp(-d)[:, None, None] * np.einsum("ki,kj->kij", r, r) / d[:, None, None] ** 2
+    assert len(edges) > 0.9 * graph.n_edges
+    np.testing.assert_allclose(blocks, exact, atol=1e-12)
+    # the edges left out are exactly those sharing a supercell pair with another bond in range
+    folded = fsets._folded_edges(graph, fsets.supercell_in_primitive(phonon), 6.0)
+    assert folded.any() and not folded[edges].any()

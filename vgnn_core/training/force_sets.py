@@ -24,7 +24,7 @@ from ..settings import shared_data_dir
 
 FORCE_SETS_RELATIVE = Path("togo_phonondb") / "force_sets.tar.xz"
 #: Bump when a target's definition changes: invalidates the on-disk samples.
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: blocks whose supercell pair folds several bonds within r_bond left out
 #: Public origin of the data (per-material phonopy archives), for users without the pack.
 ORIGIN = "https://github.com/WMD-group/phononDB (phonon_db_tarred/, Togo's phonondb ph20180417, CC BY 4.0)"
 
@@ -131,31 +131,55 @@ def commensurate_qpoints(phonon) -> np.ndarray:
     """The q-points (fractional, primitive reciprocal basis) commensurate with the supercell."""
     from phonopy.harmonic.dynmat_to_fc import get_commensurate_points
 
-    smat = np.linalg.inv(phonon.primitive_matrix) @ phonon.supercell_matrix
-    return np.asarray(get_commensurate_points(np.rint(smat).astype(int)), dtype=float)
+    return np.asarray(get_commensurate_points(supercell_in_primitive(phonon)), dtype=float)
 
 
 def block_targets(phonon, graph: CrystalGraph, r_bond: float) -> tuple[np.ndarray, np.ndarray]:
     """Graph edges whose Φ_ij(T) the supercell defines without ambiguity, and those blocks.
 
-    An off-site bond qualifies when its image is the unique shortest one in the supercell and
-    it is shorter than ``r_bond``. Returns ``(edge_index (K,), blocks (K, 3, 3) eV/Å²)``.
+    A supercell measures, for each pair of atoms, the sum of Φ_ij(T) over every translation T of
+    one class modulo the supercell. A bond (i, j, T) qualifies when it is shorter than
+    ``r_bond``, its image is the unique shortest one in the supercell, and no other bond of the
+    graph within ``r_bond`` folds onto the same supercell pair (so the model predicts exactly
+    one block of that sum; the images left out lie beyond the cutoff, where the model's force
+    constants vanish). Returns ``(edge_index (K,), blocks (K, 3, 3) eV/Å²)``.
     """
     bonds = phonopy_bonds(phonon)
     lattice = graph.lattice
     vec = graph.positions[bonds["dst"]] + bonds["shift"] @ lattice - graph.positions[bonds["src"]]
     length = np.linalg.norm(vec, axis=1)
     keep = (bonds["multiplicity"] == 1) & (length < r_bond) & (length > 1e-8)
+    folded = _folded_edges(graph, supercell_in_primitive(phonon), r_bond)
     key_edges = _keys(graph.edge_src, graph.edge_dst, graph.edge_shift, graph.n_atoms)
     key_bonds = _keys(bonds["src"][keep], bonds["dst"][keep], bonds["shift"][keep], graph.n_atoms)
     lookup = {k: e for e, k in enumerate(key_edges)}
     edges, targets = [], []
     for k, block in zip(key_bonds, bonds["blocks"][keep]):
         e = lookup.get(k)
-        if e is not None:
+        if e is not None and not folded[e]:
             edges.append(e)
             targets.append(block)
     return np.array(edges, dtype=np.int64), np.array(targets, dtype=float).reshape(-1, 3, 3)
+
+
+def supercell_in_primitive(phonon) -> np.ndarray:
+    """The supercell's lattice vectors (columns) in the primitive cell's basis: an integer matrix."""
+    smat = np.linalg.inv(phonon.primitive_matrix) @ phonon.supercell_matrix
+    return np.rint(smat).astype(int)
+
+
+def _folded_edges(graph: CrystalGraph, supercell: np.ndarray, r_bond: float) -> np.ndarray:
+    """``(E,)`` bool: edges shorter than ``r_bond`` that share their supercell pair — atoms i, j and
+    T modulo the supercell — with another such edge."""
+    within = np.linalg.norm(graph.edge_vec, axis=1) < r_bond
+    frac = graph.edge_shift @ np.linalg.inv(supercell).T  # T in the supercell's basis
+    residue = np.rint((frac - np.floor(frac + 1e-6)) * 1e6).astype(np.int64) % 1_000_000
+    keys = [(int(a), int(b), *map(int, r)) for a, b, r in zip(graph.edge_src, graph.edge_dst, residue)]
+    counts: dict[tuple, int] = {}
+    for k, w in zip(keys, within):
+        if w:
+            counts[k] = counts.get(k, 0) + 1
+    return np.array([bool(w) and counts[k] > 1 for k, w in zip(keys, within)])
 
 
 def _sorted_frequencies(phonon, qpoints: np.ndarray) -> np.ndarray:

@@ -1,0 +1,87 @@
+"""Structural twins: held-out materials whose crystal a training set already holds.
+
+Two databases (or two ids of one database) can hold the same crystal: the same compound in the
+same structure, relaxed a little differently. A split by id then leaks: a "held-out" material is
+a near copy of a training one. :func:`find_twins` finds them with pymatgen's
+:class:`~pymatgen.analysis.structure_matcher.StructureMatcher` (its default tolerances: primitive
+cells, volumes scaled, so only the arrangement of atoms counts), comparing each held-out crystal
+with the training crystals of the same reduced formula.
+
+The committed ``twins.json`` lists, for every held-out split of the shipped models, the ids that
+have a twin among the materials those models trained on (Petretto ``train`` and phonondb
+``train``); ``vgnn evaluate --twin-free`` leaves them out. :func:`held_out_twins` rebuilds it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+from pymatgen.core import Lattice, Structure
+
+from ..crystal.graph import CrystalGraph
+
+TWINS_FILE = Path(__file__).with_name("twins.json")
+
+
+def graph_structure(graph: CrystalGraph) -> Structure:
+    """The pymatgen structure of a crystal graph (Cartesian positions, Å)."""
+    return Structure(Lattice(graph.lattice), graph.numbers.tolist(), graph.positions, coords_are_cartesian=True)
+
+
+def find_twins(held_out: Mapping[str, Structure], reference: Mapping[str, Structure]) -> dict[str, str]:
+    """``{held-out id: reference id}`` for every held-out crystal that matches a reference crystal
+    (same reduced formula, same structure within StructureMatcher's default tolerances)."""
+    from pymatgen.analysis.structure_matcher import StructureMatcher
+
+    matcher = StructureMatcher()
+    by_formula: dict[str, list[str]] = defaultdict(list)
+    for rid, s in reference.items():
+        by_formula[s.composition.reduced_formula].append(rid)
+    twins = {}
+    for hid, s in held_out.items():
+        for rid in sorted(by_formula.get(s.composition.reduced_formula, ())):
+            if matcher.fit(s, reference[rid]):
+                twins[hid] = rid
+                break
+    return twins
+
+
+def _phonondb_structures(ids: Iterable[str]) -> dict[str, Structure]:
+    from .phonondb import load_samples
+
+    return {s.material_id: graph_structure(s.graph) for s in load_samples(list(ids), 6.0, 6.0)}
+
+
+def _petretto_structures(ids: Iterable[str]) -> dict[str, Structure]:
+    from .petretto import load_samples
+
+    return {s.material_id: graph_structure(s.graph) for s in load_samples(list(ids))}
+
+
+def held_out_twins() -> dict[str, dict[str, dict[str, str]]]:
+    """For each source and held-out split, the ids with a twin in the shipped models' training set
+    (Petretto ``train`` ∪ phonondb ``train``), mapped to that twin's id. Needs the data."""
+    from . import petretto, phonondb
+
+    pet, pdb = petretto.load_split(), phonondb.load_split()
+    reference = _petretto_structures(pet["train"]) | _phonondb_structures(pdb["train"])
+    out: dict[str, dict[str, dict[str, str]]] = {"petretto2018": {}, "phonondb": {}}
+    for split in ("val", "test", "reference_test_subset"):
+        out["petretto2018"][split] = find_twins(_petretto_structures(pet[split]), reference)
+    for split in ("val", "test"):
+        out["phonondb"][split] = find_twins(_phonondb_structures(pdb[split]), reference)
+    return out
+
+
+def load_twins(path: str | Path | None = None) -> dict[str, dict[str, dict[str, str]]]:
+    """The committed twin list (see :func:`held_out_twins`)."""
+    return json.loads(Path(path or TWINS_FILE).read_text())
+
+
+def twin_free(ids: Iterable[str], source: str, split: str, path: str | Path | None = None) -> list[str]:
+    """``ids`` without the held-out materials that have a training twin."""
+    twins = load_twins(path).get(source, {}).get(split, {})
+    return [i for i in ids if i not in twins]
