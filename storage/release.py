@@ -10,10 +10,12 @@ half-visible.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import os
-from dataclasses import dataclass
-from pathlib import Path
+import re
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath, PureWindowsPath
 
 import pyarrow.parquet as pq
 
@@ -22,6 +24,7 @@ from vgnn_core.files import file_digest, write_text_atomic
 from .schema import SCHEMA_VERSION, TABLES
 
 MANIFEST = "manifest.json"
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
 def code_version() -> str:
@@ -75,6 +78,103 @@ def finalize_release(root: Path, name: str, models: list[dict] | None = None, ex
     return rdir
 
 
+class ReleaseIntegrityError(ValueError):
+    """A release file differs from its manifest, is missing, or its manifest entry is unsafe."""
+
+
+def check_entry_path(path: str) -> PurePosixPath:
+    """A manifest entry's path as a relative path that stays inside the release folder.
+
+    Raises :class:`ReleaseIntegrityError` for an absolute path, a drive, ``..``, a NUL byte or
+    an empty path (``\\`` counts as a separator, so Windows-style escapes are caught too).
+    """
+    posix = PurePosixPath(str(path).replace("\\", "/"))
+    if (not isinstance(path, str) or not path or "\x00" in path or posix.is_absolute()
+            or PureWindowsPath(path).drive
+            or any(part in ("..", "") for part in posix.parts) or posix == PurePosixPath(".")):
+        raise ReleaseIntegrityError(f"manifest entry {path!r} escapes the release folder; refused")
+    return posix
+
+
+@dataclass
+class VerificationCache:
+    """Files already checked against a manifest: ``{absolute path: {size, mtime_ns, ctime_ns, sha256}}``.
+
+    Stored as JSON (``<cache dir>/verified-files.json`` by default), so an unchanged file is
+    hashed once, not at every query. A file counts as verified only while its size, mtime and
+    ctime (ns) are the ones recorded and the manifest expects the recorded sha256.
+    """
+
+    path: Path | None = None
+    entries: dict = field(default_factory=dict)
+    changed: bool = False
+
+    @classmethod
+    def load(cls, path: str | Path | None = None) -> VerificationCache:
+        """The cache at ``path`` (default ``<cache dir>/verified-files.json``); empty when unreadable."""
+        if path is None:
+            from vgnn_core.settings import cache_dir
+
+            path = cache_dir() / "verified-files.json"
+        path = Path(path)
+        try:
+            entries = json.loads(path.read_text())
+            entries = entries if isinstance(entries, dict) else {}
+        except (OSError, ValueError):
+            entries = {}
+        return cls(path, entries)
+
+    @staticmethod
+    def _stamp(st: os.stat_result) -> dict:
+        return {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "ctime_ns": st.st_ctime_ns}
+
+    def is_verified(self, path: Path, st: os.stat_result, sha256: str) -> bool:
+        got = self.entries.get(str(Path(path).resolve()))
+        return isinstance(got, dict) and got == {**self._stamp(st), "sha256": sha256}
+
+    def remember(self, path: Path, st: os.stat_result, sha256: str) -> None:
+        self.entries[str(Path(path).resolve())] = {**self._stamp(st), "sha256": sha256}
+        self.changed = True
+
+    def save(self) -> None:
+        """Write the cache atomically (entries of vanished files dropped); a read-only cache dir is ignored."""
+        if not self.changed or self.path is None:
+            return
+        live = {k: v for k, v in self.entries.items() if os.path.isfile(k)}
+        try:
+            write_text_atomic(self.path, json.dumps(live, indent=0, sort_keys=True))
+            self.changed = False
+        except OSError:
+            pass  # verification still happened; it is only not remembered
+
+
+def verify_file(path: Path, entry: dict, cache: VerificationCache | None = None) -> None:
+    """Check one file's size and sha256 against its manifest ``entry``; remember a success.
+
+    Raises :class:`ReleaseIntegrityError` naming the file.
+    """
+    try:
+        st = path.stat()
+    except OSError:
+        raise ReleaseIntegrityError(f"{path}: listed in the release manifest but missing") from None
+    if st.st_size != entry["bytes"]:
+        raise ReleaseIntegrityError(f"{path}: size mismatch ({st.st_size} bytes, the manifest says {entry['bytes']})")
+    if cache is not None and cache.is_verified(path, st, entry["sha256"]):
+        return
+    if file_digest(path) != entry["sha256"]:
+        raise ReleaseIntegrityError(f"{path}: sha256 mismatch with the release manifest (changed or corrupted file)")
+    if cache is not None:
+        cache.remember(path, st, entry["sha256"])
+
+
+def release_cache_dir(location: str, name: str) -> Path:
+    """Where a remote release's files are kept once downloaded and verified: one folder per release URL."""
+    from vgnn_core.settings import cache_dir
+
+    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", str(name or "release"))[:64]
+    return cache_dir() / "releases" / f"{safe}-{hashlib.sha256(location.encode()).hexdigest()[:16]}"
+
+
 @dataclass
 class Release:
     """A complete release, read through its manifest (a local folder or an https URL)."""
@@ -102,9 +202,17 @@ class Release:
             raise FileNotFoundError(f"{where}: no {MANIFEST} (not a complete release or database root)")
         return cls(str(path), json.loads((path / MANIFEST).read_text()))
 
+
     @property
     def is_remote(self) -> bool:
         return self.location.startswith(("http://", "https://"))
+
+    @property
+    def local_root(self) -> Path:
+        """The local folder holding the files: the release itself, or a remote release's download cache."""
+        if self.is_remote:
+            return release_cache_dir(self.location, self.manifest.get("name", ""))
+        return Path(self.location)
 
     def files(self, table: str) -> list[str]:
         """Paths (or URLs) of one table's files, as the manifest lists them."""
@@ -119,3 +227,91 @@ class Release:
             if not p.is_file() or p.stat().st_size != f["bytes"] or file_digest(p) != f["sha256"]:
                 bad.append(f["path"])
         return bad
+
+    def checked_entries(self) -> list[dict]:
+        """The manifest's file entries, each with a safe relative path, a size and a sha256.
+
+        Raises :class:`ReleaseIntegrityError` (one line) for the first entry that escapes the
+        release folder or lacks a field; nothing is read or downloaded before all pass.
+        """
+        files = self.manifest.get("files") if isinstance(self.manifest, dict) else None
+        if not isinstance(files, list):
+            raise ReleaseIntegrityError(f"{self.location}/{MANIFEST}: no list of files")
+        for f in files:
+            check_entry_path(f.get("path", "") if isinstance(f, dict) else "")
+            if not (isinstance(f.get("table"), str) and type(f.get("bytes")) is int and f["bytes"] >= 0
+                    and isinstance(f.get("sha256"), str) and _SHA256.match(f["sha256"])):
+                raise ReleaseIntegrityError(f"{self.location}/{MANIFEST}: entry {f['path']!r} lacks a "
+                                            "table, a size in bytes or a sha256")
+        return files
+
+    def local_files(self, tables: list[str] | None = None, verify: bool = True,
+                    cache: VerificationCache | None = None, log=None) -> dict[str, list[Path]]:
+        """Local paths of the files of ``tables`` (default all), checked against the manifest.
+
+        A local release is read in place; each file's size and sha256 are checked once per
+        (path, size, mtime, ctime) and remembered in ``cache`` (default: the user's
+        :class:`VerificationCache`). A remote release's files are downloaded once into
+        :func:`release_cache_dir` and kept only when their size and sha256 match. With
+        ``verify=False`` only presence (and, for downloads, size) is checked. Raises
+        :class:`ReleaseIntegrityError` naming the first bad file.
+        """
+        wanted = set(TABLES if tables is None else tables)
+        cache = cache if cache is not None else (VerificationCache.load() if verify else None)
+        base = self.local_root
+        session = None
+        out: dict[str, list[Path]] = {t: [] for t in wanted}
+        try:
+            for entry in self.checked_entries():
+                if entry["table"] not in wanted:
+                    continue
+                rel = check_entry_path(entry["path"])
+                path = base.joinpath(*rel.parts)
+                if self.is_remote:
+                    if session is None:
+                        from vgnn_core.io.http import http_session
+
+                        session = http_session(retries=3, backoff=0.5)
+                    self._fetch(session, entry, rel, path, verify, cache, log)
+                elif verify:
+                    verify_file(path, entry, cache)
+                elif not path.is_file():
+                    raise ReleaseIntegrityError(f"{path}: listed in the release manifest but missing")
+                out[entry["table"]].append(path)
+        finally:
+            if cache is not None:
+                cache.save()
+        return out
+
+    def _fetch(self, session, entry: dict, rel: PurePosixPath, dest: Path, verify: bool,
+               cache: VerificationCache | None, log) -> None:
+        """Download one remote file into ``dest`` unless a good copy is there; verify it first."""
+        from vgnn_core.io.http import DownloadError, download_verified
+
+        if dest.is_file():
+            try:
+                if verify:
+                    verify_file(dest, entry, cache)
+                elif dest.stat().st_size != entry["bytes"]:
+                    raise ReleaseIntegrityError(f"{dest}: size mismatch")
+                return
+            except ReleaseIntegrityError:
+                dest.unlink()  # a bad cached copy is fetched again
+        url = f"{self.location}/{rel.as_posix()}"
+        staging = dest.with_name(f".{dest.name}.unverified")
+        if log:
+            log(f"downloading {url}")
+        try:
+            download_verified(session, url, staging, size=entry["bytes"], timeout=60)
+        except DownloadError as exc:
+            raise ReleaseIntegrityError(f"{url}: {exc}") from None
+        try:
+            if verify:
+                verify_file(staging, entry)
+        except ReleaseIntegrityError:
+            staging.unlink(missing_ok=True)
+            raise ReleaseIntegrityError(f"{url}: sha256 mismatch with the release manifest; "
+                                        "the download was discarded") from None
+        os.replace(staging, dest)
+        if verify and cache is not None:
+            cache.remember(dest, dest.stat(), entry["sha256"])

@@ -18,13 +18,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from storage.catalog import ReadOnlyQueryError
+    from storage.catalog import QueryError
     from storage.osf import OSFError
+    from storage.release import ReleaseIntegrityError
     from vgnn_core import InvalidStructureError
 
     try:
         return int(args.func(args) or 0)
-    except (InvalidStructureError, ReadOnlyQueryError, FileNotFoundError, OSFError) as exc:
+    except (InvalidStructureError, QueryError, ReleaseIntegrityError, FileNotFoundError, OSFError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 

@@ -9,22 +9,41 @@ def _cmd_query(args: argparse.Namespace) -> int:
     from storage.query import run_query
 
     release = args.release or "."
-    print(run_query(args.sql, release, fmt=args.format, out=args.out, max_rows=args.max_rows))
+    print(run_query(args.sql, release, fmt=args.format, out=args.out, max_rows=args.max_rows,
+                    verify=not args.no_verify))
     return 0
 
 
 def _cmd_publish(args: argparse.Namespace) -> int:
-    from storage.osf import OSFClient, publish
+    import sys
 
-    result = publish(args.release, args.osf_project, OSFClient(log=print))
+    from storage.osf import OSFClient, OSFError, publish
+
+    try:
+        result = publish(args.release, args.osf_project, OSFClient(log=print))
+    except (OSFError, OSError) as exc:  # one line, no traceback
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     print(f"release {result['release']}: {result['uploaded']} uploaded, {result['skipped']} already there")
     return 0
 
 
 def _cmd_download(args: argparse.Namespace) -> int:
-    from storage.osf import OSFClient, download_release
+    import sys
 
-    out = download_release(args.osf_project, args.out, release=args.release, client=OSFClient(log=print))
+    from storage.download import ReleaseDownloadError, download_release_url
+    from storage.osf import OSFClient, OSFError, download_release
+
+    try:
+        if args.url:
+            if args.release:
+                raise ReleaseDownloadError("--release names a release of --osf-project; a URL names its release itself")
+            out = download_release_url(args.url, args.out, log=print)
+        else:
+            out = download_release(args.osf_project, args.out, release=args.release, client=OSFClient(log=print))
+    except (ReleaseDownloadError, OSFError, OSError) as exc:  # one line, no traceback
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     print(f"verified release in {out}")
     return 0
 
@@ -71,13 +90,18 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     qu.add_argument("--format", default="table", choices=["table", "csv", "json", "parquet"])
     qu.add_argument("--out", help="write the result to this file")
     qu.add_argument("--max-rows", type=int, default=100, help="rows shown in table format")
+    qu.add_argument("--no-verify", action="store_true",
+                    help="skip checking each file's sha256 and size against the release manifest "
+                         "(checks are otherwise remembered per file, so repeated queries stay fast)")
     qu.set_defaults(func=_cmd_query)
     pb = sub.add_parser("publish", help="upload a release to an OSF project (token from OSF_TOKEN)")
     pb.add_argument("--osf-project", required=True, help="OSF project (node) id")
     pb.add_argument("--release", default=".", help="database root or release folder (default: .)")
     pb.set_defaults(func=_cmd_publish)
-    dw = sub.add_parser("download", help="fetch and verify a published release from OSF")
-    dw.add_argument("--osf-project", required=True)
+    dw = sub.add_parser("download", help="fetch and verify a published release (a release URL, or from OSF)")
+    dw_from = dw.add_mutually_exclusive_group(required=True)
+    dw_from.add_argument("url", nargs="?", help="http(s) URL of a release folder (the one holding manifest.json)")
+    dw_from.add_argument("--osf-project", help="OSF project (node) id")
     dw.add_argument("--release", help="release name (default: the newest)")
     dw.add_argument("--out", required=True)
     dw.set_defaults(func=_cmd_download)
