@@ -53,3 +53,31 @@ def file_digest(path: str | Path, algorithm: str = "sha256") -> str:
 def write_text_atomic(path: str | Path, text: str) -> Path:
     """``text`` (UTF-8) to ``path``, atomically."""
     return atomic_write(path, lambda fh: fh.write(text.encode()))
+
+
+def inside(root: str | Path, relative: str) -> Path:
+    """``root / relative`` resolved, refused (``ValueError``) unless it stays inside ``root``.
+
+    ``relative`` comes from outside input (a manifest, a listing): it must be a relative POSIX
+    path without NUL, backslash, empty, ``.`` or ``..`` parts, and its resolved location
+    (symbolic links followed) must lie under the resolved ``root``.
+    """
+    why = None
+    if not isinstance(relative, str) or not relative:
+        why = "empty or not a string"
+    elif "\x00" in relative:
+        why = "contains a NUL byte"
+    elif "\\" in relative:
+        why = "contains a backslash"
+    elif relative.startswith("/"):
+        why = "is absolute"
+    elif any(part in ("", ".", "..") for part in relative.split("/")):
+        why = "has an empty, '.' or '..' part"
+    if why is None:
+        base = Path(root).resolve()
+        target = (base / relative).resolve()
+        if target == base or base not in target.parents:
+            why = f"resolves to {target}, outside {base}"
+        else:
+            return target
+    raise ValueError(f"unsafe path {relative!r}: {why}")

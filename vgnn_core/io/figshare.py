@@ -14,6 +14,7 @@ from pathlib import Path
 
 import requests
 
+from ..files import inside
 from .http import DownloadError, download_verified, http_session
 
 FIGSHARE_API = "https://api.figshare.com/v2"
@@ -69,7 +70,7 @@ class FigshareClient:
 
     def download(self, remote: RemoteFile, dest_dir: str | Path) -> Path:
         """Fetch one file (resuming a partial ``.part``), verify its md5, move it into place."""
-        return download_verified(self.session, remote.url, Path(dest_dir) / remote.name, size=remote.size,
+        return download_verified(self.session, remote.url, inside(dest_dir, remote.name), size=remote.size,
                                  digest=remote.md5 or None, algorithm="md5", timeout=self.timeout,
                                  attempts=self.retries)
 
