@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from storage.release import release_dir
-from storage.rows import bands_row, dos_row, gamma_row, structure_row, thermo_row
+from storage.rows import bands_row, dos_row, gamma_row, phonon_method, structure_row, thermo_row
 from storage.writer import shard_complete, write_shard
 from vgnn_core import InvalidStructureError
 from vgnn_core.crystal.crystal import Crystal
@@ -105,12 +105,13 @@ def predict_shard(
 def _result_rows(crystal: Crystal, model: LoadedModel, res, table: str) -> dict[str, dict]:
     """The table rows of one material's prediction (Γ spectrum, or bands + thermo + DOS)."""
     mid, name, sha = crystal.name, model.name, model.sha256
-    trust = {"uncertainty_cm1": res.uncertainty_cm1, "in_domain": res.in_domain}
+    method = phonon_method(model.kind)
+    trust = {"uncertainty_cm1": res.uncertainty_cm1, "in_domain": res.in_domain, "method": method}
     if table == "gamma":
         return {"gamma": gamma_row(mid, name, sha, res.gamma, **trust)}
     return {"bands": bands_row(mid, name, sha, res.qpath, res.bands, **trust),  # a k-MVN PhononResult
-            "thermo": thermo_row(mid, name, sha, res.structure, res.mesh, res.thermal),
-            "dos": dos_row(mid, name, sha, res.mesh, res.dos)}
+            "thermo": thermo_row(mid, name, sha, res.structure, res.mesh, res.thermal, method),
+            "dos": dos_row(mid, name, sha, res.mesh, res.dos, method)}
 
 
 def _predict(crystals: list[Crystal], model: LoadedModel, table: str, settings: BuildSettings):

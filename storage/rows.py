@@ -2,10 +2,81 @@
 
 from __future__ import annotations
 
+import math
+from collections import Counter
+from functools import reduce
+
 import numpy as np
-from pymatgen.core import Structure
+from pymatgen.core import Element, Structure
 
 from vgnn_core.crystal.crystal import Crystal, as_crystal
+
+#: Model kinds whose predictions carry ``phonon_method = "vgnn-<kind>"``.
+MODEL_KINDS = ("kmvn", "mvn", "vvn")
+
+
+def phonon_method(model_kind: str) -> str:
+    """The ``phonon_method`` of a prediction by a model of this kind (``kmvn`` → ``vgnn-kmvn``)."""
+    if model_kind not in MODEL_KINDS:
+        raise ValueError(f"unknown model kind {model_kind!r}; kinds are {MODEL_KINDS}")
+    return f"vgnn-{model_kind}"
+
+
+def method_for(model: str, given: str | None = None) -> str | None:
+    """``given``, else the method of a model named after its kind (the shipped ``kmvn``, ``mvn``)."""
+    if given is not None:
+        return given
+    return phonon_method(model) if model in MODEL_KINDS else None
+
+
+def _formula(counts: dict[str, int]) -> str:
+    return "".join(f"{el}{n if n != 1 else ''}" for el, n in counts.items())
+
+
+def _reduced_counts(species_at_sites: list[str]) -> dict[str, int]:
+    counts = Counter(species_at_sites)
+    divisor = reduce(math.gcd, counts.values())
+    return {el: counts[el] // divisor for el in sorted(counts)}
+
+
+def chemical_formula_reduced(species_at_sites: list[str]) -> str:
+    """OPTIMADE's reduced formula: elements in alphabetical order, counts divided by their GCD
+    (``PbTe``, ``O3SrTi``)."""
+    return _formula(_reduced_counts(species_at_sites))
+
+
+def _anonymous_symbol(k: int) -> str:
+    """A, B, …, Z, Aa, Ba, …, Za, Ab, … (OPTIMADE's anonymous element names)."""
+    head, rest = chr(ord("A") + k % 26), k // 26
+    tail = ""
+    while rest:
+        rest, r = divmod(rest - 1, 26)
+        tail += chr(ord("a") + r)
+    return head + tail
+
+
+def chemical_formula_anonymous(species_at_sites: list[str]) -> str:
+    """OPTIMADE's anonymous formula: reduced counts in decreasing order named A, B, C… (``A3BC``)."""
+    counts = sorted(_reduced_counts(species_at_sites).values(), reverse=True)
+    return "".join(f"{_anonymous_symbol(k)}{n if n != 1 else ''}" for k, n in enumerate(counts))
+
+
+def optimade_fields(species_at_sites: list[str]) -> dict:
+    """The OPTIMADE structure fields that follow from the site species of an ordered bulk crystal."""
+    counts = Counter(species_at_sites)
+    elements = sorted(counts)
+    n = len(species_at_sites)
+    return {
+        "elements": elements,
+        "nelements": len(elements),
+        "elements_ratios": [counts[el] / n for el in elements],
+        "chemical_formula_reduced": chemical_formula_reduced(species_at_sites),
+        "chemical_formula_anonymous": chemical_formula_anonymous(species_at_sites),
+        "dimension_types": [1, 1, 1],
+        "nperiodic_dimensions": 3,
+        "species": [{"name": el, "chemical_symbols": [el], "concentration": [1.0],
+                     "mass": [float(Element(el).atomic_mass)]} for el in elements],
+    }
 
 
 def structure_hash(structure: Structure | Crystal) -> str:
@@ -18,23 +89,28 @@ def structure_row(crystal: Crystal | Structure, material_id: str) -> dict:
     """A ``structures`` row (OPTIMADE field names, Å), from the crystal's one symmetry analysis."""
     crystal = as_crystal(crystal, name=material_id)
     structure, symmetry = crystal.structure, crystal.symmetry
+    species_at_sites = [site.specie.symbol for site in structure]
     return {
         "material_id": material_id,
         "formula": structure.composition.reduced_formula,
-        "elements": sorted({site.specie.symbol for site in structure}),
         "nsites": len(structure),
         "spacegroup_number": symmetry.spacegroup_number,
         "spacegroup_symbol": symmetry.spacegroup_symbol,
         "lattice_vectors": structure.lattice.matrix.tolist(),
-        "species_at_sites": [site.specie.symbol for site in structure],
+        "species_at_sites": species_at_sites,
         "cartesian_site_positions": structure.cart_coords.tolist(),
         "structure_hash": symmetry.content_hash(),
+        **optimade_fields(species_at_sites),
     }
 
 
 def gamma_row(material_id: str, model: str, model_sha256: str, frequencies_cm1: np.ndarray,
-              uncertainty_cm1: float | None = None, in_domain: bool | None = None) -> dict:
-    """A ``gamma`` row: sorted signed frequencies, their summary and how far to trust them."""
+              uncertainty_cm1: float | None = None, in_domain: bool | None = None,
+              method: str | None = None) -> dict:
+    """A ``gamma`` row: sorted signed frequencies, their summary and how far to trust them.
+
+    ``method`` is the row's ``phonon_method`` (default: ``vgnn-<model>`` for a model named after
+    its kind, else NULL)."""
     w = np.sort(np.asarray(frequencies_cm1, dtype=float))
     acoustic = np.sort(np.abs(w))[:3]
     return {
@@ -48,12 +124,14 @@ def gamma_row(material_id: str, model: str, model_sha256: str, frequencies_cm1: 
         "acoustic_residual_cm1": float(acoustic.max()) if w.size else 0.0,
         "uncertainty_cm1": uncertainty_cm1,
         "in_domain": in_domain,
+        "phonon_method": method_for(model, method),
     }
 
 
 def bands_row(material_id: str, model: str, model_sha256: str, path, frequencies_cm1: np.ndarray,
-              uncertainty_cm1: float | None = None, in_domain: bool | None = None) -> dict:
-    """A ``bands`` row from a :class:`vgnn_core.QPath` and its (n_q, 3m) frequencies."""
+              uncertainty_cm1: float | None = None, in_domain: bool | None = None,
+              method: str | None = None) -> dict:
+    """A ``bands`` row from a :class:`vgnn_core.QPath` and its (n_q, 3m) frequencies (cm⁻¹)."""
     return {
         "material_id": material_id,
         "model": model,
@@ -66,10 +144,12 @@ def bands_row(material_id: str, model: str, model_sha256: str, path, frequencies
         "frequencies_cm1": np.asarray(frequencies_cm1, dtype=np.float32),
         "uncertainty_cm1": uncertainty_cm1,
         "in_domain": in_domain,
+        "phonon_method": method_for(model, method),
     }
 
 
-def thermo_row(material_id: str, model: str, model_sha256: str, structure: Structure, mesh, thermal) -> dict:
+def thermo_row(material_id: str, model: str, model_sha256: str, structure: Structure, mesh, thermal,
+               method: str | None = None) -> dict:
     """A ``thermo`` row from :class:`vgnn_core.phonons.thermal.ThermalProperties` (per formula unit)."""
     per_fu = thermal.per_formula_unit()
     at300 = per_fu.at(300.0)
@@ -88,10 +168,11 @@ def thermo_row(material_id: str, model: str, model_sha256: str, structure: Struc
         "heat_capacity_300K_J_K_mol": at300["heat_capacity"],
         "entropy_300K_J_K_mol": at300["entropy"],
         "imaginary_mode_fraction": thermal.n_imaginary / max(1, thermal.n_modes),
+        "phonon_method": method_for(model, method),
     }
 
 
-def dos_row(material_id: str, model: str, model_sha256: str, mesh, dos) -> dict:
+def dos_row(material_id: str, model: str, model_sha256: str, mesh, dos, method: str | None = None) -> dict:
     """A ``dos`` row from a :class:`vgnn_core.phonons.dos.PhononDOS` on a uniform grid."""
     grid = np.asarray(dos.frequencies, dtype=float)
     step = float(grid[1] - grid[0]) if grid.size > 1 else 0.0
@@ -106,4 +187,5 @@ def dos_row(material_id: str, model: str, model_sha256: str, mesh, dos) -> dict:
         "total": np.asarray(dos.total, dtype=np.float32),
         "elements": list(dos.partial),
         "partial": [np.asarray(v, dtype=np.float32) for v in dos.partial.values()],
+        "phonon_method": method_for(model, method),
     }

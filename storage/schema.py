@@ -1,9 +1,12 @@
 """The database's tables: one versioned Arrow schema each, and row validation.
 
 Field names of the structure table follow OPTIMADE (``lattice_vectors``,
-``species_at_sites``, ``cartesian_site_positions``); units are in the column names
-(``_cm1``, ``_per_angstrom``) or the field metadata. Missing spectra are empty lists, never
-NULL. The partition columns ``source`` and ``bucket`` live in the directory names (Hive
+``species_at_sites``, ``cartesian_site_positions``, ``species``, ``chemical_formula_reduced``…).
+Every column carries its unit and meaning in the field metadata (``unit``: a unit, ``"1"`` for
+a dimensionless number, ``""`` for text; ``description``); most names also end in their unit
+(``_cm1``, ``_per_angstrom``). Storage keeps cm⁻¹, [q][band] and per-formula-unit thermo;
+:mod:`storage.bridges` gives pymatgen's THz, [band][q] and per-cell J. Missing spectra are empty
+lists, never NULL. The partition columns ``source`` and ``bucket`` live in the directory names (Hive
 style), not inside the files.
 """
 
@@ -15,101 +18,155 @@ from collections.abc import Sequence
 import numpy as np
 import pyarrow as pa
 
-SCHEMA_VERSION = "1.3"  # 1.1: thermo and dos tables; 1.2: thermo.formula_units fractional (H: ½ H₂); 1.3: uncertainty_cm1, in_domain; structure_hash from the standardised conventional cell
+#: 1.1: thermo and dos tables; 1.2: thermo.formula_units fractional (H: ½ H₂); 1.3: uncertainty_cm1,
+#: in_domain; structure_hash from the standardised conventional cell; 1.4: the remaining OPTIMADE
+#: structure fields (chemical_formula_reduced/anonymous, nelements, elements_ratios, species,
+#: dimension_types, nperiodic_dimensions) and phonon_method on every prediction table; a unit
+#: and a description on every column.
+SCHEMA_VERSION = "1.4"
 PARTITION_COLUMNS = ("source", "bucket")
 
 
-def _f(name: str, typ: pa.DataType, unit: str | None = None, nullable: bool = False) -> pa.Field:
-    return pa.field(name, typ, nullable=nullable, metadata={"unit": unit} if unit else None)
+#: ``unit`` of a column that is not a quantity (names, labels, flags, hashes).
+NO_UNIT = ""
+#: ``unit`` of a dimensionless number (a count, a fraction, an index).
+DIMENSIONLESS = "1"
+
+
+def _f(name: str, typ: pa.DataType, unit: str, description: str, nullable: bool = False) -> pa.Field:
+    """A column with its unit and meaning in the field metadata (``unit``, ``description``)."""
+    return pa.field(name, typ, nullable=nullable, metadata={"unit": unit, "description": description})
 
 
 F32_LIST = pa.list_(pa.float32())
 VEC3 = pa.list_(pa.float64(), 3)
+#: One OPTIMADE ``species`` entry; every site of a crystal here is one fully occupied element.
+SPECIES = pa.struct([
+    pa.field("name", pa.string()),
+    pa.field("chemical_symbols", pa.list_(pa.string())),
+    pa.field("concentration", pa.list_(pa.float64())),
+    pa.field("mass", pa.list_(pa.float64())),
+])
 
+
+def _model(table: str) -> list[pa.Field]:
+    return [
+        _f("material_id", pa.string(), NO_UNIT, "identifier of the material in its source"),
+        _f("model", pa.string(), NO_UNIT, f"name of the model that predicted this {table} row"),
+        _f("model_sha256", pa.string(), NO_UNIT, "sha256 of the model's checkpoint file"),
+    ]
+
+
+def _trust() -> list[pa.Field]:
+    return [
+        _f("uncertainty_cm1", pa.float32(), "cm^-1",
+           "expected per-material MAE (ensemble spread, calibrated on val)", nullable=True),
+        _f("in_domain", pa.bool_(), NO_UNIT, "whether the crystal lies in the model's training domain", nullable=True),
+    ]
+
+
+def _phonon_method() -> pa.Field:
+    return _f("phonon_method", pa.string(), NO_UNIT,
+              "how the phonons were obtained: 'vgnn-kmvn' / 'vgnn-mvn' / 'vgnn-vvn' (predicted by that "
+              "model kind, see model_sha256) or a reference method such as 'dfpt'", nullable=True)
+
+
+# Columns added after schema 1.0 are nullable: a release written before them reads them as NULL
+# (storage.catalog adds every missing nullable column, lists included).
 TABLES: dict[str, pa.Schema] = {
     "structures": pa.schema([
-        _f("material_id", pa.string()),
-        _f("formula", pa.string()),  # reduced formula
-        _f("elements", pa.list_(pa.string())),
-        _f("nsites", pa.int32()),
-        _f("spacegroup_number", pa.int16()),
-        _f("spacegroup_symbol", pa.string()),
-        _f("lattice_vectors", pa.list_(VEC3, 3), "angstrom"),
-        _f("species_at_sites", pa.list_(pa.string())),
-        _f("cartesian_site_positions", pa.list_(VEC3), "angstrom"),
-        _f("structure_hash", pa.string()),
+        _f("material_id", pa.string(), NO_UNIT, "identifier of the material in its source"),
+        _f("formula", pa.string(), NO_UNIT, "reduced formula as pymatgen writes it (electronegativity order)"),
+        _f("elements", pa.list_(pa.string()), NO_UNIT, "OPTIMADE elements: chemical symbols, alphabetical"),
+        _f("nsites", pa.int32(), DIMENSIONLESS, "OPTIMADE nsites: sites in the cell"),
+        _f("spacegroup_number", pa.int16(), DIMENSIONLESS, "international space group number (spglib)"),
+        _f("spacegroup_symbol", pa.string(), NO_UNIT, "Hermann-Mauguin symbol of the space group (spglib)"),
+        _f("lattice_vectors", pa.list_(VEC3, 3), "angstrom", "OPTIMADE lattice_vectors: cell vectors as rows"),
+        _f("species_at_sites", pa.list_(pa.string()), NO_UNIT, "OPTIMADE species_at_sites: species name per site"),
+        _f("cartesian_site_positions", pa.list_(VEC3), "angstrom", "OPTIMADE cartesian_site_positions"),
+        _f("structure_hash", pa.string(), NO_UNIT, "hash equal for every cell of the same crystal"),
+        _f("chemical_formula_reduced", pa.string(), NO_UNIT,
+           "OPTIMADE chemical_formula_reduced: elements alphabetical, counts divided by their GCD", nullable=True),
+        _f("chemical_formula_anonymous", pa.string(), NO_UNIT,
+           "OPTIMADE chemical_formula_anonymous: A, B, C… by decreasing count", nullable=True),
+        _f("nelements", pa.int32(), DIMENSIONLESS, "OPTIMADE nelements: number of distinct elements", nullable=True),
+        _f("nperiodic_dimensions", pa.int32(), DIMENSIONLESS, "OPTIMADE nperiodic_dimensions (3: bulk crystal)",
+           nullable=True),
+        _f("elements_ratios", pa.list_(pa.float64()), DIMENSIONLESS,
+           "OPTIMADE elements_ratios: fraction of sites per element, in the order of elements", nullable=True),
+        _f("dimension_types", pa.list_(pa.int32()), DIMENSIONLESS,
+           "OPTIMADE dimension_types: 1 per periodic lattice vector ([1, 1, 1])", nullable=True),
+        _f("species", pa.list_(SPECIES), NO_UNIT,
+           "OPTIMADE species: one per element, concentration [1.0], mass in amu (standard atomic weight)",
+           nullable=True),
     ]),
     "gamma": pa.schema([
-        _f("material_id", pa.string()),
-        _f("model", pa.string()),
-        _f("model_sha256", pa.string()),
-        _f("frequencies_cm1", F32_LIST, "cm^-1"),
-        _f("n_imaginary", pa.int16()),
-        _f("min_frequency_cm1", pa.float32(), "cm^-1"),
-        _f("max_frequency_cm1", pa.float32(), "cm^-1"),
-        _f("acoustic_residual_cm1", pa.float32(), "cm^-1"),
-        _f("uncertainty_cm1", pa.float32(), "cm^-1, expected per-material MAE (ensemble spread, calibrated on val)", nullable=True),
-        _f("in_domain", pa.bool_(), None, nullable=True),
+        *_model("gamma"),
+        _f("frequencies_cm1", F32_LIST, "cm^-1", "Γ-point frequencies, ascending; negative = imaginary"),
+        _f("n_imaginary", pa.int16(), DIMENSIONLESS, "Γ modes below -0.01 cm^-1"),
+        _f("min_frequency_cm1", pa.float32(), "cm^-1", "lowest Γ frequency"),
+        _f("max_frequency_cm1", pa.float32(), "cm^-1", "highest Γ frequency"),
+        _f("acoustic_residual_cm1", pa.float32(), "cm^-1", "largest |ω| of the three acoustic Γ modes (0 exact)"),
+        *_trust(),
+        _phonon_method(),
     ]),
     "bands": pa.schema([
-        _f("material_id", pa.string()),
-        _f("model", pa.string()),
-        _f("model_sha256", pa.string()),
-        _f("qpoints", pa.list_(VEC3), "fractional, reciprocal basis of the structure"),
-        _f("distances_per_angstrom", F32_LIST, "angstrom^-1 (2 pi included)"),
-        _f("label_indices", pa.list_(pa.int32())),
-        _f("labels", pa.list_(pa.string())),
-        _f("segment_breaks", pa.list_(pa.int32())),
-        _f("frequencies_cm1", pa.list_(F32_LIST), "cm^-1, [q][band]"),
-        _f("uncertainty_cm1", pa.float32(), "cm^-1, expected per-material MAE (ensemble spread, calibrated on val)", nullable=True),
-        _f("in_domain", pa.bool_(), None, nullable=True),
+        *_model("bands"),
+        _f("qpoints", pa.list_(VEC3), DIMENSIONLESS, "fractional, reciprocal basis of the structure's cell"),
+        _f("distances_per_angstrom", F32_LIST, "angstrom^-1",
+           "cumulative path length, 2π included (pymatgen's convention; phonopy's band.yaml divides by 2π)"),
+        _f("label_indices", pa.list_(pa.int32()), DIMENSIONLESS, "q-point index of each label"),
+        _f("labels", pa.list_(pa.string()), NO_UNIT, "seekpath names of the special points (GAMMA, X, …)"),
+        _f("segment_breaks", pa.list_(pa.int32()), DIMENSIONLESS, "first q-point index after each jump of the path"),
+        _f("frequencies_cm1", pa.list_(F32_LIST), "cm^-1", "frequencies, [q][band] (pymatgen: THz, [band][q])"),
+        *_trust(),
+        _phonon_method(),
     ]),
-    # k-MVN on a Γ-centred q-mesh; per mole of formula units (phonopy's are per mole of cells)
+    # k-MVN on a Γ-centred q-mesh; per mole of formula units (phonopy's and pymatgen's are per mole of
+    # cells: multiply by formula_units, see storage.bridges.thermo)
     "thermo": pa.schema([
-        _f("material_id", pa.string()),
-        _f("model", pa.string()),
-        _f("model_sha256", pa.string()),
-        _f("formula_units", pa.float64()),
-        _f("nsites", pa.int32()),
-        _f("mesh", pa.list_(pa.int32())),
-        _f("temperatures_K", F32_LIST, "K"),
-        _f("heat_capacity_J_K_mol", F32_LIST, "J/K per mole of formula units"),
-        _f("entropy_J_K_mol", F32_LIST, "J/K per mole of formula units"),
-        _f("free_energy_kJ_mol", F32_LIST, "kJ per mole of formula units"),
-        _f("zero_point_energy_kJ_mol", pa.float32(), "kJ per mole of formula units"),
-        _f("heat_capacity_300K_J_K_mol", pa.float32(), "J/K per mole of formula units"),
-        _f("entropy_300K_J_K_mol", pa.float32(), "J/K per mole of formula units"),
-        _f("imaginary_mode_fraction", pa.float32(), "fraction of mesh modes left out as imaginary"),
+        *_model("thermo"),
+        _f("formula_units", pa.float64(), DIMENSIONLESS, "formula units per cell (fractional for ½ H₂)"),
+        _f("nsites", pa.int32(), DIMENSIONLESS, "sites in the cell"),
+        _f("mesh", pa.list_(pa.int32()), DIMENSIONLESS, "Γ-centred q-mesh"),
+        _f("temperatures_K", F32_LIST, "K", "temperatures"),
+        _f("heat_capacity_J_K_mol", F32_LIST, "J/K/mol", "C_v per mole of formula units"),
+        _f("entropy_J_K_mol", F32_LIST, "J/K/mol", "vibrational entropy per mole of formula units"),
+        _f("free_energy_kJ_mol", F32_LIST, "kJ/mol", "Helmholtz free energy per mole of formula units"),
+        _f("zero_point_energy_kJ_mol", pa.float32(), "kJ/mol", "zero-point energy per mole of formula units"),
+        _f("heat_capacity_300K_J_K_mol", pa.float32(), "J/K/mol", "C_v at 300 K per mole of formula units"),
+        _f("entropy_300K_J_K_mol", pa.float32(), "J/K/mol", "entropy at 300 K per mole of formula units"),
+        _f("imaginary_mode_fraction", pa.float32(), DIMENSIONLESS, "fraction of mesh modes left out as imaginary"),
+        _phonon_method(),
     ]),
     "dos": pa.schema([
-        _f("material_id", pa.string()),
-        _f("model", pa.string()),
-        _f("model_sha256", pa.string()),
-        _f("mesh", pa.list_(pa.int32())),
-        _f("sigma_cm1", pa.float32(), "cm^-1, Gaussian standard deviation"),
-        _f("frequency_min_cm1", pa.float32(), "cm^-1, first grid point"),
-        _f("frequency_step_cm1", pa.float32(), "cm^-1, grid spacing"),
-        _f("total", F32_LIST, "states per cm^-1 per cell (integrates to 3 nsites)"),
-        _f("elements", pa.list_(pa.string())),
-        _f("partial", pa.list_(F32_LIST), "states per cm^-1 per cell, [element][grid point]"),
+        *_model("dos"),
+        _f("mesh", pa.list_(pa.int32()), DIMENSIONLESS, "Γ-centred q-mesh"),
+        _f("sigma_cm1", pa.float32(), "cm^-1", "Gaussian standard deviation"),
+        _f("frequency_min_cm1", pa.float32(), "cm^-1", "first grid point"),
+        _f("frequency_step_cm1", pa.float32(), "cm^-1", "grid spacing"),
+        _f("total", F32_LIST, "1/cm^-1", "states per cm^-1 per cell (integrates to 3 nsites)"),
+        _f("elements", pa.list_(pa.string()), NO_UNIT, "elements of the partial DOS, in order"),
+        _f("partial", pa.list_(F32_LIST), "1/cm^-1", "states per cm^-1 per cell, [element][grid point]"),
+        _phonon_method(),
     ]),
     "runs": pa.schema([
-        _f("run_id", pa.string()),
-        _f("started_at", pa.timestamp("us", tz="UTC")),
-        _f("finished_at", pa.timestamp("us", tz="UTC"), nullable=True),
-        _f("code_version", pa.string()),
-        _f("models", pa.list_(pa.string())),
-        _f("model_sha256s", pa.list_(pa.string())),
-        _f("source_version", pa.string()),
-        _f("n_written", pa.int64()),
-        _f("n_failed", pa.int64()),
+        _f("run_id", pa.string(), NO_UNIT, "identifier of the build run"),
+        _f("started_at", pa.timestamp("us", tz="UTC"), "UTC", "start time"),
+        _f("finished_at", pa.timestamp("us", tz="UTC"), "UTC", "end time (NULL while running)", nullable=True),
+        _f("code_version", pa.string(), NO_UNIT, "git describe of the code, or the package version"),
+        _f("models", pa.list_(pa.string()), NO_UNIT, "names of the models used"),
+        _f("model_sha256s", pa.list_(pa.string()), NO_UNIT, "sha256 of each model, in the order of models"),
+        _f("source_version", pa.string(), NO_UNIT, "version of the input structures"),
+        _f("n_written", pa.int64(), DIMENSIONLESS, "materials written"),
+        _f("n_failed", pa.int64(), DIMENSIONLESS, "materials that failed"),
     ]),
     "failures": pa.schema([
-        _f("material_id", pa.string()),
-        _f("stage", pa.string()),  # ingest, predict; limit = outputs skipped by size
-        _f("error_class", pa.string()),
-        _f("message", pa.string()),
-        _f("run_id", pa.string()),
+        _f("material_id", pa.string(), NO_UNIT, "identifier of the material in its source"),
+        _f("stage", pa.string(), NO_UNIT, "ingest, predict; limit = outputs skipped by size"),
+        _f("error_class", pa.string(), NO_UNIT, "exception class or cause"),
+        _f("message", pa.string(), NO_UNIT, "what went wrong"),
+        _f("run_id", pa.string(), NO_UNIT, "identifier of the build run"),
     ]),
 }
 
@@ -209,7 +266,8 @@ def to_table(table: str, rows: Sequence[dict]) -> pa.Table:
         values = [r.get(f.name) for r in rows]
         if pa.types.is_list(f.type):
             values = [v if v is not None else [] for v in values]
-            numeric = not pa.types.is_string(f.type.value_type)
+            inner = f.type.value_type
+            numeric = not (pa.types.is_string(inner) or pa.types.is_struct(inner))
             columns[f.name] = _list_array(values, f.type) if numeric else pa.array(values, type=f.type)
         else:
             columns[f.name] = pa.array(values, type=f.type)
