@@ -8,18 +8,29 @@ frequencies ω = sign(λ)·√|λ| (negative = imaginary mode), in cm⁻¹, sort
 
 The same code assembles a trained model's blocks and phonopy's exact force constants, so the
 tests against phonopy check the very path a prediction takes.
+
+Polar crystals: pass a :class:`~vgnn_core.phonons.nac.NonAnalyticCorrection` (``nac``) with the
+*short-range* force constants (:meth:`~vgnn_core.phonons.nac.NonAnalyticCorrection.short_range`)
+and the dipole–dipole term C(q)/√(M_i M_j) is added at every q (LO–TO splitting; at Γ it
+depends on the direction of approach, ``q_directions``).
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from .force_constants import ForceConstants
 from .units import EV_ANGSTROM2_AMU_TO_CM1
+
+if TYPE_CHECKING:
+    from .nac import NonAnalyticCorrection, WangCorrection
+
+    Correction = NonAnalyticCorrection | WangCorrection
 
 #: Below this |λ| (eV/Å²/amu) the gradient of √|λ| is capped, so training stays finite at
 #: the exactly-zero acoustic modes. It does not change any value.
@@ -50,11 +61,18 @@ def eigenvalues_to_cm1(lam: torch.Tensor) -> torch.Tensor:
 
 
 def dynamical_matrices(
-    fc: ForceConstants, qpoints: torch.Tensor, q_chunk: int | None = None
+    fc: ForceConstants,
+    qpoints: torch.Tensor,
+    q_chunk: int | None = None,
+    nac: Correction | None = None,
+    q_directions: np.ndarray | None = None,
 ) -> torch.Tensor:
     """D(q) of one crystal at ``qpoints`` (n_q, 3): a complex (n_q, 3m, 3m) tensor.
 
     ``q_chunk`` bounds memory for large cells by assembling that many q-points at a time.
+    With ``nac`` the dipole–dipole term is added (``fc`` then short-range for Gonze–Lee,
+    full for :class:`~vgnn_core.phonons.nac.WangCorrection`); ``q_directions``
+    ((n_q, 3) or (3,), fractional) is the direction from which Γ is approached, used at Γ only.
     """
     m = fc.n_atoms
     weighted = fc.mass_weighted_blocks()
@@ -74,16 +92,28 @@ def dynamical_matrices(
         acc = torch.zeros(q.shape[0], m * m, 9, dtype=cdtype, device=q.device)
         acc.index_add_(1, pair, contrib)
         out.append(_blocks_to_matrix(acc, m))
-    return torch.cat(out, dim=0)
+    d = torch.cat(out, dim=0)
+    if nac is not None:
+        extra = nac.dynamical_term(fc, qpoints.detach().cpu().numpy(), q_directions)
+        d = d + torch.as_tensor(extra, dtype=cdtype, device=d.device)
+    return d
 
 
-def gamma_dynamical_matrix(fc: ForceConstants) -> torch.Tensor:
-    """Real symmetric D(Γ) of one crystal, (3m, 3m): the MVN output."""
+def gamma_dynamical_matrix(fc: ForceConstants, nac: Correction | None = None) -> torch.Tensor:
+    """Real symmetric D(Γ) of one crystal, (3m, 3m): the MVN output.
+
+    With ``nac`` (``fc`` short-range) the dipole–dipole term at Γ with no direction is added
+    (real at Γ): the TO modes, i.e. the full force constants' D(Γ).
+    """
     m = fc.n_atoms
     weighted = fc.mass_weighted_blocks().reshape(-1, 9)
     acc = torch.zeros(1, m * m, 9, dtype=weighted.dtype, device=weighted.device)
     acc.index_add_(1, fc.src * m + fc.dst, weighted[None])
-    return _blocks_to_matrix(acc, m)[0]
+    d = _blocks_to_matrix(acc, m)[0]
+    if nac is not None:
+        extra = nac.dynamical_term(fc, np.zeros((1, 3)))[0].real
+        d = d + torch.as_tensor(extra, dtype=d.dtype, device=d.device)
+    return d
 
 
 def _blocks_to_matrix(acc: torch.Tensor, m: int) -> torch.Tensor:
@@ -112,15 +142,35 @@ def band_frequencies(
     fcs: Sequence[ForceConstants],
     qpoints: Sequence[torch.Tensor],
     max_bytes: int = 256 * 2**20,
+    nacs: Sequence[Correction | None] | None = None,
+    q_directions: Sequence[np.ndarray | None] | None = None,
 ) -> list[torch.Tensor]:
     """Signed frequencies (cm⁻¹), (n_q, 3m) per crystal, sorted per q-point.
 
     D(q) matrices are built and diagonalised in waves of at most ``max_bytes``, so a large
     cell's band structure never holds all its matrices at once; small crystals of equal size
     share one batched eigen-solve. A q-point given twice (a path's shared segment ends) is
-    solved once.
+    solved once. ``nacs`` (one per crystal, or None) add the dipole–dipole term (to short-range
+    ``fcs`` for Gonze–Lee, full ones for Wang); ``q_directions`` (one (n_q, 3) array per
+    crystal, or None) give the direction of approach at Γ (e.g.
+    :func:`~vgnn_core.phonons.nac.path_q_directions`); a q-point given with two directions is
+    solved twice.
     """
-    distinct = [_distinct_rows(q) for q in qpoints]
+    nacs = list(nacs) if nacs is not None else [None] * len(fcs)
+    dirs_in = list(q_directions) if q_directions is not None else [None] * len(fcs)
+    dirs: list[np.ndarray | None] = []
+    distinct = []
+    for q, d in zip(qpoints, dirs_in):
+        if d is None:
+            distinct.append(_distinct_rows(q))
+            dirs.append(None)
+            continue
+        d = np.array(np.broadcast_to(np.asarray(d, dtype=float).reshape(-1, 3), tuple(q.reshape(-1, 3).shape)))
+        # a q-point reached from two directions (Γ between two segments) is two problems
+        both, rows = _distinct_rows(torch.cat([q.reshape(-1, 3).detach().cpu().double(), torch.as_tensor(d)], 1),
+                                    width=6)
+        distinct.append((both[:, :3].to(dtype=q.dtype, device=q.device), rows.to(q.device)))
+        dirs.append(both[:, 3:].numpy())
     qpoints = [q for q, _ in distinct]
     jobs: list[tuple[int, int, int]] = []  # (crystal, first q, end q)
     for k, (fc, q) in enumerate(zip(fcs, qpoints)):
@@ -132,7 +182,8 @@ def band_frequencies(
     size = 0
 
     def solve() -> None:
-        mats = [dynamical_matrices(fcs[k], qpoints[k][a:b]) for k, a, b in wave]
+        mats = [dynamical_matrices(fcs[k], qpoints[k][a:b], nac=nacs[k],
+                                   q_directions=None if dirs[k] is None else dirs[k][a:b]) for k, a, b in wave]
         for (k, _, _), lam in zip(wave, eigvalsh_grouped(mats)):
             parts[k].append(lam)
 
@@ -151,16 +202,20 @@ def band_frequencies(
     ]
 
 
-def _distinct_rows(q: torch.Tensor, decimals: int = 10) -> tuple[torch.Tensor, torch.Tensor]:
+def _distinct_rows(q: torch.Tensor, decimals: int = 10, width: int = 3) -> tuple[torch.Tensor, torch.Tensor]:
     """The distinct rows of ``q`` (equal to ``decimals``) and, for each row of ``q``, its index
     among them."""
-    key = np.round(q.detach().cpu().numpy().reshape(-1, 3), decimals) + 0.0  # + 0.0: no −0.0
+    key = np.round(q.detach().cpu().numpy().reshape(-1, width), decimals) + 0.0  # + 0.0: no −0.0
     _, first, inverse = np.unique(key, axis=0, return_index=True, return_inverse=True)
-    q = q.reshape(-1, 3)
+    q = q.reshape(-1, width)
     return q[torch.as_tensor(first, device=q.device)], torch.as_tensor(inverse.reshape(-1), device=q.device)
 
 
-def gamma_frequencies(fcs: Sequence[ForceConstants]) -> list[torch.Tensor]:
-    """Signed Γ frequencies (cm⁻¹), (3m,) per crystal, sorted ascending."""
-    mats = [gamma_dynamical_matrix(fc) for fc in fcs]
+def gamma_frequencies(
+    fcs: Sequence[ForceConstants], nacs: Sequence[Correction | None] | None = None
+) -> list[torch.Tensor]:
+    """Signed Γ frequencies (cm⁻¹), (3m,) per crystal, sorted ascending (with ``nacs`` and
+    short-range ``fcs``: the TO frequencies, no direction of approach)."""
+    nacs = list(nacs) if nacs is not None else [None] * len(fcs)
+    mats = [gamma_dynamical_matrix(fc, nac) for fc, nac in zip(fcs, nacs)]
     return [eigenvalues_to_cm1(lam) for lam in eigvalsh_grouped(mats)]
