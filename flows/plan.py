@@ -102,17 +102,42 @@ def plan_shards(sizes: dict[str, int], atoms_per_shard: int = BuildSettings.atom
 
 
 def read_inputs(items: list[SourceItem]) -> dict[str, PlannedInput]:
-    """Read and validate every input once: a :class:`Crystal`, or why it cannot be one."""
-    out: dict[str, PlannedInput] = {}
+    """Read and validate every input once: a :class:`Crystal`, or why it cannot be one.
+
+    A material id held by several inputs is a failure for every one of them (keyed
+    ``<id>#<n>`` in the plan; the failure row keeps the id and names every origin): no input
+    silently replaces another. No inputs at all raise :class:`~flows.sources.EmptySourceError`,
+    before anything is written.
+    """
+    from collections import Counter
+
+    from .sources import EmptySourceError
+
+    if not items:
+        raise EmptySourceError("the source has no structures: nothing to build")
+    counts = Counter(item.material_id for item in items)
+    origins: dict[str, list[str]] = {}
     for item in items:
+        origins.setdefault(item.material_id, []).append(item.origin)
+    out: dict[str, PlannedInput] = {}
+    seen: Counter = Counter()
+    for item in items:
+        mid = item.material_id
+        if counts[mid] > 1:
+            seen[mid] += 1
+            out[f"{mid}#{seen[mid]}"] = InputFailure(
+                mid, "DuplicateMaterialId",
+                f"{mid}: duplicate material id, held by {counts[mid]} inputs ({'; '.join(origins[mid])}): "
+                f"none of them is built")
+            continue
         try:
-            out[item.material_id] = item.read()
+            out[mid] = item.read()
         except Exception as exc:  # noqa: BLE001 - one bad input is that material's failure row
             message = str(exc)
             if not isinstance(exc, InvalidStructureError) and exc.__traceback__ is not None:
                 frame = traceback.extract_tb(exc.__traceback__)[-1]  # where an unexpected reader crash happened
                 message += f" (raised at {Path(frame.filename).name}:{frame.lineno} in {frame.name})"
-            out[item.material_id] = InputFailure(item.material_id, type(exc).__name__, message)
+            out[mid] = InputFailure(mid, type(exc).__name__, message)
     return out
 
 

@@ -2,7 +2,9 @@
 
 Plain functions (no Prefect): read the inputs, predict with a shipped model, and render a
 table, JSON, YAML or Parquet; optional plots and phonopy / band.yaml exports per material.
-A bad input is reported with its name and cause and the others still go through.
+A bad input is reported with its name and cause and the others still go through; inputs get the
+database build's validation and size limits (a cell above ``BuildSettings.bands_max_atoms``
+atoms gets its Γ modes only).
 """
 
 from __future__ import annotations
@@ -10,17 +12,36 @@ from __future__ import annotations
 import json
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+
+from flows.plan import BuildSettings
 
 MP_ID = re.compile(r"^(mp|mvc)-\d+$")
 
 
-def read_inputs(items: Sequence[str]) -> tuple[list[tuple[str, object]], list[tuple[str, str]]]:
-    """``(name, Crystal or Structure)`` for every readable input and ``(name, cause)`` for the rest
-    (files are validated once, as they are read)."""
-    from vgnn_core import Crystal, InvalidStructureError, read_structure
+def failure_cause(exc: BaseException) -> str:
+    """One line for why an input failed: the cause of an
+    :class:`~vgnn_core.InvalidStructureError` (the caller names the input), else the error."""
+    from vgnn_core import InvalidStructureError
 
+    if isinstance(exc, InvalidStructureError):
+        return exc.cause
+    return f"{type(exc).__name__}: {exc}".splitlines()[0]
+
+
+def read_inputs(items: Sequence[str]) -> tuple[list[tuple[str, object]], list[tuple[str, str]]]:
+    """``(name, Crystal or Structure)`` for every readable structure and ``(name, cause)`` for
+    the rest, each input on its own: one bad file (unreadable, huge, degenerate, a molecule…)
+    never stops the others. Files are validated once, as they are read, with the build's limits
+    (:mod:`vgnn_core.crystal.structures`). A file of several structures (CIF data blocks, xyz
+    frames) gives ``FILE:LABEL`` names; a file name given from two folders is named by its path."""
+    from collections import Counter
+
+    from vgnn_core import Crystal, InvalidStructureError, read_structure
+    from vgnn_core.crystal.structures import structure_labels
+
+    items = list(dict.fromkeys(items))  # the same input twice is predicted once
     good, bad = [], []
     mp_ids = [x for x in items if MP_ID.match(x)]
     fetched: dict = {}
@@ -32,6 +53,7 @@ def read_inputs(items: Sequence[str]) -> tuple[list[tuple[str, object]], list[tu
         except MPError as exc:
             bad += [(x, str(exc)) for x in mp_ids]
             mp_ids = []
+    names = Counter(Path(x).name for x in items if not MP_ID.match(x))
     for item in items:
         if MP_ID.match(item):
             if item in fetched:
@@ -39,10 +61,20 @@ def read_inputs(items: Sequence[str]) -> tuple[list[tuple[str, object]], list[tu
             elif item in mp_ids:
                 bad.append((item, "not found in the Materials Project"))
             continue
+        path = Path(item)
+        base = path.name if names[path.name] == 1 else item
         try:
-            good.append((Path(item).name, Crystal(Path(item).name, read_structure(item))))  # validated once
-        except (InvalidStructureError, OSError, ValueError) as exc:
-            bad.append((Path(item).name, str(exc)))
+            labels = structure_labels(path)
+        except InvalidStructureError as exc:
+            bad.append((base, exc.cause))
+            continue
+        for k, label in enumerate(labels):
+            name = base if len(labels) == 1 else f"{base}:{label}"
+            try:
+                structure = read_structure(path, index=k if len(labels) > 1 else None)  # validated once
+                good.append((name, Crystal(name, structure)))
+            except Exception as exc:  # noqa: BLE001 - MemoryError, parser crashes: this input's alone
+                bad.append((name, failure_cause(exc)))
     return good, bad
 
 
@@ -93,6 +125,8 @@ def summary_table(records: list[dict]) -> str:
         lines.append(f"{r['name']}: Γ modes (cm⁻¹) " + " ".join(f"{w:.1f}" for w in r["gamma_cm1"]))
         if r.get("domain_note"):
             lines.append(f"{r['name']}: outside the training domain ({r['domain_note']})")
+        if r.get("note"):
+            lines.append(f"{r['name']}: {r['note']}")
     return "\n".join(lines)
 
 
@@ -127,24 +161,44 @@ def predict_files(
     export: str | None = None,
     temperature: float = 300.0,
     mesh_density: float | None = None,
+    log: Callable[[str], None] | None = None,
 ) -> tuple[str, list[tuple[str, str]]]:
-    """Predict every input; returns the rendered output and the failures ``(name, cause)``."""
+    """Predict every input; returns the rendered output and the failures ``(name, cause)``.
+
+    ``log`` receives, as they happen, one ``error: NAME: cause`` line per failed input and one
+    ``note: NAME: …`` line before a cell above the band limit (Γ modes only).
+    """
     from tqdm.auto import tqdm
 
     from vgnn_core import load_pretrained
     from vgnn_core.io.exports import write_band_yaml, write_phonopy_force_constants
     from vgnn_core.phonons.mesh import DEFAULT_MESH_DENSITY
 
+    log = log or (lambda line: None)
     inputs, failures = read_inputs(items)
-    predictor = load_pretrained(model)
+    for name, cause in failures:
+        log(f"error: {name}: {cause}")
+    predictor = load_pretrained(model) if inputs else None
     records, many = [], len(inputs) > 1
+    limit = BuildSettings.bands_max_atoms
     for name, structure in tqdm(inputs, desc="predicting", disable=len(inputs) < 3 or not sys.stderr.isatty()):
+        n_atoms = len(getattr(structure, "structure", structure))
+        full = n_atoms <= limit  # as in a database build: above the limit, the Γ spectrum only
+        note = (f"{n_atoms} atoms > {limit}: band structure, DOS and thermal properties skipped "
+                "(Γ modes only), as in a database build")
+        if not full:
+            log(f"note: {name}: {note}")  # before the prediction: a cell this size takes minutes
         try:
-            result = predictor.predict_phonons([structure], names=[name], density=mesh_density or DEFAULT_MESH_DENSITY)[0]
-        except Exception as exc:  # one material's failure must not stop the others
-            failures.append((name, f"{type(exc).__name__}: {exc}"))
+            result = predictor.predict_phonons([structure], names=[name], bands=full, thermal=full,
+                                               density=mesh_density or DEFAULT_MESH_DENSITY)[0]
+        except Exception as exc:  # noqa: BLE001 - one material's failure must not stop the others
+            failures.append((name, failure_cause(exc)))
+            log(f"error: {name}: {failures[-1][1]}")
             continue
-        records.append(result_record(result, temperature, full=fmt != "table"))
+        record = result_record(result, temperature, full=fmt != "table")
+        if not full:
+            record["note"] = note
+        records.append(record)
         if plot and result.bands is not None:
             import matplotlib.pyplot as plt
 

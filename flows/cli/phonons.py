@@ -46,10 +46,9 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     text, failures = predict_files(
         args.inputs, model=args.model, fmt=args.format, out=args.out, plot=args.plot, unit=args.unit,
         export=args.export, temperature=args.temperature, mesh_density=args.mesh_density,
+        log=lambda line: print(line, file=sys.stderr, flush=True),  # each failure as it happens
     )
     print(text)
-    for name, cause in failures:
-        print(f"error: {name}: {cause}", file=sys.stderr)
     return 2 if failures else 0
 
 

@@ -16,11 +16,11 @@ from __future__ import annotations
 
 from .demo import demo_source, demo_structures
 from .files import directory_source, primitive_cell, zeolite_source
-from .item import SourceItem
+from .item import EmptySourceError, SourceItem
 from .petretto import petretto_source
 from .phonondb import togo_source
 
-__all__ = ["SourceItem", "demo_source", "demo_structures", "directory_source", "petretto_source", "primitive_cell",
+__all__ = ["EmptySourceError", "SourceItem", "demo_source", "demo_structures", "directory_source", "petretto_source", "primitive_cell",
            "resolve_source", "source_partition", "togo_source", "zeolite_source"]
 
 

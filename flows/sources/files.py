@@ -1,28 +1,77 @@
 """Structure files: a folder of CIF / POSCAR / extxyz files (``dir:PATH``) and the IZA zeolite
-frameworks (``zeolites[:PATH]``), which are conventional cells reduced to primitive ones."""
+frameworks (``zeolites[:PATH]``), which are conventional cells reduced to primitive ones.
+
+Every structure in the folder becomes an input with an id unique by construction (see
+:func:`directory_source`); nothing is dropped without a failure row."""
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 from pymatgen.core import Structure
 
 from vgnn_core.settings import SYMPREC, shared_data_dir
 
-from .item import SourceItem
+from .item import EmptySourceError, SourceItem
 
 STRUCTURE_SUFFIXES = (".cif", ".vasp", ".poscar", ".xyz", ".extxyz")
 
 
+def is_structure_file_name(name: str) -> bool:
+    """A CIF / POSCAR / extxyz file name (by suffix, or a ``POSCAR*`` / ``CONTCAR*`` name)."""
+    return Path(name).suffix.lower() in STRUCTURE_SUFFIXES or name.startswith(("POSCAR", "CONTCAR"))
+
+
+def file_ids(names: list[str]) -> dict[str, str]:
+    """The base material id of each file name, unique by construction and independent of order:
+    the name without its suffix (``NaCl.cif`` → ``NaCl``), but the whole name for ``POSCAR*`` /
+    ``CONTCAR*`` files (``POSCAR.a``) and for every file whose stem another file shares
+    (``dup.cif`` and ``dup.vasp``)."""
+    ids = {n: n if n.startswith(("POSCAR", "CONTCAR")) or not Path(n).suffix else Path(n).stem for n in names}
+    while True:  # whole names are unique in a folder: widening the colliding ids ends the loop
+        counts = Counter(ids.values())
+        clashing = [n for n, i in ids.items() if counts[i] > 1 and i != n]
+        if not clashing:
+            return ids
+        for n in clashing:
+            ids[n] = n
+
+
 def directory_source(path: str | Path, primitive: bool = False) -> Iterator[SourceItem]:
-    """Every structure-like file in a folder (sorted), id = file name without suffix."""
+    """Every structure of every structure file in a folder, in file-name order.
+
+    Ids are :func:`file_ids`; a file holding several structures gives one id per structure,
+    ``<id>:<label>`` with the CIF data block's name (its number from 1 when names are missing
+    or repeat) or the xyz frame number (from 0). A structure-named entry that cannot be opened
+    (a dangling link, a symbolic-link loop, a folder, an unreadable or empty file) is still an
+    item, carrying its cause, so it becomes a failure row. A folder without any structure file
+    raises :class:`EmptySourceError`.
+    """
+    from vgnn_core import InvalidStructureError
+    from vgnn_core.crystal.structures import structure_labels
+
     path = Path(path)
     if not path.is_dir():
         raise FileNotFoundError(f"{path}: not a folder")
-    for f in sorted(path.iterdir()):
-        if f.is_file() and (f.suffix.lower() in STRUCTURE_SUFFIXES or f.name.startswith(("POSCAR", "CONTCAR"))):
-            yield SourceItem(f.stem if f.suffix else f.name, path=f, primitive=primitive)
+    files = sorted(f for f in path.iterdir() if is_structure_file_name(f.name))
+    if not files:
+        raise EmptySourceError(f"{path}: no structure files (*{', *'.join(STRUCTURE_SUFFIXES)}, POSCAR*, CONTCAR*)")
+    ids = file_ids([f.name for f in files])
+    for f in files:
+        mid = ids[f.name]
+        try:
+            labels = structure_labels(f)
+        except InvalidStructureError as exc:
+            yield SourceItem(mid, path=f, primitive=primitive, error=exc.cause)
+            continue
+        if len(labels) == 1:
+            yield SourceItem(mid, path=f, primitive=primitive)
+        else:
+            for k, label in enumerate(labels):
+                yield SourceItem(f"{mid}:{label}", path=f, primitive=primitive, index=k)
 
 
 def primitive_cell(structure: Structure, symprec: float = SYMPREC) -> Structure:
@@ -48,4 +97,4 @@ def zeolite_source(path: str | Path | None = None) -> Iterator[SourceItem]:
             raise FileNotFoundError("zeolite CIFs not found: set VGNN_DATA_DIR or pass a folder")
         path = root / "iza_zeolites" / "cifs"
     for item in directory_source(path, primitive=True):
-        yield SourceItem(f"iza-{item.material_id}", path=item.path, primitive=True)
+        yield replace(item, material_id=f"iza-{item.material_id}")

@@ -134,13 +134,14 @@ def test_batched_equals_one_by_one(kmvn, si_primitive, wurtzite_zno, monoclinic_
 
 
 def test_continuous_when_atom_crosses_cutoff():
-    # A dimer-like cell where the Si–Si distance passes through r_max = 4 Å.
+    # A dimer-like cell where the Si–O distance passes through r_max = 4 Å (the 5.5 Å axes keep
+    # the cell a bulk crystal for the validation, with no other pair within r_max).
     torch.manual_seed(0)
     p = predictor("kmvn")
     from pymatgen.core import Lattice
 
     def at(d):
-        return Structure(Lattice.tetragonal(9.0, 9.0), ["Si", "O"], [[0, 0, 0], [d / 9.0, 0, 0]])
+        return Structure(Lattice.orthorhombic(9.0, 5.5, 5.5), ["Si", "O"], [[0, 0, 0], [d / 9.0, 0, 0]])
 
     inside, outside = p.predict_gamma([at(4.0 - 1e-4), at(4.0 + 1e-4)])
     np.testing.assert_allclose(inside, outside, atol=1e-3)

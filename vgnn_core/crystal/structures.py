@@ -1,12 +1,21 @@
 """Crystal structures in, validated: pymatgen ``Structure``, ASE ``Atoms`` or a file path.
 
-Only ordered, fully occupied, three-dimensionally periodic crystals are accepted. Anything
-else raises :class:`InvalidStructureError`, which names the structure and the cause.
+Only ordered, fully occupied bulk crystals are accepted: the cell must be sane (finite, no
+vector longer than ``MAX_CELL_LENGTH``, lattice planes at least ``MIN_PLANE_SPACING`` apart, at
+most ``MAX_ATOMS`` atoms) — checked before any neighbour search allocates memory — and the atoms
+must form one network connected in all three directions
+(:mod:`vgnn_core.crystal.dimensionality`: molecules, free atoms, slabs and chains in vacuum are
+refused). Anything else raises :class:`InvalidStructureError`, which names the structure and the
+cause.
+
+A file may hold several structures: every data block of a CIF that lists atom sites, every frame
+of an (ext)xyz file. :func:`structure_labels` names them; ``read_structure(path, index)`` reads one.
 """
 
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +26,14 @@ from pymatgen.core import Element, Structure
 MIN_INTERATOMIC_DISTANCE = 0.5
 #: Smallest accepted cell volume per atom (Å³); below this the cell is degenerate.
 MIN_VOLUME_PER_ATOM = 0.5
+#: Longest accepted lattice vector (Å). Real cells (zeolites, MOFs) stay far below; a longer one
+#: is a unit error or a vacuum box, and would make a neighbour search allocate without bound.
+MAX_CELL_LENGTH = 300.0
+#: Smallest accepted spacing (Å) of the lattice planes spanned by two of the cell's vectors: a
+#: flatter (or needlessly skewed) cell needs thousands of periodic images in a neighbour search.
+MIN_PLANE_SPACING = 0.5
+#: Most atoms accepted in one cell (the database build's limit, ``BuildSettings.max_atoms``).
+MAX_ATOMS = 5000
 
 
 class InvalidStructureError(ValueError):
@@ -47,24 +64,35 @@ def structure_name(structure: Structure, fallback: str = "structure") -> str:
         return fallback
 
 
-def read_structure(path: str | os.PathLike) -> Structure:
-    """Read CIF / POSCAR / extxyz / anything pymatgen or ASE can read, validated."""
+def read_structure(path: str | os.PathLike, index: int | None = None) -> Structure:
+    """Read CIF / POSCAR / extxyz / anything pymatgen or ASE can read, validated.
+
+    ``index`` picks one structure of a file that holds several (its position in
+    :func:`structure_labels`); without it the file must hold exactly one.
+    """
     path = Path(path)
     name = path.name
-    if not path.is_file():
-        raise InvalidStructureError(name, f"file not found: {path}")
-    if path.stat().st_size == 0:
-        raise InvalidStructureError(name, "file is empty")
+    labels = structure_labels(path)  # a missing, unreadable or empty file raises here
+    if index is None:
+        if len(labels) > 1:
+            raise InvalidStructureError(name, f"holds {len(labels)} structures ({_shorten(labels)}); read one by index")
+        index = 0
+    elif not 0 <= index < len(labels):
+        raise InvalidStructureError(name, f"has no structure number {index} (it holds {len(labels)})")
+    if len(labels) > 1:
+        name = f"{name}:{labels[index]}"
     errors = []
     structure = None
     try:
-        structure = _read_with_pymatgen(path)
+        structure = _read_with_pymatgen(path, index, len(labels))
     except Exception as exc:  # noqa: BLE001 - fall back to ASE, then report both
         errors.append(f"pymatgen: {type(exc).__name__}: {exc}")
         try:
+            if len(labels) > 1 and path.suffix.lower() in CIF_SUFFIXES:
+                raise ValueError("not tried for one block of a multi-block CIF")  # ASE numbers blocks otherwise
             from ase.io import read as ase_read
 
-            structure = ase_read(path)
+            structure = ase_read(path, index=index)
         except Exception as exc2:  # noqa: BLE001
             errors.append(f"ase: {type(exc2).__name__}: {exc2}")
     if structure is None:
@@ -72,21 +100,134 @@ def read_structure(path: str | os.PathLike) -> Structure:
     return as_structure(structure, name=name)
 
 
+#: Suffixes of files that may hold several structures: CIF data blocks, xyz frames.
+CIF_SUFFIXES = (".cif", ".mcif")
+XYZ_SUFFIXES = (".xyz", ".extxyz")
+
+
+def structure_labels(path: str | os.PathLike) -> list[str]:
+    """The structures a file holds, by label: ``[""]`` for a file of one structure; else the
+    data-block names of a CIF (only blocks that list atom sites; numbers from 1 when names are
+    missing or repeat) or the frame numbers of an xyz file (from 0, as ``ase.io.read``'s
+    ``index``).
+
+    Raises :class:`InvalidStructureError` for a missing, unreadable or empty file, naming the
+    cause (a symbolic-link loop, a dangling link, a folder or device, permission denied…).
+    """
+    path = Path(path)
+    name = path.name
+    try:
+        mode = path.stat().st_mode  # follows links: a loop or a dangling link raises here
+        if not stat.S_ISREG(mode):
+            kind = "a folder" if stat.S_ISDIR(mode) else "a device, pipe or socket"
+            raise InvalidStructureError(name, f"cannot be read: {kind}, not a regular file")
+        with open(path, "rb") as fh:
+            head = fh.read(1)
+    except OSError as exc:
+        raise InvalidStructureError(name, f"cannot be read: {_os_cause(exc, path)}") from None
+    if not head:
+        raise InvalidStructureError(name, "file is empty")
+    suffix = path.suffix.lower()
+    if suffix in CIF_SUFFIXES:
+        names = [block for block, _ in _cif_blocks(path.read_text(errors="replace"))]
+        if len(names) <= 1:
+            return [""]
+        return names if len(set(names)) == len(names) and all(names) else [str(k + 1) for k in range(len(names))]
+    if suffix in XYZ_SUFFIXES:
+        n = _count_xyz_frames(path)
+        return [""] if n <= 1 else [str(k) for k in range(n)]
+    return [""]
+
+
+def _shorten(labels: list[str], n: int = 5) -> str:
+    return ", ".join(labels[:n]) + (", …" if len(labels) > n else "")
+
+
+def _os_cause(exc: OSError, path: Path) -> str:
+    """One phrase for why a path cannot be opened."""
+    import errno
+
+    if exc.errno == errno.ELOOP:
+        return "symbolic link loop"
+    if exc.errno == errno.ENOENT and path.is_symlink():
+        return f"dangling symbolic link (its target {os.readlink(path)} does not exist)"
+    if exc.errno == errno.ENOENT:
+        return f"file not found: {path}"
+    return exc.strerror or type(exc).__name__
+
+
+def _cif_blocks(text: str) -> list[tuple[str, str]]:
+    """``(name, text)`` of every data block that lists atom sites (names lower-cased: CIF names
+    are case-insensitive); ``data_`` inside a ``;``-delimited text field starts no block."""
+    blocks: list[tuple[str, list[str]]] = []
+    in_field = False
+    for line in text.splitlines(keepends=True):
+        if line.startswith(";"):
+            in_field = not in_field
+        elif not in_field and line.lstrip().lower().startswith("data_"):
+            blocks.append((line.strip()[5:].lower(), []))
+        if blocks:
+            blocks[-1][1].append(line)
+    out = []
+    for block, lines in blocks:
+        body = "".join(lines)
+        low = body.lower()
+        if "_atom_site_fract_x" in low or "_atom_site_cartn_x" in low:
+            out.append((block, body))
+    return out
+
+
+def _count_xyz_frames(path: Path) -> int:
+    """Frames of an xyz file (a count line, a comment line, that many atom lines; repeated).
+    Counting stops where the file leaves that layout: the reader then says why."""
+    frames = 0
+    with open(path, "rb") as fh:
+        while True:
+            first = fh.readline()
+            if not first.strip():
+                break
+            try:
+                n = int(first.split()[0])
+            except (ValueError, IndexError):
+                break
+            if n < 0:
+                break
+            last = b""
+            for _ in range(n + 1):
+                last = fh.readline()
+            if not last:
+                break
+            frames += 1
+    return max(frames, 1)
+
+
 #: CIF sites closer than this (fractional) after applying the symmetry operators are one site:
 #: coordinates printed with 4 decimals put special positions (x = 0.3333) a few mÅ apart.
 CIF_SITE_TOLERANCE = 2e-3
 
 
-def _read_with_pymatgen(path: Path) -> Structure:
+def _read_with_pymatgen(path: Path, index: int, count: int) -> Structure:
     import warnings
 
-    if path.suffix.lower() in (".cif", ".mcif"):
+    suffix = path.suffix.lower()
+    if suffix in CIF_SUFFIXES:
         from pymatgen.io.cif import CifParser
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # stoichiometry and rounding notices
-            parser = CifParser(path, site_tolerance=CIF_SITE_TOLERANCE)
-            return parser.parse_structures(primitive=False)[0]
+            if count > 1:
+                _, text = _cif_blocks(path.read_text(errors="replace"))[index]
+                parser = CifParser.from_str(text, site_tolerance=CIF_SITE_TOLERANCE)
+            else:
+                parser = CifParser(path, site_tolerance=CIF_SITE_TOLERANCE)
+            structures = parser.parse_structures(primitive=False)
+        if not structures:
+            raise ValueError("no structure in the CIF")
+        return structures[0]
+    if suffix in XYZ_SUFFIXES:
+        from ase.io import read as ase_read
+
+        return ase_read(path, index=index)  # extxyz carries the lattice and pbc
     return Structure.from_file(path)
 
 
@@ -95,7 +236,8 @@ def as_structure(obj: StructureLike, name: str | None = None, check_overlaps: bo
 
     Accepts a ``Structure``, an ASE ``Atoms`` or a path. Raises
     :class:`InvalidStructureError` for partial occupancy, vacancies, dummy species, a
-    non-periodic or degenerate cell, no atoms, non-finite coordinates or overlapping atoms.
+    non-periodic, degenerate or huge cell, too many atoms, no atoms, non-finite coordinates,
+    overlapping atoms, or atoms not connected in 3-D (a molecule, slab, chain or isolated atom).
     ``check_overlaps=False`` leaves the overlap test to the caller (the graph builder does it
     from its own neighbour list, saving a second search).
     """
@@ -155,19 +297,44 @@ def _validate(structure: Structure, name: str, check_overlaps: bool = True) -> N
     pbc = getattr(structure.lattice, "pbc", (True, True, True))
     if not all(pbc):
         raise InvalidStructureError(name, f"not periodic in all directions (pbc={tuple(pbc)})")
-    matrix = structure.lattice.matrix
-    if not np.all(np.isfinite(matrix)) or not np.all(np.isfinite(structure.frac_coords)):
+    if len(structure) > MAX_ATOMS:
+        raise InvalidStructureError(name, f"{len(structure)} atoms in the cell, above the limit of {MAX_ATOMS}")
+    check_cell(structure.lattice.matrix, len(structure), name)
+    if not np.all(np.isfinite(structure.frac_coords)):
         raise InvalidStructureError(name, "lattice or coordinates contain NaN or infinity")
-    volume = abs(np.linalg.det(matrix))
-    if volume < MIN_VOLUME_PER_ATOM * len(structure):
-        raise InvalidStructureError(
-            name, f"degenerate cell: volume {volume:.3g} Å^3 for {len(structure)} atoms"
-        )
     if check_overlaps:
         centers, neighbors, _, distances = structure.get_neighbor_list(
             MIN_INTERATOMIC_DISTANCE, exclude_self=True
         )
         raise_on_overlap(name, centers, neighbors, distances)
+    from .dimensionality import periodicity
+
+    cause = periodicity(structure).cause()
+    if cause:
+        raise InvalidStructureError(name, cause)
+
+
+def check_cell(matrix, n_atoms: int, name: str) -> None:
+    """Refuse a lattice (rows = vectors, Å) no neighbour search should see: non-finite,
+    degenerate (volume per atom below ``MIN_VOLUME_PER_ATOM``), longer than ``MAX_CELL_LENGTH``
+    or with lattice planes closer than ``MIN_PLANE_SPACING``. Costs no allocation."""
+    matrix = np.asarray(matrix, dtype=float)
+    if not np.all(np.isfinite(matrix)):
+        raise InvalidStructureError(name, "lattice or coordinates contain NaN or infinity")
+    lengths = np.linalg.norm(matrix, axis=1)
+    if lengths.max() > MAX_CELL_LENGTH:
+        raise InvalidStructureError(
+            name, f"lattice vector of {lengths.max():.4g} Å, above the limit of {MAX_CELL_LENGTH:g} Å "
+                  "(wrong units or a vacuum box?)")
+    volume = abs(float(np.linalg.det(matrix)))
+    if volume < MIN_VOLUME_PER_ATOM * n_atoms:
+        raise InvalidStructureError(name, f"degenerate cell: volume {volume:.3g} Å^3 for {n_atoms} atoms")
+    areas = np.linalg.norm(np.cross(matrix[[1, 2, 0]], matrix[[2, 0, 1]]), axis=1)
+    spacing = volume / areas.max()
+    if spacing < MIN_PLANE_SPACING:
+        raise InvalidStructureError(
+            name, f"degenerate or skewed cell: lattice planes {spacing:.3g} Å apart "
+                  f"(minimum {MIN_PLANE_SPACING:g} Å; reduce the cell)")
 
 
 def raise_on_overlap(name: str, centers, neighbors, distances) -> None:

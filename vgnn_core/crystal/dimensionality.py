@@ -1,0 +1,149 @@
+"""Is a structure a bulk crystal? The periodicity of its network of atomic contacts.
+
+A phonon database holds bulk crystals: structures whose atoms form one network that repeats
+in all three directions. A molecule or a free atom in a box, a slab with vacuum and a chain in
+vacuum are periodic only because the file gives them a cell; their vacuum gaps would be
+predicted as zero-stiffness directions.
+
+**The rule.** Two atoms are *in contact* when they are closer than
+``max(CONTACT_DISTANCE, COVALENT_SCALE × (r_i + r_j))`` with ``r`` the covalent radii of
+Cordero et al. (2008; pymatgen's ``CovalentRadius``). The 6 Å contact distance spans every
+van der Waals gap of real layered and molecular crystals — graphite (3.35 Å between layers),
+MoS₂ (3.5 Å S–S), black phosphorus, solid Xe (4.3 Å), Cs metal (5.3 Å) — so these stay 3-D,
+while a vacuum of more than 6 Å is never bridged. The covalent term only widens the contact
+for the largest atoms (Cs–Cs, Fr, Ra), whose bonds may approach 6 Å.
+
+The dimensionality of each connected component of the contact network is the rank of the
+lattice translations that join the component to its own periodic images (Larsen et al.,
+Phys. Rev. Materials 3, 034003, 2019): 0 a molecule or cluster, 1 a chain, 2 a slab or layer,
+3 a framework. A structure is accepted when every component is 3-D periodic; otherwise the
+lowest-dimensional component names the cause: ``isolated atom`` (an atom in contact with
+nothing, not even its own images), ``molecule``, ``chain`` or ``slab``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from pymatgen.core import Structure
+
+#: Atoms closer than this (Å) are in contact whatever their elements (spans van der Waals gaps).
+CONTACT_DISTANCE = 6.0
+#: Atoms closer than this multiple of their summed covalent radii are bonded (and in contact).
+COVALENT_SCALE = 1.25
+
+#: The name of a component of each periodic dimension (an atom alone is an ``isolated atom``).
+DIMENSION_NAMES = {0: "molecule", 1: "chain", 2: "slab", 3: "framework"}
+
+
+@dataclass(frozen=True)
+class Periodicity:
+    """The components of a structure's contact network and how many directions each repeats in.
+
+    ``labels[i]`` is atom ``i``'s component; ``dimensions[c]`` the periodic dimension (0–3) of
+    component ``c``; ``isolated`` the atoms in contact with no other atom nor any of their own
+    images.
+    """
+
+    labels: np.ndarray
+    dimensions: tuple[int, ...]
+    isolated: tuple[int, ...]
+
+    @property
+    def dimension(self) -> int:
+        """The lowest periodic dimension of any component (3: a bulk crystal)."""
+        return min(self.dimensions) if self.dimensions else 0
+
+    @property
+    def is_bulk(self) -> bool:
+        return self.dimension == 3
+
+    def cause(self) -> str | None:
+        """``None`` for a bulk crystal, else one line: what the structure is and why it is refused."""
+        if self.is_bulk:
+            return None
+        if self.isolated:
+            atoms = ", ".join(str(i) for i in self.isolated[:5]) + (" …" if len(self.isolated) > 5 else "")
+            return (f"isolated atom: atom(s) {atoms} have no other atom within {CONTACT_DISTANCE:g} Å; "
+                    "a crystal's atoms must all be connected in 3-D")
+        kind = DIMENSION_NAMES[self.dimension]
+        c = self.dimensions.index(self.dimension)
+        n = int(np.count_nonzero(self.labels == c))
+        shape = {"molecule": "a finite cluster", "chain": "a 1-D periodic chain", "slab": "a 2-D periodic layer"}[kind]
+        return (f"{kind}: {n} atom(s) form {shape} with more than {CONTACT_DISTANCE:g} Å of vacuum around it; "
+                "a crystal's atoms must be connected in 3-D")
+
+
+def covalent_radii(numbers: np.ndarray) -> np.ndarray:
+    """Covalent radii (Å, Cordero 2008) of atomic numbers; 1.5 Å for elements without one."""
+    from pymatgen.analysis.molecule_structure_comparator import CovalentRadius
+    from pymatgen.core import Element
+
+    table = CovalentRadius.radius
+    return np.array([table.get(Element.from_Z(int(z)).symbol, 1.5) for z in numbers], dtype=float)
+
+
+def periodicity(structure: Structure) -> Periodicity:
+    """The contact network's components and their periodic dimensions (see the module doc).
+
+    The structure must already be sane (finite, non-degenerate lattice of a few hundred Å at
+    most): the neighbour search runs to ``CONTACT_DISTANCE`` or more.
+    """
+    numbers = np.array([site.specie.Z for site in structure], dtype=np.int64)
+    radii = covalent_radii(numbers)
+    search = float(max(CONTACT_DISTANCE, COVALENT_SCALE * 2 * radii.max(initial=0.0)))
+    src, dst, shift, dist = structure.get_neighbor_list(search, exclude_self=False)
+    keep = dist > 1e-8  # an atom itself (its own images are real contacts)
+    src, dst, shift, dist = src[keep], dst[keep], shift[keep], dist[keep]
+    limit = np.maximum(CONTACT_DISTANCE, COVALENT_SCALE * (radii[src] + radii[dst]))
+    near = dist < limit
+    return network_periodicity(len(structure), src[near], dst[near], np.rint(shift[near]).astype(np.int64))
+
+
+def network_periodicity(n_atoms: int, src: np.ndarray, dst: np.ndarray, shift: np.ndarray) -> Periodicity:
+    """Components and periodic dimensions of a periodic graph.
+
+    Edges ``(src, dst, shift)`` join atom ``src`` in the home cell to the image of ``dst`` in
+    the cell translated by the integer vector ``shift``. Each component is unfolded along a
+    spanning tree (every atom gets the cell of the image it is reached in); an edge that closes
+    a loop onto a *different* image of an atom is a lattice translation of that component, and
+    the rank of those translations is the component's periodic dimension.
+    """
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import breadth_first_order, connected_components
+
+    src = np.asarray(src, dtype=np.int64)
+    dst = np.asarray(dst, dtype=np.int64)
+    shift = np.asarray(shift, dtype=np.int64).reshape(-1, 3)
+    adjacency = coo_matrix((np.ones(len(src)), (src, dst)), shape=(n_atoms, n_atoms)).tocsr()
+    n_comp, labels = connected_components(adjacency, directed=False)
+    # the shift of one edge per ordered atom pair, to unfold along the spanning trees
+    key = src * n_atoms + dst
+    order = np.argsort(key, kind="stable")
+    sorted_keys = key[order]
+    offset = np.zeros((n_atoms, 3), dtype=np.int64)
+    seen = np.zeros(n_atoms, dtype=bool)
+    symmetric = adjacency + adjacency.T
+    for root in range(n_atoms):
+        if seen[root]:
+            continue
+        nodes, parents = breadth_first_order(symmetric, root, directed=False, return_predecessors=True)
+        seen[nodes] = True
+        for node in nodes[1:]:
+            parent = parents[node]
+            k = np.searchsorted(sorted_keys, parent * n_atoms + node)
+            if k < len(sorted_keys) and sorted_keys[k] == parent * n_atoms + node:
+                offset[node] = offset[parent] + shift[order[k]]
+            else:  # only the reverse edge (node → parent, T) is listed: parent reaches node at −T
+                k = np.searchsorted(sorted_keys, node * n_atoms + parent)
+                offset[node] = offset[parent] - shift[order[k]]
+    loops = offset[src] + shift - offset[dst]
+    dimensions = []
+    for c in range(n_comp):
+        vectors = loops[(labels[src] == c) & np.any(loops != 0, axis=1)]
+        rank = 0 if len(vectors) == 0 else int(np.linalg.matrix_rank(np.unique(vectors, axis=0).astype(float)))
+        dimensions.append(rank)
+    sizes = np.bincount(labels, minlength=n_comp)
+    isolated = tuple(int(i) for i in range(n_atoms) if sizes[labels[i]] == 1 and dimensions[labels[i]] == 0)
+    return Periodicity(labels=labels, dimensions=tuple(dimensions), isolated=isolated)
