@@ -1,0 +1,233 @@
+"""GPU build check (issue #20 item 5): a database build on a GPU, timed, and checked against the CPU.
+
+1. Reads the first ``--n`` structures of Togo's phonondb (phonopy's primitive cells, from
+   ``unitcells_conf_born.tar.xz``) and writes them as POSCAR files into a folder.
+2. Times the stages of one prediction pass on a subset (validation, graphs, the MVN and k-MVN
+   networks, the Γ eigen-solves, k-MVN's bands + DOS + thermal properties).
+3. Compares frequencies on ``--compare`` structures: ``--device`` against the CPU (Γ from MVN,
+   the band structure from k-MVN), max |Δω| in cm⁻¹ against a 1e-3 cm⁻¹ tolerance.
+4. Builds the database from the folder with the shipped MVN and k-MVN, in process (the
+   ``vgnn build --cluster none`` path: the same shards and rows as the Dask flow), on
+   ``--device``: wall seconds, materials/s, and the projection for 146,000 materials. The build
+   stops after the shard that passes ``--budget`` seconds from the start (then ``complete`` is
+   false and the rate is that of the shards done), so the check fits its device call.
+
+Writes ``gpu_check_<device>.json`` into ``--out`` (and ``benchmarks/results/``). Run through
+``benchmarks/gpu_check.sh`` on the device machine; on the CPU, e.g.
+``python benchmarks/gpu_check.py --device cpu --n 20 --compare 4`` shows it runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+#: Materials in the Materials Project the projection is made for (issue #20).
+TARGET_MATERIALS = 146_000
+#: Largest |Δω| (cm⁻¹) accepted between the device and the CPU.
+TOLERANCE_CM1 = 1e-3
+
+
+def read_sample(archive: Path, n: int) -> list[tuple[str, object]]:
+    """``(material id, Structure)`` of the first ``n`` Togo phonondb entries."""
+    sys.path.insert(0, str(ROOT))
+    from flows.sources.phonondb import togo_source
+
+    return [(item.material_id, item.structure) for item in togo_source(archive, limit=n)]
+
+
+def write_poscars(sample: list[tuple[str, object]], folder: Path) -> None:
+    from pymatgen.io.vasp import Poscar
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for mid, s in sample:
+        Poscar(s).write_file(folder / f"{mid}.vasp")
+
+
+def sync(device: str) -> None:
+    if device.startswith("cuda"):
+        import torch
+
+        torch.cuda.synchronize()
+
+
+def stage_times(structures: list, device: str) -> dict:
+    """Seconds of each stage of one pass over ``structures`` (models loaded, warm)."""
+    import torch
+
+    from vgnn_core import load_pretrained
+    from vgnn_core.crystal.crystal import as_crystal
+    from vgnn_core.crystal.graph import build_graph
+    from vgnn_core.phonons.dynamical_matrix import gamma_frequencies
+
+    mvn, kmvn = load_pretrained("mvn", device=device), load_pretrained("kmvn", device=device)
+    warm = structures[:4]
+    mvn.predict_gamma(warm), kmvn.predict_phonons(warm)
+    out: dict[str, float] = {}
+    t = time.perf_counter()
+    crystals = [as_crystal(s) for s in structures]
+    out["validate"] = time.perf_counter() - t
+    t = time.perf_counter()
+    graphs = [build_graph(c.structure, mvn.model.config.graph_cutoff) for c in crystals]
+    out["graphs"] = time.perf_counter() - t
+    fcs: dict[str, list] = {}
+    with torch.inference_mode():
+        for name, p in (("mvn", mvn), ("kmvn", kmvn)):
+            t = time.perf_counter()
+            fcs[name] = []
+            for _, batch in p._each_batch(graphs):
+                fcs[name] += p.model.force_constants(batch)
+            sync(device)
+            out[f"{name}_network"] = time.perf_counter() - t
+        t = time.perf_counter()
+        gamma_frequencies([fc.cpu() for fc in fcs["mvn"]])
+        out["mvn_gamma_eigensolve"] = time.perf_counter() - t
+    t = time.perf_counter()
+    kmvn.predict_phonons(crystals)
+    sync(device)
+    out["kmvn_predict_phonons_total"] = time.perf_counter() - t
+    return out
+
+
+def compare(structures: list, device: str) -> dict:
+    """max |Δω| (cm⁻¹) between ``device`` and the CPU: MVN Γ and k-MVN bands."""
+    from vgnn_core import load_pretrained
+
+    out: dict[str, float] = {}
+    ref = {k: load_pretrained(k, device="cpu") for k in ("mvn", "kmvn")}
+    dev = {k: load_pretrained(k, device=device) for k in ("mvn", "kmvn")}
+    g_ref, g_dev = ref["mvn"].predict_gamma(structures), dev["mvn"].predict_gamma(structures)
+    b_ref, b_dev = ref["kmvn"].predict_phonons(structures, thermal=False), dev["kmvn"].predict_phonons(structures, thermal=False)
+    dg = [np.abs(a - b) for a, b in zip(g_ref, g_dev)]
+    db = [np.abs(a.bands - b.bands) for a, b in zip(b_ref, b_dev)]
+    out["gamma_max_abs_diff_cm1"] = float(max(d.max() for d in dg))
+    out["bands_max_abs_diff_cm1"] = float(max(d.max() for d in db))
+    # where |ω| < 1 cm⁻¹ the √ amplifies float round-off of λ: reported apart
+    soft = [np.abs(a.bands) < 1.0 for a in b_ref]
+    out["bands_max_abs_diff_cm1_above_1cm1"] = float(max(np.where(s, 0.0, d).max() for s, d in zip(soft, db)))
+    out["materials"] = len(structures)
+    out["within_tolerance"] = bool(max(out["gamma_max_abs_diff_cm1"], out["bands_max_abs_diff_cm1"]) <= TOLERANCE_CM1)
+    return out
+
+
+def timed_build(structures: Path, db: Path, deadline: float, settings=None) -> dict:
+    """The in-process build (``vgnn build --cluster none``: same shards and rows as the Dask
+    flow) of a folder, shard after shard until done or past ``deadline`` (perf_counter)."""
+    from flows.models import pick_models
+    from flows.plan import finalize_build, plan_build
+    from flows.shard import run_shard
+
+    shutil.rmtree(db, ignore_errors=True)
+    t0 = time.perf_counter()
+    plan = plan_build(f"dir:{structures}", "gpu-check", settings)
+    t_plan = time.perf_counter() - t0
+    loaded = pick_models(["mvn", "kmvn"])
+    t_models = time.perf_counter() - t0 - t_plan
+    reports = []
+    for shard in plan.shards:
+        reports.append(run_shard(shard, plan.items(shard), db, plan.release, plan.source_name, loaded, plan.run_id,
+                                 plan.settings))
+        if time.perf_counter() > deadline:
+            break
+    complete = len(reports) == len(plan.shards)
+    summary = finalize_build(db, plan, loaded.identities(), reports) if complete else None
+    wall = time.perf_counter() - t0
+    done = sum(r.written + r.failed for r in reports)
+    shard_s = sum(r.seconds for r in reports)
+    return {"complete": complete, "shards": f"{len(reports)}/{len(plan.shards)}", "materials": done,
+            "written": sum(r.written for r in reports), "failed": sum(r.failed for r in reports),
+            "wall_s": wall, "plan_s": t_plan, "load_models_s": t_models, "shards_s": shard_s,
+            "materials_per_s": done / wall if wall else 0.0,
+            "shard_materials_per_s": done / shard_s if shard_s else 0.0, "summary": summary}
+
+
+def save(report: dict, out: Path, final: bool = False) -> None:
+    """Write the report so far (a check stopped by its time limit still leaves its phases)."""
+    import importlib.metadata as md
+
+    report["finished"] = final
+    if final:
+        dists = md.packages_distributions()
+        report["imported_distributions"] = sorted({d for m in list(sys.modules) for d in dists.get(m.split(".")[0], [])})
+    name = f"gpu_check_{report['device'].replace(':', '')}.json"
+    text = json.dumps(report, indent=1, default=str)
+    for folder in {out, RESULTS}:
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_text(text)
+    if final:
+        print(f"written {name} to {out} and {RESULTS}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=2000, help="structures built (Togo order)")
+    parser.add_argument("--device", default="cuda")
+    parser.add_argument("--compare", type=int, default=48, help="structures compared with the CPU")
+    parser.add_argument("--stages", type=int, default=100, help="structures of the staged timing pass")
+    parser.add_argument("--archive", type=Path, default=None,
+                        help="unitcells_conf_born.tar.xz (default: $VGNN_DATA_DIR/togo_phonondb/)")
+    parser.add_argument("--out", type=Path, default=Path(os.environ.get("OUT", RESULTS)))
+    parser.add_argument("--budget", type=float, default=400.0,
+                        help="seconds for the whole check: the build stops after the shard that passes it")
+    parser.add_argument("--workdir", type=Path, default=None, help="scratch folder (default: a temporary one)")
+    args = parser.parse_args()
+    os.environ["VGNN_DEVICE"] = args.device
+    sys.path.insert(0, str(ROOT))
+    import torch
+
+    from vgnn_core.settings import shared_data_dir
+
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        raise SystemExit(f"--device {args.device}: torch {torch.__version__} sees no GPU")
+    archive = args.archive or (shared_data_dir() or Path(".")) / "togo_phonondb" / "unitcells_conf_born.tar.xz"
+    work = args.workdir or Path(tempfile.mkdtemp(prefix="vgnn_gpu_check_"))
+    report: dict = {"device": args.device, "n_requested": args.n, "machine": platform.platform(),
+                    "torch": torch.__version__, "cpu_count": os.cpu_count(),
+                    "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
+    t0 = time.perf_counter()
+    deadline = t0 + args.budget
+    sample = read_sample(archive, args.n)
+    write_poscars(sample, work / "structures")
+    report["read_sample_s"] = time.perf_counter() - t0
+    report["materials"] = len(sample)
+    report["atoms"] = int(sum(len(s) for _, s in sample))
+    print(f"{len(sample)} structures ({report['atoms']} atoms) in {report['read_sample_s']:.1f} s", flush=True)
+    save(report, args.out)
+
+    structures = [s for _, s in sample]
+    report["stages_materials"] = min(args.stages, len(structures))
+    report["stages_s"] = stage_times(structures[: args.stages], args.device)
+    print("stages:", json.dumps(report["stages_s"]), flush=True)
+    save(report, args.out)
+    if args.compare:
+        # on --device cpu this compares the CPU with itself: a check of the script's own path
+        report["vs_cpu"] = compare(structures[: args.compare], args.device)
+        print("vs cpu:", json.dumps(report["vs_cpu"]), flush=True)
+        save(report, args.out)
+
+    report["build"] = timed_build(work / "structures", work / "db", deadline)
+    rate = report["build"]["materials_per_s"]
+    report["projection_146k"] = {
+        "materials": TARGET_MATERIALS, "hours": TARGET_MATERIALS / rate / 3600 if rate else None,
+        "note": f"at this sample's mean size ({report['atoms'] / len(sample):.1f} atoms), one GPU, one process"}
+    print(f"build: {json.dumps({k: v for k, v in report['build'].items() if k != 'summary'})}; "
+          f"146k in {report['projection_146k']['hours']} h", flush=True)
+
+    save(report, args.out, final=True)
+    if args.workdir is None:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
