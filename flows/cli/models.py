@@ -24,7 +24,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
             setattr(cfg, key, getattr(args, key))
     train_samples, val_samples = training_data(cfg, args.split_file)
     out = Path(args.out or f"runs/{args.model}")
-    state = train(train_samples, val_samples, cfg, out, resume=args.resume, init_from=args.init)
+    state = train(train_samples, val_samples, cfg, out, resume=args.resume, init_from=args.init,
+                  stop_after=args.stop_after)
     print(f"best val {cfg.select_on} {state['best_val']:.5f} at epoch {state['best_epoch']}; checkpoint {out / 'best.pt'}")
     return 0
 
@@ -134,6 +135,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     tr.add_argument("--model", choices=["kmvn", "mvn", "vvn"], default="kmvn")
     tr.add_argument("--epochs", type=int)
     tr.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    tr.add_argument("--stop-after", type=int,
+                    help="stop after this epoch of the schedule (which still spans --epochs); --resume continues")
     tr.add_argument("--device", default="cpu")
     tr.add_argument("--seed", type=int, default=0)
     tr.add_argument("--lr", type=float)

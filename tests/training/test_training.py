@@ -169,3 +169,18 @@ def test_block_loss_needs_the_mae_loss(tmp_path, samples, si_primitive):
     c = cfg(1, loss="nmse")
     with pytest.raises(ValueError, match="block loss is on the scale of the mae loss"):
         train(blocked + samples[1:3], samples[3:], c, tmp_path, progress=None)
+
+
+def test_stop_after_keeps_the_schedule_and_resumes_exactly(tmp_path, samples):
+    """A run stopped after epoch 2 of a 5-epoch schedule and resumed equals the straight run."""
+    straight, sliced = tmp_path / "straight", tmp_path / "sliced"
+    train(samples[:3], samples[3:], cfg(5), straight, progress=None)
+    state = train(samples[:3], samples[3:], cfg(5), sliced, progress=None, stop_after=2)
+    assert state["epoch"] == 2
+    log = [json.loads(x) for x in (sliced / "log.jsonl").read_text().splitlines()]
+    straight_log = [json.loads(x) for x in (straight / "log.jsonl").read_text().splitlines()]
+    assert [r["lr"] for r in log] == [r["lr"] for r in straight_log[:2]]  # the 5-epoch schedule
+    train(samples[:3], samples[3:], cfg(5), sliced, resume=True, progress=None)
+    a, b = (torch.load(d / "last.pt", weights_only=True)["model"] for d in (straight, sliced))
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=0)

@@ -111,6 +111,23 @@ def _trust_lines(card: dict) -> list[str]:
             "|---|---|---|---|---|", *rows]
 
 
+def _twin_lines(card: dict) -> list[str]:
+    """Metrics without the held-out materials that have a structural twin in the training data."""
+    rows = []
+    for split, m in card["metrics"].items():
+        t = m.get("twin_free")
+        if not t or not t.get("n_twins_left_out"):
+            continue
+        rows.append(f"| {split} | {t['n']} ({t['n_twins_left_out']} left out) | "
+                    f"{t.get('bands_mae_mean', float('nan')):.1f} | {t.get('gamma_mae_mean', float('nan')):.1f} |")
+    if not rows:
+        return []
+    return ["", "## Without structural twins", "",
+            "The splits are by material id; these rows leave out the held-out materials whose structure a "
+            "training set also holds (`vgnn_core/training/twins.json`).", "",
+            "| split | n | bands MAE mean | Γ MAE mean |", "|---|---|---|---|", *rows]
+
+
 def render_markdown(card: dict) -> str:
     lines = [
         f"# Model card: `{card['name']}` ({card['kind'].upper()})",
@@ -140,7 +157,7 @@ def render_markdown(card: dict) -> str:
         lines[-1] += (
             f"{_fmt(g, 'mae')} | {_fmt(g, 'r2')} | {g['nmse']['mean']:.4f} | " if g else "– | – | – | "
         ) + f"{a['mean']:.2e} / {a['max']:.2e} | {m['seconds_per_material']:.4f} |"
-    lines += _trust_lines(card)
+    lines += _trust_lines(card) + _twin_lines(card)
     pub = card.get("published_reference_test_subset")
     if pub:
         lines += ["", f"Published `{pub['checkpoint']}` on the same 66 reference materials: "

@@ -179,8 +179,12 @@ def train(
     resume: bool = False,
     progress: Callable[[str], None] | None = print,
     init_from: str | Path | None = None,
+    stop_after: int | None = None,
 ) -> dict:
     """Train until ``cfg.epochs`` or early stopping; returns the final state summary.
+
+    ``stop_after`` ends this call after that epoch of the schedule (the learning-rate schedule
+    still spans ``cfg.epochs``); ``resume=True`` continues from there.
 
     ``init_from`` starts from another checkpoint's weights (e.g. an MVN fine-tuned on Γ from a
     k-MVN trained on bands: the two have the same parameters).
@@ -221,7 +225,8 @@ def train(
     write_text_atomic(out / "train_config.json", json.dumps(recorded, indent=1))
     log = open(out / "log.jsonl", "a")
     try:
-        while state["epoch"] < cfg.epochs and state["stale"] < cfg.patience:
+        end = cfg.epochs if stop_after is None else min(cfg.epochs, stop_after)
+        while state["epoch"] < end and state["stale"] < cfg.patience:
             epoch = state["epoch"]
             rng = np.random.default_rng([cfg.seed, epoch])
             order = rng.permutation(len(train_s))
