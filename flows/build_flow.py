@@ -9,13 +9,23 @@ address (``tcp://host:8786``), ``cuda`` (``dask_cuda.LocalCUDACluster``: one wor
 ``CUDA_VISIBLE_DEVICES`` respected), ``slurm`` (``dask_jobqueue.SLURMCluster`` with the
 settings of ``deploy/slurm.yaml``). Without a Prefect server configured, Prefect runs
 ephemerally; ``PREFECT_API_URL`` points it at a server.
+
+The deployment (``deploy/prefect.yaml``) names this module by its import path
+(``flows.build_flow.rebuild_database``), so the flow-run process and the Dask workers that
+unpickle :func:`shard_task` import the same module. Nothing waits forever: a shard task has a
+timeout and retries, a Dask worker that dies mid-shard gets it rescheduled (and after
+``distributed.scheduler.allowed-failures`` deaths the task fails with ``KilledWorker``), and the
+build itself has a flow-level timeout.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import os
 import sys
-from contextlib import contextmanager
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 from prefect import flow, get_run_logger, task
@@ -46,7 +56,106 @@ def _worker_models(specs: tuple[str, ...]) -> BuildModels:
     return cache[specs]
 
 
-@task(retries=2, retry_delay_seconds=2, name="predict-and-write-shard")
+#: Set to 1 (``vgnn build --verbose``) to keep Prefect's and Dask's INFO logs.
+VERBOSE_VAR = "VGNN_VERBOSE"
+
+#: How long a shard may run before its task fails (and is retried), minutes.
+SHARD_TIMEOUT_MINUTES = 120.0
+
+#: Seconds each Dask worker is given to exit after a build before its process is killed.
+WORKER_CLOSE_TIMEOUT_S = 60.0
+
+#: The same after a failed or timed-out build, whose workers may be stuck in a shard.
+FAILED_CLOSE_TIMEOUT_S = 5.0
+
+
+class _WorkerThreadTimeoutNotice(logging.Filter):
+    """Drops Prefect's notice, logged for every task with a timeout that runs in a Dask worker
+    thread, that the timeout cannot interrupt a blocking call: a shard's timeout is meant to
+    take effect between its materials, which it does."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Timeouts in worker threads cannot interrupt" not in str(record.msg)
+
+
+# installed wherever a shard task runs: this module is imported by every Dask worker
+logging.getLogger("prefect.task_runs").addFilter(_WorkerThreadTimeoutNotice())
+
+
+def verbose_logs() -> bool:
+    """Whether ``$VGNN_VERBOSE`` asks for Prefect's and Dask's INFO logs."""
+    return os.environ.get(VERBOSE_VAR, "").strip().lower() not in ("", "0", "false", "no")
+
+
+@contextmanager
+def quiet_logs(prefect: bool = True, dask: bool = True) -> Iterator[None]:
+    """Prefect's (``prefect``) and Dask's logs at WARNING for a build, in this process and in the
+    worker processes it starts (through ``PREFECT_LOGGING_LEVEL`` and
+    ``DASK_LOGGING__DISTRIBUTED``), unless :func:`verbose_logs`. A level the user set in one of
+    those variables is kept; everything is restored on exit."""
+    if verbose_logs():
+        yield
+        return
+    chosen = {}
+    if prefect:
+        chosen["PREFECT_LOGGING_LEVEL"] = ("prefect", "WARNING")
+    if dask:
+        chosen["DASK_LOGGING__DISTRIBUTED"] = ("distributed", "warning")
+    chosen = {var: v for var, v in chosen.items() if not os.environ.get(var)}
+    loggers = {var: logging.getLogger(name) for var, (name, _) in chosen.items()}
+    levels = {var: log.level for var, log in loggers.items()}
+    try:
+        for var, (_, level) in chosen.items():
+            os.environ[var] = level
+            loggers[var].setLevel(logging.WARNING)
+        yield
+    finally:
+        for var in chosen:
+            os.environ.pop(var, None)
+            loggers[var].setLevel(levels[var])
+
+
+def close_local_cluster(cluster, timeout_s: float = WORKER_CLOSE_TIMEOUT_S) -> None:
+    """Close a ``LocalCluster``: its workers first, each given ``timeout_s`` to finish and exit
+    (Dask's default of 5 s has a busy machine's workers killed with SIGKILL and warnings), then
+    the scheduler."""
+
+    async def close_workers() -> None:
+        await asyncio.gather(*(w.close(timeout=timeout_s) for w in list(cluster.workers.values())),
+                             return_exceptions=True)
+
+    try:
+        cluster.sync(close_workers)
+    finally:
+        cluster.close(timeout=timeout_s)
+
+
+@contextmanager
+def dask_task_runner(cluster: str = "local", n_workers: int = 2) -> Iterator:
+    """The task runner of :func:`task_runner`; a ``local`` cluster is started here, outside
+    Prefect, so that after the flow (which closes its client) the workers and the scheduler are
+    shut down in order by :func:`close_local_cluster`: gracefully after a build, within
+    :data:`FAILED_CLOSE_TIMEOUT_S` after a failure (a worker stuck in a shard is killed)."""
+    if cluster != "local":
+        yield task_runner(cluster, n_workers)
+        return
+    from distributed import LocalCluster
+    from prefect_dask import DaskTaskRunner
+
+    local = LocalCluster(**task_runner(cluster, n_workers).cluster_kwargs, dashboard_address=":0")
+    try:
+        yield DaskTaskRunner(address=local.scheduler_address)
+    except BaseException:
+        try:
+            close_local_cluster(local, FAILED_CLOSE_TIMEOUT_S)
+        except Exception as exc:  # the build's own error is the one to report
+            logging.getLogger(__name__).warning("closing the Dask cluster after a failed build: %r", exc)
+        raise
+    close_local_cluster(local)
+
+
+@task(retries=2, retry_delay_seconds=2, timeout_seconds=SHARD_TIMEOUT_MINUTES * 60,
+      name="predict-and-write-shard")
 def shard_task(shard: Shard, inputs: list[PlannedInput], out: str, release: str, source: str,
                model_specs: tuple[str, ...], run_id: str, settings: BuildSettings) -> ShardReport:
     models = _worker_models(model_specs)
@@ -122,14 +231,17 @@ def task_runner(cluster: str = "local", n_workers: int = 2):
 
 @flow(name="vgnn-build-database")
 def build_database(source: str = "demo", models: tuple[str, ...] = ("mvn", "kmvn"), out: str = "db",
-                   release: str | None = None, atoms_per_shard: int = BuildSettings.atoms_per_shard) -> dict:
-    """Build (or resume) one release of the database."""
+                   release: str | None = None, atoms_per_shard: int = BuildSettings.atoms_per_shard,
+                   shard_timeout_minutes: float = SHARD_TIMEOUT_MINUTES) -> dict:
+    """Build (or resume) one release of the database; a shard that runs longer than
+    ``shard_timeout_minutes`` fails (and is retried twice), then the build fails."""
     logger = get_run_logger()
-    plan = plan_build(source, release, BuildSettings(atoms_per_shard=atoms_per_shard))
+    plan = plan_build(source, release, BuildSettings(atoms_per_shard=atoms_per_shard), out=out)
     logger.info("%d structures from %s in %d shards → %s/releases/%s",
                 len(plan.inputs), source, len(plan.shards), out, plan.release)
-    futures = [shard_task.submit(s, plan.items(s), str(out), plan.release, plan.source_name, tuple(models), plan.run_id,
-                                 plan.settings)
+    shard = shard_task.with_options(timeout_seconds=shard_timeout_minutes * 60)
+    futures = [shard.submit(s, plan.items(s), str(out), plan.release, plan.source_name, tuple(models), plan.run_id,
+                            plan.settings)
                for s in plan.shards]
     reports = []
     with tqdm(total=len(futures), desc=f"building {plan.release}", unit="shard",
@@ -143,27 +255,45 @@ def build_database(source: str = "demo", models: tuple[str, ...] = ("mvn", "kmvn
     return finalize_build(Path(out), plan, used, reports)
 
 
-def run_build(source: str, models: list[str], out: str, release: str | None = None,
-              cluster: str = "local", n_workers: int = 2, atoms_per_shard: int = BuildSettings.atoms_per_shard) -> dict:
-    """Run the flow on a Dask cluster (``cluster``), as ``vgnn build`` does."""
+@contextmanager
+def build_environment(cluster: str, n_workers: int) -> Iterator:
+    """The task runner a build's flow runs on, inside the workers' Dask settings; the cluster
+    is closed before the settings are restored."""
     from flows.clusters import worker_dask_config
 
-    runner = task_runner(cluster, n_workers)
-    with shared_prefect_api(), worker_dask_config():
-        return build_database.with_options(task_runner=runner)(
+    with ExitStack() as stack:
+        stack.enter_context(worker_dask_config())
+        yield stack.enter_context(dask_task_runner(cluster, n_workers))
+
+
+def run_build(source: str, models: list[str], out: str, release: str | None = None,
+              cluster: str = "local", n_workers: int = 2, atoms_per_shard: int = BuildSettings.atoms_per_shard,
+              timeout_hours: float | None = None) -> dict:
+    """Run the flow on a Dask cluster (``cluster``), as ``vgnn build`` does; it fails with
+    ``TimeoutError`` after ``timeout_hours`` (no limit by default). Prefect and Dask log at
+    WARNING unless ``$VGNN_VERBOSE``."""
+    timeout_s = None if timeout_hours is None else timeout_hours * 3600
+    with quiet_logs(), shared_prefect_api(), build_environment(cluster, n_workers) as runner:
+        return build_database.with_options(task_runner=runner, timeout_seconds=timeout_s)(
             source=source, models=tuple(models), out=str(out), release=release, atoms_per_shard=atoms_per_shard)
 
 
 @flow(name="vgnn-rebuild")
-def rebuild_database(source: str = "mp", models: tuple[str, ...] = ("mvn", "kmvn"), out: str = "db",
-                     cluster: str = "local", n_workers: int = 2, osf_project: str | None = None) -> dict:
-    """The scheduled job (``deploy/prefect.yaml``): build a fresh release of ``source`` on
-    ``cluster`` and, when ``osf_project`` is given, publish it (token from ``OSF_TOKEN``)."""
-    from flows.clusters import worker_dask_config
+def rebuild_database(source: str = "mp", models: tuple[str, ...] = ("mvn", "kmvn"), out: str = "/data/vgnn-db",
+                     cluster: str = "local", n_workers: int = 2, timeout_hours: float = 96.0,
+                     shard_timeout_minutes: float = SHARD_TIMEOUT_MINUTES, osf_project: str | None = None) -> dict:
+    """The scheduled job (``deploy/prefect.yaml``): build a fresh release of ``source`` into
+    ``out`` (an absolute path under a deployment, whose runs start in a temporary directory) on
+    ``cluster``; the build fails after ``timeout_hours``, so a stuck run frees the deployment's
+    one concurrency slot. When ``osf_project`` is given, publish the release (``OSF_TOKEN``).
+    Dask logs at WARNING unless ``$VGNN_VERBOSE``; Prefect's run logs stay as configured."""
+    from prefect.runtime import deployment
 
-    with worker_dask_config():
-        summary = build_database.with_options(task_runner=task_runner(cluster, n_workers))(
-            source=source, models=tuple(models), out=str(out))
+    if deployment.id and not Path(out).is_absolute():
+        raise ValueError(f"out={out!r} must be an absolute path: a deployment's run starts in a temporary directory")
+    with quiet_logs(prefect=False), build_environment(cluster, n_workers) as runner:
+        summary = build_database.with_options(task_runner=runner, timeout_seconds=timeout_hours * 3600)(
+            source=source, models=tuple(models), out=str(out), shard_timeout_minutes=shard_timeout_minutes)
     if osf_project:
         from storage.osf import OSFClient, publish
 

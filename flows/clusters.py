@@ -23,6 +23,7 @@ def worker_dask_config():
     would inherit them; Dask's own value is lifted for the duration (a user's other value stays).
     """
     import dask
+    import distributed  # noqa: F401 - its defaults first: set before them, our key would take them away on exit
 
     key = "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_"
     injected = str(dask.config.get(key, None))

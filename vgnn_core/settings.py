@@ -10,6 +10,7 @@
 | ``VGNN_IZA_URL`` | the IZA framework CIF server (a mirror, or a test server) | the IZA Structure Commission |
 | ``MP_API_KEY``, ``MP_API_ENDPOINT`` | the Materials Project key and API (``--source mp``) | none; mp-api's |
 | ``OSF_TOKEN`` | the OSF personal access token of ``vgnn publish`` | none |
+| ``VGNN_VERBOSE`` | Prefect's and Dask's INFO logs during a build (``vgnn build --verbose``) | off |
 
 Functions read the environment when called (never at import), so tests and workers can set
 variables first.
@@ -59,7 +60,7 @@ def cache_dir() -> Path:
 def env(name: str) -> str | None:
     """One of the variables in the table above (``None`` when unset or empty)."""
     known = {DATA_DIR_VAR, CACHE_DIR_VAR, DEVICE_VAR, CPU_THREADS_VAR, "VGNN_SLURM_CONFIG", "VGNN_IZA_URL",
-             "MP_API_KEY", "MP_API_ENDPOINT", "OSF_TOKEN"}
+             "MP_API_KEY", "MP_API_ENDPOINT", "OSF_TOKEN", "VGNN_VERBOSE"}
     if name not in known:
         raise KeyError(f"{name} is not one of the project's settings: {sorted(known)}")
     return os.environ.get(name) or None

@@ -6,11 +6,18 @@ import argparse
 
 
 def _cmd_query(args: argparse.Namespace) -> int:
+    import sys
+
+    from storage.catalog import QueryError
     from storage.query import run_query
 
-    release = args.release or "."
-    print(run_query(args.sql, release, fmt=args.format, out=args.out, max_rows=args.max_rows,
-                    verify=not args.no_verify))
+    from .release_url import on_database_root
+
+    def query(release: str) -> str:
+        return run_query(args.sql, release, fmt=args.format, out=args.out, max_rows=args.max_rows,
+                         verify=not args.no_verify)
+
+    print(on_database_root(query, args.release or ".", (QueryError,), log=lambda line: print(line, file=sys.stderr)))
     return 0
 
 
@@ -38,7 +45,10 @@ def _cmd_download(args: argparse.Namespace) -> int:
         if args.url:
             if args.release:
                 raise ReleaseDownloadError("--release names a release of --osf-project; a URL names its release itself")
-            out = download_release_url(args.url, args.out, log=print)
+            from .release_url import on_database_root
+
+            out = on_database_root(lambda url: download_release_url(url, args.out, log=print), args.url,
+                                   (ReleaseDownloadError,), log=print)
         else:
             out = download_release(args.osf_project, args.out, release=args.release, client=OSFClient(log=print))
     except (ReleaseDownloadError, OSFError, OSError) as exc:  # one line, no traceback
@@ -51,6 +61,11 @@ def _cmd_download(args: argparse.Namespace) -> int:
 def _cmd_build(args: argparse.Namespace) -> int:
     import os
 
+    from flows.sources import check_source
+
+    check_source(args.source)  # a typo or a missing key fails here, in one line, before any work
+    if args.verbose:
+        os.environ["VGNN_VERBOSE"] = "1"
     models = args.models.split(",")
     if args.cluster == "none":
         from flows.local import build
@@ -82,6 +97,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     bu.add_argument("--cluster", default="local",
                     help="local (Dask LocalCluster) | ADDRESS | cuda | slurm | none (in-process, no Prefect)")
     bu.add_argument("--workers", type=int, default=2, help="Dask workers for local / slurm")
+    bu.add_argument("--verbose", action="store_true", help="show Prefect's and Dask's INFO logs")
     bu.add_argument("--atoms-per-shard", type=int, default=2000, help="shard size (atoms); cells > 500 atoms go alone")
     bu.set_defaults(func=_cmd_build)
     qu = sub.add_parser("query", help="read-only SQL over a database release (DuckDB)")

@@ -169,3 +169,82 @@ def test_workers_share_the_flows_prefect_api_and_keep_glibc_malloc_defaults(monk
     assert env == {"PREFECT_API_URL": url, "MALLOC_TRIM_THRESHOLD_": None, "OMP_NUM_THREADS": "1"}
     assert "PREFECT_API_URL" not in os.environ  # restored for the rest of the process
     assert os.environ["MALLOC_TRIM_THRESHOLD_"] == "65536"
+
+
+def test_build_logs_are_quiet_here_and_in_the_workers_unless_verbose(monkeypatch):
+    """Prefect and Dask at WARNING for a build, also for the worker processes it starts (through
+    their environment); a level the user chose is kept; $VGNN_VERBOSE keeps everything."""
+    import logging
+
+    from flows.build_flow import quiet_logs
+
+    monkeypatch.delenv("VGNN_VERBOSE", raising=False)
+    monkeypatch.delenv("DASK_LOGGING__DISTRIBUTED", raising=False)
+    monkeypatch.setenv("PREFECT_LOGGING_LEVEL", "DEBUG")  # the user's choice
+    dask_log = logging.getLogger("distributed")
+    before = dask_log.level
+    with quiet_logs():
+        assert os.environ["DASK_LOGGING__DISTRIBUTED"] == "warning"
+        assert dask_log.getEffectiveLevel() == logging.WARNING
+        assert os.environ["PREFECT_LOGGING_LEVEL"] == "DEBUG"
+    assert "DASK_LOGGING__DISTRIBUTED" not in os.environ and dask_log.level == before
+    monkeypatch.delenv("PREFECT_LOGGING_LEVEL")
+    with quiet_logs(dask=False):
+        assert os.environ["PREFECT_LOGGING_LEVEL"] == "WARNING" and "DASK_LOGGING__DISTRIBUTED" not in os.environ
+        assert logging.getLogger("prefect.flow_runs").getEffectiveLevel() == logging.WARNING
+    monkeypatch.setenv("VGNN_VERBOSE", "1")
+    with quiet_logs():
+        assert "DASK_LOGGING__DISTRIBUTED" not in os.environ and "PREFECT_LOGGING_LEVEL" not in os.environ
+
+
+def _stuck(seconds: float) -> float:
+    import time
+
+    time.sleep(seconds)
+    return seconds
+
+
+def test_a_stuck_build_fails_with_its_timeout_and_frees_the_cluster():
+    """A flow whose shard never finishes ends in TimeoutError at the flow's timeout (not a hang),
+    and the worker stuck in the task is stopped within the failure close timeout."""
+    import time
+
+    from prefect import flow, task
+
+    from flows.build_flow import FAILED_CLOSE_TIMEOUT_S, build_environment, shared_prefect_api
+
+    stuck = task(_stuck, name="stuck-shard")
+
+    @flow(name="stuck-build")
+    def stuck_build() -> float:
+        return stuck.submit(600).result()
+
+    with shared_prefect_api():
+        with pytest.raises(TimeoutError), build_environment("local", 1) as runner:
+            start = time.perf_counter()
+            try:
+                stuck_build.with_options(task_runner=runner, timeout_seconds=4)()
+            finally:
+                ended = time.perf_counter()
+                waited = ended - start
+        closed = time.perf_counter() - ended
+    assert 4 <= waited < 60
+    assert closed < 4 * FAILED_CLOSE_TIMEOUT_S + 10  # not the 600 s of the stuck shard
+
+
+def test_worker_dask_config_keeps_dasks_distributed_defaults():
+    """Entered before `distributed` was ever imported, the workers' Dask setting must not take
+    Dask's whole `distributed` configuration with it on exit (a second build then failed with
+    KeyError: 'comm')."""
+    import subprocess
+    import sys
+
+    code = ("import dask\n"
+            "from flows.clusters import worker_dask_config\n"
+            "with worker_dask_config():\n"
+            "    pass\n"
+            "print(dask.config.get('distributed.comm.timeouts.connect'),"
+            " dask.config.get('distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_'))\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["30s", "65536"]
