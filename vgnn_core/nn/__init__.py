@@ -1,10 +1,12 @@
 """The networks: radial bases, equivariant convolutions, virtual-node read-outs, the VGNN
-models (k-MVN, MVN, VVN) and ensembles of them."""
+models (k-MVN, MVN, VVN), ensembles of them, and the Born-charge / ε∞ heads."""
 
 from .._lazy import lazy
 
 #: public name → the module that defines it (imported on first use: no torch at ``import``)
 _EXPORTS = {
+    "BornHeads": ".born",
+    "BornModel": ".born",
     "ForceConstantModel": ".model",
     "Model": ".model",
     "VGNN": ".model",

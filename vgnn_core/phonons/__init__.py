@@ -6,7 +6,9 @@ from .._lazy import lazy
 
 #: public name → the module that defines it (imported on first use: no torch at ``import``)
 _EXPORTS = {
+    "BornCharges": ".nac",
     "ForceConstants": ".force_constants",
+    "NonAnalyticCorrection": ".nac",
     "PhononResult": ".result",
     "QPath": ".qpath",
     "band_frequencies": ".dynamical_matrix",

@@ -12,6 +12,7 @@ import torch
 
 from .dynamical_matrix import dynamical_matrices, eigenvalues_to_cm1
 from .force_constants import ForceConstants
+from .nac import NonAnalyticCorrection
 
 
 def modes(
@@ -19,8 +20,12 @@ def modes(
     qpoints: np.ndarray | torch.Tensor,
     groups: np.ndarray | None = None,
     max_bytes: int = 256 * 2**20,
+    nac: NonAnalyticCorrection | None = None,
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Signed frequencies (cm⁻¹, (n_q, 3m)) and, with ``groups``, projections (n_q, 3m, n_groups).
+
+    ``nac``: a dipole–dipole correction added to D(q) (``fc`` then short-range; see
+    :func:`~vgnn_core.phonons.dynamical_matrix.dynamical_matrices`; Γ without a direction: TO).
 
     ``groups[a]`` is the group index of atom ``a`` (e.g. its element); the projections of each
     mode sum to one over the groups.
@@ -36,7 +41,7 @@ def modes(
         selector = torch.zeros(dim, n_groups, dtype=torch.float64)
         selector[torch.arange(dim), torch.as_tensor(np.repeat(groups, 3))] = 1.0
     for start in range(0, q.shape[0], step):
-        mats = dynamical_matrices(fc, q[start : start + step])
+        mats = dynamical_matrices(fc, q[start : start + step], nac=nac)
         if groups is None:
             freqs.append(eigenvalues_to_cm1(torch.linalg.eigvalsh(mats)))
             continue

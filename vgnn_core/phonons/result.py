@@ -2,12 +2,18 @@
 
 :func:`phonon_properties` turns force constants into a :class:`PhononResult`;
 :meth:`vgnn_core.Predictor.predict_phonons` runs the network batched and calls it per crystal.
+
+Polar crystals: given Born charges and ε∞ (a :class:`~vgnn_core.phonons.nac.BornCharges`), every
+D(q) gets the Gonze–Lee dipole–dipole term (:mod:`~vgnn_core.phonons.nac`, phonopy's default
+NAC): along the band path each segment through Γ approaches it from its own direction (LO–TO
+splitting), the mesh (DOS, thermal properties) needs no direction (at Γ itself: TO), and the Γ
+frequencies are the TO ones; :meth:`PhononResult.gamma_along` gives LO + TO along a direction.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -18,6 +24,7 @@ from .dynamical_matrix import band_frequencies, gamma_frequencies
 from .force_constants import ForceConstants
 from .mesh import DEFAULT_MESH_DENSITY, QMesh, mesh_for
 from .modes import modes
+from .nac import BornCharges, NonAnalyticCorrection, path_q_directions
 from .qpath import QPath, high_symmetry_path
 from .thermal import ThermalProperties, thermal_properties
 
@@ -42,6 +49,40 @@ class PhononResult:
     in_domain: bool | None = None
     #: why the crystal is outside the training domain (None when inside or unknown)
     domain_note: str | None = None
+    #: Born charges and ε∞ of the non-analytic correction (None: no NAC); with them
+    #: ``force_constants`` are the short-range ones and ``gamma`` the TO frequencies
+    born: BornCharges | None = None
+    nac: NonAnalyticCorrection | None = field(default=None, repr=False)
+
+    @property
+    def has_nac(self) -> bool:
+        """Whether the dipole–dipole (LO–TO) correction is applied."""
+        return self.nac is not None
+
+    @property
+    def born_charges(self) -> np.ndarray | None:
+        """Z* (n_atoms, 3, 3) in e, ``[i, α, β] = ∂P_α/∂u_iβ`` (None without NAC)."""
+        return None if self.born is None else self.born.born
+
+    @property
+    def epsilon_inf(self) -> np.ndarray | None:
+        """ε∞ (3, 3), dimensionless (None without NAC)."""
+        return None if self.born is None else self.born.epsilon
+
+    def gamma_along(self, direction: Sequence[float]) -> np.ndarray:
+        """Frequencies (cm⁻¹, (3m,)) at Γ approached along ``direction`` (fractional, in the
+        reciprocal basis, as phonopy's ``nac_q_direction``): the LO modes split from the TO
+        ones. Without NAC, or with a zero direction, they are :attr:`gamma`."""
+        if self.force_constants is None:
+            raise ValueError(f"{self.name}: the result holds no force constants to solve Γ along a direction")
+        d = np.asarray(direction, dtype=float).reshape(1, 3)
+        q = torch.zeros(1, 3, dtype=torch.float64)
+        nacs = [self.nac] if self.nac is not None else None
+        return band_frequencies([self.force_constants], [q], nacs=nacs, q_directions=[d])[0][0].numpy()
+
+    def lo_to_splitting(self, direction: Sequence[float]) -> np.ndarray:
+        """ω(Γ along ``direction``) − ω_TO(Γ) per mode (cm⁻¹, (3m,)), both sorted: zero without NAC."""
+        return self.gamma_along(direction) - self.gamma
 
     def summary(self, temperature: float = 300.0) -> dict:
         """The headline numbers: Γ modes, extremes, C_v / S / F at ``temperature``, ZPE."""
@@ -57,6 +98,8 @@ class PhononResult:
         }
         if self.domain_note:
             out["domain_note"] = self.domain_note
+        if self.has_nac:
+            out["has_nac"] = True
         if self.thermal is not None:
             per_fu = self.thermal.per_formula_unit()
             at = per_fu.at(temperature)
@@ -101,14 +144,16 @@ def mesh_properties(
     sigma: float = DEFAULT_SIGMA_CM1,
     partial: bool = True,
     symmetry: bool = True,
+    nac: NonAnalyticCorrection | None = None,
 ) -> tuple[QMesh, PhononDOS, ThermalProperties]:
     """DOS (with per-element partial DOS) and thermal properties on a Γ-centred mesh, reduced
-    to its irreducible points by the crystal's point group (``symmetry``) and time reversal."""
+    to its irreducible points by the crystal's point group (``symmetry``) and time reversal.
+    With ``nac`` (``fc`` short-range) every D(q) gets the dipole–dipole term (Γ: TO modes)."""
     crystal = as_crystal(structure)
     structure = crystal.structure
     qmesh = crystal_mesh(crystal, mesh, density, symmetry)
     groups, names = element_groups(structure)
-    freqs, proj = modes(fc, qmesh.qpoints, groups=groups if partial else None)
+    freqs, proj = modes(fc, qmesh.qpoints, groups=groups if partial else None, nac=nac)
     dos = phonon_dos(freqs, qmesh.weights, sigma=sigma, projections=proj, group_names=names)
     thermal = thermal_properties(freqs, qmesh.weights, temperatures, formula_units(structure))
     return qmesh, dos, thermal
@@ -133,14 +178,16 @@ def mesh_thermal(
     temperatures: np.ndarray | None = None,
     density: float = DEFAULT_MESH_DENSITY,
     symmetry: bool = True,
+    nacs: Sequence[NonAnalyticCorrection | None] | None = None,
 ) -> list[tuple[QMesh, ThermalProperties]]:
     """Thermal properties alone (no DOS, no eigenvectors) of many crystals; their mesh
-    eigen-solves share batched calls. Equal to :func:`mesh_properties`' thermal part."""
+    eigen-solves share batched calls. Equal to :func:`mesh_properties`' thermal part
+    (``nacs``: one correction or None per crystal, its ``fcs`` then short-range)."""
     crystals = [as_crystal(s) for s in structures]
     structures = [c.structure for c in crystals]
     meshes = [crystal_mesh(c, density=density, symmetry=symmetry) for c in crystals]
     freqs = band_frequencies([fc.cpu().to(torch.float64) for fc in fcs],
-                             [torch.as_tensor(m.qpoints, dtype=torch.float64) for m in meshes])
+                             [torch.as_tensor(m.qpoints, dtype=torch.float64) for m in meshes], nacs=nacs)
     return [
         (m, thermal_properties(f.numpy(), m.weights, temperatures, formula_units(s)))
         for m, f, s in zip(meshes, freqs, structures)
@@ -154,18 +201,39 @@ def phonon_properties(
     qpath: QPath | None = None,
     bands: bool = True,
     thermal: bool = True,
+    born: BornCharges | None = None,
+    supercell_matrix: np.ndarray | None = None,
     **mesh_options,
 ) -> PhononResult:
     """Γ modes, the band structure along the high-symmetry path (``bands``) and the DOS and
-    thermal properties on a q-mesh (``thermal``; ``mesh_options`` go to :func:`mesh_properties`)."""
+    thermal properties on a q-mesh (``thermal``; ``mesh_options`` go to :func:`mesh_properties`).
+
+    With ``born`` (Z* in e, ε∞; used as given — :meth:`~vgnn_core.phonons.nac.BornCharges.neutral`
+    enforces Σ Z* = 0) the Gonze–Lee correction is applied everywhere. ``fc`` are then the
+    short-range force constants, unless ``supercell_matrix`` ((3, 3) integer; supercell lattice
+    rows = M · cell rows) says they are the full force constants of that supercell (phonopy's
+    force sets), whose dipole–dipole part is removed first
+    (:meth:`~vgnn_core.phonons.nac.NonAnalyticCorrection.short_range`).
+    """
     fc = fc.cpu().to(torch.float64)
     crystal = as_crystal(structure)
     structure = crystal.structure
+    nac = None
+    if born is not None:
+        nac = NonAnalyticCorrection.from_born(structure, born)
+        if supercell_matrix is not None:
+            fc = nac.short_range(fc, np.asarray(supercell_matrix))
+    elif supercell_matrix is not None:
+        raise ValueError(f"{name or structure.composition.reduced_formula}: a supercell matrix without Born "
+                         "charges has no meaning (it only splits off the dipole–dipole force constants)")
+    nacs = None if nac is None else [nac]
     result = PhononResult(name or structure.composition.reduced_formula, structure,
-                          gamma_frequencies([fc])[0].numpy(), force_constants=fc)
+                          gamma_frequencies([fc], nacs)[0].numpy(), force_constants=fc, born=born, nac=nac)
     if bands:
         result.qpath = qpath or high_symmetry_path(structure)
-        result.bands = band_frequencies([fc], [torch.as_tensor(result.qpath.qpoints)])[0].numpy()
+        q = result.qpath.qpoints
+        dirs = None if nac is None else [path_q_directions(q, result.qpath.segments, structure.lattice.matrix)]
+        result.bands = band_frequencies([fc], [torch.as_tensor(q)], nacs=nacs, q_directions=dirs)[0].numpy()
     if thermal:
-        result.mesh, result.dos, result.thermal = mesh_properties(fc, crystal, **mesh_options)
+        result.mesh, result.dos, result.thermal = mesh_properties(fc, crystal, nac=nac, **mesh_options)
     return result

@@ -1,0 +1,136 @@
+"""Born-charge and dielectric heads: the physics they guarantee for any weights (charge
+neutrality, ε∞ symmetric positive definite and ≥ 1, rotation equivariance Z*(Rx) = R Z* Rᵀ,
+ε(Rx) = R ε Rᵀ, atom permutations) on the shipped k-MVN backbone and on random features."""
+
+import numpy as np
+import pytest
+import torch
+from e3nn import o3
+from pymatgen.core import Lattice, Structure
+from scipy.spatial.transform import Rotation
+
+from vgnn_core.crystal.graph import build_graph, collate
+from vgnn_core.nn.born import BornHeads, BornModel, backbone_irreps, symmetric_expm, symmetric_logm
+from vgnn_core.pretrained.registry import load_pretrained_model
+
+
+@pytest.fixture(scope="module")
+def backbone():
+    return load_pretrained_model("kmvn")
+
+
+def random_heads(irreps, seed):
+    torch.manual_seed(seed)
+    heads = BornHeads(irreps).double()
+    with torch.no_grad():  # well away from the initial values, so nothing vanishes by accident
+        for p in heads.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+    return heads
+
+
+def triclinic(seed=0) -> Structure:
+    """A low-symmetry ternary cell: no site symmetry that could hide a wrong transformation."""
+    rng = np.random.default_rng(seed)
+    lattice = Lattice.from_parameters(4.1, 4.7, 5.3, 81.0, 97.0, 104.0)
+    frac = np.array([[0.0, 0.0, 0.0], [0.45, 0.52, 0.48], [0.22, 0.71, 0.13], [0.74, 0.18, 0.66]])
+    frac = frac + 0.03 * rng.standard_normal(frac.shape)
+    return Structure(lattice, ["Ti", "O", "O", "Ba"], frac)
+
+
+def predict(model, structures):
+    return model.predict(collate([build_graph(s, r_max=4.0) for s in structures], dtype=torch.float32))
+
+
+def test_neutral_and_positive_definite_for_random_weights():
+    irreps = o3.Irreps("16x0e + 8x1o + 4x2e")
+    n_atoms = torch.tensor([1, 3, 5, 2])
+    for seed in range(4):
+        heads = random_heads(irreps, seed)
+        x = torch.randn(int(n_atoms.sum()), irreps.dim, dtype=torch.float64)
+        src = torch.randint(0, int(n_atoms.sum()), (40,))
+        vec = torch.randn(40, 3, dtype=torch.float64) * 2.0
+        out = heads(x, n_atoms, (src, src.roll(1), vec))
+        born = out.born.detach()
+        assert born.abs().max() > 0.05  # not trivially zero…
+        for part in torch.split(born, n_atoms.tolist()):  # …but Σ_i Z*_i = 0 in every crystal
+            assert part.sum(0).abs().max() < 1e-12
+        assert born[0].abs().max() < 1e-12  # a one-atom cell has no Born charge
+        eps = out.epsilon.detach()
+        torch.testing.assert_close(eps, eps.transpose(-1, -2), atol=1e-12, rtol=0)
+        assert torch.linalg.eigvalsh(eps).min() > 1.0  # ε∞ ≥ 1: positive definite
+        torch.testing.assert_close(eps, torch.eye(3, dtype=eps.dtype) + symmetric_expm(out.log_epsilon.detach()))
+
+
+def test_bond_term_needs_bonds():
+    heads = BornHeads("4x0e + 2x1o")
+    with pytest.raises(ValueError, match="bond term"):
+        heads(torch.randn(2, 10), torch.tensor([2]))
+    no_bonds = BornHeads("4x0e + 2x1o", bond_hidden=0)
+    assert no_bonds(torch.randn(2, 10), torch.tensor([2])).born.shape == (2, 3, 3)
+
+
+def test_rotation_equivariance_through_the_backbone(backbone):
+    model = BornModel(backbone, random_heads(backbone_irreps(backbone), 1).float())
+    s = triclinic()
+    rot = Rotation.random(random_state=4).as_matrix()
+    rotated = Structure(Lattice(s.lattice.matrix @ rot.T), s.species, s.frac_coords)
+    a, b = predict(model, [s, rotated])
+    scale = np.abs(a.born).max()
+    assert scale > 0.05
+    np.testing.assert_allclose(b.born, rot @ a.born @ rot.T, atol=2e-4 * scale)
+    np.testing.assert_allclose(b.epsilon, rot @ a.epsilon @ rot.T, atol=2e-4 * np.abs(a.epsilon).max())
+    # Z* is a general tensor: its antisymmetric (1e) part is predicted too
+    assert np.abs(a.born - a.born.transpose(0, 2, 1)).max() > 1e-3
+    # inversion (parity): Z* and ε∞ are even (polar ⊗ polar); the inverted crystal has the same
+    inverted = Structure(s.lattice, s.species, -s.frac_coords)
+    c = predict(model, [inverted])[0]
+    np.testing.assert_allclose(c.born, a.born, atol=2e-4 * scale)
+    np.testing.assert_allclose(c.epsilon, a.epsilon, atol=2e-4 * np.abs(a.epsilon).max())
+
+
+def test_permuting_atoms_permutes_born_charges(backbone):
+    model = BornModel(backbone, random_heads(backbone_irreps(backbone), 2).float())
+    s = triclinic(1)
+    perm = [2, 0, 3, 1]
+    shuffled = Structure(s.lattice, [s.species[i] for i in perm], s.frac_coords[perm])
+    a, b = predict(model, [s, shuffled])
+    scale = np.abs(a.born).max()
+    np.testing.assert_allclose(b.born, a.born[perm], atol=1e-4 * scale)
+    np.testing.assert_allclose(b.epsilon, a.epsilon, atol=1e-4 * np.abs(a.epsilon).max())
+    # a supercell: the same charges on every image, the same ε∞
+    big = s.copy()
+    big.make_supercell([2, 1, 1])
+    c = predict(model, [big])[0]
+    images = [min(range(len(s)), key=lambda i: np.linalg.norm(
+        ((big.cart_coords[k] - s.cart_coords[i]) @ np.linalg.inv(s.lattice.matrix) + 0.5) % 1 - 0.5)) for k in range(len(big))]
+    np.testing.assert_allclose(c.born, a.born[images], atol=1e-4 * scale)
+    np.testing.assert_allclose(c.epsilon, a.epsilon, atol=1e-4 * np.abs(a.epsilon).max())
+
+
+def test_symmetric_log_and_exp_are_inverse():
+    a = np.array([[3.0, 0.4, 0.1], [0.4, 2.0, -0.2], [0.1, -0.2, 5.0]])
+    s = symmetric_logm(a)
+    np.testing.assert_allclose(symmetric_expm(torch.as_tensor(s)).numpy(), a, atol=1e-12)
+    with pytest.raises(ValueError, match="positive definite"):
+        symmetric_logm(-np.eye(3))
+
+
+def test_heads_must_fit_the_backbone(backbone):
+    with pytest.raises(ValueError, match="heads expect features"):
+        BornModel(backbone, BornHeads("4x0e"))
+
+
+def test_elemental_crystals_have_no_born_charge(backbone):
+    """Z* = 0 wherever symmetry and neutrality force it, whatever the weights: one-atom cells
+    (fcc Al) and cells of equivalent atoms related by inversion (diamond Si, hcp Mg)."""
+    model = BornModel(backbone, random_heads(backbone_irreps(backbone), 3).float())
+    polar = predict(model, [triclinic()])[0]
+    scale = np.abs(polar.born).max()
+    si = Structure(Lattice.cubic(5.43), ["Si"] * 8, [[0, 0, 0], [0, 0.5, 0.5], [0.5, 0, 0.5], [0.5, 0.5, 0],
+                                                    [0.25, 0.25, 0.25], [0.25, 0.75, 0.75], [0.75, 0.25, 0.75],
+                                                    [0.75, 0.75, 0.25]])
+    mg = Structure(Lattice.hexagonal(3.21, 5.21), ["Mg", "Mg"], [[1 / 3, 2 / 3, 0.25], [2 / 3, 1 / 3, 0.75]])
+    al = Structure(Lattice.cubic(4.05), ["Al"] * 4, [[0, 0, 0], [0, 0.5, 0.5], [0.5, 0, 0.5], [0.5, 0.5, 0]])
+    for charges in predict(model, [si, mg, al]):
+        assert np.abs(charges.born).max() < 1e-4 * scale
+        assert np.linalg.eigvalsh(charges.epsilon).min() > 1.0

@@ -1,0 +1,126 @@
+"""Born-charge / ε∞ heads on real Petretto DFPT data: the records' dielectric block, training
+and checkpoints, and the shipped heads against the per-element baseline on val materials."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from vgnn_core.nn.born import BornHeads, backbone_irreps
+from vgnn_core.phonons.nac import NonAnalyticCorrection
+from vgnn_core.pretrained.registry import load_pretrained_model
+from vgnn_core.settings import shared_data_dir
+from vgnn_core.training import petretto
+from vgnn_core.training.born import (
+    TOGO_BORN_RELATIVE,
+    BornTrainConfig,
+    ElementBaseline,
+    attach_features,
+    dielectric_from_record,
+    dielectric_metrics,
+    load_dielectric,
+    load_heads,
+    load_togo_born,
+    predict_heads,
+    save_heads,
+    train_heads,
+)
+
+SHIPPED = Path(__file__).parents[2] / "vgnn_core" / "pretrained" / "checkpoints" / "born_heads.pt"
+#: the first val materials in archive order (read without decompressing the rest)
+VAL_IDS = ["mp-1009009", "mp-1009085", "mp-1009088", "mp-1009813", "mp-1018096", "mp-10281", "mp-10381",
+           "mp-10481", "mp-10680", "mp-10969"]
+
+
+@pytest.fixture(scope="module")
+def backbone():
+    """The shipped k-MVN's members the shipped heads were trained on (all members without heads)."""
+    from vgnn_core.nn.born import select_members
+
+    model = load_pretrained_model("kmvn")
+    if SHIPPED.is_file():
+        model = select_members(model, load_heads(SHIPPED)[1]["backbone_members_sha256"])
+    return model
+
+
+@pytest.fixture(scope="module")
+def val_samples(petretto_archive, backbone):
+    split = petretto.load_split(Path(petretto_archive).parent / "split.json")
+    assert set(VAL_IDS) <= set(split["val"])
+    samples = load_dielectric(VAL_IDS, r_max=backbone.config.r_max, archive=petretto_archive)
+    attach_features(backbone, samples)
+    return samples
+
+
+def test_records_give_neutral_charges_and_symmetric_epsilon(val_samples, petretto_archive):
+    assert [s.material_id for s in val_samples] == VAL_IDS
+    for s in val_samples:
+        assert s.born.shape == (s.graph.n_atoms, 3, 3) and s.features.shape[0] == s.graph.n_atoms
+        np.testing.assert_allclose(s.born.sum(axis=0), 0, atol=1e-12)
+        np.testing.assert_allclose(s.epsilon, s.epsilon.T)
+        assert np.linalg.eigvalsh(s.epsilon).min() > 1.0
+        # the record's NaCl-like cubic binaries: isotropic, opposite charges
+    nacl_like = val_samples[0]  # mp-1009009, a rock-salt binary
+    assert len(nacl_like.born) == 2
+    np.testing.assert_allclose(nacl_like.born[0], -nacl_like.born[1], atol=1e-12)
+    np.testing.assert_allclose(nacl_like.born[0], nacl_like.born[0][0, 0] * np.eye(3), atol=1e-6)
+    # a record whose charges do not fit its cell is refused, naming it
+    data = next(load for mid, load in petretto._json_members(Path(petretto_archive)) if mid == VAL_IDS[0])()
+    data["dielectric"]["becs"] = data["dielectric"]["becs"][:1]
+    with pytest.raises(ValueError, match=VAL_IDS[0]):
+        dielectric_from_record(data, 4.0)
+    del data["dielectric"]
+    assert dielectric_from_record(data, 4.0) is None
+
+
+def test_training_improves_and_checkpoint_round_trips(val_samples, backbone, tmp_path):
+    train, val = val_samples[:7], val_samples[7:]
+    irreps = str(backbone_irreps(backbone))
+    cfg = BornTrainConfig(epochs=40, batch_size=4, lr=5e-3, heads={"mid_irreps": "8x0e + 4x1o + 4x2e",
+                                                                     "square_irreps": "8x0e + 4x1e + 4x2e"})
+    torch.manual_seed(cfg.seed)
+    untrained = predict_heads(BornHeads(irreps, **cfg.heads), train)  # what training starts from
+    # selected on the training materials themselves: this checks that the heads fit
+    heads, best = train_heads(train, train, irreps, cfg, checkpoint=tmp_path / "h.pt", log=lambda _: None)
+    before = dielectric_metrics(train, untrained)["born_mae"]
+    after = dielectric_metrics(train, predict_heads(heads, train))["born_mae"]
+    assert after < 0.7 * before
+    assert 1 <= best["epoch"] <= 40 and (tmp_path / "h.pt").is_file()
+    save_heads(heads, tmp_path / "final.pt", {"note": "test"})
+    loaded, meta = load_heads(tmp_path / "final.pt")
+    assert meta == {"note": "test"}
+    for a, b in zip(predict_heads(heads, val), predict_heads(loaded, val)):
+        np.testing.assert_allclose(a.born, b.born, atol=1e-6)
+        np.testing.assert_allclose(a.epsilon, b.epsilon, atol=1e-6)
+
+
+def test_togo_born_files_give_primitive_cell_charges():
+    root = shared_data_dir()
+    if root is None or not (root / TOGO_BORN_RELATIVE).is_file():
+        pytest.skip("Togo phonondb BORN pack not available")
+    # mp-1000 (BaTe, rock salt; BORN: ε∞ 6.9929, Z* ∓2.7872 for Te / Ba), mp-10070 has no BORN file
+    samples = load_togo_born(["mp-1000", "mp-10070"], log=lambda _: None)
+    assert [s.material_id for s in samples] == ["mp-1000"]
+    bate = samples[0]
+    assert len(bate.structure) == 2 and bate.structure.composition.reduced_formula == "BaTe"  # primitive cell
+    np.testing.assert_allclose(bate.epsilon, 6.99290513 * np.eye(3), atol=1e-8)
+    signs = {site.specie.symbol: bate.born[k] for k, site in enumerate(bate.structure)}
+    np.testing.assert_allclose(signs["Ba"], 2.78724826 * np.eye(3), atol=1e-6)
+    np.testing.assert_allclose(signs["Te"], -2.78724826 * np.eye(3), atol=1e-6)
+
+
+@pytest.mark.skipif(not SHIPPED.is_file(), reason="no trained Born heads shipped")
+def test_shipped_heads_beat_the_element_baseline(val_samples):
+    heads, meta = load_heads(SHIPPED)
+    assert SHIPPED.stat().st_size < 1_000_000
+    baseline = ElementBaseline.from_dict(meta["baseline"])
+    ours = dielectric_metrics(val_samples, predict_heads(heads, val_samples))
+    base = dielectric_metrics(val_samples, [baseline.predict(s) for s in val_samples])
+    assert ours["born_mae"] < base["born_mae"]
+    assert ours["eps_rel_median"] < base["eps_rel_median"]
+    # the predictions are physical inputs for the LO–TO correction
+    for s, p in zip(val_samples, predict_heads(heads, val_samples)):
+        np.testing.assert_allclose(p.born.sum(axis=0), 0, atol=1e-5)
+        NonAnalyticCorrection.from_born(s.structure, p)  # ε∞ positive definite, shapes right
+    assert torch.get_default_dtype() == torch.float32

@@ -1,0 +1,283 @@
+"""Dielectric heads on the VGNN backbone: Born effective charges Z* and the dielectric tensor ε∞.
+
+Both are read out of the backbone's equivariant atom features (irreps ``0e``, ``1o``, ``2e``):
+
+* **Z\\*** — a general 3×3 tensor per atom, a polar ⊗ polar rank-2 tensor, i.e. the irreps
+  ``0e + 1e + 2e`` (trace, antisymmetric part, symmetric traceless part). ``1e`` cannot come
+  from a linear map of ``0e + 1o + 2e`` features, so the heads first form the features' tensor
+  square (``1o ⊗ 1o`` and ``2e ⊗ 2e`` contain ``1e``). The mean over each crystal's atoms is
+  then subtracted, so **Σ_i Z*_i = 0 exactly** for any weights (the acoustic sum rule of the
+  charges: a rigid translation carries no polarisation). A one-atom cell has Z* = 0.
+* **ε∞** — per crystal ``ε∞ = 1 + exp(S)`` with S a symmetric ``0e + 2e`` tensor pooled (mean)
+  over the crystal's atoms: symmetric with every eigenvalue above 1 for any weights (an
+  electronic dielectric constant is ≥ 1), and equivariant since exp(R S Rᵀ) = R exp(S) Rᵀ.
+
+Both heads give each irrep output a mix of several candidate channels whose weights an MLP of
+the atom's invariant (``0e``) features sets: non-linear in the invariants, exactly equivariant.
+A bond term adds, for every neighbour j of atom i within ``r_max``, ``a_ij 1 + b_ij (r̂r̂ᵀ − 1/3)``
+to Z*_i (and c, d likewise to S) with a, b, c, d from an MLP of both atoms' invariants and the
+bond length (a bond-polarisability picture; smooth at the cutoff).
+
+Units: Z* in elementary charges e (``born[i, α, β] = ∂P_α/∂u_iβ``, phonopy's order), ε∞
+dimensionless. The backbone is frozen: :func:`backbone_features` runs it (every member of an
+ensemble, features concatenated) and :class:`BornModel` wraps backbone + heads for prediction.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from e3nn import o3
+from e3nn.io import CartesianTensor
+
+from ..crystal.graph import GraphBatch
+from .radial import BesselBasis, polynomial_envelope
+
+#: Irreps of a general rank-2 polar tensor (Z*) and of a symmetric one (ε∞, its logarithm).
+GENERAL_RANK2 = "ij"
+SYMMETRIC_RANK2 = "ij=ji"
+
+
+@dataclass
+class BornOutput:
+    """What the heads predict for a batch of crystals (torch tensors, float of the heads)."""
+
+    born: torch.Tensor  # (N, 3, 3) e, neutral per crystal
+    log_epsilon: torch.Tensor  # (B, 3, 3) S, with ε∞ = 1 + exp(S)
+    epsilon: torch.Tensor  # (B, 3, 3) ε∞
+
+
+@functools.cache
+def _change_of_basis(formula: str) -> torch.Tensor:
+    """(irreps dim, 3, 3): irreps coefficients → Cartesian tensor (xyz, e3nn ≥ 0.5's basis)."""
+    return CartesianTensor(formula).reduced_tensor_products().change_of_basis.detach()
+
+
+def atom_crystal_index(n_atoms: torch.Tensor) -> torch.Tensor:
+    """Crystal index of every atom (N,) from the atom counts (B,)."""
+    return torch.repeat_interleave(torch.arange(len(n_atoms), device=n_atoms.device), n_atoms)
+
+
+def crystal_mean(x: torch.Tensor, index: torch.Tensor, n_crystals: int) -> torch.Tensor:
+    """Mean over each crystal's atoms of per-atom ``x`` (N, ...) → (B, ...)."""
+    flat = x.reshape(x.shape[0], -1)
+    total = torch.zeros(n_crystals, flat.shape[1], dtype=x.dtype, device=x.device).index_add_(0, index, flat)
+    count = torch.zeros(n_crystals, dtype=x.dtype, device=x.device).index_add_(
+        0, index, torch.ones_like(index, dtype=x.dtype))
+    return (total / count.clamp(min=1)[:, None]).reshape(n_crystals, *x.shape[1:])
+
+
+def symmetric_expm(s: torch.Tensor) -> torch.Tensor:
+    """exp(S) of symmetric matrices (..., 3, 3) through their eigen-decomposition."""
+    lam, vec = torch.linalg.eigh(s)
+    return (vec * torch.exp(lam)[..., None, :]) @ vec.transpose(-1, -2)
+
+
+def symmetric_logm(a: np.ndarray) -> np.ndarray:
+    """log(A) of symmetric positive-definite matrices (..., 3, 3) (numpy)."""
+    a = 0.5 * (a + np.swapaxes(a, -1, -2))
+    lam, vec = np.linalg.eigh(a)
+    if np.any(lam <= 0):
+        raise ValueError("matrix logarithm of a matrix that is not positive definite")
+    return (vec * np.log(lam)[..., None, :]) @ np.swapaxes(vec, -1, -2)
+
+
+class _MixedReadout(torch.nn.Module):
+    """``n_mix`` candidate channels per output irrep, mixed with weights from an MLP of the
+    invariant features: out_l = Σ_c w_lc(scalars) · x_lc (equivariant, non-linear)."""
+
+    def __init__(self, irreps_in: o3.Irreps, irreps_out: o3.Irreps, n_scalars: int, n_mix: int, hidden: int):
+        super().__init__()
+        self.irreps_out = o3.Irreps(irreps_out)
+        self.n_mix = n_mix
+        candidates = o3.Irreps([(n_mix, ir) for _, ir in self.irreps_out])
+        self.linear = o3.Linear(irreps_in, candidates)
+        self.mlp = torch.nn.Sequential(
+            torch.nn.Linear(n_scalars, hidden), torch.nn.SiLU(), torch.nn.Linear(hidden, n_mix * len(self.irreps_out)))
+
+    def forward(self, features: torch.Tensor, scalars: torch.Tensor) -> torch.Tensor:
+        cand = self.linear(features)  # (N, Σ n_mix (2l+1))
+        weights = self.mlp(scalars).reshape(-1, len(self.irreps_out), self.n_mix) / self.n_mix
+        out, start = [], 0
+        for k, (_, ir) in enumerate(self.irreps_out):
+            block = cand[:, start : start + self.n_mix * ir.dim].reshape(-1, self.n_mix, ir.dim)
+            out.append(torch.einsum("nc,ncd->nd", weights[:, k], block))
+            start += self.n_mix * ir.dim
+        return torch.cat(out, dim=1)
+
+
+class BornHeads(torch.nn.Module):
+    """Z* (per atom) and ε∞ (per crystal) from equivariant atom features ``irreps_in``.
+
+    ``mid_irreps``: a linear compression of the features before their tensor square;
+    ``square_irreps``: the channels kept from the square; ``n_mix`` / ``hidden``: the candidate
+    channels per output irrep and the width of the invariant MLP that mixes them; ``r_max`` (Å),
+    ``n_radial``, ``bond_hidden``: cutoff, Bessel basis and MLP width of the bond term
+    (``bond_hidden=0``: no bond term, atom features only). ``hyper`` holds these for checkpoints.
+    """
+
+    def __init__(
+        self,
+        irreps_in: str | o3.Irreps,
+        mid_irreps: str = "32x0e + 16x1o + 8x2e",
+        square_irreps: str = "32x0e + 8x1e + 16x2e",
+        n_mix: int = 8,
+        hidden: int = 64,
+        r_max: float = 4.0,
+        n_radial: int = 8,
+        bond_hidden: int = 64,
+    ) -> None:
+        super().__init__()
+        self.irreps_in = o3.Irreps(irreps_in)
+        self.hyper = {"irreps_in": str(self.irreps_in), "mid_irreps": mid_irreps, "square_irreps": square_irreps,
+                      "n_mix": n_mix, "hidden": hidden, "r_max": r_max, "n_radial": n_radial,
+                      "bond_hidden": bond_hidden}
+        mid = o3.Irreps(mid_irreps)
+        self.pre = o3.Linear(self.irreps_in, mid)
+        self.square = o3.TensorSquare(mid, o3.Irreps(square_irreps))
+        joined = mid + o3.Irreps(square_irreps)
+        n_scalars = sum(mul for mul, ir in joined if ir.l == 0 and ir.p == 1)
+        self._scalar_slices = [sl for (mul, ir), sl in zip(joined, joined.slices()) if ir.l == 0 and ir.p == 1]
+        self.born_tensor = CartesianTensor(GENERAL_RANK2)
+        self.eps_tensor = CartesianTensor(SYMMETRIC_RANK2)
+        self.born_readout = _MixedReadout(joined, self.born_tensor, n_scalars, n_mix, hidden)
+        self.eps_readout = _MixedReadout(joined, self.eps_tensor, n_scalars, n_mix, hidden)
+        self.r_max = float(r_max)
+        if bond_hidden > 0:
+            self.radial = BesselBasis(r_max, n_radial)
+            self.bond_mlp = torch.nn.Sequential(
+                torch.nn.Linear(2 * n_scalars + n_radial, bond_hidden), torch.nn.SiLU(),
+                torch.nn.Linear(bond_hidden, bond_hidden), torch.nn.SiLU(), torch.nn.Linear(bond_hidden, 4))
+        else:
+            self.bond_mlp = None
+        # ε∞ − 1 ≈ e^{offset} for a crystal whose pooled S vanishes: start near a typical value
+        self.log_eps_offset = torch.nn.Parameter(torch.tensor(1.2))
+        self.register_buffer("born_basis", _change_of_basis(GENERAL_RANK2).clone(), persistent=False)
+        self.register_buffer("eps_basis", _change_of_basis(SYMMETRIC_RANK2).clone(), persistent=False)
+
+    def forward(self, features: torch.Tensor, n_atoms: torch.Tensor,
+                bonds: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None) -> BornOutput:
+        """Heads on atom ``features`` (N, irreps_in.dim) of crystals with ``n_atoms`` (B,).
+
+        ``bonds`` = (src, dst, vec): global atom indices (E,) and bond vectors (E, 3) in Å of
+        the crystal graph (:class:`~vgnn_core.crystal.graph.GraphBatch` ``edge_*``); bonds
+        from ``r_max`` on are ignored. Required when the heads have a bond term.
+        """
+        x = self.pre(features)
+        joined = torch.cat([x, self.square(x)], dim=1)
+        scalars = torch.cat([joined[:, sl] for sl in self._scalar_slices], dim=1)
+        index = atom_crystal_index(n_atoms)
+        n_crystals = len(n_atoms)
+        z = torch.einsum("nk,kij->nij", self.born_readout(joined, scalars), self.born_basis.to(x.dtype))
+        s_atoms = torch.einsum("nk,kij->nij", self.eps_readout(joined, scalars), self.eps_basis.to(x.dtype))
+        if self.bond_mlp is not None:
+            if bonds is None:
+                raise ValueError("these Born heads have a bond term: pass the crystal graph's bonds")
+            dz, ds = self._bond_terms(scalars, *bonds)
+            z, s_atoms = z + dz, s_atoms + ds
+        born = z - crystal_mean(z, index, n_crystals)[index]
+        s = crystal_mean(s_atoms, index, n_crystals)
+        s = 0.5 * (s + s.transpose(-1, -2)) + self.log_eps_offset * torch.eye(3, dtype=s.dtype, device=s.device)
+        eye = torch.eye(3, dtype=s.dtype, device=s.device)
+        return BornOutput(born=born, log_epsilon=s, epsilon=eye + symmetric_expm(s))
+
+
+    def _bond_terms(self, scalars: torch.Tensor, src: torch.Tensor, dst: torch.Tensor,
+                    vec: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-atom sums over bonds of a·1 + b·(r̂r̂ᵀ − 1/3) (Z*) and c·1 + d·(r̂r̂ᵀ − 1/3) (S)."""
+        vec = vec.to(scalars.dtype)
+        length = torch.linalg.norm(vec, dim=1)
+        near = length < self.r_max
+        src, dst, vec, length = src[near], dst[near], vec[near], length[near]
+        coef = self.bond_mlp(torch.cat([scalars[src], scalars[dst], self.radial(length)], dim=1))
+        coef = coef * polynomial_envelope(length, self.r_max)[:, None]  # continuous as a bond crosses r_max
+        unit = vec / length.clamp(min=1e-9)[:, None]
+        eye = torch.eye(3, dtype=vec.dtype, device=vec.device)
+        aniso = unit[:, :, None] * unit[:, None, :] - eye / 3.0
+        per_bond_z = coef[:, 0, None, None] * eye + coef[:, 1, None, None] * aniso
+        per_bond_s = coef[:, 2, None, None] * eye + coef[:, 3, None, None] * aniso
+        n = scalars.shape[0]
+        dz = torch.zeros(n, 9, dtype=vec.dtype, device=vec.device).index_add_(0, src, per_bond_z.reshape(-1, 9))
+        ds = torch.zeros(n, 9, dtype=vec.dtype, device=vec.device).index_add_(0, src, per_bond_s.reshape(-1, 9))
+        scale = 1.0 / 10.0  # ~ neighbours within r_max: keeps the sums O(1) at initialisation
+        return scale * dz.reshape(n, 3, 3), scale * ds.reshape(n, 3, 3)
+
+
+def backbone_features(model: torch.nn.Module, batch: GraphBatch) -> torch.Tensor:
+    """Atom features (N, Σ dims) of a VGNN's backbone, or every ensemble member's concatenated."""
+    members = list(model.members) if hasattr(model, "members") else [model]
+    out = []
+    for member in members:
+        sh, length = member.backbone.edge_features(batch)
+        out.append(member.backbone(batch, sh, length))
+    return torch.cat(out, dim=1)
+
+
+def backbone_irreps(model: torch.nn.Module) -> o3.Irreps:
+    """The irreps of :func:`backbone_features` of ``model``."""
+    members = list(model.members) if hasattr(model, "members") else [model]
+    return sum((m.backbone.irreps_out for m in members), o3.Irreps(""))
+
+
+def member_digest(network: torch.nn.Module) -> str:
+    """sha256 of one network's backbone weights (names, shapes and float32 values)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for name, value in sorted(network.backbone.state_dict().items()):
+        h.update(name.encode())
+        h.update(str(tuple(value.shape)).encode())
+        h.update(value.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def select_members(model: torch.nn.Module, digests: list[str]) -> torch.nn.Module:
+    """The members of ``model`` (an ensemble) whose backbones have ``digests``, in that order, as an
+    ensemble; heads trained on some members' features stay valid when members are added."""
+    from .ensemble import VGNNEnsemble
+
+    members = list(model.members) if hasattr(model, "members") else [model]
+    by_digest = {member_digest(m): m for m in members}
+    missing = [d[:12] for d in digests if d not in by_digest]
+    if missing:
+        raise ValueError(f"the model lacks the backbone member(s) {missing} the Born heads were trained on")
+    chosen = [by_digest[d] for d in digests]
+    return chosen[0] if len(chosen) == 1 else VGNNEnsemble(chosen)
+
+
+class BornModel(torch.nn.Module):
+    """A frozen VGNN backbone (``model``: one network or an ensemble) with :class:`BornHeads`.
+
+    ``members_sha256`` (from the heads' metadata) picks the ensemble members whose features the
+    heads were trained on (:func:`select_members`)."""
+
+    def __init__(self, model: torch.nn.Module, heads: BornHeads, members_sha256: list[str] | None = None) -> None:
+        super().__init__()
+        if members_sha256:
+            model = select_members(model, members_sha256)
+        if heads.irreps_in != backbone_irreps(model):
+            raise ValueError(f"heads expect features {heads.irreps_in}, the backbone gives {backbone_irreps(model)}")
+        self.model = model
+        self.heads = heads
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+
+    def forward(self, batch: GraphBatch) -> BornOutput:
+        with torch.no_grad():
+            features = backbone_features(self.model, batch)
+        return self.heads(features.to(next(self.heads.parameters()).dtype), batch.n_atoms,
+                          (batch.edge_src, batch.edge_dst, batch.edge_vec))
+
+    @torch.no_grad()
+    def predict(self, batch: GraphBatch) -> list:
+        """One :class:`~vgnn_core.phonons.nac.BornCharges` per crystal of ``batch`` (float64)."""
+        from ..phonons.nac import BornCharges
+
+        out = self(batch)
+        born = out.born.double().cpu().numpy()
+        eps = out.epsilon.double().cpu().numpy()
+        offsets = np.concatenate([[0], np.cumsum(batch.n_atoms.cpu().numpy())])
+        return [BornCharges(eps[b], born[offsets[b] : offsets[b + 1]]) for b in range(batch.n_graphs)]
