@@ -27,7 +27,7 @@ def build(
 ) -> dict:
     """Build (or resume) ``release`` of the database at ``out`` from ``source``."""
     out = Path(out)
-    plan = plan_build(source, release, settings)
+    plan = plan_build(source, release, settings, out=out)
     loaded = pick_models(models)
     reports = []
     bar = tqdm(total=len(plan.shards), desc=f"building {plan.release}", unit="shard",

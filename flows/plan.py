@@ -4,21 +4,34 @@
 shard size). :func:`plan_build` reads every input once into a validated
 :class:`~vgnn_core.crystal.crystal.Crystal` (or an :class:`InputFailure` with its cause) and
 packs them into shards; :func:`finalize_build` closes the release.
+
+A release is keyed by content. A shard's id hashes its members' ids and input digests
+(:func:`input_digest`) with the settings that shape their rows, and shard boundaries are cut by
+the material ids themselves (content-defined chunking), so adding, removing or editing inputs
+changes only the shards around them: a rebuild into the same release recomputes those, reuses
+every other complete shard, and the release holds exactly the rows a fresh build would. A
+release belongs to one source: the default name carries a short hash of a source spec that
+has a parameter (``dir-3f9c2a1b-20261201``), and a release refuses a build of another source
+(:class:`BuildError`). A build none of whose inputs is written makes no release.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import traceback
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from storage.release import finalize_release, release_dir
-from storage.writer import write_shard
+from storage.download import check_release_name
+from storage.release import MANIFEST, finalize_release, release_dir
+from storage.schema import SCHEMA_VERSION
+from storage.writer import WORK_DIR, complete_shards, write_shard
 from vgnn_core import InvalidStructureError
 from vgnn_core.crystal.crystal import Crystal
+from vgnn_core.files import write_text_atomic
 
 from .sources import SourceItem, resolve_source, source_partition
 
@@ -70,21 +83,38 @@ class InputFailure:
 PlannedInput = Crystal | InputFailure
 
 
-def plan_shards(sizes: dict[str, int], atoms_per_shard: int = BuildSettings.atoms_per_shard,
-                large_cell_atoms: int = BuildSettings.large_cell_atoms) -> list[Shard]:
-    """Deterministic shards balanced by atom count; the same inputs always give the same plan.
+class BuildError(ValueError):
+    """A build that cannot start or produced nothing to release; the message is one line."""
 
-    Materials are taken in id order and packed until a shard reaches ``atoms_per_shard``
-    atoms; cells above ``large_cell_atoms`` go alone. A shard's id hashes its members, so a
-    finished shard is recognised on a rerun and a changed one is not mistaken for it.
+
+def _cut_after(material_id: str, n_atoms: int, atoms_per_shard: int) -> bool:
+    """Whether a shard ends after this material: with probability ``n_atoms / atoms_per_shard``,
+    drawn from the id's hash, so the cut depends on this material alone."""
+    u = int(hashlib.sha256(material_id.encode()).hexdigest()[:13], 16) / 16**13
+    return u < n_atoms / atoms_per_shard
+
+
+def plan_shards(sizes: dict[str, int], atoms_per_shard: int = BuildSettings.atoms_per_shard,
+                large_cell_atoms: int = BuildSettings.large_cell_atoms,
+                digests: dict[str, str] | None = None, salt: str = "") -> list[Shard]:
+    """Deterministic shards of at most ``atoms_per_shard`` atoms; the same inputs give the same plan.
+
+    Materials are taken in id order; a shard ends after a material with probability (atoms /
+    ``atoms_per_shard``) decided by a hash of its id, or before one that would overfill it, and
+    a cell above ``large_cell_atoms`` goes alone. Boundaries thus follow the ids, not positions:
+    an added or removed material changes its own shard (and at most the next few up to a
+    boundary the ids decide), never every shard after it. A shard's id hashes ``salt`` and its
+    members' ids and ``digests`` (their content), so a finished shard is recognised on a rerun
+    and a changed one is not mistaken for it.
     """
+    digests = digests or {}
     shards: list[Shard] = []
     current: list[str] = []
     atoms = 0
 
     def close(ids: list[str], n: int) -> None:
-        digest = hashlib.sha1("\n".join(ids).encode()).hexdigest()[:10]
-        shards.append(Shard(f"{len(shards):05d}-{digest}", tuple(ids), n))
+        text = salt + "\n" + "\n".join(f"{m}\t{digests.get(m, '')}" for m in ids)
+        shards.append(Shard(hashlib.sha256(text.encode()).hexdigest()[:20], tuple(ids), n))
 
     for mid in sorted(sizes):
         n = max(1, int(sizes[mid]))
@@ -96,9 +126,76 @@ def plan_shards(sizes: dict[str, int], atoms_per_shard: int = BuildSettings.atom
             current, atoms = [], 0
         current.append(mid)
         atoms += n
+        if _cut_after(mid, n, atoms_per_shard):
+            close(current, atoms)
+            current, atoms = [], 0
     if current:
         close(current, atoms)
     return shards
+
+
+def input_digest(x: PlannedInput) -> str:
+    """A digest of everything of an input its rows depend on: the cell (lattice, species,
+    fractional positions, to 1e-10) of a crystal, or the cause of an input failure."""
+    h = hashlib.sha256()
+    if isinstance(x, InputFailure):
+        h.update(f"failure\t{x.material_id}\t{x.error_class}\t{x.message}".encode())
+        return h.hexdigest()[:20]
+    s = x.structure
+    h.update(f"crystal\t{x.name}\t{[str(site.species) for site in s]}".encode())
+    h.update(np.round(np.asarray(s.lattice.matrix, dtype=float), 10).tobytes())
+    h.update(np.round(np.asarray(s.frac_coords, dtype=float), 10).tobytes())
+    return h.hexdigest()[:20]
+
+
+def source_key(source: str) -> str:
+    """The source spec with its folder made absolute (``dir:in`` → ``dir:/home/me/in``): what
+    identifies a release's source."""
+    kind, _, arg = source.partition(":")
+    if kind in ("dir", "zeolites") and arg:
+        return f"{kind}:{Path(arg).expanduser().resolve()}"
+    return source
+
+
+def default_release_name(source: str, day=None) -> str:
+    """``SOURCE-YYYYMMDD``, with a short hash of the spec when it has a parameter
+    (``dir-3f9c2a1b-20261201``), so two folders built the same day are two releases."""
+    import datetime as dt
+
+    day = day or dt.date.today()
+    kind, key = source_partition(source), source_key(source)
+    tag = "" if key == kind else f"-{hashlib.sha256(key.encode()).hexdigest()[:8]}"
+    return f"{kind}{tag}-{day:%Y%m%d}"
+
+
+def _source_file(out: Path, release: str) -> Path:
+    return release_dir(out, release) / WORK_DIR / "source.json"
+
+
+def check_release_source(out: Path, release: str, source: str) -> None:
+    """:class:`BuildError` when ``release`` at ``out`` holds another source than ``source``
+    (as its working folder or its manifest records it); reads only."""
+    key = source_key(source)
+    for path in (_source_file(out, release), release_dir(out, release) / MANIFEST):
+        try:
+            content = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        recorded = content.get("source_key") or (source_key(content["source"]) if content.get("source") else None)
+        if recorded is None:
+            continue
+        if recorded != key:
+            raise BuildError(f"release {release} in {out} holds source {recorded!r}, not {key!r}: "
+                             "build it into another --release or --out")
+        return
+
+
+def claim_release(out: Path, release: str, source: str) -> None:
+    """Record in ``release``'s working folder that it holds ``source`` (after checking it may)."""
+    check_release_source(out, release, source)
+    path = _source_file(out, release)
+    if not path.is_file():
+        write_text_atomic(path, json.dumps({"source": source, "source_key": source_key(source)}))
 
 
 def read_inputs(items: list[SourceItem]) -> dict[str, PlannedInput]:
@@ -167,20 +264,42 @@ class BuildPlan:
         return [self.inputs[m] for m in shard.material_ids]
 
 
-def plan_build(source: str, release: str | None = None, settings: BuildSettings | None = None) -> BuildPlan:
-    """Ingest ``source`` and plan its shards; the default release is ``SOURCE-YYYYMMDD``."""
+def _shard_salt(settings: BuildSettings) -> str:
+    """What, besides its inputs, shapes a shard's rows: the schema and the row settings."""
+    rows = {k: v for k, v in asdict(settings).items() if k not in ("atoms_per_shard", "large_cell_atoms")}
+    return json.dumps({"schema": SCHEMA_VERSION, **rows}, sort_keys=True)
+
+
+def plan_build(source: str, release: str | None = None, settings: BuildSettings | None = None,
+               out: str | Path | None = None) -> BuildPlan:
+    """Ingest ``source`` and plan its shards (default release: :func:`default_release_name`).
+
+    ``release`` must be one safe path component. With ``out``, the release there must hold
+    ``source`` or nothing yet, and is claimed for it once the inputs are read
+    (:func:`claim_release`). Raises :class:`BuildError`.
+    """
     import datetime as dt
     import uuid
 
     settings = settings or BuildSettings()
+    try:
+        release = check_release_name(release) if release is not None else default_release_name(source)
+    except ValueError as exc:
+        raise BuildError(str(exc)) from None
+    if out is not None:
+        check_release_source(Path(out), release, source)  # before reading thousands of inputs
     items, version = resolve_source(source)
     inputs = read_inputs(items)
+    if out is not None:
+        claim_release(Path(out), release, source)
+    digests = {mid: input_digest(x) for mid, x in inputs.items()}
     return BuildPlan(
         source=source,
-        release=release or f"{source_partition(source)}-{dt.date.today():%Y%m%d}",
+        release=release,
         run_id=uuid.uuid4().hex[:12],
         started=dt.datetime.now(dt.timezone.utc),
-        shards=plan_shards(sizes_of(inputs), settings.atoms_per_shard, settings.large_cell_atoms),
+        shards=plan_shards(sizes_of(inputs), settings.atoms_per_shard, settings.large_cell_atoms,
+                           digests, _shard_salt(settings)),
         inputs=inputs,
         settings=settings,
         source_version=version,
@@ -188,21 +307,40 @@ def plan_build(source: str, release: str | None = None, settings: BuildSettings 
 
 
 def finalize_build(out: Path, plan: BuildPlan, models: list[dict], reports: list) -> dict:
-    """Record the run in the ``runs`` table, write the release's manifest (last), summarise.
+    """Record the run in the ``runs`` table, release exactly the plan's shards, summarise.
 
     ``models`` are ``{"name", "sha256", "kind"}`` of the models used; ``reports`` the
-    :class:`~flows.shard.ShardReport` of every shard.
+    :class:`~flows.shard.ShardReport` of every shard (a reused shard reports its recorded
+    counts). Working shards of inputs the plan no longer has are deleted; the ``runs`` table
+    keeps one row per finished build of the release. Summary: ``written`` / ``failed``
+    materials in the release, ``computed`` / ``reused`` materials this run, shard counts.
+    Raises :class:`BuildError` — no release, ``latest`` unchanged — when no material is written.
     """
     import datetime as dt
 
     from storage.release import code_version
 
     written, failed = sum(r.written for r in reports), sum(r.failed for r in reports)
-    write_shard(release_dir(out, plan.release), plan.source_name, f"run-{plan.run_id}", {"runs": [{
+    if written == 0:
+        causes = [f"{f['material_id']}: {f['message']}" for r in reports for f in r.failures][:1]
+        raise BuildError(f"release {plan.release}: none of the {len(plan.inputs)} inputs of {plan.source} was "
+                         f"written ({failed} failed{'; first: ' + causes[0].splitlines()[0] if causes else ''}); "
+                         "no release made, latest unchanged")
+    rdir = release_dir(out, plan.release)
+    write_shard(rdir, plan.source_name, f"run-{plan.run_id}", {"runs": [{
         "run_id": plan.run_id, "started_at": plan.started, "finished_at": dt.datetime.now(dt.timezone.utc),
         "code_version": code_version(), "models": [m["name"] for m in models],
         "model_sha256s": [m["sha256"] for m in models], "source_version": plan.source_version or plan.source,
         "n_written": written, "n_failed": failed}]})
-    finalize_release(out, plan.release, models=models, extra={"source": plan.source, "settings": asdict(plan.settings)})
-    return {"release": plan.release, "shards": len(plan.shards), "skipped_shards": sum(r.skipped for r in reports),
-            "written": written, "failed": failed}
+    planned = {(plan.source_name, s.shard_id) for s in plan.shards}
+    work = complete_shards(rdir)
+    runs = {key for key in work if key[1].startswith("run-")}
+    finalize_release(out, plan.release, models=models, shards=sorted(planned | runs),
+                     extra={"source": plan.source, "source_key": source_key(plan.source),
+                            "settings": asdict(plan.settings)})
+    reused = [r for r in reports if r.skipped]
+    return {"release": plan.release, "shards": len(plan.shards), "skipped_shards": len(reused),
+            "written": written, "failed": failed,
+            "computed": sum(r.written + r.failed for r in reports if not r.skipped),
+            "reused": sum(r.written + r.failed for r in reused),
+            "removed_shards": len(set(work) - planned - runs)}

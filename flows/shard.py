@@ -1,8 +1,9 @@
 """One shard of a build: predict its crystals with the build's models and write their rows.
 
 A crystal that cannot be read, graphed or predicted becomes a ``failures`` row with its cause;
-every other crystal of the shard is written. A finished shard is skipped on a rerun, so a
-killed build resumes and produces the same rows.
+every other crystal of the shard is written into the release's working folder. A finished
+shard (same content, same models) is skipped on a rerun, so a killed build resumes and
+produces the same rows.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pathlib import Path
 
 from storage.release import release_dir
 from storage.rows import bands_row, dos_row, gamma_row, phonon_method, structure_row, thermo_row
-from storage.writer import shard_complete, write_shard
+from storage.writer import read_marker, write_shard
 from vgnn_core import InvalidStructureError
 from vgnn_core.crystal.crystal import Crystal
 
@@ -146,11 +147,18 @@ def run_shard(
     run_id: str,
     settings: BuildSettings | None = None,
 ) -> ShardReport:
-    """Predict and write one shard, unless it is already complete (resumable, idempotent)."""
+    """Predict and write one shard, unless it is already complete (resumable, idempotent).
+
+    A shard is complete when its marker exists and was written with the same models; a
+    skipped shard reports the counts its marker recorded.
+    """
     t0 = time.perf_counter()
     rdir = release_dir(out, release)
-    if shard_complete(rdir, source, shard.shard_id):
-        return ShardReport(shard.shard_id, skipped=True, models=models.identities())
+    identities = models.identities()
+    marker = read_marker(rdir, source, shard.shard_id)
+    if marker is not None and marker.get("models") == identities:
+        return ShardReport(shard.shard_id, written=marker.get("written", 0), failed=marker.get("failed", 0),
+                           skipped=True, models=identities)
     try:
         rows = predict_shard(inputs, models, run_id, settings)
     except Exception as exc:  # noqa: BLE001 - never lose the shard's other materials silently
@@ -158,7 +166,9 @@ def run_shard(
         rows["failures"] = [_failure(x.material_id if isinstance(x, InputFailure) else x.name, "predict", exc, run_id)
                             for x in inputs]
         traceback.print_exc()
-    write_shard(rdir, source, shard.shard_id, rows)
     failed = {f["material_id"] for f in rows["failures"] if f["stage"] != "limit"}
-    return ShardReport(shard.shard_id, written=len(rows["structures"]), failed=len(failed),
-                       seconds=time.perf_counter() - t0, failures=rows["failures"], models=models.identities())
+    written = len(rows["structures"])
+    write_shard(rdir, source, shard.shard_id, rows,
+                meta={"models": identities, "written": written, "failed": len(failed)})
+    return ShardReport(shard.shard_id, written=written, failed=len(failed),
+                       seconds=time.perf_counter() - t0, failures=rows["failures"], models=identities)

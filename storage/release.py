@@ -5,6 +5,12 @@ release. A release is complete once its manifest exists — written last, atomic
 every file with its row count, size and sha256, the schema version, the models and the code
 version. Readers only ever read the files a manifest lists, so a rebuild in progress is never
 half-visible.
+
+A build writes per-shard files into the release's hidden working folder ``.work/`` (see
+:mod:`storage.writer`); :func:`finalize_release` compacts the shards of the build's plan into a
+few large files per table, source and bucket, lists them in the manifest and deletes the
+working shards the plan no longer has. The working folder stays, unlisted, so a rebuild after
+adding, removing or editing inputs reuses every unchanged shard.
 """
 
 from __future__ import annotations
@@ -14,6 +20,8 @@ import hashlib
 import json
 import os
 import re
+import shutil
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
@@ -21,7 +29,8 @@ import pyarrow.parquet as pq
 
 from vgnn_core.files import file_digest, write_text_atomic
 
-from .schema import SCHEMA_VERSION, TABLES
+from .schema import SCHEMA_VERSION, TABLES, schema
+from .writer import compact_table, complete_shards, remove_shard
 
 MANIFEST = "manifest.json"
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
@@ -49,33 +58,77 @@ def release_dir(root: Path, name: str) -> Path:
     return Path(root) / "releases" / name
 
 
-def finalize_release(root: Path, name: str, models: list[dict] | None = None, extra: dict | None = None) -> Path:
-    """Write the manifest of ``releases/<name>`` and point ``latest`` at it."""
+def finalize_release(root: Path, name: str, models: list[dict] | None = None, extra: dict | None = None,
+                     shards: Collection[tuple[str, str]] | None = None) -> Path:
+    """Compact the release's complete shards into its tables, write the manifest, point ``latest``.
+
+    ``shards``: the ``(source, shard_id)`` to release (default: every complete shard of the
+    working folder); a listed shard that is not complete raises ``ValueError``, and working
+    shards not listed are deleted once the manifest is written (rows of removed or changed
+    inputs). Each table becomes a few files per source and bucket
+    (:func:`storage.writer.compact_table`), named after the content they hold, so readers of the
+    previous manifest keep their files until the new manifest replaces it; then the files no
+    manifest lists are removed. Every table has at least one (possibly empty) file. A release
+    folder without a working folder (written before compaction existed) is indexed as it is.
+    """
     rdir = release_dir(root, name)
-    files = []
-    for table in TABLES:
-        for path in sorted((rdir / table).rglob("*.parquet")):
-            if path.name.startswith("."):
-                continue
-            files.append({
-                "table": table,
-                "path": str(path.relative_to(rdir)),
-                "rows": pq.ParquetFile(path).metadata.num_rows,
-                "bytes": path.stat().st_size,
-                "sha256": file_digest(path),
-            })
+    work = complete_shards(rdir)
+    if shards is None:
+        chosen = dict(work)
+    else:
+        missing = [f"{src}/{sid}" for src, sid in shards if (src, sid) not in work]
+        if missing:
+            raise ValueError(f"release {name}: shard {missing[0]} is not complete ({len(missing)} missing); "
+                             "rerun the build to finish it")
+        chosen = {key: work[key] for key in shards}
+    if chosen:
+        files = _compact(rdir, chosen)
+    else:
+        files = [(t, p) for t in TABLES for p in sorted((rdir / t).rglob("*.parquet")) if not p.name.startswith(".")]
+    entries = [{"table": table, "path": path.relative_to(rdir).as_posix(),
+                "rows": pq.ParquetFile(path).metadata.num_rows, "bytes": path.stat().st_size,
+                "sha256": file_digest(path)} for table, path in files]
     manifest = {
         "name": name,
         "schema_version": SCHEMA_VERSION,
         "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "code_version": code_version(),
         "models": models or [],
-        "files": files,
+        "files": entries,
         **(extra or {}),
     }
     write_text_atomic(rdir / MANIFEST, json.dumps(manifest, indent=1))
+    if chosen:
+        listed = {rdir / e["path"] for e in entries}
+        for table in TABLES:  # files of earlier manifests, and leftovers of a killed compaction
+            for path in (rdir / table).rglob("*") if (rdir / table).is_dir() else []:
+                if path.is_file() and path not in listed:
+                    path.unlink()
+        for key in set(work) - set(chosen):
+            remove_shard(rdir, *key)
+        shutil.rmtree(rdir / "_shards", ignore_errors=True)  # per-shard markers of the layout before compaction
     write_text_atomic(Path(root) / "latest", name + "\n")
     return rdir
+
+
+def _compact(rdir: Path, shards: dict[tuple[str, str], dict]) -> list[tuple[str, Path]]:
+    """Compact ``shards`` (``{(source, id): marker}``) table by table; ``[(table, file)]`` written."""
+    order = sorted(shards, key=lambda k: (k[0], str(shards[k].get("first_id", k[1])), k[1]))
+    sources = sorted({src for src, _ in order})
+    out = []
+    for table in TABLES:
+        per_source = {src: [(sid, shards[(src, sid)]["tables"][table]) for s, sid in order
+                            if s == src and table in shards[(src, sid)].get("tables", {})] for src in sources}
+        if not any(per_source.values()):
+            per_source = {sources[0]: []}  # an empty table still gets its one file
+        for src, parts in per_source.items():
+            if not parts and len(per_source) > 1:
+                continue
+            key = hashlib.sha256(json.dumps([table, src, [(sid, p["sha256"]) for sid, p in parts]]).encode())
+            written = compact_table([rdir / p["path"] for _, p in parts], rdir / table / f"source={src}",
+                                    f"part-{key.hexdigest()[:12]}", schema(table))
+            out += [(table, path) for path in written]
+    return out
 
 
 class ReleaseIntegrityError(ValueError):

@@ -26,7 +26,7 @@ def test_sigkilled_build_resumes_to_identical_rows(tmp_path):
     cmd = [sys.executable, "-m", "flows.cli", "build", "--source", "demo", "--models", str(ckpt), "--out", str(db),
            "--release", "r", "--cluster", "none", "--atoms-per-shard", "6"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    markers = db / "releases" / "r" / "_shards" / "demo"
+    markers = db / "releases" / "r" / ".work" / "shards" / "demo"
     deadline = time.time() + 300
     while time.time() < deadline and proc.poll() is None:
         if markers.is_dir() and len(list(markers.glob("*.json"))) >= 3:

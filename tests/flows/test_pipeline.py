@@ -6,7 +6,7 @@ import pytest
 
 import vgnn_core
 from flows.local import build
-from flows.plan import BuildSettings, plan_shards
+from flows.plan import BuildSettings, plan_build, plan_shards
 from flows.sources import demo_structures
 from storage.catalog import connect
 from tests.conftest import TINY_ARCH as TINY
@@ -158,9 +158,13 @@ def test_a_material_whose_rows_fail_is_lost_alone(tmp_path, checkpoints, monkeyp
     monkeypatch.setattr(shard, "thermo_row", thermo_row)
     summary = build("demo", [str(checkpoints["mvn"]), str(checkpoints["kmvn"])], tmp_path, release="r",
                     settings=BuildSettings(atoms_per_shard=10_000), progress=None)
-    assert summary["shards"] == 1 and summary["failed"] == 1
-    assert summary["written"] == len(demo_structures()) - 1
+    assert summary["failed"] == 1 and summary["written"] == len(demo_structures()) - 1
+    plan = plan_build("demo", "r", BuildSettings(atoms_per_shard=10_000))
+    mates = set(next(s for s in plan.shards if "demo-ZnO-wurtzite" in s.material_ids).material_ids)
+    assert len(mates) > 10  # the failing material shared its shard with many others
     con = connect(tmp_path)
+    written = {m for (m,) in con.execute("SELECT material_id FROM thermo").fetchall()}
+    assert mates - {"demo-ZnO-wurtzite"} <= written
     mid, stage, error, message = con.execute("SELECT material_id, stage, error_class, message FROM failures").fetchone()
     assert (mid, stage, error) == ("demo-ZnO-wurtzite", "predict", "ZeroDivisionError")
     assert "raised at test_pipeline.py" in message

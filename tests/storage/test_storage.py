@@ -99,7 +99,7 @@ def test_rewriting_a_shard_replaces_it(tmp_path, test_records):
     write_shard(tmp_path, "petretto", "s0", rows)
     write_shard(tmp_path, "petretto", "s0", rows)
     files = list(tmp_path.rglob("*.parquet"))
-    total = sum(pq.read_metadata(f).num_rows for f in files if "/gamma/" in str(f))
+    total = sum(pq.read_metadata(f).num_rows for f in files if f.name == "gamma.parquet")
     assert total == len(rows["gamma"])
 
 
@@ -140,7 +140,7 @@ def test_sigkill_mid_write_leaves_no_partial_file(tmp_path):
                 for k in range(400)]
         print("ready", flush=True)
         while True:
-            write_shard({str(tmp_path)!r}, "big", "s0", {{"bands": rows}}, n_buckets=1)
+            write_shard({str(tmp_path)!r}, "big", "s0", {{"bands": rows}})
             print("written", flush=True)
     """)
     proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
@@ -154,7 +154,7 @@ def test_sigkill_mid_write_leaves_no_partial_file(tmp_path):
     parquet = list(tmp_path.rglob("*.parquet"))
     for f in parquet:  # whatever file exists is whole and readable
         assert pq.read_metadata(f).num_rows == 400
-    write_shard(tmp_path, "big", "s0", {"bands": []}, n_buckets=1)  # the shard can be rewritten
+    write_shard(tmp_path, "big", "s0", {"bands": []})  # the shard can be rewritten
     assert shard_complete(tmp_path, "big", "s0")
     # no complete release is half-visible: without a manifest nothing opens
     with pytest.raises(FileNotFoundError):
@@ -174,7 +174,7 @@ def test_an_older_release_reads_new_nullable_columns_as_null(tmp_path):
     rows = [gamma_row("mp-1", "kmvn", "0" * 64, np.array([0.0, 0, 0, 100, 110, 120]))]
     root = tmp_path / "db"
     write_shard(release_dir(root, "old"), "demo", "s0", {"gamma": rows})
-    for f in (release_dir(root, "old") / "gamma").rglob("*.parquet"):  # rewrite as the old schema had it
+    for f in release_dir(root, "old").rglob("gamma.parquet"):  # the shard's file, as the old schema had it
         table = pq.read_table(f)
         old = [n for n in schema("gamma").names if n not in ("uncertainty_cm1", "in_domain")]
         pq.write_table(table.select([n for n in old if n in table.column_names]), f)
@@ -182,3 +182,60 @@ def test_an_older_release_reads_new_nullable_columns_as_null(tmp_path):
     con = connect(root)
     assert con.execute("SELECT uncertainty_cm1, in_domain FROM gamma").fetchall() == [(None, None)]
     assert con.execute("SELECT count(*) FROM gamma_modes").fetchone()[0] == 6
+
+
+def test_a_release_of_many_shards_is_a_few_files_per_table(tmp_path, monkeypatch):
+    """10,034 materials written as 100 shards (the size of Togo's database) become one file per
+    table and bucket: sorted by material id, in their id's bucket, each row once; empty tables
+    still get a file with their schema. With small size limits the same rows roll over into
+    several files and row groups of the chosen size, and the files of the earlier layout go."""
+    import pyarrow.dataset as ds
+
+    import storage.writer as writer
+    from storage.schema import TABLES, schema
+
+    ids = [f"togo-{k:05d}" for k in range(10_034)]
+    rng = np.random.default_rng(1)
+    root = tmp_path / "db"
+    rdir = release_dir(root, "togo")
+    for k in range(0, len(ids), 101):
+        chunk = ids[k : k + 101]
+        gamma = [gamma_row(m, "kmvn", "ab" * 32, np.sort(rng.normal(300, 100, 6))) for m in chunk[1:]]
+        failure = [{"material_id": chunk[0], "stage": "predict", "error_class": "E", "message": "x", "run_id": "r"}]
+        write_shard(rdir, "togo", f"s{k // 101:03d}", {"gamma": gamma, "failures": failure})
+    finalize_release(root, "togo")
+    files = Release.open(root).manifest["files"]
+    per_table = {t: [f for f in files if f["table"] == t] for t in TABLES}
+    assert len(per_table["gamma"]) == len(per_table["failures"]) == writer.N_BUCKETS
+    assert all(len(per_table[t]) == 1 and per_table[t][0]["rows"] == 0 for t in TABLES if t not in ("gamma", "failures"))
+    assert len(files) == 2 * writer.N_BUCKETS + len(TABLES) - 2 <= 500
+    for t in TABLES:  # every table reads straight from its folder, even the empty ones
+        assert set(schema(t).names) <= set(ds.dataset(rdir / t, format="parquet", partitioning="hive").schema.names)
+
+    con = connect(root)
+    got = con.execute("SELECT material_id, bucket FROM gamma").fetchall()
+    assert len(got) == len(ids) - 100 and len({m for m, _ in got}) == len(got)
+    assert all(b == bucket_of(m) for m, b in got)
+    assert con.execute("SELECT count(*) FROM failures").fetchone()[0] == 100
+
+    # the same shards with row groups of ~64 kB and files of ~256 kB (Arrow bytes)
+    monkeypatch.setattr(writer, "ROW_GROUP_BYTES", 64 * 1024)
+    monkeypatch.setattr(writer, "FILE_BYTES", 256 * 1024)
+    finalize_release(root, "togo")
+    files = Release.open(root).manifest["files"]
+    gamma = [rdir / f["path"] for f in files if f["table"] == "gamma"]
+    total = sum(pq.read_table(f).nbytes for f in gamma)
+    assert writer.N_BUCKETS < len(gamma) <= total // (256 * 1024) + writer.N_BUCKETS
+    for f in gamma:
+        meta = pq.ParquetFile(f).metadata
+        sizes = [meta.row_group(g).num_rows for g in range(meta.num_row_groups)]
+        table = pq.read_table(f)
+        per_row = table.nbytes / table.num_rows
+        assert all(n * per_row == pytest.approx(64 * 1024, rel=0.02) for n in sizes[:-1])  # groups of the chosen size
+        mids = table.column("material_id").to_pylist()
+        assert mids == sorted(mids)  # sorted by id: row-group statistics find a material
+        assert {bucket_of(m) for m in mids} == {int(f.parent.name.split("=")[1])}
+    assert sorted(m for (m,) in connect(root).execute("SELECT material_id FROM gamma").fetchall()) == \
+        [m for k, m in enumerate(ids) if k % 101]  # each row once, after the roll-over too
+    on_disk = {p.relative_to(rdir).as_posix() for p in rdir.rglob("*.parquet") if ".work" not in p.parts}
+    assert on_disk == {f["path"] for f in files}  # the files of the first layout are gone
