@@ -30,16 +30,36 @@ def failure_cause(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}".splitlines()[0]
 
 
-def read_inputs(items: Sequence[str]) -> tuple[list[tuple[str, object]], list[tuple[str, str]]]:
-    """``(name, Crystal or Structure)`` for every readable structure and ``(name, cause)`` for
-    the rest, each input on its own: one bad file (unreadable, huge, degenerate, a molecule…)
-    never stops the others. Files are validated once, as they are read, with the build's limits
+def read_inputs(
+    items: Sequence[str], keep_cell: bool = False, log: Callable[[str], None] | None = None,
+) -> tuple[list[tuple[str, object]], list[tuple[str, str]]]:
+    """``(name, Crystal)`` for every readable structure and ``(name, cause)`` for the rest,
+    each input on its own: one bad file (unreadable, huge, degenerate, a molecule…) never stops
+    the others. Files are validated once, as they are read, with the build's limits
     (:mod:`vgnn_core.crystal.structures`). A file of several structures (CIF data blocks, xyz
-    frames) gives ``FILE:LABEL`` names; a file name given from two folders is named by its path."""
+    frames) gives ``FILE:LABEL`` names; a file name given from two folders is named by its path.
+
+    Unless ``keep_cell``, each structure is reduced to its primitive cell (spglib's, as the
+    build reduces conventional zeolite cells; :func:`flows.sources.primitive_cell`), and
+    ``log`` gets one ``note: NAME: …`` line for each cell that shrank: a conventional or
+    supercell's bands fold (Si's 8-atom cubic cell: 24 branches instead of 6)."""
     from collections import Counter
 
     from vgnn_core import Crystal, InvalidStructureError, read_structure
-    from vgnn_core.crystal.structures import structure_labels
+    from vgnn_core.crystal.structures import as_structure, structure_labels
+
+    log = log or (lambda line: None)
+
+    def crystal(name: str, structure) -> Crystal:
+        if not keep_cell:
+            from flows.sources.files import primitive_cell
+
+            reduced = primitive_cell(structure)
+            if len(reduced) < len(structure):
+                log(f"note: {name}: reduced to its primitive cell ({len(structure)} → {len(reduced)} atoms; "
+                    "--keep-cell predicts the cell as given)")
+                structure = reduced
+        return Crystal(name, structure)
 
     items = list(dict.fromkeys(items))  # the same input twice is predicted once
     good, bad = [], []
@@ -57,7 +77,10 @@ def read_inputs(items: Sequence[str]) -> tuple[list[tuple[str, object]], list[tu
     for item in items:
         if MP_ID.match(item):
             if item in fetched:
-                good.append((item, fetched[item]))
+                try:
+                    good.append((item, crystal(item, as_structure(fetched[item], name=item))))
+                except Exception as exc:  # noqa: BLE001 - this input's alone
+                    bad.append((item, failure_cause(exc)))
             elif item in mp_ids:
                 bad.append((item, "not found in the Materials Project"))
             continue
@@ -72,7 +95,7 @@ def read_inputs(items: Sequence[str]) -> tuple[list[tuple[str, object]], list[tu
             name = base if len(labels) == 1 else f"{base}:{label}"
             try:
                 structure = read_structure(path, index=k if len(labels) > 1 else None)  # validated once
-                good.append((name, Crystal(name, structure)))
+                good.append((name, crystal(name, structure)))
             except Exception as exc:  # noqa: BLE001 - MemoryError, parser crashes: this input's alone
                 bad.append((name, failure_cause(exc)))
     return good, bad
@@ -161,13 +184,21 @@ def predict_files(
     export: str | None = None,
     temperature: float = 300.0,
     mesh_density: float | None = None,
+    keep_cell: bool = False,
     log: Callable[[str], None] | None = None,
 ) -> tuple[str, list[tuple[str, str]]]:
-    """Predict every input; returns the rendered output and the failures ``(name, cause)``.
+    """Predict every input; returns the text to print and the failures ``(name, cause)``.
 
-    ``log`` receives, as they happen, one ``error: NAME: cause`` line per failed input and one
-    ``note: NAME: …`` line before a cell above the band limit (Γ modes only).
+    The text is the rendered output, or with ``out`` one line saying what was written there.
+    ``keep_cell``: predict each cell as given instead of its primitive cell. ``log`` receives,
+    as they happen, one ``error: NAME: cause`` line per failed input, one ``note: NAME: …`` line
+    per cell reduced to its primitive cell and one before a cell above the band limit (Γ modes
+    only). Raises ``ValueError`` for an unknown ``fmt`` or Parquet without ``out``, before any work.
     """
+    if fmt not in ("table", "json", "yaml", "parquet"):
+        raise ValueError(f"unknown format {fmt!r}")
+    if fmt == "parquet" and not out:
+        raise ValueError("--format parquet needs --out FILE")
     from tqdm.auto import tqdm
 
     from vgnn_core import load_pretrained
@@ -175,7 +206,7 @@ def predict_files(
     from vgnn_core.phonons.mesh import DEFAULT_MESH_DENSITY
 
     log = log or (lambda line: None)
-    inputs, failures = read_inputs(items)
+    inputs, failures = read_inputs(items, keep_cell=keep_cell, log=log)
     for name, cause in failures:
         log(f"error: {name}: {cause}")
     predictor = load_pretrained(model) if inputs else None
@@ -219,14 +250,11 @@ def predict_files(
         import yaml
 
         text = yaml.safe_dump(records, sort_keys=False, allow_unicode=True)
-    elif fmt == "parquet":
-        if not out:
-            raise ValueError("--format parquet needs --out FILE")
-        write_parquet(records, out)
-        text = f"{len(records)} material(s) written to {out}"
     else:
-        raise ValueError(f"unknown format {fmt!r}")
+        write_parquet(records, out)
     if out and fmt != "parquet":
         Path(out).write_text(text + "\n")
+    if out:  # the file holds the output: the terminal only hears where it went
+        text = f"{len(records)} material(s) written to {out}"
     return text, failures
 

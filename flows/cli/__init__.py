@@ -16,19 +16,60 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    from storage.catalog import QueryError
-    from storage.osf import OSFError
-    from storage.release import ReleaseIntegrityError
-    from vgnn_core import InvalidStructureError
+#: The project's own errors that mean the input, the environment or a server is wrong, not the
+#: code: each is printed as one ``error: …`` line with this exit code. Anything else is a bug and
+#: keeps its traceback, which is what a bug report needs (a build can take hours to rerun, so
+#: the traceback is not hidden behind a ``--verbose`` rerun). Named by module and looked up in
+#: ``sys.modules`` only: an error whose module was never imported cannot have been raised, so
+#: catching them imports nothing (``vgnn query`` stays free of torch, Prefect and pymatgen).
+USER_ERRORS: tuple[tuple[str, str, int], ...] = (
+    ("builtins", "FileNotFoundError", 2),  # also flows.sources.EmptySourceError
+    ("vgnn_core.crystal.structures", "InvalidStructureError", 2),
+    ("vgnn_core.pretrained.registry", "PretrainedNotAvailableError", 2),
+    ("vgnn_core.pretrained.registry", "ChecksumError", 2),
+    ("vgnn_core.io.http", "DownloadError", 2),
+    ("storage.catalog", "QueryError", 2),
+    ("storage.release", "ReleaseIntegrityError", 2),
+    ("storage.download", "ReleaseDownloadError", 2),
+    ("storage.osf", "OSFError", 2),
+    ("storage.bridges", "MaterialNotFoundError", 2),
+    ("flows.sources.item", "SourceSpecError", 2),
+    ("flows.sources.materials_project", "MPError", 2),
+    ("flows.sources.iza", "IZAError", 2),
+    ("flows.plan", "BuildError", 1),  # a build with nothing to release, or a release it may not touch
+)
 
+
+def user_error_code(exc: BaseException) -> int | None:
+    """The exit code of ``exc`` when it is one of :data:`USER_ERRORS`, else ``None`` (a bug)."""
+    for module, name, code in USER_ERRORS:
+        cls = getattr(sys.modules.get(module), name, None)
+        if cls is not None and isinstance(exc, cls):
+            return code
+    return None
+
+
+def usage_error(args: argparse.Namespace) -> str | None:
+    """What the parser cannot say about a combination of options (``None`` when fine)."""
+    if getattr(args, "format", None) == "parquet" and not getattr(args, "out", None):
+        return f"vgnn {args.command}: --format parquet needs --out FILE (Parquet is not printed)"
+    return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run ``vgnn`` with ``argv``; returns the exit status (0 ok, 1 or 2 an error, printed as one line)."""
+    args = build_parser().parse_args(argv)
+    if problem := usage_error(args):
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
     try:
         return int(args.func(args) or 0)
-    except (InvalidStructureError, QueryError, ReleaseIntegrityError, FileNotFoundError, OSFError) as exc:
+    except Exception as exc:
+        code = user_error_code(exc)
+        if code is None:
+            raise
         print(f"error: {exc}", file=sys.stderr)
-        return 2
-
+        return code
 
 if __name__ == "__main__":
     sys.exit(main())

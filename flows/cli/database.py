@@ -93,7 +93,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                     help="demo | zeolites[:PATH] | iza:FAU+LTA | dir:PATH | togo | petretto | mp[:nsites<=40,stable,...]")
     bu.add_argument("--models", default="mvn,kmvn", help="comma-separated shipped names or checkpoint files")
     bu.add_argument("--out", required=True, help="database root")
-    bu.add_argument("--release", help="release name (default SOURCE-YYYYMMDD; rerun to resume)")
+    bu.add_argument("--release", help="release name (default SOURCE[-SPECHASH]-YYYYMMDD; rerun to resume, "
+                                      "or to update it after inputs changed)")
     bu.add_argument("--cluster", default="local",
                     help="local (Dask LocalCluster) | ADDRESS | cuda | slurm | none (in-process, no Prefect)")
     bu.add_argument("--workers", type=int, default=2, help="Dask workers for local / slurm")

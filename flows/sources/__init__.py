@@ -16,11 +16,11 @@ from __future__ import annotations
 
 from .demo import demo_source, demo_structures
 from .files import directory_source, primitive_cell, zeolite_source
-from .item import EmptySourceError, SourceItem
+from .item import EmptySourceError, SourceItem, SourceSpecError
 from .petretto import petretto_source
 from .phonondb import togo_source
 
-__all__ = ["EmptySourceError", "SourceItem", "demo_source", "demo_structures", "directory_source", "petretto_source", "primitive_cell",
+__all__ = ["EmptySourceError", "SourceItem", "SourceSpecError", "check_source", "demo_source", "demo_structures", "directory_source", "petretto_source", "primitive_cell",
            "resolve_source", "source_partition", "togo_source", "zeolite_source"]
 
 
@@ -50,7 +50,30 @@ def resolve_source(spec: str) -> tuple[list[SourceItem], str]:
 
         version, items = ingest(MPQuery.from_spec(spec.partition(":")[2]), cache_dir() / "materials_project", progress=print)
         return items, f"materials_project-{version}"
-    raise ValueError(f"unknown source {spec!r}: use demo, zeolites[:PATH], iza:CODES, dir:PATH, togo, petretto or mp[:FILTERS]")
+    raise SourceSpecError(f"unknown source {spec!r}: use {SOURCE_SPECS}")
+
+
+#: Every form of a ``--source`` spec, for messages.
+SOURCE_SPECS = "demo, zeolites[:PATH], iza:CODES, dir:PATH, togo, petretto or mp[:FILTERS]"
+
+
+def check_source(spec: str) -> None:
+    """Refuse, before any work starts, a spec :func:`resolve_source` would refuse later for
+    its form alone: an unknown kind or an unreadable MP filter (:class:`SourceSpecError`), or
+    the Materials Project without ``MP_API_KEY`` (:class:`~.materials_project.MPError`).
+    Reads no file and makes no request."""
+    kind, _, arg = spec.partition(":")
+    if spec in ("demo", "togo", "petretto", "zeolites") or (kind in ("zeolites", "iza", "dir") and arg):
+        return
+    if kind != "mp" or (spec != "mp" and not arg):
+        raise SourceSpecError(f"unknown source {spec!r}: use {SOURCE_SPECS}")
+    from vgnn_core.settings import env
+
+    from .materials_project import MPError, MPQuery
+
+    MPQuery.from_spec(arg)
+    if not env("MP_API_KEY"):
+        raise MPError("--source mp: no Materials Project API key: set MP_API_KEY (https://next-gen.materialsproject.org/api)")
 
 
 def source_partition(source: str) -> str:

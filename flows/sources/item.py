@@ -14,6 +14,10 @@ class EmptySourceError(FileNotFoundError):
     """A source that yields no input at all: a build of it would be an empty release."""
 
 
+class SourceSpecError(ValueError):
+    """A ``--source`` spec that names no source, or whose parameters cannot be read."""
+
+
 @dataclass(frozen=True)
 class SourceItem:
     """One input of a build: ``structure`` in memory or ``path`` to read (then reduced to

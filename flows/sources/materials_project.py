@@ -28,7 +28,7 @@ from pymatgen.core import Structure
 from vgnn_core.files import atomic_write
 from vgnn_core.settings import env
 
-from .item import SourceItem
+from .item import SourceItem, SourceSpecError
 
 #: Fields fetched per material: nothing else is transferred.
 STRUCTURE_FIELDS = ["material_id", "structure", "nsites", "energy_above_hull", "deprecated"]
@@ -83,7 +83,7 @@ class MPQuery:
             elif part == "deprecated":
                 kw["include_deprecated"] = True
             else:
-                raise ValueError(f"mp query: cannot read {part!r} (use nsites<=N, nsites>=N, elements=A+B, "
+                raise SourceSpecError(f"mp query: cannot read {part!r} (use nsites<=N, nsites>=N, elements=A+B, "
                                  "exclude=A+B, ehull<=X, stable, deprecated)")
         return cls(**kw)
 

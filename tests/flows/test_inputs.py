@@ -185,7 +185,8 @@ def test_predict_isolates_each_input_with_the_build_limits(hostile_folder, tmp_p
     monkeypatch.setattr(BuildSettings, "bands_max_atoms", 4)
     out = tmp_path / "o.json"
     code = main(["predict", str(folder / "huge.vasp"), str(folder / "dup.vasp"), str(folder / "molecule.cif"),
-                 str(folder / "POSCAR.a"), "--model", "kmvn", "--format", "json", "--out", str(out)])
+                 str(folder / "POSCAR.a"), "--model", "kmvn", "--format", "json", "--out", str(out),
+                 "--keep-cell"])  # POSCAR.a is Si's 8-atom cubic cell: kept, to cross the band limit
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2
     assert err == ["error: huge.vasp: lattice vector of 1e+06 Å, above the limit of 300 Å (wrong units or a vacuum box?)",
