@@ -23,11 +23,11 @@ import re
 import shutil
 from collections.abc import Collection
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath, PureWindowsPath
+from pathlib import Path, PurePosixPath
 
 import pyarrow.parquet as pq
 
-from vgnn_core.files import file_digest, write_text_atomic
+from vgnn_core.files import file_digest, unsafe_relative_path, write_text_atomic
 
 from .schema import SCHEMA_VERSION, TABLES, schema
 from .writer import compact_table, complete_shards, remove_shard
@@ -138,15 +138,13 @@ class ReleaseIntegrityError(ValueError):
 def check_entry_path(path: str) -> PurePosixPath:
     """A manifest entry's path as a relative path that stays inside the release folder.
 
-    Raises :class:`ReleaseIntegrityError` for an absolute path, a drive, ``..``, a NUL byte or
-    an empty path (``\\`` counts as a separator, so Windows-style escapes are caught too).
+    Raises :class:`ReleaseIntegrityError` for what :func:`vgnn_core.files.unsafe_relative_path`
+    refuses (absolute, a drive, ``..``, a NUL byte, a backslash, an empty path).
     """
-    posix = PurePosixPath(str(path).replace("\\", "/"))
-    if (not isinstance(path, str) or not path or "\x00" in path or posix.is_absolute()
-            or PureWindowsPath(path).drive
-            or any(part in ("..", "") for part in posix.parts) or posix == PurePosixPath(".")):
-        raise ReleaseIntegrityError(f"manifest entry {path!r} escapes the release folder; refused")
-    return posix
+    why = unsafe_relative_path(path)
+    if why is not None:
+        raise ReleaseIntegrityError(f"manifest entry {path!r} escapes the release folder ({why}); refused")
+    return PurePosixPath(path)
 
 
 @dataclass

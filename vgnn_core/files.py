@@ -55,24 +55,32 @@ def write_text_atomic(path: str | Path, text: str) -> Path:
     return atomic_write(path, lambda fh: fh.write(text.encode()))
 
 
+def unsafe_relative_path(relative: str) -> str | None:
+    """Why ``relative`` (a path from outside input) is not a plain relative POSIX path, or ``None``:
+    empty, a NUL byte, a backslash, a drive (``C:``), absolute, or an empty, ``.`` or ``..`` part."""
+    if not isinstance(relative, str) or not relative:
+        return "empty or not a string"
+    if "\x00" in relative:
+        return "contains a NUL byte"
+    if "\\" in relative:
+        return "contains a backslash"
+    if relative.startswith("/"):
+        return "is absolute"
+    if len(relative) > 1 and relative[1] == ":":
+        return "starts with a drive"
+    if any(part in ("", ".", "..") for part in relative.split("/")):
+        return "has an empty, '.' or '..' part"
+    return None
+
+
 def inside(root: str | Path, relative: str) -> Path:
     """``root / relative`` resolved, refused (``ValueError``) unless it stays inside ``root``.
 
-    ``relative`` comes from outside input (a manifest, a listing): it must be a relative POSIX
-    path without NUL, backslash, empty, ``.`` or ``..`` parts, and its resolved location
-    (symbolic links followed) must lie under the resolved ``root``.
+    ``relative`` comes from outside input (a manifest, a listing): it must pass
+    :func:`unsafe_relative_path`, and its resolved location (symbolic links followed) must lie
+    under the resolved ``root``.
     """
-    why = None
-    if not isinstance(relative, str) or not relative:
-        why = "empty or not a string"
-    elif "\x00" in relative:
-        why = "contains a NUL byte"
-    elif "\\" in relative:
-        why = "contains a backslash"
-    elif relative.startswith("/"):
-        why = "is absolute"
-    elif any(part in ("", ".", "..") for part in relative.split("/")):
-        why = "has an empty, '.' or '..' part"
+    why = unsafe_relative_path(relative)
     if why is None:
         base = Path(root).resolve()
         target = (base / relative).resolve()
