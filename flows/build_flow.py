@@ -232,11 +232,12 @@ def task_runner(cluster: str = "local", n_workers: int = 2):
 @flow(name="vgnn-build-database")
 def build_database(source: str = "demo", models: tuple[str, ...] = ("mvn", "kmvn"), out: str = "db",
                    release: str | None = None, atoms_per_shard: int = BuildSettings.atoms_per_shard,
-                   shard_timeout_minutes: float = SHARD_TIMEOUT_MINUTES) -> dict:
+                   shard_timeout_minutes: float = SHARD_TIMEOUT_MINUTES, nac: bool = BuildSettings.nac) -> dict:
     """Build (or resume) one release of the database; a shard that runs longer than
-    ``shard_timeout_minutes`` fails (and is retried twice), then the build fails."""
+    ``shard_timeout_minutes`` fails (and is retried twice), then the build fails. ``nac``: k-MVN
+    rows with the LO-TO term from predicted Born charges (off by default)."""
     logger = get_run_logger()
-    plan = plan_build(source, release, BuildSettings(atoms_per_shard=atoms_per_shard), out=out)
+    plan = plan_build(source, release, BuildSettings(atoms_per_shard=atoms_per_shard, nac=nac), out=out)
     logger.info("%d structures from %s in %d shards → %s/releases/%s",
                 len(plan.inputs), source, len(plan.shards), out, plan.release)
     shard = shard_task.with_options(timeout_seconds=shard_timeout_minutes * 60)
@@ -268,14 +269,15 @@ def build_environment(cluster: str, n_workers: int) -> Iterator:
 
 def run_build(source: str, models: list[str], out: str, release: str | None = None,
               cluster: str = "local", n_workers: int = 2, atoms_per_shard: int = BuildSettings.atoms_per_shard,
-              timeout_hours: float | None = None) -> dict:
+              timeout_hours: float | None = None, nac: bool = BuildSettings.nac) -> dict:
     """Run the flow on a Dask cluster (``cluster``), as ``vgnn build`` does; it fails with
     ``TimeoutError`` after ``timeout_hours`` (no limit by default). Prefect and Dask log at
     WARNING unless ``$VGNN_VERBOSE``."""
     timeout_s = None if timeout_hours is None else timeout_hours * 3600
     with quiet_logs(), shared_prefect_api(), build_environment(cluster, n_workers) as runner:
         return build_database.with_options(task_runner=runner, timeout_seconds=timeout_s)(
-            source=source, models=tuple(models), out=str(out), release=release, atoms_per_shard=atoms_per_shard)
+            source=source, models=tuple(models), out=str(out), release=release, atoms_per_shard=atoms_per_shard,
+            nac=nac)
 
 
 @flow(name="vgnn-rebuild")

@@ -104,6 +104,10 @@ def read_inputs(
 def result_record(result, temperature: float, full: bool) -> dict:
     """A JSON-ready record of one :class:`~vgnn_core.phonons.result.PhononResult`."""
     rec = result.summary(temperature)
+    if getattr(result, "has_nac", False):
+        from storage.rows import nac_columns
+
+        rec["lo_to_splitting_cm1"] = round(nac_columns(result)["lo_to_splitting_cm1"], 4)
     if not full:
         return rec
     if result.bands is not None:
@@ -185,6 +189,8 @@ def predict_files(
     temperature: float = 300.0,
     mesh_density: float | None = None,
     keep_cell: bool = False,
+    nac: bool = False,
+    born: str | None = None,
     log: Callable[[str], None] | None = None,
 ) -> tuple[str, list[tuple[str, str]]]:
     """Predict every input; returns the text to print and the failures ``(name, cause)``.
@@ -193,12 +199,19 @@ def predict_files(
     ``keep_cell``: predict each cell as given instead of its primitive cell. ``log`` receives,
     as they happen, one ``error: NAME: cause`` line per failed input, one ``note: NAME: …`` line
     per cell reduced to its primitive cell and one before a cell above the band limit (Γ modes
-    only). Raises ``ValueError`` for an unknown ``fmt`` or Parquet without ``out``, before any work.
+    only). ``nac``: add the Gonze–Lee dipole term with Born charges and ε∞ predicted by the shipped
+    heads (k-MVN only; off by default: it raises the Petretto val band MAE, see the README);
+    ``born``: a phonopy ``BORN`` file of the (single) input instead. Raises ``ValueError`` for an
+    unknown ``fmt``, Parquet without ``out`` or ``born`` with several inputs, before any work.
     """
     if fmt not in ("table", "json", "yaml", "parquet"):
         raise ValueError(f"unknown format {fmt!r}")
     if fmt == "parquet" and not out:
         raise ValueError("--format parquet needs --out FILE")
+    if born and len(items) != 1:
+        raise ValueError("--born FILE gives the Born charges of one structure: pass exactly one input")
+    if (nac or born) and model != "kmvn":
+        raise ValueError("the LO-TO correction needs band structures: use --model kmvn")
     from tqdm.auto import tqdm
 
     from vgnn_core import load_pretrained
@@ -220,8 +233,13 @@ def predict_files(
         if not full:
             log(f"note: {name}: {note}")  # before the prediction: a cell this size takes minutes
         try:
+            charges = nac or None
+            if born:
+                from vgnn_core.io.phonopy import read_born_file
+
+                charges = read_born_file(born, getattr(structure, "structure", structure)).neutral()
             result = predictor.predict_phonons([structure], names=[name], bands=full, thermal=full,
-                                               density=mesh_density or DEFAULT_MESH_DENSITY)[0]
+                                               density=mesh_density or DEFAULT_MESH_DENSITY, nac=charges)[0]
         except Exception as exc:  # noqa: BLE001 - one material's failure must not stop the others
             failures.append((name, failure_cause(exc)))
             log(f"error: {name}: {failures[-1][1]}")

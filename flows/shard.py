@@ -15,7 +15,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from storage.release import release_dir
-from storage.rows import bands_row, dos_row, gamma_row, phonon_method, structure_row, thermo_row
+from storage.rows import (
+    bands_row,
+    dos_row,
+    gamma_row,
+    nac_columns,
+    phonon_method,
+    structure_row,
+    thermo_row,
+)
 from storage.writer import read_marker, write_shard
 from vgnn_core import InvalidStructureError
 from vgnn_core.crystal.crystal import Crystal
@@ -107,7 +115,8 @@ def _result_rows(crystal: Crystal, model: LoadedModel, res, table: str) -> dict[
     """The table rows of one material's prediction (Γ spectrum, or bands + thermo + DOS)."""
     mid, name, sha = crystal.name, model.name, model.sha256
     method = phonon_method(model.kind)
-    trust = {"uncertainty_cm1": res.uncertainty_cm1, "in_domain": res.in_domain, "method": method}
+    trust = {"uncertainty_cm1": res.uncertainty_cm1, "in_domain": res.in_domain, "method": method,
+             "nac": nac_columns(res)}
     if table == "gamma":
         return {"gamma": gamma_row(mid, name, sha, res.gamma, **trust)}
     return {"bands": bands_row(mid, name, sha, res.qpath, res.bands, **trust),  # a k-MVN PhononResult
@@ -117,10 +126,11 @@ def _result_rows(crystal: Crystal, model: LoadedModel, res, table: str) -> dict[
 
 def _predict(crystals: list[Crystal], model: LoadedModel, table: str, settings: BuildSettings):
     names = [c.name for c in crystals]
+    nac = True if settings.nac and model.predictor.model.supports_bands else None  # NAC needs k-MVN force constants
     if table == "gamma":
-        return model.predictor.predict_phonons(crystals, names=names, bands=False, thermal=False)
+        return model.predictor.predict_phonons(crystals, names=names, bands=False, thermal=False, nac=nac)
     return model.predictor.predict_phonons(crystals, names=names, density=settings.mesh_density,
-                                           temperatures=settings.temperature_array)
+                                           temperatures=settings.temperature_array, nac=nac)
 
 
 def _predict_isolating_failures(crystals, model, table, settings):

@@ -104,13 +104,35 @@ def structure_row(crystal: Crystal | Structure, material_id: str) -> dict:
     }
 
 
+#: Cartesian directions of approach to Γ over which ``lo_to_splitting_cm1`` is the largest.
+LO_TO_DIRECTIONS = np.eye(3)
+#: The LO–TO columns of a prediction without the correction.
+NO_NAC = {"has_nac": False, "born_charges": None, "epsilon_inf": None, "lo_to_splitting_cm1": None}
+
+
+def nac_columns(result) -> dict:
+    """``has_nac``, ``born_charges`` (n×9, e), ``epsilon_inf`` (9) and ``lo_to_splitting_cm1`` of a
+    :class:`vgnn_core.PhononResult`: the largest ω(Γ, q̂) − ω_TO over modes and q̂ = x, y, z (cm⁻¹).
+    Without the correction: :data:`NO_NAC`."""
+    if not getattr(result, "has_nac", False):
+        return dict(NO_NAC)
+    lattice = np.asarray(result.structure.lattice.matrix)
+    split = max(float(result.lo_to_splitting(d).max()) for d in LO_TO_DIRECTIONS @ lattice.T)  # Cartesian → fractional q
+    return {
+        "has_nac": True,
+        "born_charges": np.asarray(result.born_charges, dtype=np.float32).reshape(-1),
+        "epsilon_inf": np.asarray(result.epsilon_inf, dtype=np.float32).reshape(-1),
+        "lo_to_splitting_cm1": max(split, 0.0),
+    }
+
+
 def gamma_row(material_id: str, model: str, model_sha256: str, frequencies_cm1: np.ndarray,
               uncertainty_cm1: float | None = None, in_domain: bool | None = None,
-              method: str | None = None) -> dict:
+              method: str | None = None, nac: dict | None = None) -> dict:
     """A ``gamma`` row: sorted signed frequencies, their summary and how far to trust them.
 
     ``method`` is the row's ``phonon_method`` (default: ``vgnn-<model>`` for a model named after
-    its kind, else NULL)."""
+    its kind, else NULL); ``nac`` the LO–TO columns (:func:`nac_columns`; default: off)."""
     w = np.sort(np.asarray(frequencies_cm1, dtype=float))
     acoustic = np.sort(np.abs(w))[:3]
     return {
@@ -125,13 +147,15 @@ def gamma_row(material_id: str, model: str, model_sha256: str, frequencies_cm1: 
         "uncertainty_cm1": uncertainty_cm1,
         "in_domain": in_domain,
         "phonon_method": method_for(model, method),
+        **(nac if nac is not None else NO_NAC),
     }
 
 
 def bands_row(material_id: str, model: str, model_sha256: str, path, frequencies_cm1: np.ndarray,
               uncertainty_cm1: float | None = None, in_domain: bool | None = None,
-              method: str | None = None) -> dict:
-    """A ``bands`` row from a :class:`vgnn_core.QPath` and its (n_q, 3m) frequencies (cm⁻¹)."""
+              method: str | None = None, nac: dict | None = None) -> dict:
+    """A ``bands`` row from a :class:`vgnn_core.QPath` and its (n_q, 3m) frequencies (cm⁻¹);
+    ``nac`` the LO–TO columns (:func:`nac_columns`; default: off)."""
     return {
         "material_id": material_id,
         "model": model,
@@ -145,6 +169,7 @@ def bands_row(material_id: str, model: str, model_sha256: str, path, frequencies
         "uncertainty_cm1": uncertainty_cm1,
         "in_domain": in_domain,
         "phonon_method": method_for(model, method),
+        **(nac if nac is not None else NO_NAC),
     }
 
 

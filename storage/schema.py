@@ -22,8 +22,9 @@ import pyarrow as pa
 #: in_domain; structure_hash from the standardised conventional cell; 1.4: the remaining OPTIMADE
 #: structure fields (chemical_formula_reduced/anonymous, nelements, elements_ratios, species,
 #: dimension_types, nperiodic_dimensions) and phonon_method on every prediction table; a unit
-#: and a description on every column.
-SCHEMA_VERSION = "1.4"
+#: and a description on every column; 1.5: has_nac, born_charges, epsilon_inf, lo_to_splitting_cm1 on
+#: gamma and bands (the LO–TO correction; NULL charges where it is off).
+SCHEMA_VERSION = "1.5"
 PARTITION_COLUMNS = ("source", "bucket")
 
 
@@ -63,6 +64,26 @@ def _trust() -> list[pa.Field]:
            "expected per-material MAE (ensemble spread, calibrated on val)", nullable=True),
         _f("in_domain", pa.bool_(), NO_UNIT, "whether the crystal lies in the model's training domain", nullable=True),
     ]
+
+
+def _nac() -> list[pa.Field]:
+    return [
+        _f("has_nac", pa.bool_(), NO_UNIT,
+           "whether the Gonze-Lee dipole-dipole (LO-TO) correction is applied; the force constants are then "
+           "short-range and Γ frequencies are the TO ones", nullable=True),
+        _f("born_charges", F32_LIST, "e",
+           "Born effective charges Z*, n_sites x 9 row-major [site][alpha][beta] = dP_alpha/du_beta "
+           "(NULL without the correction)", nullable=True),
+        _f("epsilon_inf", F32_LIST, DIMENSIONLESS,
+           "electronic dielectric tensor ε∞, 9 values row-major (NULL without the correction)", nullable=True),
+        _f("lo_to_splitting_cm1", pa.float32(), "cm^-1",
+           "largest LO-TO splitting at Γ, max over Cartesian x, y, z of ω(Γ, q̂) - ω_TO (NULL without the correction)",
+           nullable=True),
+    ]
+
+
+#: Columns whose missing value stays NULL (other missing lists are written as empty lists).
+NULL_LISTS = ("born_charges", "epsilon_inf")
 
 
 def _phonon_method() -> pa.Field:
@@ -109,6 +130,7 @@ TABLES: dict[str, pa.Schema] = {
         _f("acoustic_residual_cm1", pa.float32(), "cm^-1", "largest |ω| of the three acoustic Γ modes (0 exact)"),
         *_trust(),
         _phonon_method(),
+        *_nac(),
     ]),
     "bands": pa.schema([
         *_model("bands"),
@@ -121,6 +143,7 @@ TABLES: dict[str, pa.Schema] = {
         _f("frequencies_cm1", pa.list_(F32_LIST), "cm^-1", "frequencies, [q][band] (pymatgen: THz, [band][q])"),
         *_trust(),
         _phonon_method(),
+        *_nac(),
     ]),
     # k-MVN on a Γ-centred q-mesh; per mole of formula units (phonopy's and pymatgen's are per mole of
     # cells: multiply by formula_units, see storage.bridges.thermo)
@@ -226,8 +249,25 @@ def validate_rows(table: str, rows: Sequence[dict]) -> None:
                     raise SchemaError(f"thermo: row {rid}: {key} has {len(row[key])} values for {n_t} temperatures")
         if table == "gamma" and len(row["frequencies_cm1"]) % 3:
             raise SchemaError(f"gamma: row {rid}: {len(row['frequencies_cm1'])} frequencies is not 3m")
+        if table in ("gamma", "bands"):
+            _check_nac(table, row, rid)
         if table == "failures" and row["stage"] not in STAGES:
             raise SchemaError(f"failures: row {rid}: stage {row['stage']!r} not one of {STAGES}")
+
+
+def _check_nac(table: str, row: dict, rid: str) -> None:
+    """The LO–TO columns: charges and ε∞ present exactly when ``has_nac``, of the right sizes."""
+    born, eps = row.get("born_charges"), row.get("epsilon_inf")
+    if row.get("has_nac"):
+        if born is None or eps is None:
+            raise SchemaError(f"{table}: row {rid}: has_nac without born_charges and epsilon_inf")
+        if np.size(born) == 0 or np.size(born) % 9 or np.size(eps) != 9:
+            raise SchemaError(f"{table}: row {rid}: born_charges of {np.size(born)} values (n_sites x 9) and "
+                              f"epsilon_inf of {np.size(eps)} (9) expected")
+        for key in ("born_charges", "epsilon_inf"):
+            _check_finite(table, row, key, row[key])
+    elif born is not None or eps is not None or row.get("lo_to_splitting_cm1") is not None:
+        raise SchemaError(f"{table}: row {rid}: Born charges, ε∞ or LO-TO splitting without has_nac")
 
 
 def _offsets(lengths: np.ndarray) -> pa.Array:
@@ -264,7 +304,9 @@ def to_table(table: str, rows: Sequence[dict]) -> pa.Table:
     columns = {}
     for f in sch:
         values = [r.get(f.name) for r in rows]
-        if pa.types.is_list(f.type):
+        if pa.types.is_list(f.type) and f.name in NULL_LISTS and any(v is None for v in values):
+            columns[f.name] = pa.array([None if v is None else np.asarray(v).ravel() for v in values], type=f.type)
+        elif pa.types.is_list(f.type):
             values = [v if v is not None else [] for v in values]
             inner = f.type.value_type
             numeric = not (pa.types.is_string(inner) or pa.types.is_struct(inner))

@@ -3,6 +3,12 @@
 :class:`Predictor` wraps any :class:`~vgnn_core.nn.model.VGNN` (trained or not) and handles
 validation, graph building, batching many crystals into one forward pass, grouping the
 eigen-solves by matrix size, and conversion to numpy.
+
+Polar crystals: ``predict_phonons(..., nac=True)`` adds the Gonze–Lee dipole–dipole term
+(LO–TO splitting, :mod:`vgnn_core.phonons.nac`) with Born charges Z* and ε∞ predicted by the
+shipped Born heads on the model's backbone (:func:`~vgnn_core.pretrained.registry.load_born_model`),
+except where :func:`nac_skip_reason` says the heads do not apply (metals, one-atom cells,
+ε∞ beyond the training range); ``nac=BornCharges(...)`` (or one per structure) uses given charges.
 """
 
 from __future__ import annotations
@@ -20,9 +26,38 @@ from .crystal.structures import StructureLike, as_structure
 from .nn.model import Model
 from .phonons.dynamical_matrix import band_frequencies, gamma_frequencies
 from .phonons.force_constants import ForceConstants
+from .phonons.nac import BornCharges
 from .phonons.result import PhononResult, phonon_properties
 from .pretrained.registry import load_pretrained_model
 from .threads import map_threads
+
+#: What ``nac`` may be: off (None / False), predicted charges (True), or given ones — one
+#: :class:`~vgnn_core.phonons.nac.BornCharges` (a single structure) or one (or None) per structure.
+NacOption = bool | BornCharges | Sequence[BornCharges | None] | None
+
+#: Largest ε∞ eigenvalue the Born heads are trusted for: Petretto's DFPT ε∞ exceeds it for 4
+#: of 1,521 materials only (near-metallic gaps, up to 4·10⁶); a larger prediction means (nearly)
+#: metallic screening, where Z* and the LO–TO splitting lose their meaning.
+MAX_EPSILON_INF = 100.0
+
+
+def nac_skip_reason(structure, charges: BornCharges) -> str | None:
+    """Why predicted Born charges are not applied to ``structure`` (``None``: they are).
+
+    The heads were trained on gapped materials only (Petretto's DFPT), so NAC is skipped for
+    a cell of one atom (Z* = 0 by the sum rule: nothing to correct), for a crystal whose elements
+    are all metals (pymatgen's ``Element.is_metal``: an alloy or intermetallic, with no Born
+    charges), and where the predicted ε∞ has an eigenvalue above :data:`MAX_EPSILON_INF`.
+    """
+    if len(structure) < 2:
+        return "one atom in the cell: no LO–TO splitting"
+    elements = structure.composition.elements
+    if all(getattr(el, "is_metal", False) for el in elements):
+        return f"all elements are metals ({', '.join(sorted(el.symbol for el in elements))}): no Born charges"
+    eps = float(np.linalg.eigvalsh(0.5 * (charges.epsilon + charges.epsilon.T)).max())
+    if eps > MAX_EPSILON_INF:
+        return f"predicted ε∞ {eps:.0f} above {MAX_EPSILON_INF:.0f}: (nearly) metallic screening"
+    return None
 
 
 class Predictor:
@@ -45,6 +80,7 @@ class Predictor:
         max_atoms_per_batch: int = 4096,
         eig_dtype: torch.dtype = torch.float64,
         cpu_threads: int | None = None,
+        born_model: torch.nn.Module | None = None,
     ):
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
@@ -52,6 +88,7 @@ class Predictor:
         self.max_atoms_per_batch = int(max_atoms_per_batch)
         self.eig_dtype = eig_dtype
         self.cpu_threads = cpu_threads
+        self._born_model = born_model
 
     @property
     def kind(self) -> str:
@@ -144,15 +181,41 @@ class Predictor:
     def _force_constants(self, graphs: Sequence[CrystalGraph]) -> list[ForceConstants]:
         return self._force_constants_and_uncertainty(graphs)[0]
 
+    @property
+    def born_model(self) -> torch.nn.Module:
+        """The Born-charge model on this model's backbone (the shipped heads, loaded on first use)."""
+        if self._born_model is None:
+            from .pretrained.registry import load_born_model
+
+            try:
+                self._born_model = load_born_model(self.model, device=str(self.device))
+            except ValueError as exc:
+                raise ValueError(f"predicted Born charges (nac=True) need the shipped k-MVN's backbone: {exc}") from None
+        return self._born_model
+
+    def predict_born_charges(self, structures: Sequence[StructureLike]) -> list[BornCharges]:
+        """Predicted Z* (e, neutral) and ε∞ of every structure, ungated (see :func:`nac_skip_reason`)."""
+        graphs = self.graphs(structures)
+        out: list[BornCharges] = []
+        with torch.inference_mode():
+            for _, batch in self._each_batch(graphs):
+                out += self.born_model.predict(batch)
+        return out
+
     def _force_constants_and_uncertainty(
-        self, graphs: Sequence[CrystalGraph]
+        self, graphs: Sequence[CrystalGraph], born: list | None = None,
     ) -> tuple[list[ForceConstants], list[float | None]]:
-        """Force constants and, for an ensemble, each crystal's calibrated uncertainty (cm⁻¹)."""
+        """Force constants and, for an ensemble, each crystal's calibrated uncertainty (cm⁻¹).
+
+        With a list ``born``, the Born model's charges of every crystal are appended to it,
+        predicted on the same batches."""
         fcs: list[ForceConstants] = []
         uncertainty: list[float | None] = []
         spread_of = getattr(self.model, "force_constants_and_spread", None)
         with torch.inference_mode():
             for _, batch in self._each_batch(graphs):
+                if born is not None:
+                    born += self.born_model.predict(batch)
                 if spread_of is None:
                     fcs += self.model.force_constants(batch)
                     uncertainty += [None] * batch.n_graphs
@@ -185,11 +248,17 @@ class Predictor:
         names: Sequence[str] | None = None,
         bands: bool = True,
         thermal: bool = True,
+        nac: NacOption = None,
         **mesh_options,
     ) -> list[PhononResult]:
         """Full :class:`~vgnn_core.phonons.result.PhononResult` per structure (k-MVN: Γ, bands
         along the high-symmetry path, DOS and thermal properties; MVN / VVN: Γ only), with the
         ensemble's uncertainty and the training-domain flag.
+
+        ``nac`` (k-MVN only): ``True`` applies the LO–TO correction with predicted Z*/ε∞ where
+        :func:`nac_skip_reason` allows it; a :class:`~vgnn_core.phonons.nac.BornCharges` (one
+        structure) or a sequence of them (``None`` entries: no correction) is applied as given.
+        The force constants are then taken as short-range (``PhononResult.has_nac``).
 
         :class:`~vgnn_core.crystal.crystal.Crystal` inputs are used as they are: neither
         validated nor symmetry-analysed again.
@@ -203,33 +272,54 @@ class Predictor:
         graphs = [build_graph(s, r_max) for s in structures]  # validated once, just above
         notes = self.domain_notes(graphs)
         known_domain = self.domain is not None
+        if nac is not None and nac is not False and not self.model.supports_bands:
+            raise ValueError(f"the LO–TO correction (nac) needs a k-MVN's force constants, not a {self.kind.upper()}")
         if not self.model.has_force_constants:
             gammas = self.spectra_from_graphs(graphs)[0]
             results = [PhononResult(n, s, g) for n, s, g in zip(names, structures, gammas)]
             uncertainty = [None] * len(results)
         else:
-            results, uncertainty = self._force_constant_results(graphs, crystals, names, bands, thermal, mesh_options)
+            results, uncertainty = self._force_constant_results(graphs, crystals, names, bands, thermal, mesh_options,
+                                                                nac)
         for r, u, note in zip(results, uncertainty, notes):
             r.uncertainty_cm1 = u
             r.in_domain = (note is None) if known_domain else None
             r.domain_note = note
         return results
 
-    def _force_constant_results(self, graphs, crystals, names, bands, thermal, mesh_options):
+    def _given_charges(self, nac: NacOption, structures: Sequence) -> list[BornCharges | None]:
+        """Given Born charges, one (or None) per structure, checked against each cell's size."""
+        given = [nac] if isinstance(nac, BornCharges) else list(nac)
+        if len(given) != len(structures):
+            raise ValueError(f"{len(structures)} structures but {len(given)} Born charges (nac)")
+        for s, z in zip(structures, given):
+            if z is not None and np.shape(z.born) != (len(s), 3, 3):
+                raise ValueError(f"{s.composition.reduced_formula}: Born charges of shape {np.shape(z.born)} "
+                                 f"for a cell of {len(s)} atoms")
+        return given
+
+    def _force_constant_results(self, graphs, crystals, names, bands, thermal, mesh_options, nac=None):
         """PhononResults of force-constant models, and each crystal's uncertainty."""
         structures = [c.structure for c in crystals]
-        fcs, uncertainty = self._force_constants_and_uncertainty(graphs)
+        predicted: list | None = [] if nac is True else None
+        fcs, uncertainty = self._force_constants_and_uncertainty(graphs, predicted)
+        if predicted is not None:
+            charges = [None if nac_skip_reason(s, z) else z for s, z in zip(structures, predicted)]
+        elif nac is None or nac is False:
+            charges = [None] * len(structures)
+        else:
+            charges = self._given_charges(nac, structures)
         fcs = [fc.cpu() for fc in fcs]  # the rest runs on the CPU
         if not self.model.supports_bands:
             gammas = [w.numpy() for w in gamma_frequencies([fc.to(self.eig_dtype) for fc in fcs])]
             results = [PhononResult(n, s, g) for n, s, g in zip(names, structures, gammas)]
         else:
             def properties(job: tuple) -> PhononResult:
-                fc, c, n = job
-                return phonon_properties(fc, c, name=n, bands=bands, thermal=thermal, **mesh_options)
+                fc, c, n, z = job
+                return phonon_properties(fc, c, name=n, bands=bands, thermal=thermal, born=z, **mesh_options)
 
             threads = self.cpu_threads or torch.get_num_threads()
-            results = map_threads(properties, list(zip(fcs, crystals, names)), threads)
+            results = map_threads(properties, list(zip(fcs, crystals, names, charges)), threads)
         return results, uncertainty
 
 

@@ -164,3 +164,34 @@ def test_predict_reduces_to_the_primitive_cell(tmp_path, si_conventional, si_pri
     assert capsys.readouterr().err == ""
     (record,) = json.loads(out.read_text())
     assert len(record["gamma_cm1"]) == 24 and record["n_atoms"] == 8
+
+
+def test_predict_with_a_born_file_splits_lo_from_to_as_the_charges_say(phonopy_examples_dir, tmp_path, capsys):
+    """NaCl with its DFT BORN file: whatever the network's force constants, ω_LO² − ω_TO² at Γ is
+    fixed by Z*, ε∞, the volume and the masses, so it must equal phonopy's (from the DFT force
+    constants and the same BORN) — and without --born nothing is split."""
+    import json
+
+    import phonopy
+
+    nacl = phonopy_examples_dir / "NaCl"
+    ph = phonopy.load(supercell_matrix=[2, 2, 2], primitive_matrix="auto", unitcell_filename=str(nacl / "POSCAR-unitcell"),
+                      force_sets_filename=str(nacl / "FORCE_SETS"), born_filename=str(nacl / "BORN"))
+    ph.run_qpoints([[0, 0, 0]])
+    to = np.sort(ph.get_qpoints_dict()["frequencies"][0])[-1] * 33.35641  # THz → cm⁻¹
+    ph.run_qpoints([[0, 0, 0]], nac_q_direction=[1, 0, 0])
+    lo = np.sort(ph.get_qpoints_dict()["frequencies"][0])[-1] * 33.35641
+    from pymatgen.core import Structure
+
+    cell = ph.unitcell  # its POSCAR names no elements: write them out
+    poscar = tmp_path / "NaCl.vasp"
+    Structure(cell.cell, cell.symbols, cell.scaled_positions).to(filename=str(poscar), fmt="poscar")
+    out = tmp_path / "nacl.json"
+    assert main(["predict", str(poscar), "--born", str(nacl / "BORN"), "--format", "json", "--out", str(out)]) == 0
+    (rec,) = json.loads(out.read_text())
+    ours_to = max(rec["gamma_cm1"])
+    ours_lo = np.sqrt(ours_to**2 + (lo**2 - to**2))
+    assert rec["lo_to_splitting_cm1"] == pytest.approx(ours_lo - ours_to, abs=0.05)
+    assert rec["lo_to_splitting_cm1"] > 50  # NaCl: a split of tens of cm⁻¹
+    assert main(["predict", str(poscar), "--format", "json", "--out", str(out)]) == 0
+    assert "lo_to_splitting_cm1" not in json.loads(out.read_text())[0]

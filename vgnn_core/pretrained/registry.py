@@ -100,12 +100,53 @@ def as_kind(model: VGNN, kind: str) -> VGNN:
     return twin
 
 
-def shipped_checkpoints() -> dict[str, dict[str, str]]:
-    """The registry of checkpoints inside the package: name → {file, sha256}."""
+def _registry() -> dict[str, dict[str, str]]:
+    """Every entry of ``checkpoints/registry.json``: name → {file, sha256[, role]}."""
     registry = resources.files("vgnn_core.pretrained") / "checkpoints" / "registry.json"
     if not registry.is_file():
         return {}
     return json.loads(registry.read_text())
+
+
+def shipped_checkpoints() -> dict[str, dict[str, str]]:
+    """The registry of model checkpoints inside the package: name → {file, sha256} (entries
+    with a ``role``, such as the Born heads, are not models and are left out)."""
+    return {name: entry for name, entry in _registry().items() if "role" not in entry}
+
+
+def shipped_file(name: str) -> Path:
+    """The sha256-verified path of the registry entry ``name`` (a model or another role)."""
+    entry = _registry().get(name)
+    if entry is None:
+        raise PretrainedNotAvailableError(f"no '{name}' file ships with this version of vgnn_core")
+    path = CHECKPOINT_DIR / entry["file"]
+    actual = file_digest(path)
+    if actual != entry["sha256"]:
+        raise ChecksumError(f"{path.name}: sha256 {actual} does not match the expected {entry['sha256']}")
+    return path
+
+
+#: Registry name of the shipped Born-charge / ε∞ heads (:mod:`vgnn_core.nn.born`).
+BORN_HEADS = "born_heads"
+
+
+def load_born_model(model: Model | None = None, device: str = "cpu"):
+    """The shipped Born heads on ``model``'s backbone (default: the shipped ``kmvn``), as a
+    :class:`~vgnn_core.nn.born.BornModel` predicting Z* (e) and ε∞ per crystal.
+
+    The heads were trained on the frozen backbones of particular ensemble members (named by
+    their weights' sha256 in the heads' metadata); ``model`` must contain them (extra members
+    are ignored), else a ``ValueError`` says which are missing. The heads file is sha256-checked.
+    """
+    from ..nn.born import BornModel
+    from ..training.born import load_heads
+
+    if model is None:
+        model = load_pretrained_model("kmvn", device=device)
+    heads, meta = load_heads(shipped_file(BORN_HEADS))
+    born = BornModel(model, heads.to(device), meta.get("backbone_members_sha256"))
+    born.metadata = meta
+    return born.eval()
 
 
 def load_pretrained_model(name: str, device: str = "cpu") -> Model:
