@@ -57,9 +57,9 @@ class BuildSettings:
     #: ``limit`` says so; above ``max_atoms`` the material is refused at ingest.
     bands_max_atoms: int = 1200
     max_atoms: int = 5000
-    #: the LO–TO correction with predicted Born charges (k-MVN only; see
-    #: vgnn_core.predict.nac_skip_reason). Off: on Petretto val it raises the band MAE from
-    #: 19.3 to 24.7 cm⁻¹ (the force constants already carry the long-range part; issue #19)
+    #: the LO–TO jump at Γ with predicted Born charges (k-MVN only; see
+    #: vgnn_core.predict.nac_skip_reason and Predictor.predict_phonons). Off until its build
+    #: cost is measured (a second backbone pass per crystal)
     nac: bool = False
 
     @property

@@ -100,8 +100,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                     help="local (Dask LocalCluster) | ADDRESS | cuda | slurm | none (in-process, no Prefect)")
     bu.add_argument("--workers", type=int, default=2, help="Dask workers for local / slurm")
     bu.add_argument("--nac", action="store_true",
-                    help="k-MVN rows with LO-TO splitting from predicted Born charges (off by default: it raises "
-                         "the Petretto val band MAE from 19.3 to 24.7 cm⁻¹)")
+                    help="k-MVN rows with the LO-TO splitting at Γ from predicted Born charges (off by default "
+                         "until its build cost is measured)")
     bu.add_argument("--verbose", action="store_true", help="show Prefect's and Dask's INFO logs")
     bu.add_argument("--atoms-per-shard", type=int, default=2000, help="shard size (atoms); cells > 500 atoms go alone")
     bu.set_defaults(func=_cmd_build)

@@ -59,7 +59,7 @@ def nacl(phonopy_examples_dir):
 def test_given_charges_through_the_predictor_equal_phonopy(nacl):
     ph, short, structure, born = nacl
     predictor = Predictor(FixedForceConstants(short))
-    (res,) = predictor.predict_phonons([structure], nac=born, mesh=MESH)
+    (res,) = predictor.predict_phonons([structure], nac=born, nac_mode="full", mesh=MESH)
     assert res.has_nac
     np.testing.assert_array_equal(res.born_charges, born.born)
     path = res.qpath
@@ -78,9 +78,31 @@ def test_given_charges_through_the_predictor_equal_phonopy(nacl):
     direct = phonon_properties(short, structure, born=born, mesh=MESH)
     np.testing.assert_allclose(res.thermal.heat_capacity, direct.thermal.heat_capacity, rtol=1e-12)
     # a list with None entries: per structure, None means no correction
-    plain, corrected = predictor.predict_phonons([structure, structure], nac=[None, born], thermal=False)
+    plain, corrected = predictor.predict_phonons([structure, structure], nac=[None, born], nac_mode="full",
+                                                 thermal=False)
     assert not plain.has_nac and corrected.has_nac
     np.testing.assert_allclose(corrected.bands, res.bands, atol=1e-9)
+
+
+def test_gamma_mode_adds_the_lo_to_jump_alone_to_full_force_constants(nacl):
+    """The default for network force constants: phonopy's full force constants with only the jump at
+    Γ added give phonopy's LO at Γ (with NAC) exactly, its TO, and every q ≠ 0 untouched."""
+    from vgnn_core.phonons.force_constants import from_phonopy
+
+    ph, _, structure, born = nacl
+    full = from_phonopy(ph)
+    predictor = Predictor(FixedForceConstants(full))
+    (res,) = predictor.predict_phonons([structure], nac=born, thermal=False)  # nac_mode="gamma"
+    (plain,) = predictor.predict_phonons([structure], thermal=False)
+    assert res.has_nac
+    at_gamma = np.abs(res.qpath.qpoints).max(axis=1) < 1e-9
+    np.testing.assert_array_equal(res.bands[~at_gamma], plain.bands[~at_gamma])
+    np.testing.assert_allclose(res.gamma, plain.gamma, atol=1e-9)  # TO: D(Γ) of the full force constants
+    ph.run_qpoints([[0, 0, 0]], nac_q_direction=[1.0, 0, 0])
+    np.testing.assert_allclose(res.gamma_along([1.0, 0, 0]) * RESCALE, ph.qpoints.frequencies[0] * THZ_TO_CM1,
+                               atol=1e-4)
+    # the path's Γ points carry the split of their segment: some LO above every TO
+    assert (res.bands[at_gamma].max(axis=1) > plain.gamma.max() + 50).all()
 
 
 def test_default_is_off_and_unchanged(nacl):

@@ -309,6 +309,33 @@ class NonAnalyticCorrection:
         return fc.blocks - dd
 
 
+class GammaJumpCorrection(NonAnalyticCorrection):
+    """Only the non-analytic jump at Γ: C(Γ, q̂) − C(Γ), mass-weighted, added at q = 0 when a
+    direction q̂ is given; nothing anywhere else.
+
+    For force constants that already hold the analytic long-range part — a network fitted to
+    DFPT bands, whose points near Γ carry it — adding the whole C(q) counts it twice; what no
+    finite-range force constants can give is the direction-dependent LO–TO jump at Γ itself.
+    The force constants are used as they are (they are the full ones): D(Γ) alone gives the TO
+    modes, and every q ≠ 0 is left unchanged.
+    """
+
+    def dynamical_term(self, fc: ForceConstants, qpoints: np.ndarray,
+                       q_directions: np.ndarray | None = None) -> np.ndarray:
+        q = np.asarray(qpoints, dtype=float).reshape(-1, 3)
+        m3 = 3 * self.n_atoms
+        out = np.zeros((len(q), m3, m3), dtype=complex)
+        if q_directions is None:
+            return out
+        d = np.asarray(q_directions, dtype=float).reshape(-1, 3)
+        rows = np.flatnonzero((np.abs(q).max(axis=1) < GAMMA_TOLERANCE) & (np.linalg.norm(d, axis=1) > 0))
+        if len(rows):
+            masses = fc.masses.detach().cpu().numpy()
+            zero = np.zeros((len(rows), 3))
+            out[rows] = self.mass_weighted(zero, masses, d[rows]) - self.mass_weighted(zero, masses, None)
+        return out
+
+
 class WangCorrection:
     """Wang et al.'s mixed-space correction (phonopy's method ``'wang'``; J. Phys.: Condens.
     Matter 22, 202201 (2010)), added to the *full* force constants of a supercell.

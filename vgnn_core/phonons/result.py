@@ -24,7 +24,7 @@ from .dynamical_matrix import band_frequencies, gamma_frequencies
 from .force_constants import ForceConstants
 from .mesh import DEFAULT_MESH_DENSITY, QMesh, mesh_for
 from .modes import modes
-from .nac import BornCharges, NonAnalyticCorrection, path_q_directions
+from .nac import BornCharges, GammaJumpCorrection, NonAnalyticCorrection, path_q_directions
 from .qpath import QPath, high_symmetry_path
 from .thermal import ThermalProperties, thermal_properties
 
@@ -203,6 +203,7 @@ def phonon_properties(
     thermal: bool = True,
     born: BornCharges | None = None,
     supercell_matrix: np.ndarray | None = None,
+    nac_mode: str = "full",
     **mesh_options,
 ) -> PhononResult:
     """Γ modes, the band structure along the high-symmetry path (``bands``) and the DOS and
@@ -213,14 +214,21 @@ def phonon_properties(
     short-range force constants, unless ``supercell_matrix`` ((3, 3) integer; supercell lattice
     rows = M · cell rows) says they are the full force constants of that supercell (phonopy's
     force sets), whose dipole–dipole part is removed first
-    (:meth:`~vgnn_core.phonons.nac.NonAnalyticCorrection.short_range`).
+    (:meth:`~vgnn_core.phonons.nac.NonAnalyticCorrection.short_range`). ``nac_mode="gamma"``
+    adds only the direction-dependent jump at Γ (:class:`~vgnn_core.phonons.nac.GammaJumpCorrection`)
+    to ``fc`` taken as the full force constants — what the networks' force constants need.
     """
+    if nac_mode not in ("full", "gamma"):
+        raise ValueError(f"nac_mode must be 'full' or 'gamma', not {nac_mode!r}")
     fc = fc.cpu().to(torch.float64)
     crystal = as_crystal(structure)
     structure = crystal.structure
     nac = None
     if born is not None:
-        nac = NonAnalyticCorrection.from_born(structure, born)
+        correction = GammaJumpCorrection if nac_mode == "gamma" else NonAnalyticCorrection
+        nac = correction.from_born(structure, born)
+        if supercell_matrix is not None and nac_mode == "gamma":
+            raise ValueError("nac_mode='gamma' uses the force constants as they are: no supercell matrix")
         if supercell_matrix is not None:
             fc = nac.short_range(fc, np.asarray(supercell_matrix))
     elif supercell_matrix is not None:
