@@ -18,8 +18,8 @@ from ..pretrained.registry import load_checkpoint, save_checkpoint
 from . import phonondb
 from .domain import training_domain_of
 from .evaluation import evaluate, evaluate_heat_capacity
-from .twins import load_twins
 from .petretto import iter_petretto, load_samples, load_split
+from .twins import load_twins
 
 SPLITS = ("val", "test", "reference_test_subset")
 
