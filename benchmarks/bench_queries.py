@@ -30,7 +30,7 @@ EXAMPLES = [
      "WHERE material_id LIKE '%rocksalt' ORDER BY max_frequency_cm1 DESC"),
     ("Band-structure frequencies at the X point of the fcc crystals",
      "SELECT s.formula, list_transform(b.frequencies_cm1[b.label_indices[list_position(b.labels, 'X')] + 1], "
-     "x -> round(x, 1)) AS at_X_cm1 FROM bands b JOIN structures s USING (material_id, source) "
+     "lambda x: round(x, 1)) AS at_X_cm1 FROM bands b JOIN structures s USING (material_id, source) "
      "WHERE s.spacegroup_symbol IN ('Fm-3m', 'F-43m', 'Fd-3m') AND s.nsites <= 2 ORDER BY s.formula LIMIT 8"),
     ("Phonon band width per crystal system (from the full band structures)",
      "SELECT s.spacegroup_symbol AS sg, count(*) AS n, "

@@ -94,10 +94,13 @@ def tables_read_by(sql: str) -> set[str] | None:
     ``None`` when the query cannot be parsed or names no table of the release (``SHOW TABLES``,
     ``SELECT 1``), so that such a query still sees every table.
     """
+    con = duckdb.connect()  # a private parser: the module's default connection may be in any state
     try:
-        names = {n.lower() for n in duckdb.get_table_names(sql, qualified=False)}
+        names = {n.lower() for n in con.get_table_names(sql, qualified=False)}
     except duckdb.Error:
         return None
+    finally:
+        con.close()
     wanted = {n for n in names if n in TABLES}
     for name, (deps, _) in CONVENIENCE.items():
         if name in names:

@@ -50,4 +50,4 @@ def test_sigkilled_build_resumes_to_identical_rows(tmp_path):
         assert len(a) == len(b) == ref["written"] == 35, table
         assert a == b, table  # same code, same shards, same process settings: bit-identical
     for f in (db / "releases" / "r").rglob("*.parquet"):
-        duckdb.sql(f"SELECT count(*) FROM read_parquet('{f}')").fetchone()  # every file is whole
+        duckdb.execute(f"SELECT count(*) FROM read_parquet('{f}')").fetchone()  # every file is whole

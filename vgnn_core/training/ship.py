@@ -24,8 +24,9 @@ from .twins import load_twins
 SPLITS = ("val", "test", "reference_test_subset")
 
 LIMITATIONS = [
-    "No long-range (non-analytic) term: LO-TO splitting of polar crystals is not modelled; the "
-    "Γ target is the first Γ point of each DFPT path, whose LO-TO split follows that path direction.",
+    "The force constants have no non-analytic term: without `nac` the LO-TO jump of polar crystals "
+    "at Γ is missing (the Γ target is the first Γ point of each DFPT path, split along that path); "
+    "`nac=True` adds it from the Born heads (`born_heads.md`; the jump at Γ alone), metals excluded.",
     "Trained on 1,229 Petretto (ABINIT, PBEsol) materials with 2-40 atoms; elements or bonding "
     "absent from that set, and much larger or strongly anharmonic cells, are extrapolation.",
     "Force-constant blocks are symmetric 3x3 tensors and vanish beyond the bond cutoff r_bond.",
