@@ -62,11 +62,11 @@ def test_batched_gamma_matches_the_per_crystal_reference(crystals, batch_size, m
 
 def test_shipped_mvn_gamma_matches_the_per_crystal_reference(si_primitive, wurtzite_zno, rocksalt_nacl):
     model = load_pretrained_model("mvn")
-    assert isinstance(model, VGNNEnsemble) and len(model.members) == 2
+    assert isinstance(model, VGNNEnsemble) and len(model.members) >= 3
     crystals = [si_primitive, wurtzite_zno, rocksalt_nacl]
     got = Predictor(model).predict_gamma(crystals)
     for structure, w in zip(crystals, got):
         ref = reference_gamma(model, structure)
         assert np.abs(w - ref).max() < TOLERANCE_CM1
-    # silicon's optical mode at Γ: the shipped model's known value (model card: 457.8 cm⁻¹)
-    assert got[0][-1] == pytest.approx(457.8, abs=1.0)
+    # silicon's optical mode at Γ: triply degenerate (cubic point group) and near DFPT's 509.7 cm⁻¹
+    assert np.ptp(got[0][-3:]) < 1e-3 and abs(got[0][-1] - 509.7) < 60
