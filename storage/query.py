@@ -69,6 +69,17 @@ def run_query(sql: str, release, fmt: str = "table", out: str | Path | None = No
     return _write(table, fmt, out)
 
 
+def csv_ready(table: pa.Table) -> pa.Table:
+    """``table`` with every nested column (lists, structs, maps) as JSON text: CSV holds scalars."""
+    columns = []
+    for column in table.columns:
+        if pa.types.is_nested(column.type):
+            column = pa.array([None if v is None else json.dumps(v, default=str) for v in column.to_pylist()],
+                              type=pa.string())
+        columns.append(column)
+    return pa.table(columns, names=table.column_names)
+
+
 def _write(table: pa.Table, fmt: str, out: str | Path | None) -> str:
     """``table`` in ``fmt``, to ``out`` (a note is returned) or as text."""
     if out is not None:
@@ -76,12 +87,12 @@ def _write(table: pa.Table, fmt: str, out: str | Path | None) -> str:
         if fmt == "parquet":
             pq.write_table(table, out, compression="zstd")
         elif fmt == "csv":
-            pacsv.write_csv(table, out)
+            pacsv.write_csv(csv_ready(table), out)
         else:
             out.write_text(json.dumps(table.to_pylist(), default=str, indent=1))
         return f"{table.num_rows} rows written to {out}"
     if fmt == "csv":
         buf = io.BytesIO()
-        pacsv.write_csv(table, buf)
+        pacsv.write_csv(csv_ready(table), buf)
         return buf.getvalue().decode()
     return json.dumps(table.to_pylist(), default=str, indent=1)

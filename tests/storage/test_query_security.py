@@ -308,3 +308,16 @@ def test_a_remote_manifest_cannot_write_outside_the_cache(root, served):
     with pytest.raises(ReleaseIntegrityError, match="escapes the release folder"):
         run_query("SELECT 1", served)
     assert not [p for _, p, _ in RangeHandler.requests_seen if p.endswith(".parquet")]
+
+
+def test_csv_holds_list_columns_as_json_text(built, tmp_path):
+    """CSV has no lists: a spectrum column comes out as JSON text that reads back to the numbers."""
+    import csv
+
+    text = run_query("SELECT material_id, frequencies_cm1 FROM gamma ORDER BY material_id LIMIT 2", built, fmt="csv")
+    rows = list(csv.DictReader(text.splitlines()))
+    assert [r["material_id"] for r in rows] == ["mp-00", "mp-01"]
+    np.testing.assert_allclose(json.loads(rows[1]["frequencies_cm1"]), SI_MODES + 10, atol=1e-3)
+    out = tmp_path / "g.csv"
+    run_query("SELECT * FROM gamma", built, fmt="csv", out=out)
+    assert len(out.read_text().splitlines()) == 13  # header + 12 rows, nothing lost
