@@ -314,3 +314,18 @@ def to_table(table: str, rows: Sequence[dict]) -> pa.Table:
         else:
             columns[f.name] = pa.array(values, type=f.type)
     return pa.Table.from_pydict(columns, schema=sch)
+
+
+def describe(tables: list[str] | None = None) -> str:
+    """A text table of every column of ``tables`` (default: all): type, unit and meaning."""
+    unknown = sorted(set(tables or ()) - set(TABLES))
+    if unknown:
+        raise ValueError(f"unknown table(s) {unknown}; the release has {', '.join(TABLES)}")
+    lines = [f"schema {SCHEMA_VERSION} (every column's unit and meaning are also in the Parquet field metadata)"]
+    for table in tables or list(TABLES):
+        lines += ["", f"{table}:"]
+        for f in TABLES[table]:
+            meta = {k.decode(): v.decode() for k, v in (f.metadata or {}).items()}
+            unit = meta.get("unit", "")
+            lines.append(f"  {f.name:<30} {str(f.type):<28} {unit or '-':<10} {meta.get('description', '')}")
+    return "\n".join(lines)

@@ -1,8 +1,9 @@
-"""``vgnn build``, ``query``, ``publish`` and ``download``: the database."""
+"""``vgnn build``, ``query``, ``schema``, ``publish`` and ``download``: the database."""
 
 from __future__ import annotations
 
 import argparse
+import sys
 
 
 def _cmd_query(args: argparse.Namespace) -> int:
@@ -87,6 +88,17 @@ def _cmd_build(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_schema(args: argparse.Namespace) -> int:
+    from storage.schema import describe
+
+    try:
+        print(describe(args.tables or None))
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def add_commands(sub: argparse._SubParsersAction) -> None:
     """Add this group's sub-commands to ``vgnn``."""
     bu = sub.add_parser("build", help="build (or resume) a database release from a structure source")
@@ -115,6 +127,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                     help="skip checking each file's sha256 and size against the release manifest "
                          "(checks are otherwise remembered per file, so repeated queries stay fast)")
     qu.set_defaults(func=_cmd_query)
+    sc = sub.add_parser("schema", help="the database's tables and columns, with their units and meaning")
+    sc.add_argument("tables", nargs="*", metavar="TABLE", help="only these tables (default: all)")
+    sc.set_defaults(func=_cmd_schema)
     pb = sub.add_parser("publish", help="upload a release to an OSF project (token from OSF_TOKEN)")
     pb.add_argument("--osf-project", required=True, help="OSF project (node) id")
     pb.add_argument("--release", default=".", help="database root or release folder (default: .)")

@@ -195,3 +195,17 @@ def test_predict_with_a_born_file_splits_lo_from_to_as_the_charges_say(phonopy_e
     assert rec["lo_to_splitting_cm1"] > 50  # NaCl: a split of tens of cm⁻¹
     assert main(["predict", str(poscar), "--format", "json", "--out", str(out)]) == 0
     assert "lo_to_splitting_cm1" not in json.loads(out.read_text())[0]
+
+
+def test_schema_command_shows_every_column_with_its_unit(capsys):
+    from storage.schema import TABLES
+
+    assert main(["schema"]) == 0
+    out = capsys.readouterr().out
+    for table, sch in TABLES.items():
+        assert f"\n{table}:\n" in out
+        for f in sch:
+            assert f"  {f.name} " in out
+    assert "cm^-1" in out and "angstrom" in out
+    assert main(["schema", "nope"]) == 2
+    assert capsys.readouterr().err.startswith("error: unknown table")
