@@ -189,7 +189,8 @@ def shared_prefect_api():
     from prefect.server.api.server import SubprocessASGIServer
 
     server = SubprocessASGIServer()  # Prefect's own ephemeral server, the one it would start
-    server.start()
+    server.start()  # stopped at exit (Prefect registers it with atexit) ...
+    watchdog = server_watchdog(os.getpid(), server.server_process.pid)  # ... or when this process is killed
     before = os.environ.get("PREFECT_API_URL")
     os.environ["PREFECT_API_URL"] = server.api_url  # inherited by the workers spawned below
     try:
@@ -200,6 +201,40 @@ def shared_prefect_api():
             os.environ.pop("PREFECT_API_URL", None)
         else:
             os.environ["PREFECT_API_URL"] = before
+        watchdog.terminate()  # the server itself stays for the rest of this process (atexit stops it)
+
+
+#: Polls its parent; when the parent is gone (SIGKILL runs no atexit), stops the server.
+_WATCHDOG = """
+import os, signal, sys, time
+parent, server = int(sys.argv[1]), int(sys.argv[2])
+def alive(pid):
+    try:
+        os.kill(pid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+while alive(server):
+    if not alive(parent) or os.getppid() != parent:
+        os.kill(server, signal.SIGTERM)
+        for _ in range(50):
+            if not alive(server):
+                break
+            time.sleep(0.1)
+        else:
+            os.kill(server, signal.SIGKILL)
+        break
+    time.sleep(1.0)
+"""
+
+
+def server_watchdog(parent_pid: int, server_pid: int):
+    """A tiny process that stops the ephemeral Prefect server ``server_pid`` once ``parent_pid``
+    is gone, so a SIGKILLed build leaves no orphaned server behind."""
+    import subprocess
+
+    return subprocess.Popen([sys.executable, "-c", _WATCHDOG, str(parent_pid), str(server_pid)],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 def _require(module: str, cluster: str, extra: str) -> None:

@@ -248,3 +248,41 @@ def test_worker_dask_config_keeps_dasks_distributed_defaults():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split() == ["30s", "65536"]
+
+
+def test_a_killed_build_leaves_no_ephemeral_server_behind(tmp_path):
+    """SIGKILL runs no atexit: the watchdog beside the ephemeral Prefect server stops it when the
+    build process is gone (here a stand-in build that started a stand-in server)."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import psutil
+
+    script = tmp_path / "build.py"
+    script.write_text(
+        "import subprocess, sys, time\n"
+        "from flows.build_flow import server_watchdog\n"
+        "import os\n"
+        "server = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(120)'])\n"
+        "server_watchdog(os.getpid(), server.pid)\n"
+        "print(server.pid, flush=True)\n"
+        "time.sleep(120)\n")
+    build = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    server = psutil.Process(int(build.stdout.readline()))
+    time.sleep(1.5)
+    assert server.is_running() and server.status() != psutil.STATUS_ZOMBIE  # alive while the build is
+    build.send_signal(signal.SIGKILL)
+    build.wait()
+    deadline = time.time() + 15
+    while time.time() < deadline:
+        try:
+            if server.status() == psutil.STATUS_ZOMBIE:
+                break
+        except psutil.NoSuchProcess:
+            break
+        time.sleep(0.2)
+    else:
+        server.kill()
+        pytest.fail("the stand-in server outlived its killed build")

@@ -49,5 +49,7 @@ def test_sigkilled_build_resumes_to_identical_rows(tmp_path):
         a, b = resumed.execute(q).fetchall(), clean.execute(q).fetchall()
         assert len(a) == len(b) == ref["written"] == 35, table
         assert a == b, table  # same code, same shards, same process settings: bit-identical
+    # the killed run never finished: one runs row, counting every material of the release
+    assert resumed.execute("SELECT n_written, n_failed FROM runs").fetchall() == [(35, 0)]
     for f in (db / "releases" / "r").rglob("*.parquet"):
         duckdb.execute(f"SELECT count(*) FROM read_parquet('{f}')").fetchone()  # every file is whole
