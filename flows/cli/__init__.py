@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
 
 from . import database, models, phonons
@@ -40,8 +41,16 @@ USER_ERRORS: tuple[tuple[str, str, int], ...] = (
 )
 
 
+#: errno values of an ``OSError`` that the machine, not the code, caused: a full or read-only
+#: disk, a quota, a permission; one line, exit 2
+ENVIRONMENT_ERRNOS = frozenset({errno.ENOSPC, errno.EROFS, errno.EDQUOT, errno.EACCES, errno.EPERM})
+
+
 def user_error_code(exc: BaseException) -> int | None:
-    """The exit code of ``exc`` when it is one of :data:`USER_ERRORS`, else ``None`` (a bug)."""
+    """The exit code of ``exc`` when it is one of :data:`USER_ERRORS` or an environment
+    ``OSError`` (:data:`ENVIRONMENT_ERRNOS`), else ``None`` (a bug)."""
+    if isinstance(exc, OSError) and exc.errno in ENVIRONMENT_ERRNOS:
+        return 2
     for module, name, code in USER_ERRORS:
         cls = getattr(sys.modules.get(module), name, None)
         if cls is not None and isinstance(exc, cls):

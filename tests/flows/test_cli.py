@@ -209,3 +209,24 @@ def test_schema_command_shows_every_column_with_its_unit(capsys):
     assert "cm^-1" in out and "angstrom" in out
     assert main(["schema", "nope"]) == 2
     assert capsys.readouterr().err.startswith("error: unknown table")
+
+
+def test_a_full_disk_during_a_build_is_one_line_and_releases_nothing(tmp_path, monkeypatch, capsys):
+    import errno
+
+    import storage.writer
+    import vgnn_core
+    from tests.conftest import TINY_ARCH
+
+    ckpt = tmp_path / "kmvn.pt"
+    vgnn_core.save_checkpoint(vgnn_core.VGNN(kind="kmvn", **TINY_ARCH), ckpt)
+
+    def full(table, path):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(storage.writer, "write_parquet_atomic", full)
+    db = tmp_path / "db"
+    code = main(["build", "--source", "demo", "--models", str(ckpt), "--out", str(db), "--cluster", "none"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and err[-1].startswith("error: ") and "No space left on device" in err[-1]
+    assert not (db / "latest").exists()
