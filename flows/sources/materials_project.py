@@ -137,7 +137,8 @@ class MaterialsProjectClient:
                 return fn()
             except Exception as exc:  # noqa: BLE001 - mp-api raises MPRestError, requests errors, …
                 message = str(exc)
-                if "401" in message or "403" in message or "API key" in message:
+                # the status, not any "403" in the text (a URL's port can hold it: :40315)
+                if re.search(r"status code (401|403)\b", message) or "API key" in message:
                     raise MPError(f"Materials Project refused the request: {message.splitlines()[0]}") from exc
                 last = exc
                 if attempt < self.retries:

@@ -181,3 +181,19 @@ def test_predict_accepts_materials_project_ids(fake_mp, monkeypatch, capsys, tmp
 
     (record,) = json.loads((tmp_path / "o.json").read_text())
     assert record["name"] == first and len(record["gamma_cm1"]) == 3 * server.materials[first]["nsites"]
+
+
+def test_a_503_whose_url_holds_403_is_retried_not_taken_for_a_refusal():
+    """A server on port 40315 once made a transient 503 look like an auth failure."""
+    calls = []
+
+    def flaky():
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("REST query returned with error status code 503 on URL http://127.0.0.1:40315/x")
+        return "ok"
+
+    c = MaterialsProjectClient(api_key="k" * 32, endpoint="http://127.0.0.1:1", backoff_s=0)
+    assert c._call(flaky) == "ok" and len(calls) == 2
+    with pytest.raises(MPError, match="refused"):
+        c._call(lambda: (_ for _ in ()).throw(RuntimeError("error status code 403 on URL http://h:8080/")))
