@@ -36,9 +36,9 @@ import numpy as np
 import torch
 
 from ..crystal.graph import build_graph, collate
-from ..phonons.dynamical_matrix import band_frequencies, dynamical_matrices, eigenvalues_to_cm1
+from ..phonons.dynamical_matrix import band_frequencies
 from ..phonons.force_constants import ForceConstants
-from ..phonons.nac import BornCharges, NonAnalyticCorrection, path_q_directions
+from ..phonons.nac import BornCharges, GammaJumpCorrection, NonAnalyticCorrection, path_q_directions
 from . import petretto
 from .born import dielectric_from_record
 
@@ -120,20 +120,17 @@ def gamma_ends(qpoints: np.ndarray, segments: Sequence[tuple[int, int]],
 
 def gamma_only_frequencies(fc: ForceConstants, nac: NonAnalyticCorrection, qpoints: np.ndarray,
                            directions: np.ndarray, base: np.ndarray) -> np.ndarray:
-    """``base`` bands (n_q, 3m) with the Γ points that have a direction re-solved with the
-    non-analytic term alone added, ``C(Γ, q̂) − C(Γ)`` mass-weighted (cm⁻¹)."""
+    """``base`` bands (n_q, 3m) with the Γ points that have a direction re-solved with the jump at
+    Γ alone (:class:`~vgnn_core.phonons.nac.GammaJumpCorrection` of ``nac``'s charges; cm⁻¹)."""
     q = np.asarray(qpoints, dtype=float)
+    directions = np.asarray(directions, dtype=float)
     rows = np.flatnonzero((np.abs(q).max(axis=1) < _GAMMA) & (np.linalg.norm(directions, axis=1) > 0))
     out = np.array(base, copy=True)
-    if not len(rows):
-        return out
-    masses = fc.masses.detach().cpu().numpy()
-    zero = np.zeros((len(rows), 3))
-    term = nac.mass_weighted(zero, masses, directions[rows]) - nac.mass_weighted(zero, masses, None)
-    d = dynamical_matrices(fc, torch.zeros(len(rows), 3, dtype=torch.float64))
-    d = d + torch.as_tensor(term, dtype=d.dtype)
-    d = 0.5 * (d + d.conj().transpose(-1, -2))
-    out[rows] = eigenvalues_to_cm1(torch.linalg.eigvalsh(d)).numpy()
+    if len(rows):
+        jump = GammaJumpCorrection(nac.lattice, nac.frac_coords, nac.born, nac.epsilon, factor=nac.factor,
+                                   g_cutoff=nac.g_cutoff, ewald_lambda=nac.ewald_lambda, fold_q=nac.fold_q)
+        out[rows] = band_frequencies([fc], [torch.as_tensor(q[rows])], nacs=[jump],
+                                     q_directions=[directions[rows]])[0].numpy()
     return out
 
 
