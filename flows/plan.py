@@ -57,10 +57,10 @@ class BuildSettings:
     #: ``limit`` says so; above ``max_atoms`` the material is refused at ingest.
     bands_max_atoms: int = 1200
     max_atoms: int = 5000
-    #: the LO–TO jump at Γ with predicted Born charges (k-MVN only; see
-    #: vgnn_core.predict.nac_skip_reason and Predictor.predict_phonons). Off until its build
-    #: cost is measured (a second backbone pass per crystal)
-    nac: bool = False
+    #: the LO–TO jump at Γ with predicted Born charges and ε∞ (k-MVN rows only; metals and
+    #: one-atom cells are skipped: vgnn_core.predict.nac_skip_reason). It costs ~1.2× the
+    #: per-material time (benchmarks/bench_nac.py: the heads share the backbone pass)
+    nac: bool = True
 
     @property
     def temperature_array(self) -> np.ndarray:

@@ -212,15 +212,23 @@ class Predictor:
         fcs: list[ForceConstants] = []
         uncertainty: list[float | None] = []
         spread_of = getattr(self.model, "force_constants_and_spread", None)
+        # the Born heads read the same backbones as the force constants: run them once per batch
+        shared = self.born_model.member_positions(self.model) if born is not None else None
         with torch.inference_mode():
             for _, batch in self._each_batch(graphs):
-                if born is not None:
+                reuse: dict = {}  # the backbones' output, when the Born heads need it too
+                if shared is not None:
+                    features = self.model.encode(batch)
+                    per_member = features if isinstance(features, list) else [features]
+                    born += self.born_model.predict(batch, [per_member[k].h for k in shared])
+                    reuse["features"] = features
+                elif born is not None:
                     born += self.born_model.predict(batch)
                 if spread_of is None:
-                    fcs += self.model.force_constants(batch)
+                    fcs += self.model.force_constants(batch, **reuse)
                     uncertainty += [None] * batch.n_graphs
                 else:
-                    f, spread = spread_of(batch)
+                    f, spread = spread_of(batch, **reuse)
                     fcs += f
                     uncertainty += [self.uncertainty_scale * u for u in spread]
         return fcs, uncertainty

@@ -14,6 +14,7 @@ from vgnn_core import band_frequencies, dynamical_matrices, from_phonopy, gamma_
 from vgnn_core.io.phonopy import load_force_sets, read_born_file
 from vgnn_core.phonons.nac import (
     BornCharges,
+    GammaJumpCorrection,
     NonAnalyticCorrection,
     WangCorrection,
     commensurate_qpoints,
@@ -174,6 +175,21 @@ def test_short_range_force_constants_are_physical(polar):
     polar.ph.dynamical_matrix.make_Gonze_nac_dataset()
     ph_short = polar.ph.dynamical_matrix.short_range_force_constants
     assert np.abs(from_phonopy_blocks(polar.ph, ph_short) - polar.short.blocks.numpy()).max() < 1e-6
+
+
+def test_gamma_jump_closed_form_equals_the_ewald_difference(polar):
+    """The LO–TO jump alone, C(Γ, q̂) − C(Γ), in closed form (the G = 0 term) equals the
+    difference of the two Gonze–Lee Ewald sums, in every direction, anisotropic ε∞ included;
+    nothing is added away from Γ or without a direction."""
+    jump = GammaJumpCorrection.from_structure(polar.structure, polar.nac.born, polar.nac.epsilon,
+                                              factor=polar.nac.factor)
+    directions = np.vstack([GAMMA_DIRECTIONS, [[-0.7, 0.1, 0.25]]])
+    closed = jump.dynamical_term(polar.full, np.zeros((len(directions), 3)), directions)
+    ewald = jump.ewald_jump(polar.full, directions)
+    assert np.abs(closed).max() > 1e-3  # a polar crystal: a real jump
+    np.testing.assert_allclose(closed, ewald, atol=1e-12 * np.abs(ewald).max())
+    away = jump.dynamical_term(polar.full, [[0.1, 0, 0], [0, 0, 0]], [[1.0, 0, 0], [0, 0, 0]])
+    assert not away.any()
 
 
 def test_wang_method_matches_phonopy(polar):

@@ -159,3 +159,23 @@ def test_metal_and_one_atom_gate(rocksalt_nacl):
 def test_nac_needs_a_kmvn(rocksalt_nacl):
     with pytest.raises(ValueError, match="needs a k-MVN"):
         vgnn_core.load_pretrained("mvn").predict_phonons([rocksalt_nacl], nac=True)
+
+
+def test_born_heads_share_the_backbone_pass(rocksalt_nacl, wurtzite_zno):
+    """With nac=True every member's backbone runs once per batch (the Born heads read the same
+    features), and the force constants and uncertainty are those of a prediction without NAC."""
+    predictor = vgnn_core.load_pretrained("kmvn")
+    members = list(predictor.model.members)
+    calls: list[int] = []
+    hooks = [m.backbone.register_forward_hook(lambda *_, k=k: calls.append(k)) for k, m in enumerate(members)]
+    try:
+        with_nac = predictor.predict_phonons([rocksalt_nacl, wurtzite_zno], nac=True, thermal=False)
+    finally:
+        for h in hooks:
+            h.remove()
+    assert sorted(calls) == list(range(len(members)))  # one batch: each backbone once
+    plain = predictor.predict_phonons([rocksalt_nacl, wurtzite_zno], thermal=False)
+    for a, b in zip(with_nac, plain):
+        assert a.has_nac and not b.has_nac
+        np.testing.assert_array_equal(a.force_constants.blocks, b.force_constants.blocks)
+        assert a.uncertainty_cm1 == b.uncertainty_cm1

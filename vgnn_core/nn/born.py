@@ -26,6 +26,7 @@ ensemble, features concatenated) and :class:`BornModel` wraps backbone + heads f
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -265,18 +266,32 @@ class BornModel(torch.nn.Module):
         for p in self.model.parameters():
             p.requires_grad_(False)
 
-    def forward(self, batch: GraphBatch) -> BornOutput:
+    def member_positions(self, model: torch.nn.Module) -> list[int] | None:
+        """Where this backbone's networks sit among ``model``'s members (the same objects, as when
+        this was built from ``model``), or ``None``: then ``model``'s features do not fit."""
+        theirs = list(model.members) if hasattr(model, "members") else [model]
+        positions = []
+        for mine in (list(self.model.members) if hasattr(self.model, "members") else [self.model]):
+            k = next((i for i, net in enumerate(theirs) if net is mine), None)
+            if k is None:
+                return None
+            positions.append(k)
+        return positions
+
+    def forward(self, batch: GraphBatch, features: Sequence[torch.Tensor] | None = None) -> BornOutput:
+        """The heads on ``batch``; ``features`` (each backbone network's atom features of this
+        batch, in this model's member order) skips the backbone."""
         with torch.no_grad():
-            features = backbone_features(self.model, batch)
-        return self.heads(features.to(next(self.heads.parameters()).dtype), batch.n_atoms,
+            h = backbone_features(self.model, batch) if features is None else torch.cat(list(features), dim=1)
+        return self.heads(h.to(next(self.heads.parameters()).dtype), batch.n_atoms,
                           (batch.edge_src, batch.edge_dst, batch.edge_vec))
 
     @torch.no_grad()
-    def predict(self, batch: GraphBatch) -> list:
+    def predict(self, batch: GraphBatch, features: Sequence[torch.Tensor] | None = None) -> list:
         """One :class:`~vgnn_core.phonons.nac.BornCharges` per crystal of ``batch`` (float64)."""
         from ..phonons.nac import BornCharges
 
-        out = self(batch)
+        out = self(batch, features)
         born = out.born.double().cpu().numpy()
         eps = out.epsilon.double().cpu().numpy()
         offsets = np.concatenate([[0], np.cumsum(batch.n_atoms.cpu().numpy())])

@@ -16,7 +16,7 @@ import torch
 from ..crystal.graph import GraphBatch
 from ..phonons.dynamical_matrix import band_frequencies
 from ..phonons.force_constants import ForceConstants
-from .model import VGNN, ForceConstantModel
+from .model import VGNN, AtomFeatures, ForceConstantModel
 
 #: Where the members' spread is measured: Γ and the zone-boundary points of the 2×2×2 grid
 #: (fractional, the cell's reciprocal basis).
@@ -50,23 +50,34 @@ class VGNNEnsemble(ForceConstantModel):
     def member_configs(self) -> list[dict]:
         return [m.config.to_dict() for m in self.members]
 
-    def bond_blocks(self, batch: GraphBatch) -> torch.Tensor:
+    def encode(self, batch: GraphBatch) -> list[AtomFeatures]:
+        """Every member's backbone features of ``batch``, in member order."""
+        return [m.encode(batch) for m in self.members]
+
+    def bond_blocks(self, batch: GraphBatch, features: Sequence[AtomFeatures] | None = None) -> torch.Tensor:
         """The mean over members of Φ_ij(T) for every bond of the batch (E, 3, 3), eV/Å²."""
-        return self.member_bond_blocks(batch).mean(0)
+        return self.member_bond_blocks(batch, features).mean(0)
 
-    def member_bond_blocks(self, batch: GraphBatch) -> torch.Tensor:
-        """Every member's Φ_ij(T), (n_members, E, 3, 3) eV/Å²."""
-        return torch.stack([m.bond_blocks(batch) for m in self.members])
+    def member_bond_blocks(self, batch: GraphBatch, features: Sequence[AtomFeatures] | None = None) -> torch.Tensor:
+        """Every member's Φ_ij(T), (n_members, E, 3, 3) eV/Å²; ``features`` (:meth:`encode` of this
+        batch) skips the backbones."""
+        if features is None:
+            features = [None] * len(self.members)
+        elif len(features) != len(self.members):
+            raise ValueError(f"{len(features)} members' features for an ensemble of {len(self.members)}")
+        return torch.stack([m.bond_blocks(batch, f) for m, f in zip(self.members, features)])
 
-    def force_constants_and_spread(self, batch: GraphBatch) -> tuple[list[ForceConstants], list[float]]:
+    def force_constants_and_spread(self, batch: GraphBatch, features: Sequence[AtomFeatures] | None = None,
+                                   ) -> tuple[list[ForceConstants], list[float]]:
         """The ensemble's force constants and, per crystal, how much its members disagree.
 
         The spread (cm⁻¹) is the standard deviation across members of each member's own
         frequencies at Γ and the seven zone-boundary points of the cell's 2×2×2 grid (MVN: at Γ),
         averaged over modes and q-points: one extra small eigen-solve per member, a few per cent
-        of a band structure. :data:`UNCERTAINTY_QPOINTS` lists the points.
+        of a band structure. :data:`UNCERTAINTY_QPOINTS` lists the points. ``features``: as for
+        :meth:`member_bond_blocks`.
         """
-        member_blocks = self.member_bond_blocks(batch)
+        member_blocks = self.member_bond_blocks(batch, features)
         fcs = self.assemble(batch, member_blocks.mean(0))
         per_member = [self.assemble(batch, b) for b in member_blocks]
         points = UNCERTAINTY_QPOINTS if self.kind == "kmvn" else [[0.0, 0.0, 0.0]]  # MVN: Γ only

@@ -17,6 +17,7 @@ from its :class:`VGNNConfig`.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -85,6 +86,17 @@ class Backbone(torch.nn.Module):
         return h
 
 
+@dataclass
+class AtomFeatures:
+    """One network's backbone output for a batch: the atom features and the edge terms
+    (spherical harmonics, lengths in Å) they were computed from. Another read-out of the same
+    backbone (the Born heads) can take them instead of running the backbone again."""
+
+    h: torch.Tensor  # (N, irreps_out dim)
+    sh: torch.Tensor  # (E, irreps_sh dim)
+    length: torch.Tensor  # (E,)
+
+
 class ForceConstantModel(torch.nn.Module):
     """What every force-constant model (one network or an ensemble) does after its bond blocks.
 
@@ -104,16 +116,21 @@ class ForceConstantModel(torch.nn.Module):
         """Force constants with their translations T: D(q) at any q (k-MVN)."""
         return self.kind == "kmvn"
 
-    def bond_blocks(self, batch: GraphBatch) -> torch.Tensor:
+    def bond_blocks(self, batch: GraphBatch, features=None) -> torch.Tensor:
         raise NotImplementedError
 
-    def force_constants(self, batch: GraphBatch) -> list[ForceConstants]:
+    def encode(self, batch: GraphBatch):
+        """The backbone's output for ``batch`` (see :meth:`bond_blocks`'s ``features``)."""
+        raise NotImplementedError
+
+    def force_constants(self, batch: GraphBatch, features=None) -> list[ForceConstants]:
         """One :class:`ForceConstants` per crystal (float64), with the acoustic sum rule imposed.
 
         For ``mvn`` the blocks are summed per ordered atom pair (its virtual nodes), with
-        T = 0: a Γ-only set of force constants.
+        T = 0: a Γ-only set of force constants. ``features`` (from :meth:`encode` on the same
+        batch) skips the backbone.
         """
-        return self.assemble(batch, self.bond_blocks(batch))
+        return self.assemble(batch, self.bond_blocks(batch, features))
 
     def assemble(self, batch: GraphBatch, blocks: torch.Tensor) -> list[ForceConstants]:
         """Per-crystal :class:`ForceConstants` from the bond blocks of a batch."""
@@ -153,11 +170,16 @@ class VGNN(ForceConstantModel):
         self.backbone = Backbone(cfg)
         self.readout = BondReadout(cfg, self.backbone.irreps_out, self.backbone.irreps_sh)
 
-    def bond_blocks(self, batch: GraphBatch) -> torch.Tensor:
-        """Off-site Φ_ij(T) of every bond in the batch (E, 3, 3), eV/Å², pair-symmetrised."""
+    def encode(self, batch: GraphBatch) -> AtomFeatures:
+        """The backbone's atom features of ``batch``."""
         sh, length = self.backbone.edge_features(batch)
-        h = self.backbone(batch, sh, length)
-        return self.readout(h, batch, sh, length)
+        return AtomFeatures(self.backbone(batch, sh, length), sh, length)
+
+    def bond_blocks(self, batch: GraphBatch, features: AtomFeatures | None = None) -> torch.Tensor:
+        """Off-site Φ_ij(T) of every bond in the batch (E, 3, 3), eV/Å², pair-symmetrised;
+        ``features`` (:meth:`encode` of this batch) skips the backbone."""
+        f = self.encode(batch) if features is None else features
+        return self.readout(f.h, batch, f.sh, f.length)
 
 
 class VVN(torch.nn.Module):

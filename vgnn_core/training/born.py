@@ -448,22 +448,64 @@ def evaluate_and_save(model: torch.nn.Module, heads: BornHeads, samples: dict[st
     return metrics
 
 
+def load_togo_train(model: torch.nn.Module, log=print) -> list[DielectricSample]:
+    """Togo BORN samples of the phonondb ``train`` materials (the force-set pack's own split;
+    its val/test and every material outside the pack stay unseen), backbone features attached."""
+    from .phonondb import load_split as load_phonondb_split
+
+    started = time.time()
+    samples = load_togo_born(load_phonondb_split()["train"], r_max=model.config.r_max, log=log)
+    attach_features(model, samples)
+    log(f"{len(samples)} phonondb train materials with a BORN file, features in {time.time() - started:.0f} s")
+    return samples
+
+
 def run(out: str | Path, model_name: str = "kmvn", cfg: BornTrainConfig | None = None,
-        split_file: str | Path | None = None, log=print) -> dict:
+        split_file: str | Path | None = None, togo: bool = False, members: Sequence[int] | None = None,
+        log=print) -> dict:
     """The whole recipe: Petretto train/val/test with a shipped backbone's features, heads fitted
-    on train and selected on val (:func:`train_heads`), then :func:`evaluate_and_save` into ``out``."""
+    on train (with ``togo``, also on the BORN files of phonondb ``train``: :func:`load_togo_train`)
+    and selected on Petretto val (:func:`train_heads`), then :func:`evaluate_and_save` into ``out``.
+
+    ``members`` picks ensemble members by position (default: all); the metadata names them by
+    their weights' sha256 (``backbone_members_sha256``), so heads on members 0 and 1 stay valid
+    when another member is retrained or added."""
+    from ..nn.born import member_digest, select_members
     from ..pretrained.registry import load_pretrained_model
 
     cfg = cfg or BornTrainConfig()
     model = load_pretrained_model(model_name)
+    networks = list(model.members) if hasattr(model, "members") else [model]
+    digests = [member_digest(networks[k]) for k in (range(len(networks)) if members is None else members)]
+    model = select_members(model, digests)
     samples = load_split_samples(model, split_file, log)
-    heads, best = train_heads(samples["train"], samples["val"], str(backbone_irreps(model)), cfg,
+    extra = load_togo_train(model, log) if togo else []
+    heads, best = train_heads(samples["train"] + extra, samples["val"], str(backbone_irreps(model)), cfg,
                               checkpoint=Path(out) / "born_heads.pt", log=log)
-    return evaluate_and_save(model, heads, samples, out,
-                             {"best": best, "backbone": model_name, "train_config": _plain(cfg)}, log)
+    metadata = {"best": best, "backbone": model_name, "backbone_members_sha256": digests, "train_config": _plain(cfg),
+                "data": ["petretto2018"] + (["phonondb"] if togo else []), "n_train": len(samples["train"]) + len(extra)}
+    if extra:
+        metadata["phonondb_train_fit"] = dielectric_metrics(extra, predict_heads(heads, extra))
+    return evaluate_and_save(model, heads, samples, out, metadata, log)
 
 
-if __name__ == "__main__":  # python -m vgnn_core.training.born OUT [EPOCHS]
-    import sys
+def main(argv: Sequence[str] | None = None) -> dict:
+    """``python -m vgnn_core.training.born OUT [--epochs N] [--togo] [--heads JSON]``."""
+    import argparse
 
-    run(sys.argv[1], cfg=BornTrainConfig(epochs=int(sys.argv[2])) if len(sys.argv) > 2 else None)
+    parser = argparse.ArgumentParser(prog="python -m vgnn_core.training.born", description=main.__doc__)
+    parser.add_argument("out", help="output folder (born_heads.pt, metrics.json)")
+    parser.add_argument("--epochs", type=int, default=BornTrainConfig.epochs)
+    parser.add_argument("--lr", type=float, default=BornTrainConfig.lr)
+    parser.add_argument("--togo", action="store_true", help="also fit the BORN files of phonondb train")
+    parser.add_argument("--heads", default="{}", help="BornHeads hyper-parameters as JSON")
+    parser.add_argument("--members", help="comma-separated positions of the k-MVN members whose backbones "
+                                          "the heads read (default: all)")
+    args = parser.parse_args(argv)
+    cfg = BornTrainConfig(epochs=args.epochs, lr=args.lr, heads=json.loads(args.heads))
+    members = None if args.members is None else [int(k) for k in args.members.split(",")]
+    return run(args.out, cfg=cfg, togo=args.togo, members=members)
+
+
+if __name__ == "__main__":
+    main()
