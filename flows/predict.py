@@ -215,7 +215,7 @@ def predict_files(
     from tqdm.auto import tqdm
 
     from vgnn_core import load_pretrained
-    from vgnn_core.io.exports import write_band_yaml, write_phonopy_force_constants
+    from vgnn_core.io.exports import write_band_yaml, write_born_file, write_phonopy_force_constants
     from vgnn_core.phonons.mesh import DEFAULT_MESH_DENSITY
 
     log = log or (lambda line: None)
@@ -260,6 +260,8 @@ def predict_files(
             folder.mkdir(parents=True, exist_ok=True)
             write_band_yaml(folder / "band.yaml", result.structure, result.qpath, result.bands)
             write_phonopy_force_constants(result.force_constants, result.structure, folder)
+            if result.born is not None:
+                write_born_file(folder / "BORN", result.structure, result.born)
     if fmt == "table":
         text = summary_table(records)
     elif fmt == "json":

@@ -122,16 +122,18 @@ def qpath_from_row(row: dict) -> QPath:
 
 
 _BANDS_COLUMNS = ("qpoints, distances_per_angstrom, label_indices, labels, segment_breaks, frequencies_cm1, "
-                  "model, model_sha256, phonon_method")
+                  "model, model_sha256, phonon_method, has_nac")
 
 
 def band_structure(where, material_id: str, model: str | None = None) -> PhononBandStructureSymmLine:
     """The material's band structure as a pymatgen ``PhononBandStructureSymmLine`` (THz,
-    ``[band][q]``), on the stored path and cell; ``model`` picks a row when several exist."""
+    ``[band][q]``), on the stored path and cell; ``model`` picks a row when several exist. A row
+    with the LO–TO splitting (``has_nac``) gives pymatgen's ``nac_frequencies`` too."""
     with _connection(where) as con:
         crystal = _structure_from_row(_row(con, "structures", material_id, None, _STRUCTURE_COLUMNS))
         row = _row(con, "bands", material_id, model, _BANDS_COLUMNS)
-    return to_pymatgen_band_structure(crystal, qpath_from_row(row), np.asarray(row["frequencies_cm1"], dtype=float))
+    return to_pymatgen_band_structure(crystal, qpath_from_row(row), np.asarray(row["frequencies_cm1"], dtype=float),
+                                      has_nac=bool(row.get("has_nac")))
 
 
 def plot_band_structure(where, material_id: str, model: str | None = None, **plot_kwargs):
@@ -274,7 +276,7 @@ def emmet_document(where, material_id: str, model: str | None = None) -> dict[st
             "reciprocal_lattice": crystal.lattice.reciprocal_lattice.matrix.tolist(),
             "labels_dict": {pretty_label(name): path.qpoints[i].tolist() for i, name in path.labels},
             "structure": structure_dict,
-            "has_nac": False,
+            "has_nac": bool(bands.get("has_nac")),
             "path_convention": PATH_CONVENTION,  # emmet would otherwise re-derive (and rename) the labels
         },
         "phonon_dos": {

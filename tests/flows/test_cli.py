@@ -187,8 +187,16 @@ def test_predict_with_a_born_file_splits_lo_from_to_as_the_charges_say(phonopy_e
     poscar = tmp_path / "NaCl.vasp"
     Structure(cell.cell, cell.symbols, cell.scaled_positions).to(filename=str(poscar), fmt="poscar")
     out = tmp_path / "nacl.json"
-    assert main(["predict", str(poscar), "--born", str(nacl / "BORN"), "--format", "json", "--out", str(out)]) == 0
+    export = tmp_path / "export"
+    assert main(["predict", str(poscar), "--born", str(nacl / "BORN"), "--format", "json", "--out", str(out),
+                 "--export", str(export)]) == 0
     (rec,) = json.loads(out.read_text())
+    (folder,) = export.iterdir()  # the export holds the charges it used (made neutral) as phonopy's BORN
+    back = phonopy.file_IO.parse_BORN(ph.primitive, filename=folder / "BORN")
+    from vgnn_core.phonons.nac import enforce_charge_neutrality
+
+    np.testing.assert_allclose(back["born"], enforce_charge_neutrality(ph.nac_params["born"]), atol=1e-6)
+    assert {"band.yaml", "phonopy.yaml", "FORCE_CONSTANTS", "BORN"} <= {p.name for p in folder.iterdir()}
     ours_to = max(rec["gamma_cm1"])
     ours_lo = np.sqrt(ours_to**2 + (lo**2 - to**2))
     assert rec["lo_to_splitting_cm1"] == pytest.approx(ours_lo - ours_to, abs=0.05)

@@ -14,6 +14,7 @@ from vgnn_core.io.exports import (
     to_pymatgen_band_structure,
     to_pymatgen_dos,
     write_band_yaml,
+    write_born_file,
     write_phonopy_force_constants,
 )
 from vgnn_core.io.phonopy import covering_supercell, shortest_lattice_vector, to_phonopy
@@ -67,6 +68,40 @@ def test_band_yaml_and_pymatgen_objects_round_trip(tmp_path, wurtzite_zno):
     total, partial = to_pymatgen_dos(result.dos)
     assert set(partial) == {"Zn", "O"}
     assert np.trapezoid(total.densities, total.frequencies) == pytest.approx(12, rel=1e-3)
+
+
+def test_born_file_and_pymatgen_nac_frequencies(tmp_path, phonopy_examples_dir):
+    """With NAC the export writes a BORN file phonopy reads back to the same Z* and ε∞ (TiO2
+    anatase: anisotropic ε∞, inequivalent directions), and the pymatgen band structure lists
+    the LO–TO split Γ frequencies of every path segment at Γ, as phonopy + pymatgen would."""
+    from phonopy.file_IO import parse_BORN
+    from pymatgen.io.phonopy import get_pmg_structure
+
+    from vgnn_core.io.phonopy import load_force_sets, read_born_file
+
+    root = phonopy_examples_dir / "TiO2-anatase"
+    ph = load_force_sets(root)
+    structure = get_pmg_structure(ph.primitive)
+    born = read_born_file(root / "BORN", structure).neutral()
+    fc = central_spring_force_constants(structure, lambda r: 8 * np.exp(-(r - 2) ** 2), r_max=4.0)
+    result = phonon_properties(fc, structure, name="TiO2", born=born, nac_mode="gamma", thermal=False)
+    path = write_born_file(tmp_path / "BORN", structure, result.born)
+    back = read_born_file(path, structure)
+    np.testing.assert_allclose(back.born, born.born, atol=2e-7)  # the file's 8 decimals
+    np.testing.assert_allclose(back.epsilon, born.epsilon, atol=2e-7)
+    cell = to_phonopy(fc, structure).primitive
+    ref = parse_BORN(cell, filename=path)
+    np.testing.assert_allclose(ref["born"], born.born, atol=2e-7)
+
+    bs = to_pymatgen_band_structure(structure, result.qpath, result.bands, has_nac=True)
+    gammas = [k for k, q in enumerate(result.qpath.qpoints) if not np.any(q)]
+    # pymatgen's rule: one entry per non-Γ neighbour of each Γ point (a path break adds one)
+    assert len(bs.nac_frequencies) >= len(gammas) >= 2
+    for _, thz in bs.nac_frequencies:
+        split = np.asarray(thz) * THZ_TO_CM1 - result.gamma  # sorted both: LO above TO, TO unchanged
+        assert split.max() > 20 and split.min() > -1e-4  # acoustic modes: round-off
+    plain = to_pymatgen_band_structure(structure, result.qpath, result.bands)
+    assert len(plain.nac_frequencies) == 0
 
 
 def test_plot_has_labels_breaks_and_dos(tmp_path, wurtzite_zno):

@@ -60,6 +60,20 @@ def _bands_row(con, mid):
     return dict(zip([d[0] for d in cur.description], cur.fetchone()))
 
 
+def test_lo_to_rows_reach_pymatgen_and_emmet(con, release):
+    """The build adds the LO–TO jump by default: SrTiO3's Γ points along the path carry it, and
+    pymatgen lists them per direction (``nac_frequencies``) above the TO spectrum of the row."""
+    row = _bands_row(con, STO)
+    assert row["has_nac"] is True and row["lo_to_splitting_cm1"] > 30
+    bs = bridges.band_structure(con, STO, model="kmvn")
+    stored = np.array(row["frequencies_cm1"], dtype=float)
+    at_gamma = [stored[k] for k, q in enumerate(row["qpoints"]) if not np.any(q)]
+    assert bs.has_nac and len(bs.nac_frequencies) >= len(at_gamma) >= 2
+    for _, thz in bs.nac_frequencies:  # each is the row's spectrum at one of its Γ points
+        assert min(np.abs(np.asarray(thz) * 33.35641 - g).max() for g in at_gamma) < 1e-3
+    assert bridges.emmet_document(release, STO)["phonon_bandstructure"]["has_nac"] is True
+
+
 @pytest.mark.parametrize("mid", [SI, STO])
 def test_band_structure_is_the_row_in_pymatgen_units(con, mid):
     row = _bands_row(con, mid)

@@ -6,6 +6,7 @@
   ``pymatgen.io.phonopy.get_ph_bs_symm_line``)
 * :func:`write_phonopy_force_constants` → ``phonopy.yaml`` + ``FORCE_CONSTANTS`` that
   ``phonopy.load`` reads back, so any phonopy analysis runs on a prediction
+* :func:`write_born_file` → phonopy's ``BORN`` (ε∞ and the Z* of the symmetry-independent atoms)
 """
 
 from __future__ import annotations
@@ -30,8 +31,13 @@ def pretty_label(label: str) -> str:
     return base + sub.translate(digits)
 
 
-def to_pymatgen_band_structure(structure, qpath: QPath, frequencies_cm1: np.ndarray):
-    """A pymatgen ``PhononBandStructureSymmLine`` of a predicted band structure."""
+def to_pymatgen_band_structure(structure, qpath: QPath, frequencies_cm1: np.ndarray, has_nac: bool = False):
+    """A pymatgen ``PhononBandStructureSymmLine`` of a predicted band structure.
+
+    ``has_nac``: the bands carry the LO–TO splitting, each Γ point of the path approached along
+    its own segment (as phonopy writes them with NAC); pymatgen then lists those Γ frequencies
+    per direction in ``nac_frequencies`` (directions fractional, from the neighbouring q-point).
+    """
     from pymatgen.phonon.bandstructure import PhononBandStructureSymmLine
 
     labels = {pretty_label(name): np.asarray(q) for name, q in qpath.special_points.items()}
@@ -44,6 +50,7 @@ def to_pymatgen_band_structure(structure, qpath: QPath, frequencies_cm1: np.ndar
         labels_dict=labels,
         coords_are_cartesian=False,
         structure=structure,
+        has_nac=has_nac,
     )
 
 
@@ -111,3 +118,26 @@ def write_phonopy_force_constants(
     write_FORCE_CONSTANTS(phonon.force_constants, filename=fc_path, p2s_map=phonon.primitive.p2s_map)
     phonon.save(yaml_path, settings={"force_constants": False})
     return yaml_path, fc_path
+
+
+def write_born_file(path: str | Path, structure, born, symprec: float = 1e-5) -> Path:
+    """Write phonopy's ``BORN`` file of ``structure`` (taken as the primitive cell) from ``born``
+    (:class:`~vgnn_core.phonons.nac.BornCharges`: Z* per atom in e, ε∞): ε∞ and the charges of
+    the symmetry-independent atoms, symmetrised by phonopy's own writer; no unit-factor line, so
+    phonopy applies its default for the calculator (14.4 eV·Å for VASP).
+
+    ``phonopy.load(..., born_filename=path)`` then reads the same charges back. Note that
+    phonopy's NAC adds the *whole* dipole–dipole term, for short-range force constants; the
+    network's force constants already hold the long-range part away from Γ (see the README).
+    """
+    from phonopy.file_IO import get_BORN_lines
+    from phonopy.structure.atoms import PhonopyAtoms
+
+    cell = PhonopyAtoms(symbols=[site.specie.symbol for site in structure],
+                        cell=np.asarray(structure.lattice.matrix, dtype=float),
+                        scaled_positions=np.asarray(structure.frac_coords, dtype=float))
+    lines = get_BORN_lines(cell, np.asarray(born.born, dtype=float), np.asarray(born.epsilon, dtype=float),
+                           primitive_matrix=np.eye(3), supercell_matrix=np.eye(3, dtype=int), symprec=symprec)
+    path = Path(path)
+    path.write_text("\n".join(lines) + "\n")
+    return path
