@@ -184,3 +184,19 @@ def test_stop_after_keeps_the_schedule_and_resumes_exactly(tmp_path, samples):
     a, b = (torch.load(d / "last.pt", weights_only=True)["model"] for d in (straight, sliced))
     for key in a:
         torch.testing.assert_close(a[key], b[key], rtol=0, atol=0)
+
+
+def test_resuming_with_another_schedule_keeps_the_first_on_record(tmp_path, samples):
+    """Stopped after epoch 2 of a 5-epoch schedule and resumed with 3 epochs in all: the run's
+    train_config.json holds the new settings and, under ``resumed``, the ones epochs 1–2 ran with."""
+    train(samples[:3], samples[3:], cfg(5), tmp_path, progress=None, stop_after=2)
+    train(samples[:3], samples[3:], cfg(3), tmp_path, resume=True, progress=None)
+    recorded = json.loads((tmp_path / "train_config.json").read_text())
+    assert recorded["epochs"] == 3
+    (first,) = recorded["resumed"]
+    assert first["until_epoch"] == 2 and first["config"]["epochs"] == 5
+    log = [json.loads(x) for x in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in log] == [1, 2, 3]
+    # resumed again with the same settings: nothing new to record
+    train(samples[:3], samples[3:], cfg(3), tmp_path, resume=True, progress=None)
+    assert json.loads((tmp_path / "train_config.json").read_text())["resumed"] == recorded["resumed"]

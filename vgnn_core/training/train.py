@@ -222,6 +222,14 @@ def train(
         if progress:
             progress(f"resumed from {last} after epoch {state['epoch']}")
     recorded = {**asdict(cfg), **({"init_from": str(init_from)} if init_from is not None else {})}
+    if resume and state["epoch"] and (out / "train_config.json").is_file():
+        # resumed with other settings (e.g. a shorter schedule): the earlier ones stay on record
+        before = json.loads((out / "train_config.json").read_text())
+        history = before.pop("resumed", [])
+        if before != recorded:
+            history.append({"until_epoch": state["epoch"], "config": before})
+        if history:
+            recorded["resumed"] = history
     write_text_atomic(out / "train_config.json", json.dumps(recorded, indent=1))
     log = open(out / "log.jsonl", "a")
     try:
