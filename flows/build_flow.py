@@ -270,7 +270,8 @@ def build_database(source: str = "demo", models: tuple[str, ...] = ("mvn", "kmvn
                    shard_timeout_minutes: float = SHARD_TIMEOUT_MINUTES, nac: bool = BuildSettings.nac) -> dict:
     """Build (or resume) one release of the database; a shard that runs longer than
     ``shard_timeout_minutes`` fails (and is retried twice), then the build fails. ``nac``: k-MVN
-    rows with the LO-TO term from predicted Born charges (off by default)."""
+    rows with the LO-TO jump at Γ from predicted Born charges (on by default; a k-MVN that no
+    Born heads fit is written without it)."""
     logger = get_run_logger()
     plan = plan_build(source, release, BuildSettings(atoms_per_shard=atoms_per_shard, nac=nac), out=out)
     logger.info("%d structures from %s in %d shards → %s/releases/%s",

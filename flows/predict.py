@@ -20,6 +20,12 @@ from flows.plan import BuildSettings
 MP_ID = re.compile(r"^(mp|mvc)-\d+$")
 
 
+
+#: the exported charges' file name: phonopy's BORN format, but a name phonopy does not read by
+#: itself from the working folder (its NAC would add the whole dipole term to force constants
+#: that already hold it away from Γ); ``phonopy.load(..., born_filename=...)`` reads it
+PREDICTED_BORN = "BORN.predicted"
+
 def failure_cause(exc: BaseException) -> str:
     """One line for why an input failed: the cause of an
     :class:`~vgnn_core.InvalidStructureError` (the caller names the input), else the error."""
@@ -260,8 +266,8 @@ def predict_files(
             folder.mkdir(parents=True, exist_ok=True)
             write_band_yaml(folder / "band.yaml", result.structure, result.qpath, result.bands)
             write_phonopy_force_constants(result.force_constants, result.structure, folder)
-            if result.born is not None:
-                write_born_file(folder / "BORN", result.structure, result.born)
+            if result.born is not None:  # not named BORN: phonopy would add its (whole) NAC unasked
+                write_born_file(folder / PREDICTED_BORN, result.structure, result.born)
     if fmt == "table":
         text = summary_table(records)
     elif fmt == "json":

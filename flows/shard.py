@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 import traceback
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -126,7 +127,13 @@ def _result_rows(crystal: Crystal, model: LoadedModel, res, table: str) -> dict[
 
 def _predict(crystals: list[Crystal], model: LoadedModel, table: str, settings: BuildSettings):
     names = [c.name for c in crystals]
-    nac = True if settings.nac and model.predictor.model.supports_bands else None  # NAC needs k-MVN force constants
+    nac = None  # LO–TO: k-MVN force constants with Born heads that fit them (the shipped k-MVN)
+    if settings.nac and model.predictor.model.supports_bands:
+        if model.predictor.predicts_born_charges:
+            nac = True
+        else:
+            warnings.warn(f"{model.name}: no Born heads fit this k-MVN, its rows are written without the LO–TO "
+                          "splitting (has_nac false)", stacklevel=1)
     if table == "gamma":
         return model.predictor.predict_phonons(crystals, names=names, bands=False, thermal=False, nac=nac)
     return model.predictor.predict_phonons(crystals, names=names, density=settings.mesh_density,

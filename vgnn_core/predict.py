@@ -89,6 +89,7 @@ class Predictor:
         self.eig_dtype = eig_dtype
         self.cpu_threads = cpu_threads
         self._born_model = born_model
+        self._born_error: str | None = None  # why no Born model fits (found once, then remembered)
 
     @property
     def kind(self) -> str:
@@ -185,13 +186,27 @@ class Predictor:
     def born_model(self) -> torch.nn.Module:
         """The Born-charge model on this model's backbone (the shipped heads, loaded on first use)."""
         if self._born_model is None:
-            from .pretrained.registry import load_born_model
+            from .pretrained.registry import PretrainedNotAvailableError, load_born_model
 
-            try:
-                self._born_model = load_born_model(self.model, device=str(self.device))
-            except ValueError as exc:
-                raise ValueError(f"predicted Born charges (nac=True) need the shipped k-MVN's backbone: {exc}") from None
+            if self._born_error is None:
+                try:
+                    self._born_model = load_born_model(self.model, device=str(self.device))
+                except (ValueError, PretrainedNotAvailableError) as exc:
+                    self._born_error = f"predicted Born charges (nac=True) need the shipped k-MVN's backbone: {exc}"
+            if self._born_model is None:
+                raise ValueError(self._born_error)
         return self._born_model
+
+    @property
+    def predicts_born_charges(self) -> bool:
+        """Whether this predictor can add NAC with predicted charges (``nac=True``): a k-MVN with
+        Born heads that fit its backbone (the shipped ones fit the shipped k-MVN)."""
+        if not self.model.supports_bands:
+            return False
+        try:
+            return self.born_model is not None
+        except ValueError:
+            return False
 
     def predict_born_charges(self, structures: Sequence[StructureLike]) -> list[BornCharges]:
         """Predicted Z* (e, neutral) and ε∞ of every structure, ungated (see :func:`nac_skip_reason`)."""
@@ -213,7 +228,8 @@ class Predictor:
         uncertainty: list[float | None] = []
         spread_of = getattr(self.model, "force_constants_and_spread", None)
         # the Born heads read the same backbones as the force constants: run them once per batch
-        shared = self.born_model.member_positions(self.model) if born is not None else None
+        positions = getattr(self.born_model, "member_positions", None) if born is not None else None
+        shared = positions(self.model) if positions is not None else None
         with torch.inference_mode():
             for _, batch in self._each_batch(graphs):
                 reuse: dict = {}  # the backbones' output, when the Born heads need it too

@@ -68,7 +68,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     pr.add_argument("--out", help="write the output to this file (required for parquet)")
     pr.add_argument("--plot", help="band structure + DOS image (one per material when several)")
     pr.add_argument("--unit", default="cm-1", choices=["cm-1", "THz", "meV"], help="plot unit")
-    pr.add_argument("--export", help="folder for band.yaml, phonopy.yaml and FORCE_CONSTANTS per material")
+    pr.add_argument("--export", help="folder for band.yaml, phonopy.yaml and FORCE_CONSTANTS per material "
+                                     "(with --nac or --born also the charges, as BORN.predicted)")
     pr.add_argument("--temperature", type=float, default=300.0, help="K, for the table's C_v, S, F")
     pr.add_argument("--mesh-density", type=float, help="q-mesh points per Å⁻¹ (default 40)")
     pr.add_argument("--nac", action="store_true",

@@ -192,11 +192,11 @@ def test_predict_with_a_born_file_splits_lo_from_to_as_the_charges_say(phonopy_e
                  "--export", str(export)]) == 0
     (rec,) = json.loads(out.read_text())
     (folder,) = export.iterdir()  # the export holds the charges it used (made neutral) as phonopy's BORN
-    back = phonopy.file_IO.parse_BORN(ph.primitive, filename=folder / "BORN")
+    back = phonopy.file_IO.parse_BORN(ph.primitive, filename=folder / "BORN.predicted")
     from vgnn_core.phonons.nac import enforce_charge_neutrality
 
     np.testing.assert_allclose(back["born"], enforce_charge_neutrality(ph.nac_params["born"]), atol=1e-6)
-    assert {"band.yaml", "phonopy.yaml", "FORCE_CONSTANTS", "BORN"} <= {p.name for p in folder.iterdir()}
+    assert {"band.yaml", "phonopy.yaml", "FORCE_CONSTANTS", "BORN.predicted"} == {p.name for p in folder.iterdir()}
     ours_to = max(rec["gamma_cm1"])
     ours_lo = np.sqrt(ours_to**2 + (lo**2 - to**2))
     assert rec["lo_to_splitting_cm1"] == pytest.approx(ours_lo - ours_to, abs=0.05)

@@ -175,7 +175,56 @@ def test_born_heads_share_the_backbone_pass(rocksalt_nacl, wurtzite_zno):
             h.remove()
     assert sorted(calls) == list(range(len(members)))  # one batch: each backbone once
     plain = predictor.predict_phonons([rocksalt_nacl, wurtzite_zno], thermal=False)
-    for a, b in zip(with_nac, plain):
+    alone = predictor.predict_born_charges([rocksalt_nacl, wurtzite_zno])  # the heads' own backbone pass
+    for a, b, z in zip(with_nac, plain, alone):
         assert a.has_nac and not b.has_nac
         np.testing.assert_array_equal(a.force_constants.blocks, b.force_constants.blocks)
         assert a.uncertainty_cm1 == b.uncertainty_cm1
+        np.testing.assert_allclose(a.born_charges, z.born, rtol=0, atol=1e-6)
+        np.testing.assert_allclose(a.epsilon_inf, z.epsilon, rtol=0, atol=1e-6)
+
+
+def test_heads_on_reordered_members_read_the_right_features(rocksalt_nacl, wurtzite_zno):
+    """Heads whose backbone lists the ensemble's members in another order (as ``select_members``
+    builds it from digests) get each member's own features from the shared pass."""
+    from vgnn_core import Predictor
+    from vgnn_core.nn.born import (
+        BornHeads,
+        BornModel,
+        backbone_irreps,
+        member_digest,
+        select_members,
+    )
+
+    model = vgnn_core.load_pretrained("kmvn").model
+    digests = [member_digest(m) for m in reversed(list(model.members)[:2])]
+    torch.manual_seed(0)
+    heads = BornHeads(str(backbone_irreps(select_members(model, digests))))
+    born = BornModel(model, heads, digests).eval()
+    assert born.member_positions(model) == [1, 0]
+    shared = Predictor(model, born_model=born)
+    results = shared.predict_phonons([rocksalt_nacl, wurtzite_zno], nac=True, thermal=False, mesh=(2, 2, 2))
+    alone = shared.predict_born_charges([rocksalt_nacl, wurtzite_zno])
+    for r, z in zip(results, alone):
+        np.testing.assert_allclose(r.born_charges, z.born, rtol=0, atol=1e-6)
+
+
+def test_a_kmvn_without_fitting_heads_builds_without_nac(rocksalt_nacl):
+    """A k-MVN the shipped Born heads do not fit (another backbone): the predictor says so once,
+    and the build writes its rows without the LO–TO columns instead of failing them."""
+    from flows.models import BuildModels, LoadedModel
+    from flows.plan import BuildSettings
+    from flows.shard import predict_shard
+    from vgnn_core import VGNN, Predictor
+    from vgnn_core.crystal.crystal import as_crystal
+
+    torch.manual_seed(1)
+    predictor = Predictor(VGNN(kind="kmvn"))
+    assert not predictor.predicts_born_charges and not predictor.predicts_born_charges  # remembered
+    with pytest.raises(ValueError, match="shipped k-MVN's backbone"):
+        predictor.predict_phonons([rocksalt_nacl], nac=True, thermal=False)
+    model = LoadedModel("custom", "0" * 64, predictor)
+    with pytest.warns(UserWarning, match="no Born heads fit"):
+        rows = predict_shard([as_crystal(rocksalt_nacl, name="nacl")], BuildModels(None, model), "run",
+                             BuildSettings(mesh_density=8.0))
+    assert not rows["failures"] and rows["bands"][0]["has_nac"] is False

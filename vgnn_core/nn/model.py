@@ -130,7 +130,8 @@ class ForceConstantModel(torch.nn.Module):
         T = 0: a Γ-only set of force constants. ``features`` (from :meth:`encode` on the same
         batch) skips the backbone.
         """
-        return self.assemble(batch, self.bond_blocks(batch, features))
+        blocks = self.bond_blocks(batch) if features is None else self.bond_blocks(batch, features)
+        return self.assemble(batch, blocks)
 
     def assemble(self, batch: GraphBatch, blocks: torch.Tensor) -> list[ForceConstants]:
         """Per-crystal :class:`ForceConstants` from the bond blocks of a batch."""

@@ -33,6 +33,7 @@ constants), D(q) in eV/(Å²·amu), frequencies in cm⁻¹. ``factor`` is e²/(4
 
 from __future__ import annotations
 
+import functools
 import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -178,8 +179,16 @@ class NonAnalyticCorrection:
             geg = self.g_cutoff**2 * np.trace(self.epsilon) / 3.0
             ewald_lambda = np.sqrt(-geg / 4.0 / np.log(EWALD_EXP_CUTOFF))
         self.ewald_lambda = float(ewald_lambda)
-        self.g_vectors = self._g_vectors()
-        self._onsite = self._onsite_term()
+
+    @functools.cached_property
+    def g_vectors(self) -> np.ndarray:
+        """The reciprocal vectors of the Ewald sum (computed on first use: the Γ jump alone,
+        :class:`GammaJumpCorrection`, needs none)."""
+        return self._g_vectors()
+
+    @functools.cached_property
+    def _onsite(self) -> np.ndarray:
+        return self._onsite_term()
 
     @classmethod
     def from_structure(cls, structure, born: np.ndarray, epsilon: np.ndarray, **kwargs) -> NonAnalyticCorrection:
