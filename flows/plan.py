@@ -58,8 +58,9 @@ class BuildSettings:
     bands_max_atoms: int = 1200
     max_atoms: int = 5000
     #: the LO–TO jump at Γ with predicted Born charges and ε∞ (k-MVN rows only; metals and
-    #: one-atom cells are skipped: vgnn_core.predict.nac_skip_reason). It costs ~1.2× the
-    #: per-material time (benchmarks/bench_nac.py: the heads share the backbone pass)
+    #: one-atom cells are skipped: vgnn_core.predict.nac_skip_reason; a k-MVN no Born heads fit
+    #: is written without). No measurable cost (benchmarks/bench_nac.py: the heads share the
+    #: backbone pass, the Γ jump is in closed form)
     nac: bool = True
 
     @property

@@ -114,7 +114,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     bu.add_argument("--workers", type=int, default=2, help="Dask workers for local / slurm")
     bu.add_argument("--nac", action=argparse.BooleanOptionalAction,
                     help="k-MVN rows with the LO-TO splitting at Γ from predicted Born charges and ε∞ "
-                         "(default on; --no-nac leaves it out, ~1.2× faster)")
+                         "(default on, at no measurable cost; --no-nac leaves it out)")
     bu.add_argument("--verbose", action="store_true", help="show Prefect's and Dask's INFO logs")
     bu.add_argument("--atoms-per-shard", type=int, default=2000, help="shard size (atoms); cells > 500 atoms go alone")
     bu.set_defaults(func=_cmd_build)
