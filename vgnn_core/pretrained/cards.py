@@ -118,8 +118,9 @@ def _twin_lines(card: dict) -> list[str]:
         t = m.get("twin_free")
         if not t or not t.get("n_twins_left_out"):
             continue
-        rows.append(f"| {split} | {t['n']} ({t['n_twins_left_out']} left out) | "
-                    f"{t.get('bands_mae_mean', float('nan')):.1f} | {t.get('gamma_mae_mean', float('nan')):.1f} |")
+        cells = [f"{t[k]:.1f}" if t.get(k) is not None and t[k] == t[k] else "–"  # an MVN has no bands
+                 for k in ("bands_mae_mean", "gamma_mae_mean")]
+        rows.append(f"| {split} | {t['n']} ({t['n_twins_left_out']} left out) | {cells[0]} | {cells[1]} |")
     if not rows:
         return []
     return ["", "## Without structural twins", "",
