@@ -285,9 +285,9 @@ class Predictor:
         structure) or a sequence of them (``None`` entries: no correction) is applied as given.
         ``nac_mode="gamma"`` (default) adds only the direction-dependent LO–TO jump at Γ to the
         network's force constants, which already hold the analytic long-range part (on Petretto
-        ``val`` it leaves the band MAE at 19.3 cm⁻¹ and cuts the LO error at Γ from 40.9 to 32.3);
+        ``val`` it leaves the band MAE at 18.3 cm⁻¹ and cuts the LO error at Γ from 40.1 to 32.5);
         ``"full"`` takes them as short-range and adds the whole Gonze–Lee term (val band MAE
-        24.7: counted twice). ``PhononResult.has_nac`` says whether a crystal got it.
+        23.9: counted twice). ``PhononResult.has_nac`` says whether a crystal got it.
 
         :class:`~vgnn_core.crystal.crystal.Crystal` inputs are used as they are: neither
         validated nor symmetry-analysed again.
