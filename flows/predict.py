@@ -19,12 +19,11 @@ from flows.plan import BuildSettings
 
 MP_ID = re.compile(r"^(mp|mvc)-\d+$")
 
-
-
 #: the exported charges' file name: phonopy's BORN format, but a name phonopy does not read by
 #: itself from the working folder (its NAC would add the whole dipole term to force constants
 #: that already hold it away from Γ); ``phonopy.load(..., born_filename=...)`` reads it
 PREDICTED_BORN = "BORN.predicted"
+
 
 def failure_cause(exc: BaseException) -> str:
     """One line for why an input failed: the cause of an

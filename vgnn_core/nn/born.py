@@ -207,11 +207,15 @@ class BornHeads(torch.nn.Module):
         return scale * dz.reshape(n, 3, 3), scale * ds.reshape(n, 3, 3)
 
 
+def networks(model: torch.nn.Module) -> list[torch.nn.Module]:
+    """The networks of ``model``: an ensemble's members, or the one network itself."""
+    return list(model.members) if hasattr(model, "members") else [model]
+
+
 def backbone_features(model: torch.nn.Module, batch: GraphBatch) -> torch.Tensor:
     """Atom features (N, Σ dims) of a VGNN's backbone, or every ensemble member's concatenated."""
-    members = list(model.members) if hasattr(model, "members") else [model]
     out = []
-    for member in members:
+    for member in networks(model):
         sh, length = member.backbone.edge_features(batch)
         out.append(member.backbone(batch, sh, length))
     return torch.cat(out, dim=1)
@@ -219,8 +223,7 @@ def backbone_features(model: torch.nn.Module, batch: GraphBatch) -> torch.Tensor
 
 def backbone_irreps(model: torch.nn.Module) -> o3.Irreps:
     """The irreps of :func:`backbone_features` of ``model``."""
-    members = list(model.members) if hasattr(model, "members") else [model]
-    return sum((m.backbone.irreps_out for m in members), o3.Irreps(""))
+    return sum((m.backbone.irreps_out for m in networks(model)), o3.Irreps(""))
 
 
 def member_digest(network: torch.nn.Module) -> str:
@@ -240,8 +243,7 @@ def select_members(model: torch.nn.Module, digests: list[str]) -> torch.nn.Modul
     ensemble; heads trained on some members' features stay valid when members are added."""
     from .ensemble import VGNNEnsemble
 
-    members = list(model.members) if hasattr(model, "members") else [model]
-    by_digest = {member_digest(m): m for m in members}
+    by_digest = {member_digest(m): m for m in networks(model)}
     missing = [d[:12] for d in digests if d not in by_digest]
     if missing:
         raise ValueError(f"the model lacks the backbone member(s) {missing} the Born heads were trained on")
@@ -269,9 +271,9 @@ class BornModel(torch.nn.Module):
     def member_positions(self, model: torch.nn.Module) -> list[int] | None:
         """Where this backbone's networks sit among ``model``'s members (the same objects, as when
         this was built from ``model``), or ``None``: then ``model``'s features do not fit."""
-        theirs = list(model.members) if hasattr(model, "members") else [model]
+        theirs = networks(model)
         positions = []
-        for mine in (list(self.model.members) if hasattr(self.model, "members") else [self.model]):
+        for mine in networks(self.model):
             k = next((i for i, net in enumerate(theirs) if net is mine), None)
             if k is None:
                 return None

@@ -318,6 +318,19 @@ class NonAnalyticCorrection:
         return fc.blocks - dd
 
 
+def long_wavelength_term(v: np.ndarray, born: np.ndarray, epsilon: np.ndarray, factor: float,
+                         volume: float) -> np.ndarray:
+    """The dipole field's q → 0 limit along Cartesian directions ``v`` (n, 3; any length):
+    (4π e²/4πε₀ Ω) (Z_iᵀv)(Z_jᵀv)ᵀ / (v·ε∞·v), (n, 3m, 3m) in eV/Å² — the Ewald sum's G = 0
+    term, which alone depends on the direction at Γ; zero where v = 0."""
+    v = np.asarray(v, dtype=float).reshape(-1, 3)
+    active = np.linalg.norm(v, axis=1) >= GAMMA_TOLERANCE
+    vev = np.where(active, np.einsum("ni,ij,nj->n", v, epsilon, v), 1.0)
+    zv = np.einsum("ni,aij->naj", v, born).reshape(len(v), -1)  # (Z_aᵀv)_β
+    scale = factor * 4.0 * np.pi / volume * np.where(active, 1.0 / vev, 0.0)
+    return scale[:, None, None] * zv[:, :, None] * zv[:, None, :]
+
+
 class GammaJumpCorrection(NonAnalyticCorrection):
     """Only the non-analytic jump at Γ: C(Γ, q̂) − C(Γ), mass-weighted, added at q = 0 when a
     direction q̂ is given; nothing anywhere else.
@@ -329,8 +342,8 @@ class GammaJumpCorrection(NonAnalyticCorrection):
     modes, and every q ≠ 0 is left unchanged.
 
     Of the Ewald sum only its G = 0 term depends on q̂ as q → 0, so the jump is that term in
-    closed form, (4π e²/4πε₀ Ω) (Z_iᵀq̂)(Z_jᵀq̂)ᵀ / (q̂·ε∞·q̂) / √(M_i M_j): no lattice sums
-    (equal to the difference of the two Ewald sums to ~1e-14, tested).
+    closed form (:func:`long_wavelength_term`) over √(M_i M_j): no lattice sums (equal to the
+    difference of the two Ewald sums to ~1e-14, tested).
     """
 
     def dynamical_term(self, fc: ForceConstants, qpoints: np.ndarray,
@@ -343,12 +356,9 @@ class GammaJumpCorrection(NonAnalyticCorrection):
         d = np.broadcast_to(np.asarray(q_directions, dtype=float).reshape(-1, 3), q.shape)
         rows = np.flatnonzero((np.abs(q).max(axis=1) < GAMMA_TOLERANCE) & (np.linalg.norm(d, axis=1) > 0))
         if len(rows):
-            v = d[rows] @ self.reciprocal  # Cartesian directions (any length: the term is of degree 0)
-            zv = np.einsum("ni,aij->naj", v, self.born).reshape(len(rows), m3)  # (Z_aᵀv)_β
-            vev = np.einsum("ni,ij,nj->n", v, self.epsilon, v)
+            w = long_wavelength_term(d[rows] @ self.reciprocal, self.born, self.epsilon, self.factor, self.volume)
             inv = np.repeat(1.0 / np.sqrt(fc.masses.detach().cpu().numpy().astype(float)), 3)
-            prefactor = self.factor * 4.0 * np.pi / self.volume
-            out[rows] = (prefactor * zv[:, :, None] * zv[:, None, :] / vev[:, None, None]) * np.outer(inv, inv)[None]
+            out[rows] = w * np.outer(inv, inv)[None]
         return out
 
     def ewald_jump(self, fc: ForceConstants, q_directions: np.ndarray) -> np.ndarray:
@@ -398,11 +408,7 @@ class WangCorrection:
             d = np.broadcast_to(np.asarray(q_directions, dtype=float).reshape(-1, 3), q.shape) @ self.reciprocal
             given = np.linalg.norm(d, axis=1) > 0
             v = np.where(given[:, None], d, v)
-        active = np.linalg.norm(v, axis=1) >= GAMMA_TOLERANCE
-        vev = np.where(active, np.einsum("ni,ij,nj->n", v, self.epsilon, v), 1.0)
-        zv = np.einsum("ni,aij->naj", v, self.born).reshape(len(q), 3 * m)  # (Z_aᵀv)_β
-        prefactor = self.factor * 4.0 * np.pi / self.volume
-        w = prefactor * np.where(active, 1.0 / vev, 0.0)[:, None, None] * zv[:, :, None] * zv[:, None, :]
+        w = long_wavelength_term(v, self.born, self.epsilon, self.factor, self.volume)
         # the phase sum of the pair (i, j) over its bonds, each supercell pair counted once
         src, dst, shift = fc.src.cpu().numpy(), fc.dst.cpu().numpy(), fc.shift.cpu().numpy()
         share = _images_per_pair(src, dst, shift, self.supercell_matrix, m)

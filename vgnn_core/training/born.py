@@ -470,13 +470,13 @@ def run(out: str | Path, model_name: str = "kmvn", cfg: BornTrainConfig | None =
     ``members`` picks ensemble members by position (default: all); the metadata names them by
     their weights' sha256 (``backbone_members_sha256``), so heads on members 0 and 1 stay valid
     when another member is retrained or added."""
-    from ..nn.born import member_digest, select_members
+    from ..nn.born import member_digest, networks, select_members
     from ..pretrained.registry import load_pretrained_model
 
     cfg = cfg or BornTrainConfig()
     model = load_pretrained_model(model_name)
-    networks = list(model.members) if hasattr(model, "members") else [model]
-    digests = [member_digest(networks[k]) for k in (range(len(networks)) if members is None else members)]
+    nets = networks(model)
+    digests = [member_digest(nets[k]) for k in (range(len(nets)) if members is None else members)]
     model = select_members(model, digests)
     samples = load_split_samples(model, split_file, log)
     extra = load_togo_train(model, log) if togo else []

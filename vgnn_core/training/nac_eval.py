@@ -127,8 +127,7 @@ def gamma_only_frequencies(fc: ForceConstants, nac: NonAnalyticCorrection, qpoin
     rows = np.flatnonzero((np.abs(q).max(axis=1) < _GAMMA) & (np.linalg.norm(directions, axis=1) > 0))
     out = np.array(base, copy=True)
     if len(rows):
-        jump = GammaJumpCorrection(nac.lattice, nac.frac_coords, nac.born, nac.epsilon, factor=nac.factor,
-                                   g_cutoff=nac.g_cutoff, ewald_lambda=nac.ewald_lambda, fold_q=nac.fold_q)
+        jump = GammaJumpCorrection(nac.lattice, nac.frac_coords, nac.born, nac.epsilon, factor=nac.factor)
         out[rows] = band_frequencies([fc], [torch.as_tensor(q[rows])], nacs=[jump],
                                      q_directions=[directions[rows]])[0].numpy()
     return out
