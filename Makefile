@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml | $(PY)
 	touch $(STAMP)
 
 DEMO_DB ?= demo-db
-DEMO_SQL ?= SELECT formula, spacegroup_symbol AS sg, nsites, round(max_frequency_cm1, 1) AS max_cm1, round(cm1_to_thz(max_frequency_cm1), 2) AS max_thz, has_imaginary_modes FROM material_summary ORDER BY max_frequency_cm1 DESC LIMIT 12
+DEMO_SQL ?= SELECT formula, spacegroup_symbol AS sg, nsites, round(max_frequency_cm1, 1) AS max_cm1, round(cm1_to_thz(max_frequency_cm1), 2) AS max_thz, likely_unstable FROM material_summary ORDER BY max_frequency_cm1 DESC LIMIT 12
 
 # The main job on the built-in default: build the demo database, then query it with DuckDB.
 demo: $(STAMP)

@@ -18,9 +18,10 @@ EXAMPLES = [
      "SELECT formula, spacegroup_symbol AS sg, round(max_frequency_cm1, 1) AS max_cm1, "
      "round(cm1_to_thz(max_frequency_cm1), 2) AS max_thz FROM material_summary "
      "ORDER BY max_frequency_cm1 DESC LIMIT 5"),
-    ("Dynamically unstable crystals (imaginary modes are negative)",
-     "SELECT formula, n_imaginary, round(min_frequency_cm1, 1) AS min_cm1 FROM material_summary "
-     "WHERE has_imaginary_modes ORDER BY min_frequency_cm1"),
+    ("Probably unstable crystals (`likely_unstable`: the bands, or one ensemble member alone, below −5 cm⁻¹)",
+     "SELECT s.formula, round(list_min(flatten(b.frequencies_cm1)), 1) AS bands_min_cm1, "
+     "round(b.uncertainty_cm1, 1) AS uncertainty_cm1 FROM bands b JOIN structures s USING (material_id, source) "
+     "WHERE b.likely_unstable ORDER BY bands_min_cm1, s.formula"),
     ("Γ modes of wurtzite GaN in cm⁻¹, THz and meV",
      "SELECT mode, round(frequency_cm1, 1) AS cm1, round(cm1_to_thz(frequency_cm1), 3) AS thz, "
      "round(cm1_to_mev(frequency_cm1), 2) AS mev FROM gamma_modes "

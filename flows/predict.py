@@ -146,9 +146,9 @@ def summary_table(records: list[dict]) -> str:
     cols = [("name", "{}"), ("formula", "{}"), ("n_atoms", "{}"), ("min_frequency_cm1", "{:.1f}"),
             ("max_frequency_cm1", "{:.1f}"), ("heat_capacity_J_K_mol_fu", "{:.3f}"),
             ("entropy_J_K_mol_fu", "{:.3f}"), ("zero_point_energy_kJ_mol_fu", "{:.3f}"),
-            ("uncertainty_cm1", "±{:.1f}"), ("in_domain", "{}")]
+            ("uncertainty_cm1", "±{:.1f}"), ("in_domain", "{}"), ("likely_unstable", "{}")]
     header = ["name", "formula", "atoms", "ω_min cm⁻¹", "ω_max cm⁻¹", "Cv J/K/mol·fu", "S J/K/mol·fu", "ZPE kJ/mol·fu",
-              "uncertainty cm⁻¹", "in domain"]
+              "uncertainty cm⁻¹", "in domain", "likely unstable"]
     rows = [[fmt.format(r[k]) if r.get(k) is not None else "-" for k, fmt in cols] for r in records]
     width = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)]
     lines = ["  ".join(h.ljust(w) for h, w in zip(header, width))]

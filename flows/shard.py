@@ -117,7 +117,7 @@ def _result_rows(crystal: Crystal, model: LoadedModel, res, table: str) -> dict[
     mid, name, sha = crystal.name, model.name, model.sha256
     method = phonon_method(model.kind)
     trust = {"uncertainty_cm1": res.uncertainty_cm1, "in_domain": res.in_domain, "method": method,
-             "nac": nac_columns(res)}
+             "nac": nac_columns(res), "likely_unstable": res.likely_unstable}
     if table == "gamma":
         return {"gamma": gamma_row(mid, name, sha, res.gamma, **trust)}
     return {"bands": bands_row(mid, name, sha, res.qpath, res.bands, **trust),  # a k-MVN PhononResult

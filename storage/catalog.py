@@ -41,13 +41,13 @@ CONVENIENCE: dict[str, tuple[set[str], str]] = {
     SELECT s.material_id, s.source, s.formula, s.spacegroup_number, s.spacegroup_symbol, s.nsites,
            g.model, g.max_frequency_cm1, g.min_frequency_cm1, g.n_imaginary,
            g.n_imaginary > 0 AS has_imaginary_modes, g.uncertainty_cm1, g.in_domain,
-           b.uncertainty_cm1 AS bands_uncertainty_cm1,
+           b.uncertainty_cm1 AS bands_uncertainty_cm1, coalesce(b.likely_unstable, g.likely_unstable) AS likely_unstable,
            list_slice(g.frequencies_cm1, 4, len(g.frequencies_cm1)) AS gamma_optical_modes_cm1,
            t.heat_capacity_300K_J_K_mol, t.entropy_300K_J_K_mol, t.zero_point_energy_kJ_mol,
            t.heat_capacity_300K_J_K_mol * t.formula_units / t.nsites AS heat_capacity_300K_per_atom
     FROM structures s LEFT JOIN gamma g USING (material_id, source)
     LEFT JOIN thermo t USING (material_id, source)
-    LEFT JOIN (SELECT material_id, source, uncertainty_cm1 FROM bands) b USING (material_id, source)"""),
+    LEFT JOIN (SELECT material_id, source, uncertainty_cm1, likely_unstable FROM bands) b USING (material_id, source)"""),
     "dos_points": ({"dos"}, """CREATE VIEW dos_points AS
     SELECT material_id, source, model, frequency_min_cm1 + (k - 1) * frequency_step_cm1 AS frequency_cm1,
            d AS states_per_cm1

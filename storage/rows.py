@@ -128,7 +128,7 @@ def nac_columns(result) -> dict:
 
 def gamma_row(material_id: str, model: str, model_sha256: str, frequencies_cm1: np.ndarray,
               uncertainty_cm1: float | None = None, in_domain: bool | None = None,
-              method: str | None = None, nac: dict | None = None) -> dict:
+              method: str | None = None, nac: dict | None = None, likely_unstable: bool | None = None) -> dict:
     """A ``gamma`` row: sorted signed frequencies, their summary and how far to trust them.
 
     ``method`` is the row's ``phonon_method`` (default: ``vgnn-<model>`` for a model named after
@@ -146,6 +146,7 @@ def gamma_row(material_id: str, model: str, model_sha256: str, frequencies_cm1: 
         "acoustic_residual_cm1": float(acoustic.max()) if w.size else 0.0,
         "uncertainty_cm1": uncertainty_cm1,
         "in_domain": in_domain,
+        "likely_unstable": likely_unstable,
         "phonon_method": method_for(model, method),
         **(nac if nac is not None else NO_NAC),
     }
@@ -153,7 +154,7 @@ def gamma_row(material_id: str, model: str, model_sha256: str, frequencies_cm1: 
 
 def bands_row(material_id: str, model: str, model_sha256: str, path, frequencies_cm1: np.ndarray,
               uncertainty_cm1: float | None = None, in_domain: bool | None = None,
-              method: str | None = None, nac: dict | None = None) -> dict:
+              method: str | None = None, nac: dict | None = None, likely_unstable: bool | None = None) -> dict:
     """A ``bands`` row from a :class:`vgnn_core.QPath` and its (n_q, 3m) frequencies (cm⁻¹);
     ``nac`` the LO–TO columns (:func:`nac_columns`; default: off)."""
     return {
@@ -168,6 +169,7 @@ def bands_row(material_id: str, model: str, model_sha256: str, path, frequencies
         "frequencies_cm1": np.asarray(frequencies_cm1, dtype=np.float32),
         "uncertainty_cm1": uncertainty_cm1,
         "in_domain": in_domain,
+        "likely_unstable": likely_unstable,
         "phonon_method": method_for(model, method),
         **(nac if nac is not None else NO_NAC),
     }

@@ -18,13 +18,16 @@ from collections.abc import Sequence
 import numpy as np
 import pyarrow as pa
 
+from vgnn_core.phonons.units import INSTABILITY_THRESHOLD_CM1
+
 #: 1.1: thermo and dos tables; 1.2: thermo.formula_units fractional (H: ½ H₂); 1.3: uncertainty_cm1,
 #: in_domain; structure_hash from the standardised conventional cell; 1.4: the remaining OPTIMADE
 #: structure fields (chemical_formula_reduced/anonymous, nelements, elements_ratios, species,
 #: dimension_types, nperiodic_dimensions) and phonon_method on every prediction table; a unit
 #: and a description on every column; 1.5: has_nac, born_charges, epsilon_inf, lo_to_splitting_cm1 on
-#: gamma and bands (the LO–TO correction; NULL charges where it is off).
-SCHEMA_VERSION = "1.5"
+#: gamma and bands (the LO–TO correction; NULL charges where it is off); 1.6: likely_unstable on gamma
+#: and bands.
+SCHEMA_VERSION = "1.6"
 PARTITION_COLUMNS = ("source", "bucket")
 
 
@@ -63,6 +66,10 @@ def _trust() -> list[pa.Field]:
         _f("uncertainty_cm1", pa.float32(), "cm^-1",
            "expected per-material MAE (ensemble spread, calibrated on val)", nullable=True),
         _f("in_domain", pa.bool_(), NO_UNIT, "whether the crystal lies in the model's training domain", nullable=True),
+        _f("likely_unstable", pa.bool_(), NO_UNIT,
+           "whether the crystal is probably dynamically unstable: the row's lowest frequency, or that of any "
+           "ensemble member alone at Γ and the 2x2x2 zone-boundary points (MVN: Γ), is below "
+           f"{INSTABILITY_THRESHOLD_CM1:g} cm^-1", nullable=True),
     ]
 
 

@@ -23,6 +23,7 @@ from .crystal.crystal import Crystal, as_crystal
 from .crystal.domain import TrainingDomain
 from .crystal.graph import CrystalGraph, build_graph, collate
 from .crystal.structures import StructureLike, as_structure
+from .nn.ensemble import MemberAgreement
 from .nn.model import Model
 from .phonons.dynamical_matrix import band_frequencies, gamma_frequencies
 from .phonons.force_constants import ForceConstants
@@ -180,7 +181,7 @@ class Predictor:
         return self._force_constants(self.graphs(structures))
 
     def _force_constants(self, graphs: Sequence[CrystalGraph]) -> list[ForceConstants]:
-        return self._force_constants_and_uncertainty(graphs)[0]
+        return self._force_constants_and_agreement(graphs)[0]
 
     @property
     def born_model(self) -> torch.nn.Module:
@@ -217,16 +218,17 @@ class Predictor:
                 out += self.born_model.predict(batch)
         return out
 
-    def _force_constants_and_uncertainty(
+    def _force_constants_and_agreement(
         self, graphs: Sequence[CrystalGraph], born: list | None = None,
-    ) -> tuple[list[ForceConstants], list[float | None]]:
-        """Force constants and, for an ensemble, each crystal's calibrated uncertainty (cm⁻¹).
+    ) -> tuple[list[ForceConstants], list[MemberAgreement | None]]:
+        """Force constants and, for an ensemble, how far its members agree on each crystal
+        (None for a single network).
 
         With a list ``born``, the Born model's charges of every crystal are appended to it,
         predicted on the same batches."""
         fcs: list[ForceConstants] = []
-        uncertainty: list[float | None] = []
-        spread_of = getattr(self.model, "force_constants_and_spread", None)
+        agreements: list[MemberAgreement | None] = []
+        agreement_of = getattr(self.model, "force_constants_and_agreement", None)
         # the Born heads read the same backbones as the force constants: run them once per batch
         positions = getattr(self.born_model, "member_positions", None) if born is not None else None
         shared = positions(self.model) if positions is not None else None
@@ -240,14 +242,14 @@ class Predictor:
                     reuse["features"] = features
                 elif born is not None:
                     born += self.born_model.predict(batch)
-                if spread_of is None:
+                if agreement_of is None:
                     fcs += self.model.force_constants(batch, **reuse)
-                    uncertainty += [None] * batch.n_graphs
+                    agreements += [None] * batch.n_graphs
                 else:
-                    f, spread = spread_of(batch, **reuse)
+                    f, agreement = agreement_of(batch, **reuse)
                     fcs += f
-                    uncertainty += [self.uncertainty_scale * u for u in spread]
-        return fcs, uncertainty
+                    agreements += agreement
+        return fcs, agreements
 
     @property
     def uncertainty_scale(self) -> float:
@@ -278,7 +280,8 @@ class Predictor:
     ) -> list[PhononResult]:
         """Full :class:`~vgnn_core.phonons.result.PhononResult` per structure (k-MVN: Γ, bands
         along the high-symmetry path, DOS and thermal properties; MVN / VVN: Γ only), with the
-        ensemble's uncertainty and the training-domain flag.
+        ensemble's uncertainty, its members' lowest mode (``member_lowest_cm1``, behind
+        ``likely_unstable``) and the training-domain flag.
 
         ``nac`` (k-MVN only): ``True`` applies the LO–TO correction with predicted Z*/ε∞ where
         :func:`nac_skip_reason` allows it; a :class:`~vgnn_core.phonons.nac.BornCharges` (one
@@ -306,12 +309,14 @@ class Predictor:
         if not self.model.has_force_constants:
             gammas = self.spectra_from_graphs(graphs)[0]
             results = [PhononResult(n, s, g) for n, s, g in zip(names, structures, gammas)]
-            uncertainty = [None] * len(results)
+            agreements = [None] * len(results)
         else:
-            results, uncertainty = self._force_constant_results(graphs, crystals, names, bands, thermal,
-                                                                dict(mesh_options, nac_mode=nac_mode), nac)
-        for r, u, note in zip(results, uncertainty, notes):
-            r.uncertainty_cm1 = u
+            results, agreements = self._force_constant_results(graphs, crystals, names, bands, thermal,
+                                                               dict(mesh_options, nac_mode=nac_mode), nac)
+        for r, agreement, note in zip(results, agreements, notes):
+            if agreement is not None:
+                r.uncertainty_cm1 = self.uncertainty_scale * agreement.spread_cm1
+                r.member_lowest_cm1 = agreement.lowest_cm1
             r.in_domain = (note is None) if known_domain else None
             r.domain_note = note
         return results
@@ -328,10 +333,10 @@ class Predictor:
         return given
 
     def _force_constant_results(self, graphs, crystals, names, bands, thermal, mesh_options, nac=None):
-        """PhononResults of force-constant models, and each crystal's uncertainty."""
+        """PhononResults of force-constant models, and how far an ensemble's members agree on each."""
         structures = [c.structure for c in crystals]
         predicted: list | None = [] if nac is True else None
-        fcs, uncertainty = self._force_constants_and_uncertainty(graphs, predicted)
+        fcs, agreements = self._force_constants_and_agreement(graphs, predicted)
         if predicted is not None:
             charges = [None if nac_skip_reason(s, z) else z for s, z in zip(structures, predicted)]
         elif nac is None or nac is False:
@@ -349,7 +354,7 @@ class Predictor:
 
             threads = self.cpu_threads or torch.get_num_threads()
             results = map_threads(properties, list(zip(fcs, crystals, names, charges)), threads)
-        return results, uncertainty
+        return results, agreements
 
 
 def load_pretrained(name: str, device: str | torch.device = "cpu", **kwargs) -> Predictor:

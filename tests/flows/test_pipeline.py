@@ -60,6 +60,11 @@ def test_demo_build_equals_direct_prediction_and_resumes(tmp_path, checkpoints):
     assert row[1] == pytest.approx(per_fu.zero_point_energy, rel=1e-4)
     assert np.sum(row[3]) * row[4] == pytest.approx(12, rel=1e-2)  # 3m states
     assert row[6] == ["Zn", "O"] and np.allclose(np.sum(row[5], axis=0), row[3], rtol=1e-4, atol=1e-7)
+    # every prediction row says whether the crystal is probably unstable, as the direct result does
+    flag = con.execute("SELECT likely_unstable FROM bands WHERE material_id = 'demo-ZnO-wurtzite'").fetchone()[0]
+    assert flag is result.likely_unstable
+    assert con.execute("SELECT count(likely_unstable) FROM gamma").fetchone()[0] == n
+    assert con.execute("SELECT count(likely_unstable) FROM material_summary").fetchone()[0] == n
     again = build("demo", specs, tmp_path, release="r", settings=BuildSettings(atoms_per_shard=30), progress=None)
     assert again["skipped_shards"] == again["shards"]
     assert connect(tmp_path).execute("SELECT count(*) FROM structures").fetchone()[0] == len(demo_structures())
@@ -203,3 +208,24 @@ def test_build_validates_and_analyses_each_crystal_once(tmp_path, checkpoints, m
     expected = ["Si8"] + [mid for mid, _ in demo_structures()]
     assert sorted(c.removesuffix(".cif") for c in calls["validate"]) == sorted(expected)  # the file is named
     assert sorted(calls["symmetry"]) == sorted(expected)
+
+
+def test_a_members_instability_reaches_the_database_rows(rocksalt_nacl):
+    """An ensemble whose averaged force constants are stable but one member's are not: the
+    bands and gamma rows built from its prediction both say ``likely_unstable``."""
+    from flows.models import LoadedModel
+    from flows.shard import _result_rows
+    from storage.schema import validate_rows
+    from tests.nn.test_uncertainty import SpringMember
+    from vgnn_core.crystal.crystal import as_crystal
+
+    crystal = as_crystal(rocksalt_nacl, name="NaCl-springs")
+    for ks, unstable in (((2.0, -0.5), True), ((2.0, 1.0), False)):
+        predictor = vgnn_core.Predictor(vgnn_core.VGNNEnsemble([SpringMember(k).double() for k in ks]))
+        (res,) = predictor.predict_phonons([crystal], density=20.0)
+        model = LoadedModel("kmvn-springs", "0" * 64, predictor)
+        rows = {**_result_rows(crystal, model, res, "bands"), **_result_rows(crystal, model, res, "gamma")}
+        assert np.min(rows["bands"]["frequencies_cm1"]) > -1e-3  # the mean itself is stable
+        assert rows["bands"]["likely_unstable"] is unstable and rows["gamma"]["likely_unstable"] is unstable
+        for table in ("bands", "gamma"):
+            validate_rows(table, [rows[table]])

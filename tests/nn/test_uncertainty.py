@@ -21,8 +21,8 @@ def members(n=3, kind="kmvn", same=False):
 def test_identical_members_have_zero_spread(rocksalt_nacl, perovskite_srtio3):
     ens = VGNNEnsemble(members(same=True))
     batch = collate([build_graph(s, 5.0) for s in (rocksalt_nacl, perovskite_srtio3)], dtype=torch.float64)
-    _, spread = ens.force_constants_and_spread(batch)
-    assert max(spread) < 1e-9
+    _, agreement = ens.force_constants_and_agreement(batch)
+    assert max(a.spread_cm1 for a in agreement) < 1e-9
 
 
 def test_spread_is_the_members_disagreement_and_frame_free(monoclinic_zro2):
@@ -31,7 +31,8 @@ def test_spread_is_the_members_disagreement_and_frame_free(monoclinic_zro2):
     r = np.linalg.qr(np.random.default_rng(0).normal(size=(3, 3)))[0]
     rotated = Structure(s.lattice.matrix @ r.T, s.species, s.frac_coords)
     batch = collate([build_graph(x, 5.0) for x in (s, rotated)], dtype=torch.float64)
-    fcs, spread = ens.force_constants_and_spread(batch)
+    fcs, agreement = ens.force_constants_and_agreement(batch)
+    spread = [a.spread_cm1 for a in agreement]
     assert spread[0] > 1.0
     assert spread[1] == pytest.approx(spread[0], rel=1e-6)
     # the returned force constants are the ensemble's own (the mean of the members' blocks)
@@ -44,6 +45,8 @@ def test_spread_is_the_members_disagreement_and_frame_free(monoclinic_zro2):
     q = torch.tensor(UNCERTAINTY_QPOINTS, dtype=torch.float64)
     each = torch.stack([band_frequencies(m.force_constants(batch)[:1], [q])[0] for m in ens.members])
     assert spread[0] == pytest.approx(float(each.std(dim=0).mean().detach()), rel=1e-9)
+    assert agreement[0].lowest_cm1 == pytest.approx(float(each.min().detach()), rel=1e-9)
+    assert agreement[1].lowest_cm1 == pytest.approx(agreement[0].lowest_cm1, rel=1e-6, abs=1e-6)
 
 
 def test_predictor_reports_calibrated_uncertainty_and_domain(rocksalt_nacl, si_primitive):
@@ -53,7 +56,7 @@ def test_predictor_reports_calibrated_uncertainty_and_domain(rocksalt_nacl, si_p
     p = Predictor(ens)
     nacl, si = p.predict_phonons([rocksalt_nacl, si_primitive], thermal=False)
     batch = collate([build_graph(rocksalt_nacl, 5.0)], dtype=torch.float64)
-    raw = ens.force_constants_and_spread(batch)[1][0]
+    raw = ens.force_constants_and_agreement(batch)[1][0].spread_cm1
     assert nacl.uncertainty_cm1 == pytest.approx(2.5 * raw, rel=1e-9)
     assert nacl.in_domain is True and nacl.domain_note is None
     assert si.in_domain is False and "Si" in si.domain_note
@@ -65,6 +68,41 @@ def test_predictor_reports_calibrated_uncertainty_and_domain(rocksalt_nacl, si_p
     # MVN ensembles report a Γ spread
     mvn = Predictor(VGNNEnsemble(members(kind="mvn"))).predict_phonons([rocksalt_nacl])[0]
     assert mvn.uncertainty_cm1 > 0 and mvn.bands is None
+    assert single.member_lowest_cm1 is None and mvn.member_lowest_cm1 is not None  # MVN members: at Γ
+    assert mvn.likely_unstable == (min(mvn.gamma.min(), mvn.member_lowest_cm1) < -5.0)
+
+
+class SpringMember(VGNN):
+    """A k-MVN member whose every bond is a central spring of stiffness ``k`` (eV/Å²)."""
+
+    def __init__(self, k: float):
+        super().__init__(kind="kmvn", r_bond=4.0)
+        self.k = k
+
+    def bond_blocks(self, batch, features=None):
+        u = batch.edge_vec.to(torch.float64)
+        u = u / u.norm(dim=1, keepdim=True)
+        return -self.k * u[:, :, None] * u[:, None, :]
+
+
+def test_one_unstable_member_flags_a_crystal_the_mean_calls_stable(rocksalt_nacl):
+    from vgnn_core import band_frequencies, central_spring_force_constants
+
+    soft = VGNNEnsemble([SpringMember(2.0).double(), SpringMember(-0.5).double()])  # mean: k = 0.75, stable
+    firm = VGNNEnsemble([SpringMember(2.0).double(), SpringMember(1.0).double()])
+    r_soft, r_firm = (Predictor(e).predict_phonons([rocksalt_nacl], thermal=False)[0] for e in (soft, firm))
+    # the ensemble is the spring model of the mean stiffness: stable, acoustic modes exact
+    spring = central_spring_force_constants(rocksalt_nacl, 0.75, r_max=4.0)
+    exact = band_frequencies([spring], [torch.as_tensor(r_soft.qpath.qpoints)])[0].numpy()
+    np.testing.assert_allclose(r_soft.bands, exact, atol=1e-4)
+    assert abs(r_soft.lowest_frequency_cm1) < 1e-3
+    # the negative-spring member alone is unstable everywhere off Γ: the crystal is flagged
+    assert r_soft.member_lowest_cm1 < -100 and r_soft.likely_unstable
+    assert r_soft.summary()["likely_unstable"] is True
+    assert r_firm.member_lowest_cm1 > -1e-3 and not r_firm.likely_unstable
+    # a single network flags by its own spectrum only
+    single = Predictor(SpringMember(-0.5).double()).predict_phonons([rocksalt_nacl], thermal=False)[0]
+    assert single.member_lowest_cm1 is None and single.likely_unstable
 
 
 def test_training_domain_rules(rocksalt_nacl, si_primitive):
@@ -102,12 +140,13 @@ def test_database_rows_carry_the_trust_columns():
     from storage.rows import gamma_row
     from storage.schema import to_table, validate_rows
 
-    rows = [gamma_row("mp-1", "kmvn", "0" * 64, np.array([0, 0, 0, 100.0, 110, 120]), 3.2, True),
+    rows = [gamma_row("mp-1", "kmvn", "0" * 64, np.array([0, 0, 0, 100.0, 110, 120]), 3.2, True, likely_unstable=True),
             gamma_row("mp-2", "kmvn", "0" * 64, np.array([0, 0, 0, 90.0, 95, 99]))]
     validate_rows("gamma", rows)
     table = to_table("gamma", rows)
     assert table.column("uncertainty_cm1").to_pylist() == [pytest.approx(3.2), None]
     assert table.column("in_domain").to_pylist() == [True, None]
+    assert table.column("likely_unstable").to_pylist() == [True, None]
 
 
 def test_vvn_reports_the_training_domain_too(rocksalt_nacl, si_primitive):
@@ -117,3 +156,4 @@ def test_vvn_reports_the_training_domain_too(rocksalt_nacl, si_primitive):
     model.checkpoint_metadata = {"domain": TrainingDomain.from_graphs([build_graph(rocksalt_nacl, 5.0)]).to_dict()}
     nacl, si = Predictor(model).predict_phonons([rocksalt_nacl, si_primitive])
     assert nacl.in_domain is True and si.in_domain is False and nacl.uncertainty_cm1 is None
+    assert nacl.member_lowest_cm1 is None and nacl.likely_unstable == (nacl.gamma.min() < -5.0)

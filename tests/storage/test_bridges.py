@@ -177,7 +177,7 @@ def test_predicted_rows_say_how_they_were_obtained(con, release):
     from vgnn_core.pretrained.registry import shipped_checkpoints
 
     assert sha == shipped_checkpoints()["kmvn"]["sha256"]
-    assert Release.open(release).manifest["schema_version"] == SCHEMA_VERSION == "1.5"
+    assert Release.open(release).manifest["schema_version"] == SCHEMA_VERSION == "1.6"
 
 
 def test_every_column_documents_its_unit():

@@ -38,7 +38,7 @@ def test_nac_rows_round_trip(nacl_results, tmp_path):
         path = tmp_path / f"{table}.parquet"
         pq.write_table(to_table(table, pair), path)
         back = pq.read_table(path)
-        assert back.schema.metadata[b"schema_version"].decode() == SCHEMA_VERSION == "1.5"
+        assert back.schema.metadata[b"schema_version"].decode() == SCHEMA_VERSION == "1.6"
         on, off = back.to_pylist()
         assert on["has_nac"] is True and off["has_nac"] is False
         assert off["born_charges"] is None and off["epsilon_inf"] is None and off["lo_to_splitting_cm1"] is None

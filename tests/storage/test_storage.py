@@ -162,26 +162,33 @@ def test_sigkill_mid_write_leaves_no_partial_file(tmp_path):
 
 
 def test_an_older_release_reads_new_nullable_columns_as_null(tmp_path):
-    """A release written before ``uncertainty_cm1`` / ``in_domain`` existed still opens: the new
-    nullable columns read as NULL, and the convenience views work."""
+    """A release written before ``uncertainty_cm1`` / ``in_domain`` / ``likely_unstable`` existed still
+    opens: the new nullable columns read as NULL, and the convenience views work."""
     import pyarrow.parquet as pq
+    from pymatgen.core import Lattice, Structure
 
     from storage.catalog import connect
     from storage.release import finalize_release, release_dir
     from storage.schema import schema
     from storage.writer import write_shard
 
-    rows = [gamma_row("mp-1", "kmvn", "0" * 64, np.array([0.0, 0, 0, 100, 110, 120]))]
+    nacl = Structure(Lattice.cubic(5.64), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    rows = {"structures": [structure_row(nacl, "mp-1")],
+            "gamma": [gamma_row("mp-1", "kmvn", "0" * 64, np.array([0.0, 0, 0, 100, 110, 120]))]}
     root = tmp_path / "db"
-    write_shard(release_dir(root, "old"), "demo", "s0", {"gamma": rows})
-    for f in release_dir(root, "old").rglob("gamma.parquet"):  # the shard's file, as the old schema had it
-        table = pq.read_table(f)
-        old = [n for n in schema("gamma").names if n not in ("uncertainty_cm1", "in_domain")]
-        pq.write_table(table.select([n for n in old if n in table.column_names]), f)
+    write_shard(release_dir(root, "old"), "demo", "s0", rows)
+    new_columns = ("uncertainty_cm1", "in_domain", "likely_unstable")
+    for table_name in ("gamma", "bands"):  # the shard's files, as the old schema had them
+        for f in release_dir(root, "old").rglob(f"{table_name}.parquet"):
+            table = pq.read_table(f)
+            old = [n for n in schema(table_name).names if n not in new_columns]
+            pq.write_table(table.select([n for n in old if n in table.column_names]), f)
     finalize_release(root, "old")
     con = connect(root)
-    assert con.execute("SELECT uncertainty_cm1, in_domain FROM gamma").fetchall() == [(None, None)]
+    assert con.execute("SELECT uncertainty_cm1, in_domain, likely_unstable FROM gamma").fetchall() == [(None, None, None)]
     assert con.execute("SELECT count(*) FROM gamma_modes").fetchone()[0] == 6
+    assert con.execute("SELECT formula, likely_unstable, bands_uncertainty_cm1 FROM material_summary").fetchall() == [
+        ("NaCl", None, None)]
 
 
 def test_a_release_of_many_shards_is_a_few_files_per_table(tmp_path, monkeypatch):

@@ -8,6 +8,7 @@ _EXPORTS = {
     "BornHeads": ".born",
     "BornModel": ".born",
     "ForceConstantModel": ".model",
+    "MemberAgreement": ".ensemble",
     "Model": ".model",
     "VGNN": ".model",
     "VGNNConfig": ".config",

@@ -10,6 +10,7 @@ instead would not be: the mean of sorted eigenvalues is not the spectrum of any 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 
@@ -18,9 +19,22 @@ from ..phonons.dynamical_matrix import band_frequencies
 from ..phonons.force_constants import ForceConstants
 from .model import VGNN, AtomFeatures, ForceConstantModel
 
-#: Where the members' spread is measured: Γ and the zone-boundary points of the 2×2×2 grid
-#: (fractional, the cell's reciprocal basis).
+#: Where the members' agreement (spread, lowest mode) is measured: Γ and the zone-boundary
+#: points of the 2×2×2 grid (fractional, the cell's reciprocal basis).
 UNCERTAINTY_QPOINTS = [[a / 2, b / 2, c / 2] for a in (0, 1) for b in (0, 1) for c in (0, 1)]
+
+
+@dataclass(frozen=True)
+class MemberAgreement:
+    """How far an ensemble's members agree on one crystal, measured at :data:`UNCERTAINTY_QPOINTS`
+    (MVN: Γ) on each member's own spectrum."""
+
+    #: standard deviation across members of each mode's frequency, averaged over modes and
+    #: q-points (cm⁻¹, uncalibrated: the predictor scales it to the expected MAE)
+    spread_cm1: float
+    #: the lowest frequency any member predicts there (cm⁻¹, signed: negative = imaginary); the
+    #: mean of the members' blocks can be stable where one member is not
+    lowest_cm1: float
 
 
 class VGNNEnsemble(ForceConstantModel):
@@ -67,14 +81,15 @@ class VGNNEnsemble(ForceConstantModel):
             raise ValueError(f"{len(features)} members' features for an ensemble of {len(self.members)}")
         return torch.stack([m.bond_blocks(batch, f) for m, f in zip(self.members, features)])
 
-    def force_constants_and_spread(self, batch: GraphBatch, features: Sequence[AtomFeatures] | None = None,
-                                   ) -> tuple[list[ForceConstants], list[float]]:
-        """The ensemble's force constants and, per crystal, how much its members disagree.
+    def force_constants_and_agreement(self, batch: GraphBatch, features: Sequence[AtomFeatures] | None = None,
+                                      ) -> tuple[list[ForceConstants], list[MemberAgreement]]:
+        """The ensemble's force constants and, per crystal, how far its members agree.
 
-        The spread (cm⁻¹) is the standard deviation across members of each member's own
-        frequencies at Γ and the seven zone-boundary points of the cell's 2×2×2 grid (MVN: at Γ),
-        averaged over modes and q-points: one extra small eigen-solve per member, a few per cent
-        of a band structure. :data:`UNCERTAINTY_QPOINTS` lists the points. ``features``: as for
+        Each member's own frequencies at Γ and the seven zone-boundary points of the cell's 2×2×2
+        grid (MVN: at Γ) give the spread (standard deviation across members, averaged over modes
+        and q-points) and the lowest frequency of any member: one extra small eigen-solve per
+        member, a few per cent of a band structure; no NAC (with ``nac_mode="full"`` the
+        ensemble's own bands get it, its members' spectra here do not). ``features``: as for
         :meth:`member_bond_blocks`.
         """
         member_blocks = self.member_bond_blocks(batch, features)
@@ -83,5 +98,8 @@ class VGNNEnsemble(ForceConstantModel):
         points = UNCERTAINTY_QPOINTS if self.kind == "kmvn" else [[0.0, 0.0, 0.0]]  # MVN: Γ only
         q = torch.as_tensor(points, dtype=torch.float64, device=member_blocks.device)
         freqs = [band_frequencies(member, [q] * len(member)) for member in per_member]
-        spread = [float(torch.stack([f[g] for f in freqs]).std(dim=0).mean().detach()) for g in range(batch.n_graphs)]
-        return fcs, spread
+        agreement = []
+        for g in range(batch.n_graphs):
+            each = torch.stack([f[g] for f in freqs]).detach()  # (members, q, modes)
+            agreement.append(MemberAgreement(spread_cm1=float(each.std(dim=0).mean()), lowest_cm1=float(each.min())))
+        return fcs, agreement

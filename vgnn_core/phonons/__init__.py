@@ -8,6 +8,7 @@ from .._lazy import lazy
 _EXPORTS = {
     "BornCharges": ".nac",
     "ForceConstants": ".force_constants",
+    "INSTABILITY_THRESHOLD_CM1": ".units",
     "NonAnalyticCorrection": ".nac",
     "PhononResult": ".result",
     "QPath": ".qpath",

@@ -27,6 +27,7 @@ from .modes import modes
 from .nac import BornCharges, GammaJumpCorrection, NonAnalyticCorrection, path_q_directions
 from .qpath import QPath, high_symmetry_path
 from .thermal import ThermalProperties, thermal_properties
+from .units import INSTABILITY_THRESHOLD_CM1
 
 
 @dataclass
@@ -49,6 +50,9 @@ class PhononResult:
     in_domain: bool | None = None
     #: why the crystal is outside the training domain (None when inside or unknown)
     domain_note: str | None = None
+    #: an ensemble's lowest frequency of any single member at Γ and the zone-boundary points of
+    #: the 2×2×2 grid (MVN: Γ), cm⁻¹ signed, without NAC; None for a single network
+    member_lowest_cm1: float | None = None
     #: Born charges and ε∞ of the non-analytic correction (None: no NAC); with them
     #: ``force_constants`` are the short-range ones and ``gamma`` the TO frequencies
     born: BornCharges | None = None
@@ -58,6 +62,20 @@ class PhononResult:
     def has_nac(self) -> bool:
         """Whether the dipole–dipole (LO–TO) correction is applied."""
         return self.nac is not None
+
+    @property
+    def lowest_frequency_cm1(self) -> float:
+        """The lowest predicted frequency (cm⁻¹, signed): over the bands when there are some, else Γ."""
+        return float(np.min(self.bands if self.bands is not None else self.gamma))
+
+    @property
+    def likely_unstable(self) -> bool:
+        """Whether the crystal is probably dynamically unstable: the prediction, or any ensemble
+        member on its own, has a mode below :data:`INSTABILITY_THRESHOLD_CM1`."""
+        lowest = self.lowest_frequency_cm1
+        if self.member_lowest_cm1 is not None:
+            lowest = min(lowest, self.member_lowest_cm1)
+        return bool(lowest < INSTABILITY_THRESHOLD_CM1)
 
     @property
     def born_charges(self) -> np.ndarray | None:
@@ -92,7 +110,8 @@ class PhononResult:
             "n_atoms": len(self.structure),
             "gamma_cm1": [round(float(w), 3) for w in self.gamma],
             "max_frequency_cm1": float(np.max(self.bands if self.bands is not None else self.gamma)),
-            "min_frequency_cm1": float(np.min(self.bands if self.bands is not None else self.gamma)),
+            "min_frequency_cm1": self.lowest_frequency_cm1,
+            "likely_unstable": self.likely_unstable,
             "uncertainty_cm1": None if self.uncertainty_cm1 is None else round(float(self.uncertainty_cm1), 2),
             "in_domain": self.in_domain,
         }

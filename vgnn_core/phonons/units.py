@@ -22,6 +22,9 @@ THZ_TO_CM1: float = 1e12 / (_c.c * 100.0)
 THZ_TO_MEV: float = _c.h * 1e12 / _c.electron_volt * 1e3
 #: √(eV/(Å²·amu)) → cm⁻¹.
 EV_ANGSTROM2_AMU_TO_CM1: float = EV_ANGSTROM2_AMU_TO_THZ * THZ_TO_CM1
+#: A crystal counts as dynamically unstable when its lowest frequency is below this (cm⁻¹): the
+#: margin keeps the numerical noise of an interpolated near-Γ acoustic branch out.
+INSTABILITY_THRESHOLD_CM1: float = -5.0
 
 
 def thz_to_cm1(x):

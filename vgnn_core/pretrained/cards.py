@@ -90,11 +90,13 @@ def _trust_lines(card: dict) -> list[str]:
     rows = []
     for split, m in card["metrics"].items():
         b, u = m.get("bands") or {}, m.get("uncertainty")
-        ins, hyd = b.get("instability"), b.get("mae_hydrogen")
+        ins, hyd, flag = b.get("instability"), b.get("mae_hydrogen"), b.get("likely_unstable")
         if not (ins or u or hyd):
             continue
         cells = [split]
         cells.append(f"{ins['precision']:.2f} / {ins['recall']:.2f} / {ins['f1']:.2f} ({ins['n_unstable']})" if ins else "–")
+        cells.append(f"{flag['precision']:.2f} / {flag['recall']:.2f} / {flag['f1']:.2f} ({flag['n_predicted_unstable']} flagged)"
+                     if flag else "–")
         cells.append(f"{hyd['mean']:.1f} ({hyd['n']})" if hyd else "–")
         cells.append(f"{u['spearman']:.2f}" if u else "–")
         cells.append(f"{u['top_mean_error']:.1f} / {u['rest_mean_error']:.1f} ({u['top_to_rest_ratio']:.1f}×)" if u else "–")
@@ -103,12 +105,13 @@ def _trust_lines(card: dict) -> list[str]:
         return []
     scale = card.get("uncertainty_scale")
     return ["", "## Instabilities, hydrogen, uncertainty", "",
-            "Unstable = lowest ω on the path below −5 cm⁻¹. Uncertainty = the members' spread"
+            "Unstable = lowest ω on the path below −5 cm⁻¹; `likely_unstable` also counts any member alone "
+            "below it at Γ and the 2×2×2 zone-boundary points. Uncertainty = the members' spread"
             + (f" × {scale:.2f} (calibrated on val: mean uncertainty = mean MAE)" if scale else "")
             + "; ranked against the actual per-material MAE.", "",
-            "| split | instability precision / recall / F1 (n unstable) | H-bearing bands MAE (n) | "
-            "Spearman(uncertainty, MAE) | MAE of the 10 % most uncertain / the rest |",
-            "|---|---|---|---|---|", *rows]
+            "| split | instability precision / recall / F1 (n unstable) | `likely_unstable` precision / recall / F1 (n flagged) "
+            "| H-bearing bands MAE (n) | Spearman(uncertainty, MAE) | MAE of the 10 % most uncertain / the rest |",
+            "|---|---|---|---|---|---|", *rows]
 
 
 def _twin_lines(card: dict) -> list[str]:

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from ..nn.ensemble import VGNNEnsemble
+from ..nn.ensemble import MemberAgreement, VGNNEnsemble
 from ..nn.model import Model
 from ..predict import Predictor
 from .metrics import (
@@ -75,9 +75,12 @@ def evaluate(model: Model, samples: Sequence[PhononSample], batch_size: int = 32
             summary["bands"]["mae_hydrogen"] = summarize(hydrogen, "bands_mae") | {"n": len(hydrogen)}
     summary["acoustic_gamma_cm1"] = summarize(rows, "acoustic_gamma_cm1")
     if isinstance(model, VGNNEnsemble) and rows:
-        spread = ensemble_spread(model, [s.graph for s in samples], batch_size)
-        for r, u in zip(rows, spread):
-            r["spread_cm1"] = u
+        for r, a in zip(rows, member_agreement(model, [s.graph for s in samples], batch_size)):
+            r["spread_cm1"], r["member_lowest_cm1"] = a.spread_cm1, a.lowest_cm1
+        if "bands" in summary:  # PhononResult.likely_unstable: the ensemble or any member below -5 cm⁻¹
+            summary["bands"]["likely_unstable"] = instability_scores(
+                [min(r["bands_min_predicted"], r["member_lowest_cm1"]) for r in rows],
+                [r["bands_min_reference"] for r in rows])
         key = "bands_mae" if "bands_mae" in rows[0] else "gamma_mae"
         scored = [r for r in rows if key in r]
         summary["uncertainty"] = uncertainty_scores([r["spread_cm1"] for r in scored], [r[key] for r in scored])
@@ -85,14 +88,14 @@ def evaluate(model: Model, samples: Sequence[PhononSample], batch_size: int = 32
     return {"summary": summary, "materials": rows}
 
 
-def ensemble_spread(model: VGNNEnsemble, graphs: Sequence, batch_size: int = 32) -> list[float]:
-    """The members' spread (cm⁻¹, uncalibrated) of every graph; see
-    :meth:`~vgnn_core.nn.ensemble.VGNNEnsemble.force_constants_and_spread`."""
+def member_agreement(model: VGNNEnsemble, graphs: Sequence, batch_size: int = 32) -> list[MemberAgreement]:
+    """How far the members agree on every graph (spread uncalibrated); see
+    :meth:`~vgnn_core.nn.ensemble.VGNNEnsemble.force_constants_and_agreement`."""
     predictor = Predictor(model, device=next(model.parameters()).device, batch_size=batch_size)
-    out: list[float] = []
+    out: list[MemberAgreement] = []
     with torch.inference_mode():
         for _, batch in predictor._each_batch(graphs):
-            out += model.force_constants_and_spread(batch)[1]
+            out += model.force_constants_and_agreement(batch)[1]
     return out
 
 

@@ -6,6 +6,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from ..phonons.units import INSTABILITY_THRESHOLD_CM1
+
 
 def material_metrics(pred: np.ndarray, true: np.ndarray) -> dict[str, float]:
     """MAE, RMSE, normalised MSE and max |error| of one material (any array shape)."""
@@ -36,10 +38,6 @@ def acoustic_gamma(gamma: np.ndarray) -> float:
 def summarize(rows: Sequence[dict[str, float]], key: str) -> dict[str, float]:
     values = np.array([r[key] for r in rows], dtype=float)
     return {"mean": float(values.mean()), "median": float(np.median(values)), "max": float(values.max())}
-
-
-#: A crystal is called dynamically unstable when its lowest frequency is below this (cm⁻¹).
-INSTABILITY_THRESHOLD_CM1 = -5.0
 
 
 def instability_scores(pred_min: Sequence[float], true_min: Sequence[float],
