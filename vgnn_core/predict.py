@@ -288,9 +288,9 @@ class Predictor:
         structure) or a sequence of them (``None`` entries: no correction) is applied as given.
         ``nac_mode="gamma"`` (default) adds only the direction-dependent LO–TO jump at Γ to the
         network's force constants, which already hold the analytic long-range part (on Petretto
-        ``val`` it leaves the band MAE at 18.3 cm⁻¹ and cuts the LO error at Γ from 40.1 to 32.5);
+        ``val`` it leaves the band MAE at 17.8 cm⁻¹ and cuts the LO error at Γ from 41.2 to 33.6);
         ``"full"`` takes them as short-range and adds the whole Gonze–Lee term (val band MAE
-        23.9: counted twice). ``PhononResult.has_nac`` says whether a crystal got it.
+        23.2: counted twice). ``PhononResult.has_nac`` says whether a crystal got it.
 
         :class:`~vgnn_core.crystal.crystal.Crystal` inputs are used as they are: neither
         validated nor symmetry-analysed again.
@@ -313,9 +313,10 @@ class Predictor:
         else:
             results, agreements = self._force_constant_results(graphs, crystals, names, bands, thermal,
                                                                dict(mesh_options, nac_mode=nac_mode), nac)
+        scale = self.uncertainty_scale
         for r, agreement, note in zip(results, agreements, notes):
             if agreement is not None:
-                r.uncertainty_cm1 = self.uncertainty_scale * agreement.spread_cm1
+                r.uncertainty_cm1 = scale * agreement.spread_cm1
                 r.member_lowest_cm1 = agreement.lowest_cm1
             r.in_domain = (note is None) if known_domain else None
             r.domain_note = note

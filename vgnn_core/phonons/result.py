@@ -64,9 +64,14 @@ class PhononResult:
         return self.nac is not None
 
     @property
+    def spectrum(self) -> np.ndarray:
+        """The widest set of predicted frequencies (cm⁻¹): the bands when there are some, else Γ."""
+        return self.bands if self.bands is not None else self.gamma
+
+    @property
     def lowest_frequency_cm1(self) -> float:
-        """The lowest predicted frequency (cm⁻¹, signed): over the bands when there are some, else Γ."""
-        return float(np.min(self.bands if self.bands is not None else self.gamma))
+        """The lowest predicted frequency (cm⁻¹, signed) of :attr:`spectrum`."""
+        return float(np.min(self.spectrum))
 
     @property
     def likely_unstable(self) -> bool:
@@ -109,7 +114,7 @@ class PhononResult:
             "formula": self.structure.composition.reduced_formula,
             "n_atoms": len(self.structure),
             "gamma_cm1": [round(float(w), 3) for w in self.gamma],
-            "max_frequency_cm1": float(np.max(self.bands if self.bands is not None else self.gamma)),
+            "max_frequency_cm1": float(np.max(self.spectrum)),
             "min_frequency_cm1": self.lowest_frequency_cm1,
             "likely_unstable": self.likely_unstable,
             "uncertainty_cm1": None if self.uncertainty_cm1 is None else round(float(self.uncertainty_cm1), 2),
