@@ -10,8 +10,11 @@ For each source (default: all 10,034 Togo phonondb structures and the 253 IZA ze
    ``--workers`` processes, writing Parquet shards and the release (wall time, ingest included).
 
 Overhead = (pipeline − ingest − inference) / inference. Both sides use both cores (inference with
-torch's threads, the pipeline with one process per core). Prints a table, writes
-``benchmarks/results/pipeline.json``. Run: ``python benchmarks/bench_pipeline.py [--sources demo]``.
+torch's threads, the pipeline with one process per core). Both also split their time by stage
+(:class:`~vgnn_core.timing.StageClock`: graph, network, solves, DOS/thermo, and the pipeline's
+Parquet writing); the pipeline's "scheduling" is what its wall time holds beyond ingest and the
+shards' stage seconds shared out over the workers (Prefect and Dask, idle workers, stragglers).
+Prints two tables, writes ``benchmarks/results/pipeline.json``. Run: ``python benchmarks/bench_pipeline.py [--sources demo]``.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ def pure_inference(source: str, models: list[str], atoms_per_shard: int) -> dict
     from flows.plan import BuildSettings, plan_shards, read_inputs, sizes_of
     from flows.sources import resolve_source
     from vgnn_core.crystal.crystal import Crystal
+    from vgnn_core.timing import StageClock
 
     settings = BuildSettings(atoms_per_shard=atoms_per_shard)
     t0 = time.perf_counter()
@@ -48,23 +52,24 @@ def pure_inference(source: str, models: list[str], atoms_per_shard: int) -> dict
     loaded = pick_models(models)
     gamma_model, bands_model = loaded.gamma, loaded.bands
     n_bands, gamma_s, bands_s = 0, 0.0, 0.0
+    clock = StageClock()
     for shard in shards:
         batch = [structures[m] for m in shard.material_ids if m in structures]
         if not batch:
             continue
         t0 = time.perf_counter()
         if gamma_model:
-            gamma_model.predictor.predict_phonons(batch, bands=False, thermal=False)
+            gamma_model.predictor.predict_phonons(batch, bands=False, thermal=False, clock=clock)
         t1 = time.perf_counter()
         small = [c for c in batch if c.n_atoms <= settings.bands_max_atoms]
         if bands_model and small:
             bands_model.predictor.predict_phonons(small, density=settings.mesh_density,
-                                                  temperatures=settings.temperature_array)
+                                                  temperatures=settings.temperature_array, clock=clock)
             n_bands += len(small)
         gamma_s, bands_s = gamma_s + t1 - t0, bands_s + time.perf_counter() - t1
     return {"materials": len(structures), "with_bands": n_bands, "atoms": sum(c.n_atoms for c in structures.values()),
             "ingest_s": ingest, "inference_s": gamma_s + bands_s, "gamma_s": gamma_s, "bands_s": bands_s,
-            "device": device_name()}
+            "inference_stage_s": clock.seconds, "device": device_name()}
 
 
 def device_name() -> str:
@@ -85,6 +90,32 @@ def pipeline(source: str, models: list[str], out: Path, workers: int, atoms_per_
     summary = run_build(source, models, str(out), release="bench", cluster=cluster, n_workers=workers,
                         atoms_per_shard=atoms_per_shard)
     return {**summary, "pipeline_s": time.perf_counter() - t0}
+
+
+STAGES = ("graph", "network", "solves", "dos_thermo", "write")
+
+
+def stage_split(row: dict, workers: int) -> dict[str, dict[str, float]]:
+    """Seconds per stage of pure inference and of the pipeline (whose stage seconds are summed
+    over its workers, so shared out over them here), each with what remains of its wall time."""
+    pure = {"ingest": row["ingest_s"], **{s: row["inference_stage_s"].get(s, 0.0) for s in STAGES}}
+    pure["other"] = row["ingest_s"] + row["inference_s"] - sum(pure.values())
+    pipe = {"ingest": row["ingest_s"], **{s: row["stage_seconds"].get(s, 0.0) / workers for s in STAGES}}
+    pipe["scheduling"] = row["pipeline_s"] - sum(pipe.values())
+    return {"inference": pure, "pipeline": pipe}
+
+
+def print_stages(rows: list[dict], workers: int) -> None:
+    """Per-stage seconds of every source: pure inference, then the pipeline (per worker)."""
+    names = ("ingest", *STAGES)
+    print(f"\n{'source':<10} {'run':<10} " + " ".join(f"{n:>10}" for n in names) + f" {'rest':>10}")
+    for r in rows:
+        for run, split in r["stages"].items():
+            rest = split.get("scheduling", split.get("other", 0.0))
+            print(f"{r['source']:<10} {run:<10} " + " ".join(f"{split.get(n, 0.0):>10.1f}" for n in names)
+                  + f" {rest:>10.1f}")
+    print(f"(seconds; pipeline stages per worker of {workers}; rest: inference's other work, the pipeline's "
+          "scheduling and idle time)")
 
 
 def mp_projection(row: dict) -> dict:
@@ -124,7 +155,9 @@ def main() -> None:
             overhead = (run["pipeline_s"] - ref["ingest_s"] - ref["inference_s"]) / ref["inference_s"]
             rows.append({"source": source, **ref, **run, "overhead": overhead,
                          "materials_per_s": run["written"] / run["pipeline_s"]})
+            rows[-1]["stages"] = stage_split(rows[-1], args.workers)
             print(f"{source}: {json.dumps(rows[-1], default=str)}", flush=True)
+    print_stages(rows, args.workers)
     print(f"\n{'source':<10} {'materials':>9} {'atoms':>8} {'ingest s':>9} {'inference s':>12} "
           f"{'pipeline s':>11} {'mat/s':>7} {'overhead':>9} {'failed':>7}")
     for r in rows:

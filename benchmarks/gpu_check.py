@@ -63,40 +63,25 @@ def sync(device: str) -> None:
 
 
 def stage_times(structures: list, device: str) -> dict:
-    """Seconds of each stage of one pass over ``structures`` (models loaded, warm)."""
-    import torch
-
+    """Seconds of each stage (:class:`~vgnn_core.timing.StageClock`) of one pass over
+    ``structures`` (models loaded, warm): MVN Γ spectra, then k-MVN bands + DOS + thermo."""
     from vgnn_core import load_pretrained
     from vgnn_core.crystal.crystal import as_crystal
-    from vgnn_core.crystal.graph import build_graph
-    from vgnn_core.phonons.dynamical_matrix import gamma_frequencies
+    from vgnn_core.timing import StageClock
 
     mvn, kmvn = load_pretrained("mvn", device=device), load_pretrained("kmvn", device=device)
     warm = structures[:4]
     mvn.predict_gamma(warm), kmvn.predict_phonons(warm)
-    out: dict[str, float] = {}
     t = time.perf_counter()
     crystals = [as_crystal(s) for s in structures]
-    out["validate"] = time.perf_counter() - t
-    t = time.perf_counter()
-    graphs = [build_graph(c.structure, mvn.model.config.graph_cutoff) for c in crystals]
-    out["graphs"] = time.perf_counter() - t
-    fcs: dict[str, list] = {}
-    with torch.inference_mode():
-        for name, p in (("mvn", mvn), ("kmvn", kmvn)):
-            t = time.perf_counter()
-            fcs[name] = []
-            for _, batch in p._each_batch(graphs):
-                fcs[name] += p.model.force_constants(batch)
-            sync(device)
-            out[f"{name}_network"] = time.perf_counter() - t
+    out: dict[str, float] = {"validate": time.perf_counter() - t}
+    for name, predictor, options in (("mvn", mvn, {"bands": False, "thermal": False}), ("kmvn", kmvn, {})):
+        clock = StageClock()
         t = time.perf_counter()
-        gamma_frequencies([fc.cpu() for fc in fcs["mvn"]])
-        out["mvn_gamma_eigensolve"] = time.perf_counter() - t
-    t = time.perf_counter()
-    kmvn.predict_phonons(crystals)
-    sync(device)
-    out["kmvn_predict_phonons_total"] = time.perf_counter() - t
+        predictor.predict_phonons(crystals, clock=clock, **options)
+        sync(device)
+        out[f"{name}_total"] = time.perf_counter() - t
+        out.update({f"{name}_{stage}": seconds for stage, seconds in clock.seconds.items()})
     return out
 
 

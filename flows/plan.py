@@ -32,6 +32,7 @@ from storage.writer import WORK_DIR, complete_shards, write_shard
 from vgnn_core import InvalidStructureError
 from vgnn_core.crystal.crystal import Crystal
 from vgnn_core.files import write_text_atomic
+from vgnn_core.timing import StageClock
 
 from .sources import SourceItem, resolve_source, source_partition
 
@@ -318,7 +319,8 @@ def finalize_build(out: Path, plan: BuildPlan, models: list[dict], reports: list
     :class:`~flows.shard.ShardReport` of every shard (a reused shard reports its recorded
     counts). Working shards of inputs the plan no longer has are deleted; the ``runs`` table
     keeps one row per finished build of the release. Summary: ``written`` / ``failed``
-    materials in the release, ``computed`` / ``reused`` materials this run, shard counts.
+    materials in the release, ``computed`` / ``reused`` materials this run, shard counts, and
+    ``stage_seconds``: this run's shard seconds per stage (summed over workers and threads).
     Raises :class:`BuildError` — no release, ``latest`` unchanged — when no material is written.
     """
     import datetime as dt
@@ -344,7 +346,11 @@ def finalize_build(out: Path, plan: BuildPlan, models: list[dict], reports: list
                      extra={"source": plan.source, "source_key": source_key(plan.source),
                             "settings": asdict(plan.settings)})
     reused = [r for r in reports if r.skipped]
+    clock = StageClock()
+    for r in reports:
+        clock.merge(r.stage_seconds)
     return {"release": plan.release, "shards": len(plan.shards), "skipped_shards": len(reused),
+            "stage_seconds": clock.seconds,
             "written": written, "failed": failed,
             "computed": sum(r.written + r.failed for r in reports if not r.skipped),
             "reused": sum(r.written + r.failed for r in reused),

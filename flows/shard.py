@@ -28,6 +28,7 @@ from storage.rows import (
 from storage.writer import read_marker, write_shard
 from vgnn_core import InvalidStructureError
 from vgnn_core.crystal.crystal import Crystal
+from vgnn_core.timing import StageClock
 
 from .models import BuildModels, LoadedModel
 from .plan import BuildSettings, InputFailure, PlannedInput, Shard
@@ -43,6 +44,7 @@ class ShardReport:
     failed: int = 0
     skipped: bool = False
     seconds: float = 0.0
+    stage_seconds: dict[str, float] = field(default_factory=dict)  # graph, network, solves, dos_thermo, write
     failures: list[dict] = field(default_factory=list)
     models: list[dict] = field(default_factory=list)  # {"name", "sha256", "kind"} used
 
@@ -62,8 +64,9 @@ def predict_shard(
     models: BuildModels,
     run_id: str,
     settings: BuildSettings | None = None,
+    clock: StageClock | None = None,
 ) -> dict[str, list[dict]]:
-    """Rows for every table from one shard's planned inputs."""
+    """Rows for every table from one shard's planned inputs (``clock``: seconds per stage)."""
     settings = settings or BuildSettings()
     rows: dict[str, list[dict]] = {t: [] for t in (*MATERIAL_TABLES, "failures")}
     good: list[Crystal] = []
@@ -94,7 +97,7 @@ def predict_shard(
                                    "and thermo skipped (Γ spectrum written)", "run_id": run_id})
         if not todo:
             continue
-        done, failed = _predict_isolating_failures(todo, model, table, settings)
+        done, failed = _predict_isolating_failures(todo, model, table, settings, clock)
         for mid, exc in failed:
             rows["failures"].append(_failure(mid, "predict", exc, run_id))
         for c, res in done:
@@ -125,7 +128,8 @@ def _result_rows(crystal: Crystal, model: LoadedModel, res, table: str) -> dict[
             "dos": dos_row(mid, name, sha, res.mesh, res.dos, method)}
 
 
-def _predict(crystals: list[Crystal], model: LoadedModel, table: str, settings: BuildSettings):
+def _predict(crystals: list[Crystal], model: LoadedModel, table: str, settings: BuildSettings,
+             clock: StageClock | None = None):
     names = [c.name for c in crystals]
     nac = None  # LO–TO: k-MVN force constants with Born heads that fit them (the shipped k-MVN)
     if settings.nac and model.predictor.model.supports_bands:
@@ -135,20 +139,21 @@ def _predict(crystals: list[Crystal], model: LoadedModel, table: str, settings: 
             warnings.warn(f"{model.name}: no Born heads fit this k-MVN, its rows are written without the LO–TO "
                           "splitting (has_nac false)", stacklevel=1)
     if table == "gamma":
-        return model.predictor.predict_phonons(crystals, names=names, bands=False, thermal=False, nac=nac)
+        return model.predictor.predict_phonons(crystals, names=names, bands=False, thermal=False, nac=nac,
+                                               clock=clock)
     return model.predictor.predict_phonons(crystals, names=names, density=settings.mesh_density,
-                                           temperatures=settings.temperature_array, nac=nac)
+                                           temperatures=settings.temperature_array, nac=nac, clock=clock)
 
 
-def _predict_isolating_failures(crystals, model, table, settings):
+def _predict_isolating_failures(crystals, model, table, settings, clock=None):
     """Batch prediction; if the batch fails, one by one so only the culprit is lost."""
     try:
-        return list(zip(crystals, _predict(crystals, model, table, settings))), []
+        return list(zip(crystals, _predict(crystals, model, table, settings, clock))), []
     except Exception:  # noqa: BLE001
         done, failed = [], []
         for c in crystals:
             try:
-                done.append((c, _predict([c], model, table, settings)[0]))
+                done.append((c, _predict([c], model, table, settings, clock)[0]))
             except Exception as exc:  # noqa: BLE001
                 failed.append((c.name, exc))
         return done, failed
@@ -176,8 +181,9 @@ def run_shard(
     if marker is not None and marker.get("models") == identities:
         return ShardReport(shard.shard_id, written=marker.get("written", 0), failed=marker.get("failed", 0),
                            skipped=True, models=identities)
+    clock = StageClock()
     try:
-        rows = predict_shard(inputs, models, run_id, settings)
+        rows = predict_shard(inputs, models, run_id, settings, clock)
     except Exception as exc:  # noqa: BLE001 - never lose the shard's other materials silently
         rows = {t: [] for t in MATERIAL_TABLES}
         rows["failures"] = [_failure(x.material_id if isinstance(x, InputFailure) else x.name, "predict", exc, run_id)
@@ -185,7 +191,8 @@ def run_shard(
         traceback.print_exc()
     failed = {f["material_id"] for f in rows["failures"] if f["stage"] != "limit"}
     written = len(rows["structures"])
-    write_shard(rdir, source, shard.shard_id, rows,
-                meta={"models": identities, "written": written, "failed": len(failed)})
-    return ShardReport(shard.shard_id, written=written, failed=len(failed),
-                       seconds=time.perf_counter() - t0, failures=rows["failures"], models=identities)
+    with clock.stage("write"):
+        write_shard(rdir, source, shard.shard_id, rows,
+                    meta={"models": identities, "written": written, "failed": len(failed)})
+    return ShardReport(shard.shard_id, written=written, failed=len(failed), seconds=time.perf_counter() - t0,
+                       stage_seconds=dict(clock.seconds), failures=rows["failures"], models=identities)

@@ -31,6 +31,7 @@ from .phonons.nac import BornCharges
 from .phonons.result import PhononResult, phonon_properties
 from .pretrained.registry import load_pretrained_model
 from .threads import map_threads
+from .timing import StageClock, maybe_stage
 
 #: What ``nac`` may be: off (None / False), predicted charges (True), or given ones — one
 #: :class:`~vgnn_core.phonons.nac.BornCharges` (a single structure) or one (or None) per structure.
@@ -276,6 +277,7 @@ class Predictor:
         thermal: bool = True,
         nac: NacOption = None,
         nac_mode: str = "gamma",
+        clock: StageClock | None = None,
         **mesh_options,
     ) -> list[PhononResult]:
         """Full :class:`~vgnn_core.phonons.result.PhononResult` per structure (k-MVN: Γ, bands
@@ -294,25 +296,30 @@ class Predictor:
 
         :class:`~vgnn_core.crystal.crystal.Crystal` inputs are used as they are: neither
         validated nor symmetry-analysed again.
+
+        ``clock`` (a :class:`~vgnn_core.timing.StageClock`) counts the seconds of each stage:
+        ``graph``, ``network``, ``solves``, ``dos_thermo``.
         """
         items = structures if isinstance(structures, (list, tuple)) else [structures]
-        crystals = [as_crystal(s) for s in items]
-        structures = [c.structure for c in crystals]
+        with maybe_stage(clock, "graph"):
+            crystals = [as_crystal(s) for s in items]
+            structures = [c.structure for c in crystals]
+            r_max = self.model.config.graph_cutoff
+            graphs = [build_graph(s, r_max) for s in structures]  # validated once, just above
+            notes = self.domain_notes(graphs)
         names = list(names) if names is not None else [
             c.structure.properties.get("material_id") or c.structure.composition.reduced_formula for c in crystals]
-        r_max = self.model.config.graph_cutoff
-        graphs = [build_graph(s, r_max) for s in structures]  # validated once, just above
-        notes = self.domain_notes(graphs)
         known_domain = self.domain is not None
         if nac is not None and nac is not False and not self.model.supports_bands:
             raise ValueError(f"the LO–TO correction (nac) needs a k-MVN's force constants, not a {self.kind.upper()}")
         if not self.model.has_force_constants:
-            gammas = self.spectra_from_graphs(graphs)[0]
+            with maybe_stage(clock, "network"):  # a VVN's network gives the frequencies themselves
+                gammas = self.spectra_from_graphs(graphs)[0]
             results = [PhononResult(n, s, g) for n, s, g in zip(names, structures, gammas)]
             agreements = [None] * len(results)
         else:
             results, agreements = self._force_constant_results(graphs, crystals, names, bands, thermal,
-                                                               dict(mesh_options, nac_mode=nac_mode), nac)
+                                                               dict(mesh_options, nac_mode=nac_mode), nac, clock)
         scale = self.uncertainty_scale
         for r, agreement, note in zip(results, agreements, notes):
             if agreement is not None:
@@ -333,25 +340,28 @@ class Predictor:
                                  f"for a cell of {len(s)} atoms")
         return given
 
-    def _force_constant_results(self, graphs, crystals, names, bands, thermal, mesh_options, nac=None):
+    def _force_constant_results(self, graphs, crystals, names, bands, thermal, mesh_options, nac=None, clock=None):
         """PhononResults of force-constant models, and how far an ensemble's members agree on each."""
         structures = [c.structure for c in crystals]
         predicted: list | None = [] if nac is True else None
-        fcs, agreements = self._force_constants_and_agreement(graphs, predicted)
+        with maybe_stage(clock, "network"):
+            fcs, agreements = self._force_constants_and_agreement(graphs, predicted)
+            fcs = [fc.cpu() for fc in fcs]  # the rest runs on the CPU (and a GPU's work is done here)
         if predicted is not None:
             charges = [None if nac_skip_reason(s, z) else z for s, z in zip(structures, predicted)]
         elif nac is None or nac is False:
             charges = [None] * len(structures)
         else:
             charges = self._given_charges(nac, structures)
-        fcs = [fc.cpu() for fc in fcs]  # the rest runs on the CPU
         if not self.model.supports_bands:
-            gammas = [w.numpy() for w in gamma_frequencies([fc.to(self.eig_dtype) for fc in fcs])]
+            with maybe_stage(clock, "solves"):
+                gammas = [w.numpy() for w in gamma_frequencies([fc.to(self.eig_dtype) for fc in fcs])]
             results = [PhononResult(n, s, g) for n, s, g in zip(names, structures, gammas)]
         else:
             def properties(job: tuple) -> PhononResult:
                 fc, c, n, z = job
-                return phonon_properties(fc, c, name=n, bands=bands, thermal=thermal, born=z, **mesh_options)
+                return phonon_properties(fc, c, name=n, bands=bands, thermal=thermal, born=z, clock=clock,
+                                         **mesh_options)
 
             threads = self.cpu_threads or torch.get_num_threads()
             results = map_threads(properties, list(zip(fcs, crystals, names, charges)), threads)

@@ -19,9 +19,9 @@ def backbone():
     return load_pretrained_model("kmvn")
 
 
-def random_heads(irreps, seed):
+def random_heads(irreps, seed, interactions=0):
     torch.manual_seed(seed)
-    heads = BornHeads(irreps).double()
+    heads = BornHeads(irreps, interactions=interactions).double()
     with torch.no_grad():  # well away from the initial values, so nothing vanishes by accident
         for p in heads.parameters():
             p.add_(0.3 * torch.randn_like(p))
@@ -41,22 +41,26 @@ def predict(model, structures):
     return model.predict(collate([build_graph(s, r_max=4.0) for s in structures], dtype=torch.float32))
 
 
-def test_neutral_and_positive_definite_for_random_weights():
+@pytest.mark.parametrize("interactions", [0, 1])
+def test_neutral_and_positive_definite_for_random_weights(interactions):
     irreps = o3.Irreps("16x0e + 8x1o + 4x2e")
     n_atoms = torch.tensor([1, 3, 5, 2])
     for seed in range(4):
-        heads = random_heads(irreps, seed)
+        heads = random_heads(irreps, seed, interactions)
         x = torch.randn(int(n_atoms.sum()), irreps.dim, dtype=torch.float64)
-        src = torch.randint(0, int(n_atoms.sum()), (40,))
-        vec = torch.randn(40, 3, dtype=torch.float64) * 2.0
-        out = heads(x, n_atoms, (src, src.roll(1), vec))
+        # bonds within each crystal, as a crystal graph has them
+        owner = torch.repeat_interleave(torch.arange(len(n_atoms)), n_atoms)
+        pairs = [(i, j) for i in range(len(owner)) for j in range(len(owner)) if owner[i] == owner[j]]
+        src, dst = (torch.tensor(c) for c in zip(*pairs))
+        vec = torch.randn(len(src), 3, dtype=torch.float64) * 2.0
+        out = heads(x, n_atoms, (src, dst, vec))
         born = out.born.detach()
         assert born.abs().max() > 0.05  # not trivially zero…
         for part in torch.split(born, n_atoms.tolist()):  # …but Σ_i Z*_i = 0 in every crystal
             assert part.sum(0).abs().max() < 1e-12
         assert born[0].abs().max() < 1e-12  # a one-atom cell has no Born charge
         eps = out.epsilon.detach()
-        torch.testing.assert_close(eps, eps.transpose(-1, -2), atol=1e-12, rtol=0)
+        torch.testing.assert_close(eps, eps.transpose(-1, -2), atol=1e-12, rtol=1e-12)
         assert torch.linalg.eigvalsh(eps).min() > 1.0  # ε∞ ≥ 1: positive definite
         torch.testing.assert_close(eps, torch.eye(3, dtype=eps.dtype) + symmetric_expm(out.log_epsilon.detach()))
 
@@ -65,12 +69,15 @@ def test_bond_term_needs_bonds():
     heads = BornHeads("4x0e + 2x1o")
     with pytest.raises(ValueError, match="bond term"):
         heads(torch.randn(2, 10), torch.tensor([2]))
+    with pytest.raises(ValueError, match="pass messages over bonds"):
+        BornHeads("4x0e + 2x1o", bond_hidden=0, interactions=1)(torch.randn(2, 10), torch.tensor([2]))
     no_bonds = BornHeads("4x0e + 2x1o", bond_hidden=0)
     assert no_bonds(torch.randn(2, 10), torch.tensor([2])).born.shape == (2, 3, 3)
 
 
-def test_rotation_equivariance_through_the_backbone(backbone):
-    model = BornModel(backbone, random_heads(backbone_irreps(backbone), 1).float())
+@pytest.mark.parametrize("interactions", [0, 1])
+def test_rotation_equivariance_through_the_backbone(backbone, interactions):
+    model = BornModel(backbone, random_heads(backbone_irreps(backbone), 1, interactions).float())
     s = triclinic()
     rot = Rotation.random(random_state=4).as_matrix()
     rotated = Structure(Lattice(s.lattice.matrix @ rot.T), s.species, s.frac_coords)
@@ -88,8 +95,9 @@ def test_rotation_equivariance_through_the_backbone(backbone):
     np.testing.assert_allclose(c.epsilon, a.epsilon, atol=2e-4 * np.abs(a.epsilon).max())
 
 
-def test_permuting_atoms_permutes_born_charges(backbone):
-    model = BornModel(backbone, random_heads(backbone_irreps(backbone), 2).float())
+@pytest.mark.parametrize("interactions", [0, 1])
+def test_permuting_atoms_permutes_born_charges(backbone, interactions):
+    model = BornModel(backbone, random_heads(backbone_irreps(backbone), 2, interactions).float())
     s = triclinic(1)
     perm = [2, 0, 3, 1]
     shuffled = Structure(s.lattice, [s.species[i] for i in perm], s.frac_coords[perm])

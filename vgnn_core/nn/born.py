@@ -35,6 +35,7 @@ from e3nn import o3
 from e3nn.io import CartesianTensor
 
 from ..crystal.graph import GraphBatch
+from .convolution import Interaction
 from .radial import BesselBasis, polynomial_envelope
 
 #: Irreps of a general rank-2 polar tensor (Z*) and of a symmetric one (ε∞, its logarithm).
@@ -117,7 +118,10 @@ class BornHeads(torch.nn.Module):
     ``square_irreps``: the channels kept from the square; ``n_mix`` / ``hidden``: the candidate
     channels per output irrep and the width of the invariant MLP that mixes them; ``r_max`` (Å),
     ``n_radial``, ``bond_hidden``: cutoff, Bessel basis and MLP width of the bond term
-    (``bond_hidden=0``: no bond term, atom features only). ``hyper`` holds these for checkpoints.
+    (``bond_hidden=0``: no bond term, atom features only); ``interactions``: equivariant
+    message-passing layers of the heads' own on the compressed features, over the bonds within
+    ``r_max`` (0: none), so a charge can adapt to its neighbours' frozen features.
+    ``hyper`` holds these for checkpoints.
     """
 
     def __init__(
@@ -130,14 +134,22 @@ class BornHeads(torch.nn.Module):
         r_max: float = 4.0,
         n_radial: int = 8,
         bond_hidden: int = 64,
+        interactions: int = 0,
     ) -> None:
         super().__init__()
         self.irreps_in = o3.Irreps(irreps_in)
         self.hyper = {"irreps_in": str(self.irreps_in), "mid_irreps": mid_irreps, "square_irreps": square_irreps,
                       "n_mix": n_mix, "hidden": hidden, "r_max": r_max, "n_radial": n_radial,
-                      "bond_hidden": bond_hidden}
+                      "bond_hidden": bond_hidden, "interactions": interactions}
         mid = o3.Irreps(mid_irreps)
         self.pre = o3.Linear(self.irreps_in, mid)
+        self.r_max = float(r_max)
+        self.radial = BesselBasis(r_max, n_radial)
+        self.irreps_sh = o3.Irreps.spherical_harmonics(2)
+        self.interactions = torch.nn.ModuleList(
+            Interaction(mid, mid, self.irreps_sh, n_radial, 64, avg_num_neighbors=10.0) for _ in range(interactions))
+        if any(layer.irreps_out != mid for layer in self.interactions):
+            raise ValueError(f"mid_irreps {mid} must hold scalars to gate each of its l > 0 channels")
         self.square = o3.TensorSquare(mid, o3.Irreps(square_irreps))
         joined = mid + o3.Irreps(square_irreps)
         n_scalars = sum(mul for mul, ir in joined if ir.l == 0 and ir.p == 1)
@@ -146,9 +158,7 @@ class BornHeads(torch.nn.Module):
         self.eps_tensor = CartesianTensor(SYMMETRIC_RANK2)
         self.born_readout = _MixedReadout(joined, self.born_tensor, n_scalars, n_mix, hidden)
         self.eps_readout = _MixedReadout(joined, self.eps_tensor, n_scalars, n_mix, hidden)
-        self.r_max = float(r_max)
         if bond_hidden > 0:
-            self.radial = BesselBasis(r_max, n_radial)
             self.bond_mlp = torch.nn.Sequential(
                 torch.nn.Linear(2 * n_scalars + n_radial, bond_hidden), torch.nn.SiLU(),
                 torch.nn.Linear(bond_hidden, bond_hidden), torch.nn.SiLU(), torch.nn.Linear(bond_hidden, 4))
@@ -168,6 +178,14 @@ class BornHeads(torch.nn.Module):
         from ``r_max`` on are ignored. Required when the heads have a bond term.
         """
         x = self.pre(features)
+        if len(self.interactions):
+            if bonds is None:
+                raise ValueError("these Born heads pass messages over bonds: pass the crystal graph's bonds")
+            src, dst, vec = self._near_bonds(*bonds, dtype=x.dtype)
+            sh = o3.spherical_harmonics(self.irreps_sh, vec, normalize=True, normalization="component")
+            radial = self.radial(torch.linalg.norm(vec, dim=1))
+            for layer in self.interactions:
+                x = layer(x, src, dst, sh, radial)
         joined = torch.cat([x, self.square(x)], dim=1)
         scalars = torch.cat([joined[:, sl] for sl in self._scalar_slices], dim=1)
         index = atom_crystal_index(n_atoms)
@@ -186,13 +204,18 @@ class BornHeads(torch.nn.Module):
         return BornOutput(born=born, log_epsilon=s, epsilon=eye + symmetric_expm(s))
 
 
+    def _near_bonds(self, src: torch.Tensor, dst: torch.Tensor, vec: torch.Tensor,
+                    dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The bonds shorter than ``r_max`` (src, dst, vec in ``dtype``)."""
+        vec = vec.to(dtype)
+        near = torch.linalg.norm(vec, dim=1) < self.r_max
+        return src[near], dst[near], vec[near]
+
     def _bond_terms(self, scalars: torch.Tensor, src: torch.Tensor, dst: torch.Tensor,
                     vec: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-atom sums over bonds of a·1 + b·(r̂r̂ᵀ − 1/3) (Z*) and c·1 + d·(r̂r̂ᵀ − 1/3) (S)."""
-        vec = vec.to(scalars.dtype)
+        src, dst, vec = self._near_bonds(src, dst, vec, scalars.dtype)
         length = torch.linalg.norm(vec, dim=1)
-        near = length < self.r_max
-        src, dst, vec, length = src[near], dst[near], vec[near], length[near]
         coef = self.bond_mlp(torch.cat([scalars[src], scalars[dst], self.radial(length)], dim=1))
         coef = coef * polynomial_envelope(length, self.r_max)[:, None]  # continuous as a bond crosses r_max
         unit = vec / length.clamp(min=1e-9)[:, None]

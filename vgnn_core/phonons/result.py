@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from ..crystal.crystal import as_crystal
+from ..timing import StageClock, maybe_stage
 from .dos import DEFAULT_SIGMA_CM1, PhononDOS, phonon_dos
 from .dynamical_matrix import band_frequencies, gamma_frequencies
 from .force_constants import ForceConstants
@@ -228,6 +229,7 @@ def phonon_properties(
     born: BornCharges | None = None,
     supercell_matrix: np.ndarray | None = None,
     nac_mode: str = "full",
+    clock: StageClock | None = None,
     **mesh_options,
 ) -> PhononResult:
     """Γ modes, the band structure along the high-symmetry path (``bands``) and the DOS and
@@ -241,6 +243,8 @@ def phonon_properties(
     (:meth:`~vgnn_core.phonons.nac.NonAnalyticCorrection.short_range`). ``nac_mode="gamma"``
     adds only the direction-dependent jump at Γ (:class:`~vgnn_core.phonons.nac.GammaJumpCorrection`)
     to ``fc`` taken as the full force constants — what the networks' force constants need.
+    ``clock`` (a :class:`~vgnn_core.timing.StageClock`) counts the ``solves`` (Γ, path) and
+    ``dos_thermo`` (mesh) seconds.
     """
     if nac_mode not in ("full", "gamma"):
         raise ValueError(f"nac_mode must be 'full' or 'gamma', not {nac_mode!r}")
@@ -259,13 +263,15 @@ def phonon_properties(
         raise ValueError(f"{name or structure.composition.reduced_formula}: a supercell matrix without Born "
                          "charges has no meaning (it only splits off the dipole–dipole force constants)")
     nacs = None if nac is None else [nac]
-    result = PhononResult(name or structure.composition.reduced_formula, structure,
-                          gamma_frequencies([fc], nacs)[0].numpy(), force_constants=fc, born=born, nac=nac)
-    if bands:
-        result.qpath = qpath or high_symmetry_path(structure)
-        q = result.qpath.qpoints
-        dirs = None if nac is None else [path_q_directions(q, result.qpath.segments, structure.lattice.matrix)]
-        result.bands = band_frequencies([fc], [torch.as_tensor(q)], nacs=nacs, q_directions=dirs)[0].numpy()
+    with maybe_stage(clock, "solves"):
+        result = PhononResult(name or structure.composition.reduced_formula, structure,
+                              gamma_frequencies([fc], nacs)[0].numpy(), force_constants=fc, born=born, nac=nac)
+        if bands:
+            result.qpath = qpath or high_symmetry_path(structure)
+            q = result.qpath.qpoints
+            dirs = None if nac is None else [path_q_directions(q, result.qpath.segments, structure.lattice.matrix)]
+            result.bands = band_frequencies([fc], [torch.as_tensor(q)], nacs=nacs, q_directions=dirs)[0].numpy()
     if thermal:
-        result.mesh, result.dos, result.thermal = mesh_properties(fc, crystal, nac=nac, **mesh_options)
+        with maybe_stage(clock, "dos_thermo"):
+            result.mesh, result.dos, result.thermal = mesh_properties(fc, crystal, nac=nac, **mesh_options)
     return result
