@@ -74,11 +74,13 @@ def test_records_give_neutral_charges_and_symmetric_epsilon(val_samples, petrett
     assert dielectric_from_record(data, 4.0) is None
 
 
-def test_training_improves_and_checkpoint_round_trips(val_samples, backbone, tmp_path):
+@pytest.mark.parametrize("interactions", [0, 1])
+def test_training_improves_and_checkpoint_round_trips(val_samples, backbone, tmp_path, interactions):
     train, val = val_samples[:7], val_samples[7:]
     irreps = str(backbone_irreps(backbone))
     cfg = BornTrainConfig(epochs=40, batch_size=4, lr=5e-3, heads={"mid_irreps": "8x0e + 4x1o + 4x2e",
-                                                                     "square_irreps": "8x0e + 4x1e + 4x2e"})
+                                                                     "square_irreps": "8x0e + 4x1e + 4x2e",
+                                                                     "interactions": interactions})
     torch.manual_seed(cfg.seed)
     untrained = predict_heads(BornHeads(irreps, **cfg.heads), train)  # what training starts from
     # selected on the training materials themselves: this checks that the heads fit
@@ -89,7 +91,7 @@ def test_training_improves_and_checkpoint_round_trips(val_samples, backbone, tmp
     assert 1 <= best["epoch"] <= 40 and (tmp_path / "h.pt").is_file()
     save_heads(heads, tmp_path / "final.pt", {"note": "test"})
     loaded, meta = load_heads(tmp_path / "final.pt")
-    assert meta == {"note": "test"}
+    assert meta == {"note": "test"} and len(loaded.interactions) == interactions
     for a, b in zip(predict_heads(heads, val), predict_heads(loaded, val)):
         np.testing.assert_allclose(a.born, b.born, atol=1e-6)
         np.testing.assert_allclose(a.epsilon, b.epsilon, atol=1e-6)

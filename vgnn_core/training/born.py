@@ -467,14 +467,16 @@ def run(out: str | Path, model_name: str = "kmvn", cfg: BornTrainConfig | None =
     on train (with ``togo``, also on the BORN files of phonondb ``train``: :func:`load_togo_train`)
     and selected on Petretto val (:func:`train_heads`), then :func:`evaluate_and_save` into ``out``.
 
-    ``members`` picks ensemble members by position (default: all); the metadata names them by
-    their weights' sha256 (``backbone_members_sha256``), so heads on members 0 and 1 stay valid
-    when another member is retrained or added."""
+    ``model_name``: a shipped model's name, or the path of a k-MVN checkpoint (e.g. a candidate
+    ensemble from ``vgnn ensemble``, before it is shipped). ``members`` picks ensemble members by
+    position (default: all); the metadata names them by their weights' sha256
+    (``backbone_members_sha256``), so heads on members 0 and 1 stay valid when another member is
+    retrained or added."""
     from ..nn.born import member_digest, networks, select_members
-    from ..pretrained.registry import load_pretrained_model
+    from ..pretrained.registry import load_checkpoint, load_pretrained_model
 
     cfg = cfg or BornTrainConfig()
-    model = load_pretrained_model(model_name)
+    model = load_checkpoint(model_name) if Path(model_name).is_file() else load_pretrained_model(model_name)
     nets = networks(model)
     digests = [member_digest(nets[k]) for k in (range(len(nets)) if members is None else members)]
     model = select_members(model, digests)
@@ -490,7 +492,7 @@ def run(out: str | Path, model_name: str = "kmvn", cfg: BornTrainConfig | None =
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
-    """``python -m vgnn_core.training.born OUT [--epochs N] [--togo] [--heads JSON]``."""
+    """``python -m vgnn_core.training.born OUT [--backbone NAME|PATH] [--epochs N] [--togo] [--heads JSON]``."""
     import argparse
 
     parser = argparse.ArgumentParser(prog="python -m vgnn_core.training.born", description=main.__doc__)
@@ -499,12 +501,14 @@ def main(argv: Sequence[str] | None = None) -> dict:
     parser.add_argument("--lr", type=float, default=BornTrainConfig.lr)
     parser.add_argument("--togo", action="store_true", help="also fit the BORN files of phonondb train")
     parser.add_argument("--heads", default="{}", help="BornHeads hyper-parameters as JSON")
+    parser.add_argument("--backbone", default="kmvn",
+                        help="shipped k-MVN name or checkpoint path whose backbones the heads read (default: kmvn)")
     parser.add_argument("--members", help="comma-separated positions of the k-MVN members whose backbones "
                                           "the heads read (default: all)")
     args = parser.parse_args(argv)
     cfg = BornTrainConfig(epochs=args.epochs, lr=args.lr, heads=json.loads(args.heads))
     members = None if args.members is None else [int(k) for k in args.members.split(",")]
-    return run(args.out, cfg=cfg, togo=args.togo, members=members)
+    return run(args.out, model_name=args.backbone, cfg=cfg, togo=args.togo, members=members)
 
 
 if __name__ == "__main__":
