@@ -2,8 +2,9 @@
 
 1. Reads the first ``--n`` structures of Togo's phonondb (phonopy's primitive cells, from
    ``unitcells_conf_born.tar.xz``) and writes them as POSCAR files into a folder.
-2. Times the stages of one prediction pass on a subset (validation, graphs, the MVN and k-MVN
-   networks, the Γ eigen-solves, k-MVN's bands + DOS + thermal properties).
+2. Times the stages of one in-process prediction pass on a subset (validation, then for the MVN
+   and the k-MVN the wall seconds of :mod:`vgnn_core.timing`'s stages: graphs, networks, Γ
+   eigen-solves, bands, DOS + thermal properties).
 3. Compares frequencies on ``--compare`` structures: ``--device`` against the CPU (Γ from MVN,
    the band structure from k-MVN), max |Δω| in cm⁻¹ against a 1e-3 cm⁻¹ tolerance.
 4. Builds the database from the folder with the shipped MVN and k-MVN, in process (the
@@ -81,7 +82,7 @@ def stage_times(structures: list, device: str) -> dict:
         predictor.predict_phonons(crystals, clock=clock, **options)
         sync(device)
         out[f"{name}_total"] = time.perf_counter() - t
-        out.update({f"{name}_{stage}": seconds for stage, seconds in clock.seconds.items()})
+        out.update({f"{name}_{stage}": seconds for stage, seconds in clock.wall_seconds().items()})
     return out
 
 

@@ -32,7 +32,6 @@ from storage.writer import WORK_DIR, complete_shards, write_shard
 from vgnn_core import InvalidStructureError
 from vgnn_core.crystal.crystal import Crystal
 from vgnn_core.files import write_text_atomic
-from vgnn_core.timing import StageClock
 
 from .sources import SourceItem, resolve_source, source_partition
 
@@ -319,8 +318,9 @@ def finalize_build(out: Path, plan: BuildPlan, models: list[dict], reports: list
     :class:`~flows.shard.ShardReport` of every shard (a reused shard reports its recorded
     counts). Working shards of inputs the plan no longer has are deleted; the ``runs`` table
     keeps one row per finished build of the release. Summary: ``written`` / ``failed``
-    materials in the release, ``computed`` / ``reused`` materials this run, shard counts, and
-    ``stage_seconds``: this run's shard seconds per stage (summed over workers and threads).
+    materials in the release, ``computed`` / ``reused`` materials this run, shard counts, and the
+    wall seconds of this run's shards (``shard_seconds``) and their split by stage
+    (``stage_seconds``), both summed over the shards (so over the workers).
     Raises :class:`BuildError` — no release, ``latest`` unchanged — when no material is written.
     """
     import datetime as dt
@@ -346,12 +346,14 @@ def finalize_build(out: Path, plan: BuildPlan, models: list[dict], reports: list
                      extra={"source": plan.source, "source_key": source_key(plan.source),
                             "settings": asdict(plan.settings)})
     reused = [r for r in reports if r.skipped]
-    clock = StageClock()
-    for r in reports:
-        clock.merge(r.stage_seconds)
+    computed = [r for r in reports if not r.skipped]
+    stages: dict[str, float] = {}
+    for r in computed:
+        for stage, seconds in r.stage_seconds.items():
+            stages[stage] = stages.get(stage, 0.0) + seconds
     return {"release": plan.release, "shards": len(plan.shards), "skipped_shards": len(reused),
-            "stage_seconds": clock.seconds,
+            "shard_seconds": sum(r.seconds for r in computed), "stage_seconds": stages,
             "written": written, "failed": failed,
-            "computed": sum(r.written + r.failed for r in reports if not r.skipped),
+            "computed": sum(r.written + r.failed for r in computed),
             "reused": sum(r.written + r.failed for r in reused),
             "removed_shards": len(set(work) - planned - runs)}

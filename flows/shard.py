@@ -28,7 +28,7 @@ from storage.rows import (
 from storage.writer import read_marker, write_shard
 from vgnn_core import InvalidStructureError
 from vgnn_core.crystal.crystal import Crystal
-from vgnn_core.timing import StageClock
+from vgnn_core.timing import StageClock, maybe_stage
 
 from .models import BuildModels, LoadedModel
 from .plan import BuildSettings, InputFailure, PlannedInput, Shard
@@ -39,12 +39,16 @@ MATERIAL_TABLES = ("structures", "gamma", "bands", "thermo", "dos")
 
 @dataclass
 class ShardReport:
+    """What one shard did: materials written and failed (or ``skipped``: already complete), its
+    wall ``seconds`` and their split by stage (``stage_seconds``, wall s: the prediction's stages of
+    :mod:`vgnn_core.timing`, ``rows`` for building the table rows, ``write`` for the Parquet)."""
+
     shard_id: str
     written: int = 0
     failed: int = 0
     skipped: bool = False
     seconds: float = 0.0
-    stage_seconds: dict[str, float] = field(default_factory=dict)  # graph, network, solves, dos_thermo, write
+    stage_seconds: dict[str, float] = field(default_factory=dict)
     failures: list[dict] = field(default_factory=list)
     models: list[dict] = field(default_factory=list)  # {"name", "sha256", "kind"} used
 
@@ -100,14 +104,15 @@ def predict_shard(
         done, failed = _predict_isolating_failures(todo, model, table, settings, clock)
         for mid, exc in failed:
             rows["failures"].append(_failure(mid, "predict", exc, run_id))
-        for c, res in done:
-            try:  # a row that cannot be built loses its material, never the shard
-                made = _result_rows(c, model, res, table)
-            except Exception as exc:  # noqa: BLE001
-                rows["failures"].append(_failure(c.name, "predict", exc, run_id))
-                continue
-            for t, row in made.items():
-                rows[t].append(row)
+        with maybe_stage(clock, "rows"):
+            for c, res in done:
+                try:  # a row that cannot be built loses its material, never the shard
+                    made = _result_rows(c, model, res, table)
+                except Exception as exc:  # noqa: BLE001
+                    rows["failures"].append(_failure(c.name, "predict", exc, run_id))
+                    continue
+                for t, row in made.items():
+                    rows[t].append(row)
     # a material that failed any prediction is not half-written (a size limit is not a failure)
     failed_ids = {f["material_id"] for f in rows["failures"] if f["stage"] != "limit"}
     for table in MATERIAL_TABLES:
@@ -195,4 +200,4 @@ def run_shard(
         write_shard(rdir, source, shard.shard_id, rows,
                     meta={"models": identities, "written": written, "failed": len(failed)})
     return ShardReport(shard.shard_id, written=written, failed=len(failed), seconds=time.perf_counter() - t0,
-                       stage_seconds=dict(clock.seconds), failures=rows["failures"], models=identities)
+                       stage_seconds=clock.wall_seconds(), failures=rows["failures"], models=identities)

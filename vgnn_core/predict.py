@@ -31,7 +31,7 @@ from .phonons.nac import BornCharges
 from .phonons.result import PhononResult, phonon_properties
 from .pretrained.registry import load_pretrained_model
 from .threads import map_threads
-from .timing import StageClock, maybe_stage
+from .timing import THREADED_STEP, StageClock, maybe_stage
 
 #: What ``nac`` may be: off (None / False), predicted charges (True), or given ones — one
 #: :class:`~vgnn_core.phonons.nac.BornCharges` (a single structure) or one (or None) per structure.
@@ -298,7 +298,7 @@ class Predictor:
         validated nor symmetry-analysed again.
 
         ``clock`` (a :class:`~vgnn_core.timing.StageClock`) counts the seconds of each stage:
-        ``graph``, ``network``, ``solves``, ``dos_thermo``.
+        ``graph``, ``network``, ``solves`` (MVN), ``bands`` and ``dos_thermo`` (k-MVN).
         """
         items = structures if isinstance(structures, (list, tuple)) else [structures]
         with maybe_stage(clock, "graph"):
@@ -344,6 +344,8 @@ class Predictor:
         """PhononResults of force-constant models, and how far an ensemble's members agree on each."""
         structures = [c.structure for c in crystals]
         predicted: list | None = [] if nac is True else None
+        if predicted is not None:
+            self.born_model  # noqa: B018 - loaded (once) before the network is timed
         with maybe_stage(clock, "network"):
             fcs, agreements = self._force_constants_and_agreement(graphs, predicted)
             fcs = [fc.cpu() for fc in fcs]  # the rest runs on the CPU (and a GPU's work is done here)
@@ -364,7 +366,8 @@ class Predictor:
                                          **mesh_options)
 
             threads = self.cpu_threads or torch.get_num_threads()
-            results = map_threads(properties, list(zip(fcs, crystals, names, charges)), threads)
+            with maybe_stage(clock, THREADED_STEP):
+                results = map_threads(properties, list(zip(fcs, crystals, names, charges)), threads)
         return results, agreements
 
 

@@ -66,10 +66,10 @@ def test_demo_build_equals_direct_prediction_and_resumes(tmp_path, checkpoints):
     assert con.execute("SELECT count(likely_unstable) FROM gamma").fetchone()[0] == n
     assert con.execute("SELECT count(likely_unstable) FROM material_summary").fetchone()[0] == n
     # the summary says where the shards' time went; a build that reuses every shard computed nothing
-    assert set(first["stage_seconds"]) == {"graph", "network", "solves", "dos_thermo", "write"}
-    assert min(first["stage_seconds"].values()) > 0
+    assert set(first["stage_seconds"]) == {"graph", "network", "solves", "bands", "dos_thermo", "rows", "write"}
+    assert min(first["stage_seconds"].values()) > 0 and sum(first["stage_seconds"].values()) <= first["shard_seconds"]
     again = build("demo", specs, tmp_path, release="r", settings=BuildSettings(atoms_per_shard=30), progress=None)
-    assert again["skipped_shards"] == again["shards"] and again["stage_seconds"] == {}
+    assert again["skipped_shards"] == again["shards"] and again["stage_seconds"] == {} and again["shard_seconds"] == 0
     assert connect(tmp_path).execute("SELECT count(*) FROM structures").fetchone()[0] == len(demo_structures())
 
 

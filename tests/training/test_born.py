@@ -91,7 +91,7 @@ def test_training_improves_and_checkpoint_round_trips(val_samples, backbone, tmp
     assert 1 <= best["epoch"] <= 40 and (tmp_path / "h.pt").is_file()
     save_heads(heads, tmp_path / "final.pt", {"note": "test"})
     loaded, meta = load_heads(tmp_path / "final.pt")
-    assert meta == {"note": "test"} and len(loaded.interactions) == interactions
+    assert meta == {"note": "test"} and len(loaded.convolutions) == interactions
     for a, b in zip(predict_heads(heads, val), predict_heads(loaded, val)):
         np.testing.assert_allclose(a.born, b.born, atol=1e-6)
         np.testing.assert_allclose(a.epsilon, b.epsilon, atol=1e-6)

@@ -120,8 +120,9 @@ class BornHeads(torch.nn.Module):
     ``n_radial``, ``bond_hidden``: cutoff, Bessel basis and MLP width of the bond term
     (``bond_hidden=0``: no bond term, atom features only); ``interactions``: equivariant
     message-passing layers of the heads' own on the compressed features, over the bonds within
-    ``r_max`` (0: none), so a charge can adapt to its neighbours' frozen features.
-    ``hyper`` holds these for checkpoints.
+    ``r_max`` (0: none; ``interaction_hidden`` the width of their radial MLPs, messages summed
+    and divided by ``avg_num_neighbors``), so a charge can depend on its neighbours' features
+    beyond what the frozen backbone passed on. ``hyper`` holds these for checkpoints.
     """
 
     def __init__(
@@ -135,21 +136,29 @@ class BornHeads(torch.nn.Module):
         n_radial: int = 8,
         bond_hidden: int = 64,
         interactions: int = 0,
+        interaction_hidden: int = 64,
+        avg_num_neighbors: float = 10.0,
     ) -> None:
         super().__init__()
         self.irreps_in = o3.Irreps(irreps_in)
         self.hyper = {"irreps_in": str(self.irreps_in), "mid_irreps": mid_irreps, "square_irreps": square_irreps,
                       "n_mix": n_mix, "hidden": hidden, "r_max": r_max, "n_radial": n_radial,
-                      "bond_hidden": bond_hidden, "interactions": interactions}
+                      "bond_hidden": bond_hidden}
+        if interactions:  # only then: heads saved without layers stay readable by older code
+            self.hyper.update(interactions=interactions, interaction_hidden=interaction_hidden,
+                              avg_num_neighbors=avg_num_neighbors)
         mid = o3.Irreps(mid_irreps)
         self.pre = o3.Linear(self.irreps_in, mid)
         self.r_max = float(r_max)
         self.radial = BesselBasis(r_max, n_radial)
         self.irreps_sh = o3.Irreps.spherical_harmonics(2)
-        self.interactions = torch.nn.ModuleList(
-            Interaction(mid, mid, self.irreps_sh, n_radial, 64, avg_num_neighbors=10.0) for _ in range(interactions))
-        if any(layer.irreps_out != mid for layer in self.interactions):
-            raise ValueError(f"mid_irreps {mid} must hold scalars to gate each of its l > 0 channels")
+        self.convolutions = torch.nn.ModuleList(
+            Interaction(mid, mid, self.irreps_sh, n_radial, interaction_hidden, avg_num_neighbors)
+            for _ in range(interactions))
+        for layer in self.convolutions:
+            if layer.irreps_out != mid:
+                raise ValueError(f"with interactions, mid_irreps must list scalars first, then by l, each once "
+                                 f"(got {mid}; the layers give {layer.irreps_out})")
         self.square = o3.TensorSquare(mid, o3.Irreps(square_irreps))
         joined = mid + o3.Irreps(square_irreps)
         n_scalars = sum(mul for mul, ir in joined if ir.l == 0 and ir.p == 1)
@@ -178,13 +187,13 @@ class BornHeads(torch.nn.Module):
         from ``r_max`` on are ignored. Required when the heads have a bond term.
         """
         x = self.pre(features)
-        if len(self.interactions):
+        if len(self.convolutions):
             if bonds is None:
                 raise ValueError("these Born heads pass messages over bonds: pass the crystal graph's bonds")
             src, dst, vec = self._near_bonds(*bonds, dtype=x.dtype)
             sh = o3.spherical_harmonics(self.irreps_sh, vec, normalize=True, normalization="component")
             radial = self.radial(torch.linalg.norm(vec, dim=1))
-            for layer in self.interactions:
+            for layer in self.convolutions:
                 x = layer(x, src, dst, sh, radial)
         joined = torch.cat([x, self.square(x)], dim=1)
         scalars = torch.cat([joined[:, sl] for sl in self._scalar_slices], dim=1)
@@ -202,7 +211,6 @@ class BornHeads(torch.nn.Module):
         s = 0.5 * (s + s.transpose(-1, -2)) + self.log_eps_offset * torch.eye(3, dtype=s.dtype, device=s.device)
         eye = torch.eye(3, dtype=s.dtype, device=s.device)
         return BornOutput(born=born, log_epsilon=s, epsilon=eye + symmetric_expm(s))
-
 
     def _near_bonds(self, src: torch.Tensor, dst: torch.Tensor, vec: torch.Tensor,
                     dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

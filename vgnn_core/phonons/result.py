@@ -243,11 +243,23 @@ def phonon_properties(
     (:meth:`~vgnn_core.phonons.nac.NonAnalyticCorrection.short_range`). ``nac_mode="gamma"``
     adds only the direction-dependent jump at Γ (:class:`~vgnn_core.phonons.nac.GammaJumpCorrection`)
     to ``fc`` taken as the full force constants — what the networks' force constants need.
-    ``clock`` (a :class:`~vgnn_core.timing.StageClock`) counts the ``solves`` (Γ, path) and
-    ``dos_thermo`` (mesh) seconds.
+    ``clock`` (a :class:`~vgnn_core.timing.StageClock`) counts the ``bands`` (Γ, path, LO–TO
+    setup) and ``dos_thermo`` (mesh) seconds.
     """
     if nac_mode not in ("full", "gamma"):
         raise ValueError(f"nac_mode must be 'full' or 'gamma', not {nac_mode!r}")
+    with maybe_stage(clock, "bands"):
+        result, crystal = _gamma_and_path(fc, structure, name, qpath, bands, born, supercell_matrix, nac_mode)
+    if thermal:
+        with maybe_stage(clock, "dos_thermo"):
+            result.mesh, result.dos, result.thermal = mesh_properties(result.force_constants, crystal,
+                                                                      nac=result.nac, **mesh_options)
+    return result
+
+
+def _gamma_and_path(fc, structure, name, qpath, bands, born, supercell_matrix, nac_mode):
+    """:func:`phonon_properties` up to the mesh: the result with Γ (and the path's bands), and the
+    crystal; the result's force constants are short-range when a supercell's were split."""
     fc = fc.cpu().to(torch.float64)
     crystal = as_crystal(structure)
     structure = crystal.structure
@@ -263,15 +275,11 @@ def phonon_properties(
         raise ValueError(f"{name or structure.composition.reduced_formula}: a supercell matrix without Born "
                          "charges has no meaning (it only splits off the dipole–dipole force constants)")
     nacs = None if nac is None else [nac]
-    with maybe_stage(clock, "solves"):
-        result = PhononResult(name or structure.composition.reduced_formula, structure,
-                              gamma_frequencies([fc], nacs)[0].numpy(), force_constants=fc, born=born, nac=nac)
-        if bands:
-            result.qpath = qpath or high_symmetry_path(structure)
-            q = result.qpath.qpoints
-            dirs = None if nac is None else [path_q_directions(q, result.qpath.segments, structure.lattice.matrix)]
-            result.bands = band_frequencies([fc], [torch.as_tensor(q)], nacs=nacs, q_directions=dirs)[0].numpy()
-    if thermal:
-        with maybe_stage(clock, "dos_thermo"):
-            result.mesh, result.dos, result.thermal = mesh_properties(fc, crystal, nac=nac, **mesh_options)
-    return result
+    result = PhononResult(name or structure.composition.reduced_formula, structure,
+                          gamma_frequencies([fc], nacs)[0].numpy(), force_constants=fc, born=born, nac=nac)
+    if bands:
+        result.qpath = qpath or high_symmetry_path(structure)
+        q = result.qpath.qpoints
+        dirs = None if nac is None else [path_q_directions(q, result.qpath.segments, structure.lattice.matrix)]
+        result.bands = band_frequencies([fc], [torch.as_tensor(q)], nacs=nacs, q_directions=dirs)[0].numpy()
+    return result, crystal

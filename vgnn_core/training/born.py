@@ -16,6 +16,7 @@ median over materials of ε∞'s relative error ‖ε − ε_DFPT‖_F / ‖ε_D
 
 from __future__ import annotations
 
+import inspect
 import json
 import math
 import time
@@ -472,11 +473,19 @@ def run(out: str | Path, model_name: str = "kmvn", cfg: BornTrainConfig | None =
     position (default: all); the metadata names them by their weights' sha256
     (``backbone_members_sha256``), so heads on members 0 and 1 stay valid when another member is
     retrained or added."""
+    from ..files import file_digest
     from ..nn.born import member_digest, networks, select_members
     from ..pretrained.registry import load_checkpoint, load_pretrained_model
 
     cfg = cfg or BornTrainConfig()
-    model = load_checkpoint(model_name) if Path(model_name).is_file() else load_pretrained_model(model_name)
+    from_file = Path(model_name).is_file() and model_name not in ("kmvn", "mvn", "vvn")
+    model = load_checkpoint(model_name) if from_file else load_pretrained_model(model_name)
+    if not getattr(model, "supports_bands", False):
+        raise ValueError(f"{model_name}: Born heads go on a k-MVN's backbones, not on a {model.kind.upper()}")
+    heads_r_max = cfg.heads.get("r_max", inspect.signature(BornHeads).parameters["r_max"].default)
+    if heads_r_max > model.config.r_max:
+        raise ValueError(f"heads r_max {heads_r_max} Å exceeds the training graphs' cutoff {model.config.r_max} Å: "
+                         "their bonds beyond it would appear only at prediction")
     nets = networks(model)
     digests = [member_digest(nets[k]) for k in (range(len(nets)) if members is None else members)]
     model = select_members(model, digests)
@@ -484,7 +493,8 @@ def run(out: str | Path, model_name: str = "kmvn", cfg: BornTrainConfig | None =
     extra = load_togo_train(model, log) if togo else []
     heads, best = train_heads(samples["train"] + extra, samples["val"], str(backbone_irreps(model)), cfg,
                               checkpoint=Path(out) / "born_heads.pt", log=log)
-    metadata = {"best": best, "backbone": model_name, "backbone_members_sha256": digests, "train_config": _plain(cfg),
+    backbone = f"{Path(model_name).name} (sha256 {file_digest(Path(model_name))})" if from_file else model_name
+    metadata = {"best": best, "backbone": backbone, "backbone_members_sha256": digests, "train_config": _plain(cfg),
                 "data": ["petretto2018"] + (["phonondb"] if togo else []), "n_train": len(samples["train"]) + len(extra)}
     if extra:
         metadata["phonondb_train_fit"] = dielectric_metrics(extra, predict_heads(heads, extra))
