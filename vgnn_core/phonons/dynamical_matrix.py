@@ -83,15 +83,16 @@ def dynamical_matrices(
     n_q = qpoints.shape[0]
     step = q_chunk or max(1, min(n_q, int(4e7 // max(1, 9 * fc.n_bonds))))
     out = []
-    wc = weighted.to(cdtype).reshape(-1, 9)
+    w = weighted.reshape(-1, 9)
     for start in range(0, n_q, step):
         q = qpoints[start : start + step]
         angle = 2 * torch.pi * (q @ shift.T)  # (nq, E)
-        phase = torch.complex(torch.cos(angle), torch.sin(angle))
-        contrib = phase[:, :, None] * wc[None, :, :]  # (nq, E, 9)
-        acc = torch.zeros(q.shape[0], m * m, 9, dtype=cdtype, device=q.device)
-        acc.index_add_(1, pair, contrib)
-        out.append(_blocks_to_matrix(acc, m))
+        # the blocks are real: Re D and Im D are sums of cos·Φ and sin·Φ (half a complex product's work)
+        parts = []
+        for wave in (torch.cos(angle), torch.sin(angle)):
+            acc = torch.zeros(q.shape[0], m * m, 9, dtype=w.dtype, device=q.device)
+            parts.append(acc.index_add_(1, pair, wave[:, :, None] * w[None, :, :]))
+        out.append(_blocks_to_matrix(torch.complex(*parts), m))
     d = torch.cat(out, dim=0)
     if nac is not None:
         extra = nac.dynamical_term(fc, qpoints.detach().cpu().numpy(), q_directions)
