@@ -40,6 +40,7 @@ MP_MATERIALS = 146_000
 def pure_inference(source: str, models: list[str], atoms_per_shard: int) -> dict:
     from flows.models import pick_models
     from flows.plan import BuildSettings, plan_shards, read_inputs, sizes_of
+    from flows.shard import build_nac
     from flows.sources import resolve_source
     from vgnn_core.crystal.crystal import Crystal
     from vgnn_core.timing import StageClock
@@ -52,8 +53,7 @@ def pure_inference(source: str, models: list[str], atoms_per_shard: int) -> dict
     shards = plan_shards(sizes_of(inputs), atoms_per_shard)
     loaded = pick_models(models)
     gamma_model, bands_model = loaded.gamma, loaded.bands
-    # NAC as the build adds it: predicted charges where the k-MVN has Born heads that fit it
-    nac = True if settings.nac and bands_model and bands_model.predictor.predicts_born_charges else None
+    nac = build_nac(bands_model, settings) if bands_model else None  # LO–TO as the build adds it
     n_bands, gamma_s, bands_s = 0, 0.0, 0.0
     clock = StageClock()
     for shard in shards:

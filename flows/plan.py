@@ -32,6 +32,7 @@ from storage.writer import WORK_DIR, complete_shards, write_shard
 from vgnn_core import InvalidStructureError
 from vgnn_core.crystal.crystal import Crystal
 from vgnn_core.files import write_text_atomic
+from vgnn_core.timing import StageClock
 
 from .sources import SourceItem, resolve_source, source_partition
 
@@ -347,12 +348,11 @@ def finalize_build(out: Path, plan: BuildPlan, models: list[dict], reports: list
                             "settings": asdict(plan.settings)})
     reused = [r for r in reports if r.skipped]
     computed = [r for r in reports if not r.skipped]
-    stages: dict[str, float] = {}
+    stages = StageClock()
     for r in computed:
-        for stage, seconds in r.stage_seconds.items():
-            stages[stage] = stages.get(stage, 0.0) + seconds
+        stages.merge(r.stage_seconds)
     return {"release": plan.release, "shards": len(plan.shards), "skipped_shards": len(reused),
-            "shard_seconds": sum(r.seconds for r in computed), "stage_seconds": stages,
+            "shard_seconds": sum(r.seconds for r in computed), "stage_seconds": stages.seconds,
             "written": written, "failed": failed,
             "computed": sum(r.written + r.failed for r in computed),
             "reused": sum(r.written + r.failed for r in reused),

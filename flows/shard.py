@@ -133,16 +133,22 @@ def _result_rows(crystal: Crystal, model: LoadedModel, res, table: str) -> dict[
             "dos": dos_row(mid, name, sha, res.mesh, res.dos, method)}
 
 
+def build_nac(model: LoadedModel, settings: BuildSettings) -> bool | None:
+    """The ``nac`` a build passes to ``model``'s predictions: ``True`` (predicted charges) for a
+    k-MVN with Born heads that fit it (the shipped k-MVN) when ``settings.nac``, else ``None``."""
+    if not (settings.nac and model.predictor.model.supports_bands):
+        return None
+    if model.predictor.predicts_born_charges:
+        return True
+    warnings.warn(f"{model.name}: no Born heads fit this k-MVN, its rows are written without the LO–TO "
+                  "splitting (has_nac false)", stacklevel=2)
+    return None
+
+
 def _predict(crystals: list[Crystal], model: LoadedModel, table: str, settings: BuildSettings,
              clock: StageClock | None = None):
     names = [c.name for c in crystals]
-    nac = None  # LO–TO: k-MVN force constants with Born heads that fit them (the shipped k-MVN)
-    if settings.nac and model.predictor.model.supports_bands:
-        if model.predictor.predicts_born_charges:
-            nac = True
-        else:
-            warnings.warn(f"{model.name}: no Born heads fit this k-MVN, its rows are written without the LO–TO "
-                          "splitting (has_nac false)", stacklevel=1)
+    nac = build_nac(model, settings)
     if table == "gamma":
         return model.predictor.predict_phonons(crystals, names=names, bands=False, thermal=False, nac=nac,
                                                clock=clock)

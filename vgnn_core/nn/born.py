@@ -187,10 +187,11 @@ class BornHeads(torch.nn.Module):
         from ``r_max`` on are ignored. Required when the heads have a bond term.
         """
         x = self.pre(features)
+        near = None if bonds is None else self._near_bonds(*bonds, dtype=x.dtype)
         if len(self.convolutions):
-            if bonds is None:
+            if near is None:
                 raise ValueError("these Born heads pass messages over bonds: pass the crystal graph's bonds")
-            src, dst, vec = self._near_bonds(*bonds, dtype=x.dtype)
+            src, dst, vec = near
             sh = o3.spherical_harmonics(self.irreps_sh, vec, normalize=True, normalization="component")
             radial = self.radial(torch.linalg.norm(vec, dim=1))
             for layer in self.convolutions:
@@ -202,9 +203,9 @@ class BornHeads(torch.nn.Module):
         z = torch.einsum("nk,kij->nij", self.born_readout(joined, scalars), self.born_basis.to(x.dtype))
         s_atoms = torch.einsum("nk,kij->nij", self.eps_readout(joined, scalars), self.eps_basis.to(x.dtype))
         if self.bond_mlp is not None:
-            if bonds is None:
+            if near is None:
                 raise ValueError("these Born heads have a bond term: pass the crystal graph's bonds")
-            dz, ds = self._bond_terms(scalars, *bonds)
+            dz, ds = self._bond_terms(scalars, *near)
             z, s_atoms = z + dz, s_atoms + ds
         born = z - crystal_mean(z, index, n_crystals)[index]
         s = crystal_mean(s_atoms, index, n_crystals)
@@ -221,8 +222,8 @@ class BornHeads(torch.nn.Module):
 
     def _bond_terms(self, scalars: torch.Tensor, src: torch.Tensor, dst: torch.Tensor,
                     vec: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per-atom sums over bonds of a·1 + b·(r̂r̂ᵀ − 1/3) (Z*) and c·1 + d·(r̂r̂ᵀ − 1/3) (S)."""
-        src, dst, vec = self._near_bonds(src, dst, vec, scalars.dtype)
+        """Per-atom sums over the bonds within ``r_max`` (:meth:`_near_bonds`) of a·1 + b·(r̂r̂ᵀ − 1/3)
+        (Z*) and c·1 + d·(r̂r̂ᵀ − 1/3) (S)."""
         length = torch.linalg.norm(vec, dim=1)
         coef = self.bond_mlp(torch.cat([scalars[src], scalars[dst], self.radial(length)], dim=1))
         coef = coef * polynomial_envelope(length, self.r_max)[:, None]  # continuous as a bond crosses r_max
