@@ -130,21 +130,41 @@ def close_local_cluster(cluster, timeout_s: float = WORKER_CLOSE_TIMEOUT_S) -> N
         cluster.close(timeout=timeout_s)
 
 
+def preload_models(specs: tuple[str, ...]) -> None:
+    """Load a build's models into this Dask worker (see :func:`_worker_models`); a spec that fails
+    to load fails the shards instead, with its error."""
+    try:
+        _worker_models(specs)
+    except Exception:  # noqa: BLE001 - reported by the first shard that needs the models
+        pass
+
+
 @contextmanager
-def dask_task_runner(cluster: str = "local", n_workers: int = 2) -> Iterator:
+def dask_task_runner(cluster: str = "local", n_workers: int = 2, models: tuple[str, ...] | None = None) -> Iterator:
     """The task runner of :func:`task_runner`; a ``local`` cluster is started here, outside
     Prefect, so that after the flow (which closes its client) the workers and the scheduler are
     shut down in order by :func:`close_local_cluster`: gracefully after a build, within
-    :data:`FAILED_CLOSE_TIMEOUT_S` after a failure (a worker stuck in a shard is killed)."""
+    :data:`FAILED_CLOSE_TIMEOUT_S` after a failure (a worker stuck in a shard is killed).
+
+    With ``models``, every local worker starts loading them (:func:`preload_models`) as soon as it
+    is up, while the flow reads and plans its input: its first shard then starts at once."""
     if cluster != "local":
         yield task_runner(cluster, n_workers)
         return
-    from distributed import LocalCluster
+    from distributed import Client, LocalCluster
     from prefect_dask import DaskTaskRunner
 
     local = LocalCluster(**task_runner(cluster, n_workers).cluster_kwargs, dashboard_address=":0")
     try:
-        yield DaskTaskRunner(address=local.scheduler_address)
+        with ExitStack() as preloading:
+            preloads = []  # held until the flow is done
+            if models:
+                client = preloading.enter_context(Client(local, set_as_default=False))
+                preloads = [client.submit(preload_models, tuple(models), workers=[address], allow_other_workers=False,
+                                          pure=False, key=f"preload-models-{k}")
+                            for k, address in enumerate(client.scheduler_info()["workers"])]
+            yield DaskTaskRunner(address=local.scheduler_address)
+            del preloads
     except BaseException:
         try:
             close_local_cluster(local, FAILED_CLOSE_TIMEOUT_S)
@@ -293,14 +313,14 @@ def build_database(source: str = "demo", models: tuple[str, ...] = ("mvn", "kmvn
 
 
 @contextmanager
-def build_environment(cluster: str, n_workers: int) -> Iterator:
-    """The task runner a build's flow runs on, inside the workers' Dask settings; the cluster
-    is closed before the settings are restored."""
+def build_environment(cluster: str, n_workers: int, models: tuple[str, ...] | None = None) -> Iterator:
+    """The task runner a build's flow runs on, inside the workers' Dask settings (a local
+    cluster's workers preloading ``models``); the cluster is closed before the settings are restored."""
     from flows.clusters import worker_dask_config
 
     with ExitStack() as stack:
         stack.enter_context(worker_dask_config())
-        yield stack.enter_context(dask_task_runner(cluster, n_workers))
+        yield stack.enter_context(dask_task_runner(cluster, n_workers, models))
 
 
 def run_build(source: str, models: list[str], out: str, release: str | None = None,
@@ -310,7 +330,7 @@ def run_build(source: str, models: list[str], out: str, release: str | None = No
     ``TimeoutError`` after ``timeout_hours`` (no limit by default). Prefect and Dask log at
     WARNING unless ``$VGNN_VERBOSE``."""
     timeout_s = None if timeout_hours is None else timeout_hours * 3600
-    with quiet_logs(), shared_prefect_api(), build_environment(cluster, n_workers) as runner:
+    with quiet_logs(), shared_prefect_api(), build_environment(cluster, n_workers, tuple(models)) as runner:
         return build_database.with_options(task_runner=runner, timeout_seconds=timeout_s)(
             source=source, models=tuple(models), out=str(out), release=release, atoms_per_shard=atoms_per_shard,
             nac=nac)
@@ -329,7 +349,7 @@ def rebuild_database(source: str = "mp", models: tuple[str, ...] = ("mvn", "kmvn
 
     if deployment.id and not Path(out).is_absolute():
         raise ValueError(f"out={out!r} must be an absolute path: a deployment's run starts in a temporary directory")
-    with quiet_logs(prefect=False), build_environment(cluster, n_workers) as runner:
+    with quiet_logs(prefect=False), build_environment(cluster, n_workers, tuple(models)) as runner:
         summary = build_database.with_options(task_runner=runner, timeout_seconds=timeout_hours * 3600)(
             source=source, models=tuple(models), out=str(out), shard_timeout_minutes=shard_timeout_minutes)
     if osf_project:

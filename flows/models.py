@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from vgnn_core import Predictor
+from vgnn_core.predict import networks_shared
 from vgnn_core.files import file_digest
 from vgnn_core.pretrained.registry import (
     load_checkpoint,
@@ -42,6 +44,13 @@ class BuildModels:
 
     def identities(self) -> list[dict]:
         return [m.identity() for m in (self.gamma, self.bands) if m is not None]
+
+    @functools.cached_property
+    def share_networks(self) -> bool:
+        """Whether the Γ model runs the band model's networks (the shipped MVN and k-MVN do), so
+        one forward pass gives both (:meth:`~vgnn_core.predict.Predictor.predict_phonons_and_gamma`)."""
+        return (self.gamma is not None and self.bands is not None and self.gamma is not self.bands
+                and self.gamma.kind == "mvn" and networks_shared(self.bands.predictor, self.gamma.predictor))
 
 
 def worker_device() -> str:

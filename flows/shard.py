@@ -87,25 +87,36 @@ def predict_shard(
             good.append(x)
         except Exception as exc:  # noqa: BLE001 - any failure here is this material's alone
             rows["failures"].append(_failure(x.name, "ingest", exc, run_id))
+    gamma_todo = good if models.gamma is not None else []
+    bands_todo: list[Crystal] = []
+    if models.bands is not None:
+        bands_todo = [c for c in good if c.n_atoms <= settings.bands_max_atoms]
+        for c in good:
+            if c.n_atoms > settings.bands_max_atoms:
+                rows["failures"].append({
+                    "material_id": c.name, "stage": "limit", "error_class": "CellTooLargeForBands",
+                    "message": f"{c.name}: {c.n_atoms} atoms > {settings.bands_max_atoms}: band structure, DOS "
+                               "and thermo skipped (Γ spectrum written)", "run_id": run_id})
+    outcome: dict[str, tuple[list, list]] = {"gamma": ([], []), "bands": ([], [])}  # (done, failed) per table
+    if gamma_todo and bands_todo and models.share_networks:
+        # one forward pass of the shared networks for both tables; Γ alone for the cells too large for bands
+        both, failed = _predict_isolating_failures(bands_todo, models, "both", settings, clock)
+        outcome["gamma"][0].extend((c, g) for c, (g, _) in both)
+        outcome["bands"][0].extend((c, b) for c, (_, b) in both)
+        outcome["gamma"][1].extend(failed)
+        gamma_todo, bands_todo = [c for c in good if c.n_atoms > settings.bands_max_atoms], []
+    for model, table, todo in ((models.gamma, "gamma", gamma_todo), (models.bands, "bands", bands_todo)):
+        if todo:
+            done, failed = _predict_isolating_failures(todo, model, table, settings, clock)
+            outcome[table][0].extend(done)
+            outcome[table][1].extend(failed)
+    order = {c.name: k for k, c in enumerate(good)}
     for model, table in ((models.gamma, "gamma"), (models.bands, "bands")):
-        if model is None or not good:
-            continue
-        todo = good
-        if table == "bands":
-            todo = [c for c in good if c.n_atoms <= settings.bands_max_atoms]
-            for c in good:
-                if c.n_atoms > settings.bands_max_atoms:
-                    rows["failures"].append({
-                        "material_id": c.name, "stage": "limit", "error_class": "CellTooLargeForBands",
-                        "message": f"{c.name}: {c.n_atoms} atoms > {settings.bands_max_atoms}: band structure, DOS "
-                                   "and thermo skipped (Γ spectrum written)", "run_id": run_id})
-        if not todo:
-            continue
-        done, failed = _predict_isolating_failures(todo, model, table, settings, clock)
+        done, failed = outcome[table]
         for mid, exc in failed:
             rows["failures"].append(_failure(mid, "predict", exc, run_id))
         with maybe_stage(clock, "rows"):
-            for c, res in done:
+            for c, res in sorted(done, key=lambda item: order[item[0].name]):
                 try:  # a row that cannot be built loses its material, never the shard
                     made = _result_rows(c, model, res, table)
                 except Exception as exc:  # noqa: BLE001
@@ -145,9 +156,17 @@ def build_nac(model: LoadedModel, settings: BuildSettings) -> bool | None:
     return None
 
 
-def _predict(crystals: list[Crystal], model: LoadedModel, table: str, settings: BuildSettings,
+def _predict(crystals: list[Crystal], model: LoadedModel | BuildModels, table: str, settings: BuildSettings,
              clock: StageClock | None = None):
+    """One call of the predictor(s) of ``table``: ``gamma``, ``bands``, or ``both`` (``model`` is then
+    the build's models, which share their networks: a list of ``(Γ result, band result)``)."""
     names = [c.name for c in crystals]
+    if table == "both":
+        gamma, bands = model.gamma, model.bands
+        results, gammas = bands.predictor.predict_phonons_and_gamma(
+            gamma.predictor, crystals, names=names, density=settings.mesh_density,
+            temperatures=settings.temperature_array, nac=build_nac(bands, settings), clock=clock)
+        return list(zip(gammas, results))
     nac = build_nac(model, settings)
     if table == "gamma":
         return model.predictor.predict_phonons(crystals, names=names, bands=False, thermal=False, nac=nac,

@@ -70,3 +70,64 @@ def test_shipped_mvn_gamma_matches_the_per_crystal_reference(si_primitive, wurtz
         assert np.abs(w - ref).max() < TOLERANCE_CM1
     # silicon's optical mode at Γ: triply degenerate (cubic point group) and near DFPT's 509.7 cm⁻¹
     assert np.ptp(got[0][-3:]) < 1e-3 and abs(got[0][-1] - 509.7) < 60
+
+
+def shared_pair(seed: int = 5) -> tuple[VGNNEnsemble, VGNNEnsemble]:
+    """A k-MVN ensemble and the MVN of the same networks (what ``vgnn ensemble --kind mvn`` ships)."""
+    kmvn = []
+    for s in (seed, seed + 1):
+        torch.manual_seed(s)
+        kmvn.append(VGNN(kind="kmvn", full_blocks=True, r_bond=5.0, fc_scale=10.0, **TINY_ARCH))
+    mvn = []
+    for member in kmvn:
+        twin = VGNN(member.config, kind="mvn")
+        twin.load_state_dict(member.state_dict())
+        mvn.append(twin)
+    return VGNNEnsemble(kmvn), VGNNEnsemble(mvn)
+
+
+def test_kmvn_and_its_mvn_from_one_forward_pass_equal_two_separate_predictions(crystals, monkeypatch):
+    from vgnn_core.predict import networks_shared
+
+    kmvn, mvn = shared_pair()
+    bands, gamma = Predictor(kmvn, batch_size=2), Predictor(mvn, batch_size=2)
+    assert networks_shared(bands, gamma) and networks_shared(gamma, bands)
+    options = dict(density=8.0, temperatures=np.array([100.0, 300.0]))
+    separate = bands.predict_phonons(crystals, **options), gamma.predict_phonons(crystals, bands=False, thermal=False)
+    passes = []
+    original = VGNNEnsemble.member_bond_blocks
+    monkeypatch.setattr(VGNNEnsemble, "member_bond_blocks", lambda self, *a, **k: passes.append(1) or original(self, *a, **k))
+    together = bands.predict_phonons_and_gamma(gamma, crystals, **options)
+    assert len(passes) == 3  # one pass per batch of two crystals, for both models
+    for ours, ref in zip(together[0], separate[0]):  # the k-MVN: bands, DOS, thermo, trust, bit for bit
+        assert np.array_equal(ours.bands, ref.bands) and np.array_equal(ours.gamma, ref.gamma)
+        assert np.array_equal(ours.dos.total, ref.dos.total)
+        assert np.array_equal(ours.thermal.heat_capacity, ref.thermal.heat_capacity)
+        assert (ours.uncertainty_cm1, ours.member_lowest_cm1) == (ref.uncertainty_cm1, ref.member_lowest_cm1)
+    for ours, ref in zip(together[1], separate[1]):  # the MVN: its own Γ (pair sums), spread and lowest mode
+        assert ours.bands is None and np.array_equal(ours.gamma, ref.gamma)
+        assert (ours.uncertainty_cm1, ours.member_lowest_cm1) == (ref.uncertainty_cm1, ref.member_lowest_cm1)
+    # the MVN's Γ is its own (pair-summed, projected per pair), not the k-MVN's Γ re-labelled
+    assert any(np.abs(a.gamma - b.gamma).max() > 1e-6 for a, b in zip(together[0], together[1]))
+
+
+def test_models_that_differ_in_one_weight_or_in_batching_do_not_share(crystals):
+    from vgnn_core.predict import networks_shared
+
+    kmvn, mvn = shared_pair()
+    assert not networks_shared(Predictor(kmvn), Predictor(mvn, batch_size=2))  # other batches: other round-off
+    with torch.no_grad():
+        next(mvn.members[1].parameters()).view(-1)[0] += 1e-3
+    bands, gamma = Predictor(kmvn), Predictor(mvn)
+    assert not networks_shared(bands, gamma)
+    with pytest.raises(ValueError, match="does not run this k-MVN's networks"):
+        bands.predict_phonons_and_gamma(gamma, crystals[:1])
+    with pytest.raises(ValueError, match="needs a k-MVN"):
+        gamma.predict_phonons_and_gamma(bands, crystals[:1])
+
+
+def test_the_shipped_mvn_runs_the_shipped_kmvn_networks():
+    """The build computes both from one pass only because the shipped pair shares its networks."""
+    from vgnn_core.predict import networks_shared
+
+    assert networks_shared(Predictor(load_pretrained_model("kmvn")), Predictor(load_pretrained_model("mvn")))

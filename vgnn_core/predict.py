@@ -182,7 +182,7 @@ class Predictor:
         return self._force_constants(self.graphs(structures))
 
     def _force_constants(self, graphs: Sequence[CrystalGraph]) -> list[ForceConstants]:
-        return self._force_constants_and_agreement(graphs)[0]
+        return self._force_constants_and_agreement(graphs)[0][0]
 
     @property
     def born_model(self) -> torch.nn.Module:
@@ -220,37 +220,42 @@ class Predictor:
         return out
 
     def _force_constants_and_agreement(
-        self, graphs: Sequence[CrystalGraph], born: list | None = None,
-    ) -> tuple[list[ForceConstants], list[MemberAgreement | None]]:
+        self, graphs: Sequence[CrystalGraph], born: list | None = None, companion: Predictor | None = None,
+    ) -> list[tuple[list[ForceConstants], list[MemberAgreement | None]]]:
         """Force constants and, for an ensemble, how far its members agree on each crystal
-        (None for a single network).
+        (None for a single network): ``[(fcs, agreements)]``, then the same for ``companion``
+        (a predictor running the same networks, :func:`networks_shared`) from the same passes.
 
         With a list ``born``, the Born model's charges of every crystal are appended to it,
         predicted on the same batches."""
-        fcs: list[ForceConstants] = []
-        agreements: list[MemberAgreement | None] = []
-        agreement_of = getattr(self.model, "force_constants_and_agreement", None)
+        if not self.model.has_force_constants:
+            raise ValueError(f"a {self.kind.upper()} predicts frequencies directly; it has no force constants")
+        models = [self.model] + ([companion.model] if companion is not None else [])
+        out: list[tuple[list, list]] = [([], []) for _ in models]
         # the Born heads read the same backbones as the force constants: run them once per batch
         positions = getattr(self.born_model, "member_positions", None) if born is not None else None
         shared = positions(self.model) if positions is not None else None
         with torch.inference_mode():
             for _, batch in self._each_batch(graphs):
-                reuse: dict = {}  # the backbones' output, when the Born heads need it too
+                features = None  # the backbones' output, when the Born heads need it too
                 if shared is not None:
                     features = self.model.encode(batch)
                     per_member = features if isinstance(features, list) else [features]
                     born += self.born_model.predict(batch, [per_member[k].h for k in shared])
-                    reuse["features"] = features
                 elif born is not None:
                     born += self.born_model.predict(batch)
-                if agreement_of is None:
-                    fcs += self.model.force_constants(batch, **reuse)
-                    agreements += [None] * batch.n_graphs
-                else:
-                    f, agreement = agreement_of(batch, **reuse)
+                # with a companion, the networks run once here and both models assemble their blocks
+                member_blocks = self.model.member_bond_blocks(batch, features) if companion is not None else None
+                for model, (fcs, agreements) in zip(models, out):
+                    agreement_of = getattr(model, "force_constants_and_agreement", None)
+                    if agreement_of is None:  # any other model with force constants: one network
+                        fcs += model.force_constants(batch) if features is None else model.force_constants(batch, features)
+                        agreements += [None] * batch.n_graphs
+                        continue
+                    f, agreement = agreement_of(batch, features, member_blocks=member_blocks)
                     fcs += f
                     agreements += agreement
-        return fcs, agreements
+        return out
 
     @property
     def uncertainty_scale(self) -> float:
@@ -300,26 +305,67 @@ class Predictor:
         ``clock`` (a :class:`~vgnn_core.timing.StageClock`) counts the seconds of each stage:
         ``graph``, ``network``, ``solves`` (MVN), ``bands`` and ``dos_thermo`` (k-MVN).
         """
+        return self._predict_phonons(structures, names, bands, thermal, nac, nac_mode, clock, mesh_options)[0]
+
+    def predict_phonons_and_gamma(
+        self,
+        gamma: Predictor,
+        structures: Sequence[StructureLike | Crystal],
+        names: Sequence[str] | None = None,
+        nac: NacOption = None,
+        nac_mode: str = "gamma",
+        clock: StageClock | None = None,
+        **mesh_options,
+    ) -> tuple[list[PhononResult], list[PhononResult]]:
+        """This k-MVN's :meth:`predict_phonons` and ``gamma``'s Γ spectra (an MVN of the same
+        networks, :func:`networks_shared`: the shipped MVN is the shipped k-MVN's members summed
+        per atom pair) from one forward pass per batch.
+
+        Returns ``(results, gamma_results)``: the same as ``predict_phonons(structures, ...)`` and
+        ``gamma.predict_phonons(structures, bands=False, thermal=False)``, each with its own
+        calibrated uncertainty, at about the network cost of one of them.
+        """
+        if not self.model.supports_bands:
+            raise ValueError(f"predict_phonons_and_gamma needs a k-MVN; this is a {self.kind.upper()}")
+        if not networks_shared(self, gamma):
+            raise ValueError(f"the {gamma.kind.upper()} does not run this k-MVN's networks on the same "
+                             "graphs and batches: predict with each separately")
+        return self._predict_phonons(structures, names, True, True, nac, nac_mode, clock, mesh_options, gamma)
+
+    def _predict_phonons(self, structures, names, bands, thermal, nac, nac_mode, clock, mesh_options,
+                         companion: Predictor | None = None) -> tuple[list[PhononResult], list[PhononResult] | None]:
+        """:meth:`predict_phonons`, and with ``companion`` (an MVN of the same networks) its Γ results."""
         items = structures if isinstance(structures, (list, tuple)) else [structures]
         with maybe_stage(clock, "graph"):
             crystals = [as_crystal(s) for s in items]
             structures = [c.structure for c in crystals]
             r_max = self.model.config.graph_cutoff
             graphs = [build_graph(s, r_max) for s in structures]  # validated once, just above
-            notes = self.domain_notes(graphs)
         names = list(names) if names is not None else [
             c.structure.properties.get("material_id") or c.structure.composition.reduced_formula for c in crystals]
-        known_domain = self.domain is not None
         if nac is not None and nac is not False and not self.model.supports_bands:
             raise ValueError(f"the LO–TO correction (nac) needs a k-MVN's force constants, not a {self.kind.upper()}")
+        companion_out = None
         if not self.model.has_force_constants:
             with maybe_stage(clock, "network"):  # a VVN's network gives the frequencies themselves
                 gammas = self.spectra_from_graphs(graphs)[0]
             results = [PhononResult(n, s, g) for n, s, g in zip(names, structures, gammas)]
             agreements = [None] * len(results)
         else:
-            results, agreements = self._force_constant_results(graphs, crystals, names, bands, thermal,
-                                                               dict(mesh_options, nac_mode=nac_mode), nac, clock)
+            results, agreements, companion_out = self._force_constant_results(
+                graphs, crystals, names, bands, thermal, dict(mesh_options, nac_mode=nac_mode), nac, clock, companion)
+        self._add_trust(results, agreements, graphs, clock)
+        if companion_out is not None:
+            companion._add_trust(*companion_out, graphs, clock)
+            return results, companion_out[0]
+        return results, None
+
+    def _add_trust(self, results: list[PhononResult], agreements: Sequence[MemberAgreement | None],
+                   graphs: Sequence[CrystalGraph], clock: StageClock | None = None) -> None:
+        """Each result's calibrated uncertainty, members' lowest mode and training-domain flag."""
+        with maybe_stage(clock, "graph"):
+            notes = self.domain_notes(graphs)
+        known_domain = self.domain is not None
         scale = self.uncertainty_scale
         for r, agreement, note in zip(results, agreements, notes):
             if agreement is not None:
@@ -327,7 +373,6 @@ class Predictor:
                 r.member_lowest_cm1 = agreement.lowest_cm1
             r.in_domain = (note is None) if known_domain else None
             r.domain_note = note
-        return results
 
     def _given_charges(self, nac: NacOption, structures: Sequence) -> list[BornCharges | None]:
         """Given Born charges, one (or None) per structure, checked against each cell's size."""
@@ -340,15 +385,21 @@ class Predictor:
                                  f"for a cell of {len(s)} atoms")
         return given
 
-    def _force_constant_results(self, graphs, crystals, names, bands, thermal, mesh_options, nac=None, clock=None):
-        """PhononResults of force-constant models, and how far an ensemble's members agree on each."""
+    def _force_constant_results(self, graphs, crystals, names, bands, thermal, mesh_options, nac=None, clock=None,
+                                companion: Predictor | None = None):
+        """PhononResults of force-constant models and how far an ensemble's members agree on each;
+        with ``companion`` (an MVN of the same networks) also its Γ ``(results, agreements)``."""
         structures = [c.structure for c in crystals]
         predicted: list | None = [] if nac is True else None
         if predicted is not None:
             self.born_model  # noqa: B018 - loaded (once) before the network is timed
         with maybe_stage(clock, "network"):
-            fcs, agreements = self._force_constants_and_agreement(graphs, predicted)
-            fcs = [fc.cpu() for fc in fcs]  # the rest runs on the CPU (and a GPU's work is done here)
+            outputs = self._force_constants_and_agreement(graphs, predicted, companion)
+            outputs = [([fc.cpu() for fc in fcs], agreements) for fcs, agreements in outputs]  # the rest runs on the CPU
+        fcs, agreements = outputs[0]
+        companion_out = None
+        if companion is not None:
+            companion_out = (companion._gamma_results(outputs[1][0], names, structures, clock), outputs[1][1])
         if predicted is not None:
             charges = [None if nac_skip_reason(s, z) else z for s, z in zip(structures, predicted)]
         elif nac is None or nac is False:
@@ -356,19 +407,47 @@ class Predictor:
         else:
             charges = self._given_charges(nac, structures)
         if not self.model.supports_bands:
-            with maybe_stage(clock, "solves"):
-                gammas = [w.numpy() for w in gamma_frequencies([fc.to(self.eig_dtype) for fc in fcs])]
-            results = [PhononResult(n, s, g) for n, s, g in zip(names, structures, gammas)]
-        else:
-            def properties(job: tuple) -> PhononResult:
-                fc, c, n, z = job
-                return phonon_properties(fc, c, name=n, bands=bands, thermal=thermal, born=z, clock=clock,
-                                         **mesh_options)
+            return self._gamma_results(fcs, names, structures, clock), agreements, companion_out
 
-            threads = self.cpu_threads or torch.get_num_threads()
-            with maybe_stage(clock, THREADED_STEP):
-                results = map_threads(properties, list(zip(fcs, crystals, names, charges)), threads)
-        return results, agreements
+        def properties(job: tuple) -> PhononResult:
+            fc, c, n, z = job
+            return phonon_properties(fc, c, name=n, bands=bands, thermal=thermal, born=z, clock=clock, **mesh_options)
+
+        threads = self.cpu_threads or torch.get_num_threads()
+        with maybe_stage(clock, THREADED_STEP):
+            results = map_threads(properties, list(zip(fcs, crystals, names, charges)), threads)
+        return results, agreements, companion_out
+
+    def _gamma_results(self, fcs: Sequence[ForceConstants], names, structures, clock=None) -> list[PhononResult]:
+        """Γ-only PhononResults from force constants (an MVN's, or any model's at Γ)."""
+        with maybe_stage(clock, "solves"):
+            gammas = [w.numpy() for w in gamma_frequencies([fc.to(self.eig_dtype) for fc in fcs])]
+        return [PhononResult(n, s, g) for n, s, g in zip(names, structures, gammas)]
+
+
+def networks_shared(a: Predictor, b: Predictor) -> bool:
+    """Whether ``a`` and ``b`` run the same networks on the same graphs and batches, so one
+    forward pass serves both (:meth:`Predictor.predict_phonons_and_gamma`): force-constant models
+    whose networks differ at most in the kind (the shipped MVN and k-MVN), with equal weights,
+    on one device, in one precision, batched alike."""
+    ma, mb = a.model, b.model
+    if not (ma.has_force_constants and mb.has_force_constants):
+        return False
+    if (a.device, a.dtype, a.batch_size, a.max_atoms_per_batch) != (b.device, b.dtype, b.batch_size, b.max_atoms_per_batch):
+        return False
+    if ma is mb:
+        return True
+    nets_a = list(getattr(ma, "members", [ma]))
+    nets_b = list(getattr(mb, "members", [mb]))
+    if len(nets_a) != len(nets_b):
+        return False
+    for x, y in zip(nets_a, nets_b):
+        if {**x.config.to_dict(), "kind": None} != {**y.config.to_dict(), "kind": None}:
+            return False
+        sx, sy = x.state_dict(), y.state_dict()
+        if sx.keys() != sy.keys() or not all(torch.equal(sx[k], sy[k]) for k in sx):
+            return False
+    return True
 
 
 def load_pretrained(name: str, device: str | torch.device = "cpu", **kwargs) -> Predictor:

@@ -232,3 +232,70 @@ def test_a_members_instability_reaches_the_database_rows(rocksalt_nacl):
         assert rows["bands"]["likely_unstable"] is unstable and rows["gamma"]["likely_unstable"] is unstable
         for table in ("bands", "gamma"):
             validate_rows(table, [rows[table]])
+
+
+@pytest.fixture(scope="module")
+def twin_checkpoints(tmp_path_factory):
+    """A k-MVN and the MVN of the same network (the shipped pair is built this way)."""
+    torch = pytest.importorskip("torch")
+    d = tmp_path_factory.mktemp("twins")
+    torch.manual_seed(3)
+    kmvn = vgnn_core.VGNN(kind="kmvn", **TINY)
+    mvn = vgnn_core.VGNN(kmvn.config, kind="mvn")
+    mvn.load_state_dict(kmvn.state_dict())
+    vgnn_core.save_checkpoint(kmvn, d / "kmvn.pt")
+    vgnn_core.save_checkpoint(mvn, d / "mvn.pt")
+    return [str(d / "mvn.pt"), str(d / "kmvn.pt")]
+
+
+def test_models_sharing_their_network_are_run_once_with_the_same_rows(tmp_path, twin_checkpoints, monkeypatch):
+    """Γ (MVN) and bands (k-MVN) of the same network come from one forward pass per batch; the
+    rows equal those of two separate passes, a crystal that fails is lost alone, and cells too
+    large for bands still get their Γ row."""
+    import vgnn_core.predict as predict
+    from flows.models import BuildModels
+
+    settings = BuildSettings(atoms_per_shard=10_000, bands_max_atoms=3)
+    real = predict.phonon_properties
+
+    def phonon_properties(fc, crystal, **kw):
+        if crystal.name == "demo-NaCl-rocksalt":
+            raise FloatingPointError("no eigenvalues")
+        return real(fc, crystal, **kw)
+
+    monkeypatch.setattr(predict, "phonon_properties", phonon_properties)
+    passes = []
+    network = predict.Predictor._force_constants_and_agreement
+
+    def counted(self, graphs, born=None, companion=None):
+        passes.append((len(graphs), companion is not None))
+        return network(self, graphs, born, companion)
+
+    monkeypatch.setattr(predict.Predictor, "_force_constants_and_agreement", counted)
+    shared = build("demo", twin_checkpoints, tmp_path / "shared", release="r", settings=settings, progress=None)
+    n = len(demo_structures())
+    small = sum(len(s) <= 3 for _, s in demo_structures())
+    assert 0 < small < n
+    # per shard: one shared pass of its small cells (then one per crystal in the shard of the
+    # failure), and a Γ-only pass of the cells too large for bands
+    assert sum(k for k, together in passes if not together) == n - small
+    batches = [k for k, together in passes if together and k > 1]
+    assert sum(batches) == small and [k for k, together in passes if together].count(1) in batches
+    monkeypatch.setattr(BuildModels, "share_networks", property(lambda self: False))
+    passes.clear()
+    apart = build("demo", twin_checkpoints, tmp_path / "apart", release="r", settings=settings, progress=None)
+    assert not any(shared for _, shared in passes)
+    assert shared["written"] == apart["written"] == n - 1 and shared["failed"] == apart["failed"] == 1
+    a, b = connect(tmp_path / "shared"), connect(tmp_path / "apart")
+    for table, column, flags in (("gamma", "frequencies_cm1", "uncertainty_cm1, likely_unstable"),
+                                 ("bands", "frequencies_cm1", "uncertainty_cm1, likely_unstable"),
+                                 ("thermo", "heat_capacity_300K_J_K_mol", "formula_units"), ("dos", "total", "elements")):
+        query = f"SELECT material_id, {column}, {flags} FROM {table} ORDER BY material_id"
+        ra, rb = a.execute(query).fetchall(), b.execute(query).fetchall()
+        assert [(x[0], *x[2:]) for x in ra] == [(y[0], *y[2:]) for y in rb]
+        for x, y in zip(ra, rb):  # the Γ batches differ (large cells apart): float32 round-off only
+            np.testing.assert_allclose(np.array(x[1], float), np.array(y[1], float), rtol=0, atol=1e-3)
+    assert a.execute("SELECT count(*) FROM gamma").fetchone()[0] == n - 1
+    assert a.execute("SELECT count(*) FROM bands").fetchone()[0] == small - 1
+    failure = a.execute("SELECT material_id, stage, error_class FROM failures WHERE stage = 'predict'").fetchall()
+    assert failure == [("demo-NaCl-rocksalt", "predict", "FloatingPointError")]

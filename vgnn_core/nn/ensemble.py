@@ -82,6 +82,7 @@ class VGNNEnsemble(ForceConstantModel):
         return torch.stack([m.bond_blocks(batch, f) for m, f in zip(self.members, features)])
 
     def force_constants_and_agreement(self, batch: GraphBatch, features: Sequence[AtomFeatures] | None = None,
+                                      member_blocks: torch.Tensor | None = None,
                                       ) -> tuple[list[ForceConstants], list[MemberAgreement]]:
         """The ensemble's force constants and, per crystal, how far its members agree.
 
@@ -90,9 +91,13 @@ class VGNNEnsemble(ForceConstantModel):
         and q-points) and the lowest frequency of any member: one extra small eigen-solve per
         member, a few per cent of a band structure; no NAC (with ``nac_mode="full"`` the
         ensemble's own bands get it, its members' spectra here do not). ``features``: as for
-        :meth:`member_bond_blocks`.
+        :meth:`member_bond_blocks`; ``member_blocks`` (that method's result for this batch, e.g. from
+        a k-MVN with the same members when this is their MVN) skips the networks.
         """
-        member_blocks = self.member_bond_blocks(batch, features)
+        if member_blocks is None:
+            member_blocks = self.member_bond_blocks(batch, features)
+        elif member_blocks.shape[0] != len(self.members):
+            raise ValueError(f"{member_blocks.shape[0]} members' blocks for an ensemble of {len(self.members)}")
         fcs = self.assemble(batch, member_blocks.mean(0))
         per_member = [self.assemble(batch, b) for b in member_blocks]
         points = UNCERTAINTY_QPOINTS if self.kind == "kmvn" else [[0.0, 0.0, 0.0]]  # MVN: Γ only

@@ -123,6 +123,19 @@ class ForceConstantModel(torch.nn.Module):
         """The backbone's output for ``batch`` (see :meth:`bond_blocks`'s ``features``)."""
         raise NotImplementedError
 
+    def member_bond_blocks(self, batch: GraphBatch, features=None) -> torch.Tensor:
+        """Each network's Φ_ij(T) for every bond, (n_networks, E, 3, 3) eV/Å² (one network: 1)."""
+        blocks = self.bond_blocks(batch) if features is None else self.bond_blocks(batch, features)
+        return blocks[None]
+
+    def force_constants_and_agreement(self, batch: GraphBatch, features=None, member_blocks: torch.Tensor | None = None,
+                                      ) -> tuple[list[ForceConstants], list]:
+        """Force constants and, per crystal, how far an ensemble's members agree (``None`` for
+        one network). ``member_blocks`` (:meth:`member_bond_blocks` of this batch, from this
+        model or another that runs the same networks) skips the networks."""
+        blocks = self.member_bond_blocks(batch, features) if member_blocks is None else member_blocks
+        return self.assemble(batch, blocks.mean(0)), [None] * batch.n_graphs
+
     def force_constants(self, batch: GraphBatch, features=None) -> list[ForceConstants]:
         """One :class:`ForceConstants` per crystal (float64), with the acoustic sum rule imposed.
 
