@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vgnn_core import Predictor
-from vgnn_core.predict import networks_shared
 from vgnn_core.files import file_digest
+from vgnn_core.predict import networks_shared
 from vgnn_core.pretrained.registry import (
     load_checkpoint,
     load_pretrained_model,
