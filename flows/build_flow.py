@@ -159,10 +159,11 @@ def dask_task_runner(cluster: str = "local", n_workers: int = 2, models: tuple[s
         with ExitStack() as preloading:
             preloads = []  # held until the flow is done
             if models:
-                client = preloading.enter_context(Client(local, set_as_default=False))
+                client = Client(local, set_as_default=False)
+                preloading.callback(client.close, timeout=FAILED_CLOSE_TIMEOUT_S)  # it holds nothing else
                 preloads = [client.submit(preload_models, tuple(models), workers=[address], allow_other_workers=False,
                                           pure=False, key=f"preload-models-{k}")
-                            for k, address in enumerate(client.scheduler_info()["workers"])]
+                            for k, address in enumerate(sorted(client.ncores()))]
             yield DaskTaskRunner(address=local.scheduler_address)
             del preloads
     except BaseException:

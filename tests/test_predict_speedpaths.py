@@ -90,6 +90,7 @@ def test_kmvn_and_its_mvn_from_one_forward_pass_equal_two_separate_predictions(c
     from vgnn_core.predict import networks_shared
 
     kmvn, mvn = shared_pair()
+    kmvn.checkpoint_metadata, mvn.checkpoint_metadata = {"uncertainty_scale": 1.5}, {"uncertainty_scale": 3.0}
     bands, gamma = Predictor(kmvn, batch_size=2), Predictor(mvn, batch_size=2)
     assert networks_shared(bands, gamma) and networks_shared(gamma, bands)
     options = dict(density=8.0, temperatures=np.array([100.0, 300.0]))
@@ -124,10 +125,27 @@ def test_models_that_differ_in_one_weight_or_in_batching_do_not_share(crystals):
         bands.predict_phonons_and_gamma(gamma, crystals[:1])
     with pytest.raises(ValueError, match="needs a k-MVN"):
         gamma.predict_phonons_and_gamma(bands, crystals[:1])
+    with pytest.raises(ValueError, match="Γ model is an MVN"):
+        bands.predict_phonons_and_gamma(bands, crystals[:1])
 
 
-def test_the_shipped_mvn_runs_the_shipped_kmvn_networks():
-    """The build computes both from one pass only because the shipped pair shares its networks."""
+def test_the_shipped_mvn_runs_the_shipped_kmvn_networks(si_primitive, wurtzite_zno, rocksalt_nacl):
+    """The build computes both from one pass because the shipped pair shares its networks; with
+    the LO–TO correction (the Born heads read the same backbone pass) and each model's own
+    calibration, the results are those of two separate calls, bit for bit."""
     from vgnn_core.predict import networks_shared
 
-    assert networks_shared(Predictor(load_pretrained_model("kmvn")), Predictor(load_pretrained_model("mvn")))
+    bands, gamma = Predictor(load_pretrained_model("kmvn")), Predictor(load_pretrained_model("mvn"))
+    assert networks_shared(bands, gamma) and bands.uncertainty_scale != gamma.uncertainty_scale
+    crystals = [si_primitive, wurtzite_zno, rocksalt_nacl]
+    options = dict(density=8.0, temperatures=np.array([300.0]), nac=True)
+    together = bands.predict_phonons_and_gamma(gamma, crystals, **options)
+    separate = bands.predict_phonons(crystals, **options), gamma.predict_phonons(crystals, bands=False, thermal=False)
+    assert together[0][1].has_nac and together[0][2].has_nac  # ZnO and NaCl get the LO–TO jump
+    for ours, ref in zip(together[0], separate[0]):
+        assert np.array_equal(ours.bands, ref.bands) and ours.has_nac == ref.has_nac
+        assert (ours.uncertainty_cm1, ours.in_domain) == (ref.uncertainty_cm1, ref.in_domain)
+    for ours, ref in zip(together[1], separate[1]):
+        assert np.array_equal(ours.gamma, ref.gamma)
+        assert (ours.uncertainty_cm1, ours.member_lowest_cm1, ours.in_domain) == (
+            ref.uncertainty_cm1, ref.member_lowest_cm1, ref.in_domain)

@@ -327,6 +327,8 @@ class Predictor:
         """
         if not self.model.supports_bands:
             raise ValueError(f"predict_phonons_and_gamma needs a k-MVN; this is a {self.kind.upper()}")
+        if gamma.kind != "mvn":
+            raise ValueError(f"predict_phonons_and_gamma's Γ model is an MVN, not a {gamma.kind.upper()}")
         if not networks_shared(self, gamma):
             raise ValueError(f"the {gamma.kind.upper()} does not run this k-MVN's networks on the same "
                              "graphs and batches: predict with each separately")

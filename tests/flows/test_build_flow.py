@@ -307,12 +307,17 @@ def test_local_workers_load_the_models_while_the_flow_plans(tmp_path):
     def loaded(dask_worker):
         return [list(k) for k in getattr(dask_worker, "_vgnn_models", {})]
 
+    def preload_state(dask_scheduler):
+        task = dask_scheduler.tasks.get("preload-models-0")
+        return None if task is None else task.state
+
     for models, expected in (((str(ckpt),), [[str(ckpt)]]), (specs, [])):
         with dask_task_runner("local", 1, models=models) as runner, Client(runner.address) as client:
             deadline = time.monotonic() + 120
-            while (got := list(client.run(loaded).values())) != [expected] and time.monotonic() < deadline:
+            while client.run_on_scheduler(preload_state) != "memory" and time.monotonic() < deadline:
                 time.sleep(0.5)
-            assert got == [expected]
+            assert client.run_on_scheduler(preload_state) == "memory"  # it ran, before any task of ours
+            assert list(client.run(loaded).values()) == [expected]
             # the worker still takes tasks (queued behind a preload that failed, in the second case)
             assert client.submit(lambda: 1 + 1, pure=False).result(timeout=120) == 2
             assert list(client.run(loaded).values()) == [expected]

@@ -240,7 +240,7 @@ def twin_checkpoints(tmp_path_factory):
     torch = pytest.importorskip("torch")
     d = tmp_path_factory.mktemp("twins")
     torch.manual_seed(3)
-    kmvn = vgnn_core.VGNN(kind="kmvn", **TINY)
+    kmvn = vgnn_core.VGNN(kind="kmvn", full_blocks=True, r_bond=5.0, **TINY)  # then the MVN's Γ is its own
     mvn = vgnn_core.VGNN(kmvn.config, kind="mvn")
     mvn.load_state_dict(kmvn.state_dict())
     vgnn_core.save_checkpoint(kmvn, d / "kmvn.pt")
@@ -276,11 +276,12 @@ def test_models_sharing_their_network_are_run_once_with_the_same_rows(tmp_path, 
     n = len(demo_structures())
     small = sum(len(s) <= 3 for _, s in demo_structures())
     assert 0 < small < n
-    # per shard: one shared pass of its small cells (then one per crystal in the shard of the
-    # failure), and a Γ-only pass of the cells too large for bands
+    # per shard: one shared pass of its small cells, and a Γ-only pass of the cells too large for
+    # bands; in the shard of the failure the shared pass is then repeated one crystal at a time
     assert sum(k for k, together in passes if not together) == n - small
     batches = [k for k, together in passes if together and k > 1]
-    assert sum(batches) == small and [k for k, together in passes if together].count(1) in batches
+    one_at_a_time = [k for k, together in passes if together and k == 1]
+    assert sum(batches) == small and len(one_at_a_time) in batches
     monkeypatch.setattr(BuildModels, "share_networks", property(lambda self: False))
     passes.clear()
     apart = build("demo", twin_checkpoints, tmp_path / "apart", release="r", settings=settings, progress=None)
@@ -295,6 +296,13 @@ def test_models_sharing_their_network_are_run_once_with_the_same_rows(tmp_path, 
         assert [(x[0], *x[2:]) for x in ra] == [(y[0], *y[2:]) for y in rb]
         for x, y in zip(ra, rb):  # the Γ batches differ (large cells apart): float32 round-off only
             np.testing.assert_allclose(np.array(x[1], float), np.array(y[1], float), rtol=0, atol=1e-3)
+    # the Γ table holds the MVN's own spectra, as a direct MVN prediction gives them
+    mvn = vgnn_core.Predictor(vgnn_core.load_checkpoint(twin_checkpoints[0]))
+    written = dict(a.execute("SELECT material_id, frequencies_cm1 FROM gamma").fetchall())
+    structures = dict(demo_structures())
+    ids = sorted(written)
+    direct = mvn.predict_gamma([structures[m] for m in ids])
+    assert max(np.abs(np.array(written[m]) - w).max() for m, w in zip(ids, direct)) < 1e-3
     assert a.execute("SELECT count(*) FROM gamma").fetchone()[0] == n - 1
     assert a.execute("SELECT count(*) FROM bands").fetchone()[0] == small - 1
     failure = a.execute("SELECT material_id, stage, error_class FROM failures WHERE stage = 'predict'").fetchall()
