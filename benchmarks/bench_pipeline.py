@@ -62,15 +62,14 @@ def pure_inference(source: str, models: list[str], atoms_per_shard: int) -> dict
         if not batch:
             continue
         small = [c for c in batch if c.n_atoms <= settings.bands_max_atoms] if bands_model else []
-        gamma_only = batch
         mesh = dict(density=settings.mesh_density, nac=nac, temperatures=settings.temperature_array, clock=clock)
-        if gamma_model and small and loaded.share_networks:  # as the build: one pass of the shared networks
-            gamma_only = [c for c in batch if c.n_atoms > settings.bands_max_atoms]
+        one_pass = bool(gamma_model and small and loaded.share_networks)  # as the build: shared networks run once
+        gamma_only = [c for c in batch if c.n_atoms > settings.bands_max_atoms] if one_pass else batch
         t0 = time.perf_counter()
         if gamma_model and gamma_only:
             gamma_model.predictor.predict_phonons(gamma_only, bands=False, thermal=False, clock=clock)
         t1 = time.perf_counter()
-        if small and gamma_only is not batch:
+        if one_pass:
             bands_model.predictor.predict_phonons_and_gamma(gamma_model.predictor, small, **mesh)
         elif small:
             bands_model.predictor.predict_phonons(small, **mesh)

@@ -93,16 +93,16 @@ def predict_shard(
             good.append(x)
         except Exception as exc:  # noqa: BLE001 - any failure here is this material's alone
             rows["failures"].append(_failure(x.name, "ingest", exc, run_id))
+    small = [c for c in good if c.n_atoms <= settings.bands_max_atoms]
+    large = [c for c in good if c.n_atoms > settings.bands_max_atoms]
     gamma_todo = good if models.gamma is not None else []
-    bands_todo: list[Crystal] = []
+    bands_todo = small if models.bands is not None else []
     if models.bands is not None:
-        bands_todo = [c for c in good if c.n_atoms <= settings.bands_max_atoms]
-        for c in good:
-            if c.n_atoms > settings.bands_max_atoms:
-                rows["failures"].append({
-                    "material_id": c.name, "stage": "limit", "error_class": "CellTooLargeForBands",
-                    "message": f"{c.name}: {c.n_atoms} atoms > {settings.bands_max_atoms}: band structure, DOS "
-                               "and thermo skipped (Γ spectrum written)", "run_id": run_id})
+        for c in large:
+            rows["failures"].append({
+                "material_id": c.name, "stage": "limit", "error_class": "CellTooLargeForBands",
+                "message": f"{c.name}: {c.n_atoms} atoms > {settings.bands_max_atoms}: band structure, DOS "
+                           "and thermo skipped (Γ spectrum written)", "run_id": run_id})
     outcome: dict[str, tuple[list, list]] = {"gamma": ([], []), "bands": ([], [])}  # (done, failed) per table
     if gamma_todo and bands_todo and models.share_networks:
         # one forward pass of the shared networks for both tables; Γ alone for the cells too large for bands
@@ -110,7 +110,7 @@ def predict_shard(
         outcome["gamma"][0].extend((c, g) for c, (g, _) in both)
         outcome["bands"][0].extend((c, b) for c, (_, b) in both)
         outcome["gamma"][1].extend(failed)
-        gamma_todo, bands_todo = [c for c in good if c.n_atoms > settings.bands_max_atoms], []
+        gamma_todo, bands_todo = large, []
     for model, table, todo in ((models.gamma, "gamma", gamma_todo), (models.bands, "bands", bands_todo)):
         if todo:
             done, failed = _predict_isolating_failures(todo, model, table, settings, clock)
