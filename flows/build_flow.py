@@ -24,7 +24,8 @@ import asyncio
 import logging
 import os
 import sys
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
@@ -189,14 +190,39 @@ def shard_task(shard: Shard, inputs: list[PlannedInput], out: str, release: str,
     return report
 
 
+class PrefectAPI:
+    """The Prefect API of a build (:func:`shared_prefect_api`); :meth:`ready` blocks until it answers."""
+
+    def __init__(self, url: str | None, starting: threading.Thread | None = None,
+                 failure: list[BaseException] | None = None, moved: Callable[[], str | None] | None = None):
+        self.url = url
+        self._starting = starting
+        self._failure = failure if failure is not None else []
+        self._moved = moved
+
+    def ready(self) -> None:
+        """Wait for the ephemeral server's start (no wait for a configured server); raises
+        ``RuntimeError`` if it failed, or came up on another port than the one handed to the workers."""
+        if self._starting is not None:
+            self._starting.join()
+        if self._failure:
+            raise RuntimeError(f"Prefect's ephemeral server did not start: {self._failure[0]}") from self._failure[0]
+        moved = self._moved() if self._moved is not None else None
+        if moved is not None:
+            raise RuntimeError(f"Prefect's ephemeral server came up at {moved}, not at {self.url} as announced to the "
+                               "Dask workers (its port was taken meanwhile); run the build again")
+
+
 @contextmanager
-def shared_prefect_api():
+def shared_prefect_api(wait: bool = True) -> Iterator[PrefectAPI]:
     """One Prefect API for the flow and its Dask workers: the configured server, else an
     ephemeral one started here and handed to the workers through ``PREFECT_API_URL``.
 
     Without it each worker process starts its own ephemeral server on the same SQLite
     database, its task runs are recorded there and lost with the worker, and every start
-    costs CPU the build needs.
+    costs CPU the build needs. With ``wait=False`` the server starts in the background (its
+    port, and so ``PREFECT_API_URL``, is fixed first), so a build starts its Dask cluster
+    meanwhile; call :meth:`PrefectAPI.ready` before the flow runs.
     """
     from prefect.settings import (
         PREFECT_API_URL,
@@ -205,24 +231,43 @@ def shared_prefect_api():
     )
 
     if PREFECT_API_URL.value() or not PREFECT_SERVER_EPHEMERAL_ENABLED.value():
-        yield
+        yield PrefectAPI(PREFECT_API_URL.value())
         return
     from prefect.server.api.server import SubprocessASGIServer
 
     server = SubprocessASGIServer()  # Prefect's own ephemeral server, the one it would start
-    server.start()  # stopped at exit (Prefect registers it with atexit) ...
-    watchdog = server_watchdog(os.getpid(), server.server_process.pid)  # ... or when this process is killed
+    if not server.running:
+        server.port = server.find_available_port()  # chosen now, so the URL is known before the server answers
+    url = server.api_url
+    failure: list[BaseException] = []
+    watchdogs = []
+
+    def start() -> None:
+        try:
+            server.start()  # stopped at exit (Prefect registers it with atexit) ...
+            # ... or by the watchdog when this process is killed
+            watchdogs.append(server_watchdog(os.getpid(), server.server_process.pid))
+        except BaseException as exc:  # noqa: BLE001 - raised by PrefectAPI.ready in the build's thread
+            failure.append(exc)
+
+    starting = threading.Thread(target=start, name="prefect-ephemeral-server", daemon=True)
+    starting.start()
+    api = PrefectAPI(url, starting, failure, lambda: None if server.api_url == url else server.api_url)
     before = os.environ.get("PREFECT_API_URL")
-    os.environ["PREFECT_API_URL"] = server.api_url  # inherited by the workers spawned below
+    os.environ["PREFECT_API_URL"] = url  # inherited by the workers spawned below
     try:
-        with temporary_settings({PREFECT_API_URL: server.api_url}):
-            yield
+        with temporary_settings({PREFECT_API_URL: url}):
+            if wait:
+                api.ready()
+            yield api
     finally:
         if before is None:
             os.environ.pop("PREFECT_API_URL", None)
         else:
             os.environ["PREFECT_API_URL"] = before
-        watchdog.terminate()  # the server itself stays for the rest of this process (atexit stops it)
+        starting.join()
+        for watchdog in watchdogs:
+            watchdog.terminate()  # the server itself stays for the rest of this process (atexit stops it)
 
 
 #: Polls its parent; when the parent is gone (SIGKILL runs no atexit), stops the server.
@@ -300,7 +345,7 @@ def build_database(source: str = "demo", models: tuple[str, ...] = ("mvn", "kmvn
     shard = shard_task.with_options(timeout_seconds=shard_timeout_minutes * 60)
     futures = [shard.submit(s, plan.items(s), str(out), plan.release, plan.source_name, tuple(models), plan.run_id,
                             plan.settings)
-               for s in plan.shards]
+               for s in plan.shards_costliest_first()]  # Dask runs them in the order submitted
     reports = []
     with tqdm(total=len(futures), desc=f"building {plan.release}", unit="shard",
               disable=not sys.stderr.isatty()) as bar:
@@ -331,7 +376,10 @@ def run_build(source: str, models: list[str], out: str, release: str | None = No
     ``TimeoutError`` after ``timeout_hours`` (no limit by default). Prefect and Dask log at
     WARNING unless ``$VGNN_VERBOSE``."""
     timeout_s = None if timeout_hours is None else timeout_hours * 3600
-    with quiet_logs(), shared_prefect_api(), build_environment(cluster, n_workers, tuple(models)) as runner:
+    # the ephemeral Prefect server starts while the Dask workers start and load the models
+    with quiet_logs(), shared_prefect_api(wait=False) as api, \
+            build_environment(cluster, n_workers, tuple(models)) as runner:
+        api.ready()
         return build_database.with_options(task_runner=runner, timeout_seconds=timeout_s)(
             source=source, models=tuple(models), out=str(out), release=release, atoms_per_shard=atoms_per_shard,
             nac=nac)

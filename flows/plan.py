@@ -249,6 +249,16 @@ def sizes_of(inputs: dict[str, PlannedInput]) -> dict[str, int]:
     return {mid: x.n_atoms if isinstance(x, Crystal) else 1 for mid, x in inputs.items()}
 
 
+def estimated_cost(x: PlannedInput) -> float:
+    """A material's work in a build, in units of a 16-atom crystal's band eigen-solves (for
+    ordering shards only): a fixed part (graph, network, rows) plus the eigen-solves, which
+    grow as atoms^2.5 at database sizes (``benchmarks/bench_scaling.py``). Unreadable inputs cost
+    almost nothing."""
+    if not isinstance(x, Crystal):
+        return 0.01
+    return 1.0 + (x.n_atoms / 16.0) ** 2.5
+
+
 @dataclass(frozen=True)
 class BuildPlan:
     """What a build will do: its release, run id, settings and shards."""
@@ -268,6 +278,13 @@ class BuildPlan:
 
     def items(self, shard: Shard) -> list[PlannedInput]:
         return [self.inputs[m] for m in shard.material_ids]
+
+    def shards_costliest_first(self) -> list[Shard]:
+        """The shards in the order to run them: the costliest first (:func:`estimated_cost`), so
+        that the last shards, which decide how long a worker waits for the others at the end,
+        are the short ones. Ties keep the plan's order."""
+        cost = {s.shard_id: sum(estimated_cost(x) for x in self.items(s)) for s in self.shards}
+        return sorted(self.shards, key=lambda s: -cost[s.shard_id])
 
 
 def _shard_salt(settings: BuildSettings) -> str:

@@ -33,6 +33,24 @@ def test_shard_plan_is_deterministic_and_balanced():
     assert max(s.n_atoms for s in a if s.material_ids != ("mp-big",)) <= 200
 
 
+def test_shards_run_costliest_first(si_conventional, tmp_path):
+    """The flow submits shards costliest first (the end of a build then waits on a short shard):
+    the same shards, a large cell's shard before shards of many small ones, costs non-increasing."""
+    from flows.plan import estimated_cost
+
+    src = tmp_path / "in"
+    src.mkdir()
+    for k, rep in enumerate((1, 1, 1, 1, 3)):  # four 8-atom cells and one of 216 atoms
+        si_conventional.make_supercell([rep] * 3, in_place=False).to(filename=str(src / f"si{k}.cif"))
+    plan = plan_build(f"dir:{src}", "r", BuildSettings(atoms_per_shard=16, large_cell_atoms=100))
+    order = plan.shards_costliest_first()
+    assert sorted(s.shard_id for s in order) == sorted(s.shard_id for s in plan.shards) and len(order) >= 3
+    assert order[0].material_ids == ("si4",) and order[0].n_atoms == 216
+    costs = [sum(estimated_cost(x) for x in plan.items(s)) for s in order]
+    assert costs == sorted(costs, reverse=True)
+    assert estimated_cost(plan.inputs["si4"]) > 27 ** 2 * estimated_cost(plan.inputs["si0"]) / 2  # atoms^2.5
+
+
 def test_demo_build_equals_direct_prediction_and_resumes(tmp_path, checkpoints):
     specs = [str(checkpoints["mvn"]), str(checkpoints["kmvn"])]
     first = build("demo", specs, tmp_path, release="r", settings=BuildSettings(atoms_per_shard=30), progress=None)
