@@ -21,6 +21,7 @@ build itself has a flow-level timeout.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import os
 import sys
@@ -68,6 +69,9 @@ WORKER_CLOSE_TIMEOUT_S = 60.0
 
 #: The same after a failed or timed-out build, whose workers may be stuck in a shard.
 FAILED_CLOSE_TIMEOUT_S = 5.0
+
+#: Seconds the ephemeral Prefect server is given to answer (at least; Prefect's own setting if longer).
+SERVER_START_TIMEOUT_S = 120
 
 
 class _WorkerThreadTimeoutNotice(logging.Filter):
@@ -194,7 +198,7 @@ class PrefectAPI:
     """The Prefect API of a build (:func:`shared_prefect_api`); :meth:`ready` blocks until it answers."""
 
     def __init__(self, url: str | None, starting: threading.Thread | None = None,
-                 failure: list[BaseException] | None = None, moved: Callable[[], str | None] | None = None):
+                 failure: list[BaseException] | None = None, moved: Callable[[], str | None] | None = None) -> None:
         self.url = url
         self._starting = starting
         self._failure = failure if failure is not None else []
@@ -224,9 +228,12 @@ def shared_prefect_api(wait: bool = True) -> Iterator[PrefectAPI]:
     port, and so ``PREFECT_API_URL``, is fixed first), so a build starts its Dask cluster
     meanwhile; call :meth:`PrefectAPI.ready` before the flow runs.
     """
+    import subprocess
+
     from prefect.settings import (
         PREFECT_API_URL,
         PREFECT_SERVER_EPHEMERAL_ENABLED,
+        PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS,
         temporary_settings,
     )
 
@@ -240,17 +247,21 @@ def shared_prefect_api(wait: bool = True) -> Iterator[PrefectAPI]:
         server.port = server.find_available_port()  # chosen now, so the URL is known before the server answers
     url = server.api_url
     failure: list[BaseException] = []
-    watchdogs = []
+    watchdogs: list[subprocess.Popen] = []
+    # a busy machine's workers load their models meanwhile: more than Prefect's default 20 s to come up
+    timeout = max(SERVER_START_TIMEOUT_S, PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS.value())
 
     def start() -> None:
         try:
-            server.start()  # stopped at exit (Prefect registers it with atexit) ...
+            server.start(timeout=timeout)  # stopped at exit (Prefect registers it with atexit) ...
             # ... or by the watchdog when this process is killed
             watchdogs.append(server_watchdog(os.getpid(), server.server_process.pid))
-        except BaseException as exc:  # noqa: BLE001 - raised by PrefectAPI.ready in the build's thread
+        except BaseException as exc:  # raised by PrefectAPI.ready in the build's thread
             failure.append(exc)
 
-    starting = threading.Thread(target=start, name="prefect-ephemeral-server", daemon=True)
+    # in a copy of this context: the caller's temporary Prefect settings reach the server
+    starting = threading.Thread(target=contextvars.copy_context().run, args=(start,), name="prefect-ephemeral-server",
+                                daemon=True)
     starting.start()
     api = PrefectAPI(url, starting, failure, lambda: None if server.api_url == url else server.api_url)
     before = os.environ.get("PREFECT_API_URL")

@@ -250,13 +250,14 @@ def sizes_of(inputs: dict[str, PlannedInput]) -> dict[str, int]:
 
 
 def estimated_cost(x: PlannedInput) -> float:
-    """A material's work in a build, in units of a 16-atom crystal's band eigen-solves (for
-    ordering shards only): a fixed part (graph, network, rows) plus the eigen-solves, which
-    grow as atoms^2.5 at database sizes (``benchmarks/bench_scaling.py``). Unreadable inputs cost
-    almost nothing."""
+    """A material's work in a CPU build (for ordering shards only), in units of a 16-atom
+    crystal's eigen-solves (path and mesh, ~0.03 core-s here): a fixed part for the graph, the
+    networks, the DOS and the rows (~4 such units: the 1,004-structure benchmark's stage split,
+    ``benchmarks/bench_pipeline.py``) plus the eigen-solves, which grow as atoms^2.5 at database
+    sizes (``benchmarks/bench_scaling.py``). Unreadable inputs cost almost nothing."""
     if not isinstance(x, Crystal):
         return 0.01
-    return 1.0 + (x.n_atoms / 16.0) ** 2.5
+    return 4.0 + (x.n_atoms / 16.0) ** 2.5
 
 
 @dataclass(frozen=True)

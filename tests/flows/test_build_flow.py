@@ -171,28 +171,43 @@ def test_workers_share_the_flows_prefect_api_and_keep_glibc_malloc_defaults(monk
     assert os.environ["MALLOC_TRIM_THRESHOLD_"] == "65536"
 
 
-def test_the_ephemeral_server_starts_beside_the_cluster_at_the_url_the_workers_get():
-    """shared_prefect_api(wait=False) fixes the server's URL first and starts it in the background:
-    the Dask workers started meanwhile inherit that URL, and once ready() returns it answers
-    there; a server that came up elsewhere or failed is one clear error from ready()."""
+def test_the_ephemeral_server_starts_beside_the_cluster_at_the_url_the_workers_get(monkeypatch):
+    """shared_prefect_api(wait=False) fixes a fresh server's URL first and starts it in the
+    background: the Dask workers started meanwhile inherit that URL, and once ready() returns it
+    answers there; a server that failed to start, or came up elsewhere, is one clear error from
+    ready() and the environment is restored."""
     import httpx
     from distributed import Client, LocalCluster
+    from prefect.server.api.server import SubprocessASGIServer
 
     from flows.build_flow import PrefectAPI, shared_prefect_api
 
     assert "PREFECT_API_URL" not in os.environ
+    monkeypatch.setattr(SubprocessASGIServer, "_instances", {})  # not the one earlier tests started
+    try:
+        with shared_prefect_api(wait=False) as api:
+            server = SubprocessASGIServer()
+            assert os.environ["PREFECT_API_URL"] == api.url == server.api_url
+            with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
+                    Client(cluster) as client:
+                (url,) = client.run(os.environ.get, "PREFECT_API_URL").values()
+            api.ready()
+            assert url == api.url and httpx.get(f"{api.url}/health", timeout=30).status_code == 200
+    finally:
+        SubprocessASGIServer().stop()
+    assert "PREFECT_API_URL" not in os.environ
+
+    def refuse(self, timeout=None):
+        raise OSError("boom")
+
+    monkeypatch.setattr(SubprocessASGIServer, "_instances", {})
+    monkeypatch.setattr(SubprocessASGIServer, "start", refuse)
     with shared_prefect_api(wait=False) as api:
-        assert os.environ["PREFECT_API_URL"] == api.url
-        with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
-                Client(cluster) as client:
-            (url,) = client.run(os.environ.get, "PREFECT_API_URL").values()
-        api.ready()
-        assert url == api.url and httpx.get(f"{api.url}/health", timeout=30).status_code == 200
+        with pytest.raises(RuntimeError, match="did not start: boom"):
+            api.ready()
     assert "PREFECT_API_URL" not in os.environ
     with pytest.raises(RuntimeError, match="came up at http://127.0.0.1:1/api, not at"):
         PrefectAPI("http://127.0.0.1:2/api", moved=lambda: "http://127.0.0.1:1/api").ready()
-    with pytest.raises(RuntimeError, match="did not start: boom"):
-        PrefectAPI("http://127.0.0.1:2/api", failure=[OSError("boom")]).ready()
 
 
 def test_build_logs_are_quiet_here_and_in_the_workers_unless_verbose(monkeypatch):
