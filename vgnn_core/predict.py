@@ -295,7 +295,7 @@ class Predictor:
         structure) or a sequence of them (``None`` entries: no correction) is applied as given.
         ``nac_mode="gamma"`` (default) adds only the direction-dependent LO–TO jump at Γ to the
         network's force constants, which already hold the analytic long-range part (on Petretto
-        ``val`` it leaves the band MAE at 16.6 cm⁻¹ and cuts the LO error at Γ from 42.0 to 30.8);
+        ``val`` it leaves the band MAE at 16.3 cm⁻¹ and cuts the LO error at Γ from 42.0 to 31.2);
         ``"full"`` takes them as short-range and adds the whole Gonze–Lee term (val band MAE
         22.3: counted twice). ``PhononResult.has_nac`` says whether a crystal got it.
 
