@@ -41,7 +41,7 @@ MP_MATERIALS = 146_000
 def pure_inference(source: str, models: list[str], atoms_per_shard: int) -> dict:
     from flows.models import pick_models
     from flows.plan import BuildSettings, plan_shards, read_inputs, sizes_of
-    from flows.shard import build_nac
+    from flows.shard import predict_call, split_work
     from flows.sources import resolve_source
     from vgnn_core.crystal.crystal import Crystal
     from vgnn_core.timing import StageClock
@@ -53,31 +53,18 @@ def pure_inference(source: str, models: list[str], atoms_per_shard: int) -> dict
     structures = {m: c for m, c in inputs.items() if isinstance(c, Crystal)}
     shards = plan_shards(sizes_of(inputs), atoms_per_shard)
     loaded = pick_models(models)
-    gamma_model, bands_model = loaded.gamma, loaded.bands
-    nac = build_nac(bands_model, settings) if bands_model else None  # LO–TO as the build adds it
-    n_bands, gamma_s, bands_s = 0, 0.0, 0.0
+    n_bands, seconds = 0, {"gamma": 0.0, "bands": 0.0}
     clock = StageClock()
-    for shard in shards:
+    for shard in shards:  # the shards' prediction calls as a build makes them, without Prefect, Dask or rows
         batch = [structures[m] for m in shard.material_ids if m in structures]
-        if not batch:
-            continue
-        small = [c for c in batch if c.n_atoms <= settings.bands_max_atoms] if bands_model else []
-        mesh = dict(density=settings.mesh_density, nac=nac, temperatures=settings.temperature_array, clock=clock)
-        one_pass = bool(gamma_model and small and loaded.share_networks)  # as the build: shared networks run once
-        gamma_only = [c for c in batch if c.n_atoms > settings.bands_max_atoms] if one_pass else batch
-        t0 = time.perf_counter()
-        if gamma_model and gamma_only:
-            gamma_model.predictor.predict_phonons(gamma_only, bands=False, thermal=False, clock=clock)
-        t1 = time.perf_counter()
-        if one_pass:
-            bands_model.predictor.predict_phonons_and_gamma(gamma_model.predictor, small, **mesh)
-        elif small:
-            bands_model.predictor.predict_phonons(small, **mesh)
-        n_bands += len(small)
-        gamma_s, bands_s = gamma_s + t1 - t0, bands_s + time.perf_counter() - t1
+        for call, todo in split_work(batch, loaded, settings).calls():
+            t0 = time.perf_counter()
+            predict_call(todo, loaded, call, settings, clock)
+            seconds["gamma" if call == "gamma" else "bands"] += time.perf_counter() - t0
+            n_bands += len(todo) if call != "gamma" else 0
     return {"materials": len(structures), "with_bands": n_bands, "atoms": sum(c.n_atoms for c in structures.values()),
-            "ingest_s": ingest, "inference_s": gamma_s + bands_s, "gamma_s": gamma_s, "bands_s": bands_s,
-            "one_pass_for_gamma_and_bands": bool(gamma_model and bands_model and loaded.share_networks),
+            "ingest_s": ingest, "inference_s": seconds["gamma"] + seconds["bands"], "gamma_s": seconds["gamma"],
+            "bands_s": seconds["bands"], "one_pass_for_gamma_and_bands": loaded.share_networks,
             "inference_stage_s": clock.wall_seconds(), "device": device_name()}
 
 
@@ -125,6 +112,14 @@ def print_stages(rows: list[dict], workers: int) -> None:
         for run, split in r["stages"].items():
             print(f"{r['source']:<10} {run:<10} " + " ".join(f"{split.get(n, 0.0):>10.1f}" for n in names))
     print(f"(wall seconds; the pipeline's per worker of {workers})")
+    parts = ("before_flow_s", "to_first_shard_s", "between_shards_s", "tail_s", "after_last_shard_s", "after_flow_s")
+    print(f"\n{'source':<10} " + " ".join(f"{n[:-2]:>18}" for n in parts))
+    for r in rows:  # the pipeline's wall time outside its shards (flows.plan.build_timeline)
+        timeline = r.get("timeline") or {}
+        print(f"{r['source']:<10} " + " ".join(f"{timeline.get(n, float('nan')):>18.1f}" for n in parts))
+    print("(wall seconds of the pipeline outside its shards, per worker: the cluster's and Prefect's start, from the "
+          "flow's start to the first shard (ingest included), gaps between shards, idle at the end, the release, "
+          "the cluster's close)")
 
 
 def mp_projection(row: dict) -> dict:

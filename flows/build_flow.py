@@ -26,7 +26,8 @@ import logging
 import os
 import sys
 import threading
-from collections.abc import Callable, Iterator
+import time
+from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
@@ -35,7 +36,14 @@ from prefect.futures import as_completed
 from tqdm.auto import tqdm
 
 from flows.models import BuildModels, pick_models
-from flows.plan import BuildSettings, PlannedInput, Shard, finalize_build, plan_build
+from flows.plan import (
+    BuildSettings,
+    PlannedInput,
+    Shard,
+    build_timeline,
+    finalize_build,
+    plan_build,
+)
 from flows.shard import ShardReport, run_shard
 
 
@@ -195,26 +203,50 @@ def shard_task(shard: Shard, inputs: list[PlannedInput], out: str, release: str,
 
 
 class PrefectAPI:
-    """The Prefect API of a build (:func:`shared_prefect_api`); :meth:`ready` blocks until it answers."""
+    """The Prefect API of a build (:func:`shared_prefect_api`): a configured server's ``url``, or
+    an ephemeral ``server`` whose port is fixed before it starts (:meth:`start`, in the background);
+    :meth:`ready` blocks until it answers."""
 
-    def __init__(self, url: str | None, starting: threading.Thread | None = None,
-                 failure: list[BaseException] | None = None, moved: Callable[[], str | None] | None = None) -> None:
+    def __init__(self, url: str | None, server=None) -> None:
         self.url = url
-        self._starting = starting
-        self._failure = failure if failure is not None else []
-        self._moved = moved
+        self.server = server  # a prefect SubprocessASGIServer, or None for a configured API
+        self._starting: threading.Thread | None = None
+        self._failure: BaseException | None = None
+        self._watchdog = None
+
+    def start(self, timeout: float) -> None:
+        """Start the ephemeral server in a background thread, in a copy of the caller's context (its
+        temporary Prefect settings reach the server); ``timeout``: seconds it may take to answer."""
+        self._starting = threading.Thread(target=contextvars.copy_context().run, args=(self._start, timeout),
+                                          name="prefect-ephemeral-server", daemon=True)
+        self._starting.start()
+
+    def _start(self, timeout: float) -> None:
+        try:
+            self.server.start(timeout=timeout)  # stopped at exit (Prefect registers it with atexit) ...
+            # ... or by the watchdog when this process is killed
+            self._watchdog = server_watchdog(os.getpid(), self.server.server_process.pid)
+        except BaseException as exc:  # noqa: BLE001 - raised by ready() in the build's thread
+            self._failure = exc
 
     def ready(self) -> None:
         """Wait for the ephemeral server's start (no wait for a configured server); raises
         ``RuntimeError`` if it failed, or came up on another port than the one handed to the workers."""
         if self._starting is not None:
             self._starting.join()
-        if self._failure:
-            raise RuntimeError(f"Prefect's ephemeral server did not start: {self._failure[0]}") from self._failure[0]
-        moved = self._moved() if self._moved is not None else None
-        if moved is not None:
-            raise RuntimeError(f"Prefect's ephemeral server came up at {moved}, not at {self.url} as announced to the "
-                               "Dask workers (its port was taken meanwhile); run the build again")
+        if self._failure is not None:
+            raise RuntimeError(f"Prefect's ephemeral server did not start: {self._failure}") from self._failure
+        if self.server is not None and self.server.api_url != self.url:
+            raise RuntimeError(f"Prefect's ephemeral server came up at {self.server.api_url}, not at {self.url} as "
+                               "announced to the Dask workers (its port was taken meanwhile); run the build again")
+
+    def release(self) -> None:
+        """Let the server outlive the build's end but not this process: wait for a start still
+        running and stop its watchdog (the server stays until this process exits; atexit stops it)."""
+        if self._starting is not None:
+            self._starting.join()
+        if self._watchdog is not None:
+            self._watchdog.terminate()
 
 
 @contextmanager
@@ -228,8 +260,6 @@ def shared_prefect_api(wait: bool = True) -> Iterator[PrefectAPI]:
     port, and so ``PREFECT_API_URL``, is fixed first), so a build starts its Dask cluster
     meanwhile; call :meth:`PrefectAPI.ready` before the flow runs.
     """
-    import subprocess
-
     from prefect.settings import (
         PREFECT_API_URL,
         PREFECT_SERVER_EPHEMERAL_ENABLED,
@@ -245,29 +275,13 @@ def shared_prefect_api(wait: bool = True) -> Iterator[PrefectAPI]:
     server = SubprocessASGIServer()  # Prefect's own ephemeral server, the one it would start
     if not server.running:
         server.port = server.find_available_port()  # chosen now, so the URL is known before the server answers
-    url = server.api_url
-    failure: list[BaseException] = []
-    watchdogs: list[subprocess.Popen] = []
+    api = PrefectAPI(server.api_url, server)
     # a busy machine's workers load their models meanwhile: more than Prefect's default 20 s to come up
-    timeout = max(SERVER_START_TIMEOUT_S, PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS.value())
-
-    def start() -> None:
-        try:
-            server.start(timeout=timeout)  # stopped at exit (Prefect registers it with atexit) ...
-            # ... or by the watchdog when this process is killed
-            watchdogs.append(server_watchdog(os.getpid(), server.server_process.pid))
-        except BaseException as exc:  # raised by PrefectAPI.ready in the build's thread
-            failure.append(exc)
-
-    # in a copy of this context: the caller's temporary Prefect settings reach the server
-    starting = threading.Thread(target=contextvars.copy_context().run, args=(start,), name="prefect-ephemeral-server",
-                                daemon=True)
-    starting.start()
-    api = PrefectAPI(url, starting, failure, lambda: None if server.api_url == url else server.api_url)
+    api.start(timeout=max(SERVER_START_TIMEOUT_S, PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS.value()))
     before = os.environ.get("PREFECT_API_URL")
-    os.environ["PREFECT_API_URL"] = url  # inherited by the workers spawned below
+    os.environ["PREFECT_API_URL"] = api.url  # inherited by the workers spawned below
     try:
-        with temporary_settings({PREFECT_API_URL: url}):
+        with temporary_settings({PREFECT_API_URL: api.url}):
             if wait:
                 api.ready()
             yield api
@@ -276,9 +290,7 @@ def shared_prefect_api(wait: bool = True) -> Iterator[PrefectAPI]:
             os.environ.pop("PREFECT_API_URL", None)
         else:
             os.environ["PREFECT_API_URL"] = before
-        starting.join()
-        for watchdog in watchdogs:
-            watchdog.terminate()  # the server itself stays for the rest of this process (atexit stops it)
+        api.release()
 
 
 #: Polls its parent; when the parent is gone (SIGKILL runs no atexit), stops the server.
@@ -350,6 +362,7 @@ def build_database(source: str = "demo", models: tuple[str, ...] = ("mvn", "kmvn
     rows with the LO-TO jump at Γ from predicted Born charges (on by default; a k-MVN that no
     Born heads fit is written without it)."""
     logger = get_run_logger()
+    begun = time.time()
     plan = plan_build(source, release, BuildSettings(atoms_per_shard=atoms_per_shard, nac=nac), out=out)
     logger.info("%d structures from %s in %d shards → %s/releases/%s",
                 len(plan.inputs), source, len(plan.shards), out, plan.release)
@@ -366,7 +379,12 @@ def build_database(source: str = "demo", models: tuple[str, ...] = ("mvn", "kmvn
             bar.set_postfix(materials=sum(r.written for r in reports), failed=sum(r.failed for r in reports))
     used = [m for r in reports for m in r.models]
     used = [dict(t) for t in dict.fromkeys(tuple(sorted(m.items())) for m in used)]
-    return finalize_build(Path(out), plan, used, reports)
+    summary = finalize_build(Path(out), plan, used, reports)
+    # where the flow's wall time outside the shards went (from its start; run_build adds the cluster's)
+    summary["timeline"] = build_timeline([r for r in reports if not r.skipped], begun, time.time())
+    if summary["timeline"]:  # none when every shard was already complete
+        summary["timeline"]["flow_started_at"] = begun
+    return summary
 
 
 @contextmanager
@@ -387,13 +405,20 @@ def run_build(source: str, models: list[str], out: str, release: str | None = No
     ``TimeoutError`` after ``timeout_hours`` (no limit by default). Prefect and Dask log at
     WARNING unless ``$VGNN_VERBOSE``."""
     timeout_s = None if timeout_hours is None else timeout_hours * 3600
+    begun = time.time()
     # the ephemeral Prefect server starts while the Dask workers start and load the models
     with quiet_logs(), shared_prefect_api(wait=False) as api, \
             build_environment(cluster, n_workers, tuple(models)) as runner:
         api.ready()
-        return build_database.with_options(task_runner=runner, timeout_seconds=timeout_s)(
+        summary = build_database.with_options(task_runner=runner, timeout_seconds=timeout_s)(
             source=source, models=tuple(models), out=str(out), release=release, atoms_per_shard=atoms_per_shard,
             nac=nac)
+        flow_ended = time.time()
+    timeline = summary.get("timeline", {})
+    if "flow_started_at" in timeline:  # the cluster's and the Prefect server's start, and the cluster's close
+        timeline["before_flow_s"] = timeline["flow_started_at"] - begun
+        timeline["after_flow_s"] = time.time() - flow_ended
+    return summary
 
 
 @flow(name="vgnn-rebuild")

@@ -330,6 +330,38 @@ def plan_build(source: str, release: str | None = None, settings: BuildSettings 
     )
 
 
+def build_timeline(reports: list, begun: float, ended: float) -> dict[str, float]:
+    """Where a build's wall time outside its shards went, from the computed shards' reports
+    (``worker``, ``started``, ``finished``: Unix s) and the wall span ``begun`` → ``ended`` (Unix s)
+    they ran in. Per worker, averaged over the workers that ran shards (s):
+
+    ``to_first_shard_s``: from ``begun`` to the worker's first shard (reading and planning the
+    input, Prefect's task submission, a worker still loading its models); ``between_shards_s``: gaps
+    between its shards (task dispatch and result handling); ``tail_s``: idle after its last shard
+    until the last shard of the build ended (the shards' granularity); and, for the build,
+    ``after_last_shard_s``: from the last shard's end to ``ended`` (run record, release).
+    ``shards_s`` is the mean worker's time in shards; the five parts sum to ``ended - begun``."""
+    spans: dict[str, list] = {}
+    for r in reports:
+        if r.worker and r.finished:
+            spans.setdefault(r.worker, []).append(r)
+    if not spans:
+        return {}
+    last = max(r.finished for rs in spans.values() for r in rs)
+    parts = {"to_first_shard_s": [], "shards_s": [], "between_shards_s": [], "tail_s": []}
+    for rs in spans.values():
+        first, end = min(r.started for r in rs), max(r.finished for r in rs)
+        busy = sum(r.finished - r.started for r in rs)
+        parts["to_first_shard_s"].append(first - begun)
+        parts["shards_s"].append(busy)
+        parts["between_shards_s"].append(end - first - busy)
+        parts["tail_s"].append(last - end)
+    timeline = {k: float(np.mean(v)) for k, v in parts.items()}
+    timeline["after_last_shard_s"] = ended - last
+    timeline["workers"] = len(spans)
+    return timeline
+
+
 def finalize_build(out: Path, plan: BuildPlan, models: list[dict], reports: list) -> dict:
     """Record the run in the ``runs`` table, release exactly the plan's shards, summarise.
 

@@ -8,6 +8,8 @@ produces the same rows.
 
 from __future__ import annotations
 
+import os
+import socket
 import time
 import traceback
 import warnings
@@ -41,13 +43,17 @@ MATERIAL_TABLES = ("structures", "gamma", "bands", "thermo", "dos")
 class ShardReport:
     """What one shard did: materials written and failed (or ``skipped``: already complete), its
     wall ``seconds`` and their split by stage (``stage_seconds``, wall s: the prediction's stages of
-    :mod:`vgnn_core.timing`, ``rows`` for building the table rows, ``write`` for the Parquet)."""
+    :mod:`vgnn_core.timing`, ``rows`` for building the table rows, ``write`` for the Parquet), and
+    where and when it ran (``worker``, ``started``, ``finished``: :func:`flows.plan.build_timeline`)."""
 
     shard_id: str
     written: int = 0
     failed: int = 0
     skipped: bool = False
     seconds: float = 0.0
+    worker: str = ""  # host:pid of the process that ran it
+    started: float = 0.0  # Unix time (s) of its start and end, for the build's timeline
+    finished: float = 0.0
     stage_seconds: dict[str, float] = field(default_factory=dict)
     failures: list[dict] = field(default_factory=list)
     models: list[dict] = field(default_factory=list)  # {"name", "sha256", "kind"} used
@@ -61,6 +67,41 @@ def _failure(mid: str, stage: str, exc: BaseException, run_id: str) -> dict:
         message += f" (raised at {Path(frame.filename).name}:{frame.lineno} in {frame.name})"
     return {"material_id": mid, "stage": stage, "error_class": type(exc).__name__,
             "message": message[:2000], "run_id": run_id}
+
+
+@dataclass(frozen=True)
+class PredictionWork:
+    """Which of a shard's crystals go through which prediction call (:func:`split_work`).
+
+    ``both``: Γ spectrum and bands from one forward pass of the networks the two models share;
+    ``gamma``: Γ spectrum alone; ``bands``: bands, DOS and thermo alone; ``too_large_for_bands``:
+    the crystals above ``BuildSettings.bands_max_atoms`` (no band structure; they are in ``gamma``
+    when the build has a Γ model)."""
+
+    both: list[Crystal]
+    gamma: list[Crystal]
+    bands: list[Crystal]
+    too_large_for_bands: list[Crystal]
+
+    def calls(self) -> list[tuple[str, list[Crystal]]]:
+        """The non-empty calls in the order a shard makes them: ``(call, crystals)`` with call
+        ``both``, ``gamma`` or ``bands`` (the ``call`` argument of :func:`predict_call`)."""
+        return [(call, todo) for call, todo in (("both", self.both), ("gamma", self.gamma), ("bands", self.bands))
+                if todo]
+
+
+def split_work(crystals: Sequence[Crystal], models: BuildModels, settings: BuildSettings) -> PredictionWork:
+    """Split ``crystals`` between the build's prediction calls. Where the Γ model runs the band
+    model's networks (``models.share_networks``), the crystals within the band limit get both
+    tables from one call and only the larger ones a Γ-only call; otherwise every crystal gets a Γ
+    call and those within the limit a band call."""
+    small = [c for c in crystals if c.n_atoms <= settings.bands_max_atoms]
+    large = [c for c in crystals if c.n_atoms > settings.bands_max_atoms]
+    gamma = list(crystals) if models.gamma is not None else []
+    bands = small if models.bands is not None else []
+    if gamma and bands and models.share_networks:
+        return PredictionWork(both=bands, gamma=large, bands=[], too_large_for_bands=large)
+    return PredictionWork(both=[], gamma=gamma, bands=bands, too_large_for_bands=large)
 
 
 def predict_shard(
@@ -93,29 +134,22 @@ def predict_shard(
             good.append(x)
         except Exception as exc:  # noqa: BLE001 - any failure here is this material's alone
             rows["failures"].append(_failure(x.name, "ingest", exc, run_id))
-    small = [c for c in good if c.n_atoms <= settings.bands_max_atoms]
-    large = [c for c in good if c.n_atoms > settings.bands_max_atoms]
-    gamma_todo = good if models.gamma is not None else []
-    bands_todo = small if models.bands is not None else []
+    work = split_work(good, models, settings)
     if models.bands is not None:
-        for c in large:
+        for c in work.too_large_for_bands:
             rows["failures"].append({
                 "material_id": c.name, "stage": "limit", "error_class": "CellTooLargeForBands",
                 "message": f"{c.name}: {c.n_atoms} atoms > {settings.bands_max_atoms}: band structure, DOS "
                            "and thermo skipped (Γ spectrum written)", "run_id": run_id})
     outcome: dict[str, tuple[list, list]] = {"gamma": ([], []), "bands": ([], [])}  # (done, failed) per table
-    if gamma_todo and bands_todo and models.share_networks:
-        # one forward pass of the shared networks for both tables; Γ alone for the cells too large for bands
-        both, failed = _predict_isolating_failures(bands_todo, models, "both", settings, clock)
-        outcome["gamma"][0].extend((c, g) for c, (g, _) in both)
-        outcome["bands"][0].extend((c, b) for c, (_, b) in both)
-        outcome["gamma"][1].extend(failed)
-        gamma_todo, bands_todo = large, []
-    for model, table, todo in ((models.gamma, "gamma", gamma_todo), (models.bands, "bands", bands_todo)):
-        if todo:
-            done, failed = _predict_isolating_failures(todo, model, table, settings, clock)
-            outcome[table][0].extend(done)
-            outcome[table][1].extend(failed)
+    for call, todo in work.calls():
+        done, failed = _predict_isolating_failures(todo, models, call, settings, clock)
+        if call == "both":  # one forward pass of the shared networks for both tables
+            outcome["gamma"][0].extend((c, g) for c, (g, _) in done)
+            outcome["bands"][0].extend((c, b) for c, (_, b) in done)
+        else:
+            outcome[call][0].extend(done)
+        outcome["gamma" if call == "both" else call][1].extend(failed)
     order = {c.name: k for k, c in enumerate(good)}
     for model, table in ((models.gamma, "gamma"), (models.bands, "bands")):
         done, failed = outcome[table]
@@ -162,34 +196,38 @@ def build_nac(model: LoadedModel, settings: BuildSettings) -> bool | None:
     return None
 
 
-def _predict(crystals: list[Crystal], model: LoadedModel | BuildModels, table: str, settings: BuildSettings,
-             clock: StageClock | None = None):
-    """One call of the predictor(s) of ``table``: ``gamma``, ``bands``, or ``both`` (``model`` is then
-    the build's models, which share their networks: a list of ``(Γ result, band result)``)."""
+def predict_call(crystals: list[Crystal], models: BuildModels, call: str, settings: BuildSettings,
+                 clock: StageClock | None = None) -> list:
+    """One prediction call of a build over ``crystals`` (``call`` from :meth:`PredictionWork.calls`):
+    ``gamma`` (Γ results), ``bands`` (band structure, DOS and thermo results) or ``both`` (the
+    networks the two models share run once: a list of ``(Γ result, band result)``). Mesh density,
+    temperatures and LO–TO (:func:`build_nac`) come from ``settings``."""
     names = [c.name for c in crystals]
-    if table == "both":
-        gamma, bands = model.gamma, model.bands
+    mesh = dict(density=settings.mesh_density, temperatures=settings.temperature_array, clock=clock)
+    if call == "both":
+        gamma, bands = models.gamma, models.bands
         results, gammas = bands.predictor.predict_phonons_and_gamma(
-            gamma.predictor, crystals, names=names, density=settings.mesh_density,
-            temperatures=settings.temperature_array, nac=build_nac(bands, settings), clock=clock)
+            gamma.predictor, crystals, names=names, nac=build_nac(bands, settings), **mesh)
         return list(zip(gammas, results))
-    nac = build_nac(model, settings)
-    if table == "gamma":
-        return model.predictor.predict_phonons(crystals, names=names, bands=False, thermal=False, nac=nac,
-                                               clock=clock)
-    return model.predictor.predict_phonons(crystals, names=names, density=settings.mesh_density,
-                                           temperatures=settings.temperature_array, nac=nac, clock=clock)
+    if call == "gamma":
+        model = models.gamma
+        return model.predictor.predict_phonons(crystals, names=names, bands=False, thermal=False,
+                                               nac=build_nac(model, settings), clock=clock)
+    if call == "bands":
+        return models.bands.predictor.predict_phonons(crystals, names=names, nac=build_nac(models.bands, settings),
+                                                      **mesh)
+    raise ValueError(f"unknown prediction call {call!r}: gamma, bands or both")
 
 
-def _predict_isolating_failures(crystals, model, table, settings, clock=None):
+def _predict_isolating_failures(crystals, models, call, settings, clock=None):
     """Batch prediction; if the batch fails, one by one so only the culprit is lost."""
     try:
-        return list(zip(crystals, _predict(crystals, model, table, settings, clock))), []
+        return list(zip(crystals, predict_call(crystals, models, call, settings, clock))), []
     except Exception:  # noqa: BLE001
         done, failed = [], []
         for c in crystals:
             try:
-                done.append((c, _predict([c], model, table, settings, clock)[0]))
+                done.append((c, predict_call([c], models, call, settings, clock)[0]))
             except Exception as exc:  # noqa: BLE001
                 failed.append((c.name, exc))
         return done, failed
@@ -210,7 +248,7 @@ def run_shard(
     A shard is complete when its marker exists and was written with the same models; a
     skipped shard reports the counts its marker recorded.
     """
-    t0 = time.perf_counter()
+    t0, started = time.perf_counter(), time.time()
     rdir = release_dir(out, release)
     identities = models.identities()
     marker = read_marker(rdir, source, shard.shard_id)
@@ -231,4 +269,5 @@ def run_shard(
         write_shard(rdir, source, shard.shard_id, rows,
                     meta={"models": identities, "written": written, "failed": len(failed)})
     return ShardReport(shard.shard_id, written=written, failed=len(failed), seconds=time.perf_counter() - t0,
-                       stage_seconds=clock.wall_seconds(), failures=rows["failures"], models=identities)
+                       stage_seconds=clock.wall_seconds(), failures=rows["failures"], models=identities,
+                       worker=f"{socket.gethostname()}:{os.getpid()}", started=started, finished=time.time())

@@ -41,6 +41,11 @@ def test_flow_on_local_cluster_matches_in_process_build(tmp_path):
     vgnn_core.save_checkpoint(vgnn_core.VGNN(kind="mvn", **TINY), ckpt)
     flow = run_build("demo", [str(ckpt)], str(tmp_path / "flow"), release="r", n_workers=2, atoms_per_shard=30)
     assert flow["written"] == 35 and flow["failed"] == 0 and flow["shards"] >= 2
+    # the wall time outside the shards, accounted for: the workers' shards ran inside the flow
+    timeline = flow["timeline"]
+    assert 1 <= timeline["workers"] <= 2 and timeline["shards_s"] > 0
+    assert min(timeline[k] for k in ("before_flow_s", "to_first_shard_s", "between_shards_s", "tail_s",
+                                     "after_last_shard_s", "after_flow_s")) >= 0
     ref = build("demo", [str(ckpt)], tmp_path / "ref", release="r", settings=BuildSettings(atoms_per_shard=30), progress=None)
     assert ref["shards"] == flow["shards"]
     q = "SELECT material_id, frequencies_cm1 FROM gamma ORDER BY material_id"
@@ -50,7 +55,7 @@ def test_flow_on_local_cluster_matches_in_process_build(tmp_path):
     for (_, x), (_, y) in zip(a, b):
         assert max(abs(u - v) for u, v in zip(x, y)) < 0.05  # float32 batching round-off only
     again = run_build("demo", [str(ckpt)], str(tmp_path / "flow"), release="r", n_workers=2, atoms_per_shard=30)
-    assert again["skipped_shards"] == again["shards"]
+    assert again["skipped_shards"] == again["shards"] and again["timeline"] == {}  # no shard ran
 
 
 def _tiny_checkpoint(path, kind="mvn"):
@@ -176,6 +181,8 @@ def test_the_ephemeral_server_starts_beside_the_cluster_at_the_url_the_workers_g
     background: the Dask workers started meanwhile inherit that URL, and once ready() returns it
     answers there; a server that failed to start, or came up elsewhere, is one clear error from
     ready() and the environment is restored."""
+    from types import SimpleNamespace
+
     import httpx
     from distributed import Client, LocalCluster
     from prefect.server.api.server import SubprocessASGIServer
@@ -207,7 +214,7 @@ def test_the_ephemeral_server_starts_beside_the_cluster_at_the_url_the_workers_g
             api.ready()
     assert "PREFECT_API_URL" not in os.environ
     with pytest.raises(RuntimeError, match="came up at http://127.0.0.1:1/api, not at"):
-        PrefectAPI("http://127.0.0.1:2/api", moved=lambda: "http://127.0.0.1:1/api").ready()
+        PrefectAPI("http://127.0.0.1:2/api", SimpleNamespace(api_url="http://127.0.0.1:1/api")).ready()
 
 
 def test_build_logs_are_quiet_here_and_in_the_workers_unless_verbose(monkeypatch):

@@ -266,6 +266,51 @@ def twin_checkpoints(tmp_path_factory):
     return [str(d / "mvn.pt"), str(d / "kmvn.pt")]
 
 
+def test_a_shards_crystals_are_split_between_the_prediction_calls():
+    """Every crystal gets each table its models give exactly once: with shared networks the cells
+    within the band limit go through one call for both tables and the rest through a Γ-only call."""
+    from types import SimpleNamespace
+
+    from flows.shard import split_work
+
+    crystals = [SimpleNamespace(name=f"c{k}", n_atoms=n) for k, n in enumerate((2, 5, 3, 8))]
+    settings = BuildSettings(bands_max_atoms=4)
+    names = lambda cs: [c.name for c in cs]  # noqa: E731
+    gamma, bands = object(), object()
+    cases = {  # (Γ model, band model, shared networks) -> calls
+        (True, True, True): [("both", ["c0", "c2"]), ("gamma", ["c1", "c3"])],
+        (True, True, False): [("gamma", ["c0", "c1", "c2", "c3"]), ("bands", ["c0", "c2"])],
+        (True, False, False): [("gamma", ["c0", "c1", "c2", "c3"])],
+        (False, True, False): [("bands", ["c0", "c2"])],
+    }
+    for (has_gamma, has_bands, shared), expected in cases.items():
+        models = SimpleNamespace(gamma=gamma if has_gamma else None, bands=bands if has_bands else None,
+                                 share_networks=shared)
+        work = split_work(crystals, models, settings)
+        assert [(call, names(todo)) for call, todo in work.calls()] == expected
+        assert names(work.too_large_for_bands) == ["c1", "c3"]
+
+
+def test_the_build_timeline_accounts_for_every_second_outside_the_shards():
+    """Two workers: one runs shards 10-20 and 21-30, the other 12-25; the build spans 0-33."""
+    from types import SimpleNamespace
+
+    from flows.plan import build_timeline
+
+    r = lambda w, a, b: SimpleNamespace(worker=w, started=a, finished=b)  # noqa: E731
+    reports = [r("h:1", 10.0, 20.0), r("h:1", 21.0, 30.0), r("h:2", 12.0, 25.0), r("", 0.0, 0.0)]  # last: skipped
+    t = build_timeline(reports, begun=0.0, ended=33.0)
+    assert t["workers"] == 2
+    assert t["to_first_shard_s"] == pytest.approx((10 + 12) / 2)
+    assert t["shards_s"] == pytest.approx((19 + 13) / 2)
+    assert t["between_shards_s"] == pytest.approx((1 + 0) / 2)
+    assert t["tail_s"] == pytest.approx((0 + 5) / 2)
+    assert t["after_last_shard_s"] == pytest.approx(3.0)
+    parts = ("to_first_shard_s", "shards_s", "between_shards_s", "tail_s", "after_last_shard_s")
+    assert sum(t[k] for k in parts) == pytest.approx(33.0)  # per worker, the whole span
+    assert build_timeline([], 0.0, 1.0) == {}
+
+
 def test_models_sharing_their_network_are_run_once_with_the_same_rows(tmp_path, twin_checkpoints, monkeypatch):
     """Γ (MVN) and bands (k-MVN) of the same network come from one forward pass per batch; the
     rows equal those of two separate passes, a crystal that fails is lost alone, and cells too
