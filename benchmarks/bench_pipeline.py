@@ -55,7 +55,7 @@ def pure_inference(source: str, models: list[str], atoms_per_shard: int) -> dict
     loaded = pick_models(models)
     n_bands, seconds = 0, {"gamma": 0.0, "bands": 0.0}
     clock = StageClock()
-    for shard in shards:  # the shards' prediction calls as a build makes them, without Prefect, Dask or rows
+    for shard in shards:  # the build's prediction calls per shard (flows.shard), without Prefect, Dask or rows
         batch = [structures[m] for m in shard.material_ids if m in structures]
         for call, todo in split_work(batch, loaded, settings).calls():
             t0 = time.perf_counter()
@@ -112,14 +112,16 @@ def print_stages(rows: list[dict], workers: int) -> None:
         for run, split in r["stages"].items():
             print(f"{r['source']:<10} {run:<10} " + " ".join(f"{split.get(n, 0.0):>10.1f}" for n in names))
     print(f"(wall seconds; the pipeline's per worker of {workers})")
-    parts = ("before_flow_s", "to_first_shard_s", "between_shards_s", "tail_s", "after_last_shard_s", "after_flow_s")
-    print(f"\n{'source':<10} " + " ".join(f"{n[:-2]:>18}" for n in parts))
+    parts = ("before_flow_s", "to_first_shard_s", "shards_s", "between_shards_s", "tail_s", "after_last_shard_s",
+             "flow_exit_s", "after_flow_s")
+    print(f"\n{'source':<10} {'slots':>5} " + " ".join(f"{n[:-2]:>18}" for n in parts))
     for r in rows:  # the pipeline's wall time outside its shards (flows.plan.build_timeline)
         timeline = r.get("timeline") or {}
-        print(f"{r['source']:<10} " + " ".join(f"{timeline.get(n, float('nan')):>18.1f}" for n in parts))
-    print("(wall seconds of the pipeline outside its shards, per worker: the cluster's and Prefect's start, from the "
-          "flow's start to the first shard (ingest included), gaps between shards, idle at the end, the release, "
-          "the cluster's close)")
+        print(f"{r['source']:<10} {timeline.get('workers', 0):>5} "
+              + " ".join(f"{timeline.get(n, float('nan')):>18.1f}" for n in parts))
+    print("(the pipeline's wall seconds, per task slot that ran shards: the cluster's and Prefect's start, from the "
+          "flow's start to the first shard (ingest included), in shards, gaps between shards, idle at the end, the "
+          "release, the flow's exit, the cluster's close; they sum to the pipeline's time)")
 
 
 def mp_projection(row: dict) -> dict:

@@ -247,6 +247,7 @@ class PrefectAPI:
             self._starting.join()
         if self._watchdog is not None:
             self._watchdog.terminate()
+            self._watchdog.wait(timeout=5)
 
 
 @contextmanager
@@ -381,9 +382,10 @@ def build_database(source: str = "demo", models: tuple[str, ...] = ("mvn", "kmvn
     used = [dict(t) for t in dict.fromkeys(tuple(sorted(m.items())) for m in used)]
     summary = finalize_build(Path(out), plan, used, reports)
     # where the flow's wall time outside the shards went (from its start; run_build adds the cluster's)
-    summary["timeline"] = build_timeline([r for r in reports if not r.skipped], begun, time.time())
+    ended = time.time()
+    summary["timeline"] = build_timeline([r for r in reports if not r.skipped], begun, ended)
     if summary["timeline"]:  # none when every shard was already complete
-        summary["timeline"]["flow_started_at"] = begun
+        summary["timeline"].update(flow_started_at=begun, flow_ended_at=ended)
     return summary
 
 
@@ -415,8 +417,9 @@ def run_build(source: str, models: list[str], out: str, release: str | None = No
             nac=nac)
         flow_ended = time.time()
     timeline = summary.get("timeline", {})
-    if "flow_started_at" in timeline:  # the cluster's and the Prefect server's start, and the cluster's close
+    if "flow_started_at" in timeline:  # the cluster's and the Prefect server's start, the flow's end, the close
         timeline["before_flow_s"] = timeline["flow_started_at"] - begun
+        timeline["flow_exit_s"] = flow_ended - timeline["flow_ended_at"]  # Prefect's final state, the task runner
         timeline["after_flow_s"] = time.time() - flow_ended
     return summary
 

@@ -332,15 +332,18 @@ def plan_build(source: str, release: str | None = None, settings: BuildSettings 
 
 def build_timeline(reports: list, begun: float, ended: float) -> dict[str, float]:
     """Where a build's wall time outside its shards went, from the computed shards' reports
-    (``worker``, ``started``, ``finished``: Unix s) and the wall span ``begun`` → ``ended`` (Unix s)
-    they ran in. Per worker, averaged over the workers that ran shards (s):
+    (``worker``: the task slot, host:pid:thread, that ran it; ``started``, ``finished``: Unix s) and
+    the wall span ``begun`` → ``ended`` (Unix s) they ran in. Per slot, averaged over the slots that
+    ran shards (``workers``; a slot runs one shard at a time), in s:
 
     ``to_first_shard_s``: from ``begun`` to the worker's first shard (reading and planning the
     input, Prefect's task submission, a worker still loading its models); ``between_shards_s``: gaps
-    between its shards (task dispatch and result handling); ``tail_s``: idle after its last shard
+    between its shards (task dispatch and result handling; a failed attempt of a retried shard and the
+    marker check of an already complete one count here too); ``tail_s``: idle after its last shard
     until the last shard of the build ended (the shards' granularity); and, for the build,
     ``after_last_shard_s``: from the last shard's end to ``ended`` (run record, release).
-    ``shards_s`` is the mean worker's time in shards; the five parts sum to ``ended - begun``."""
+    ``shards_s`` is the mean slot's time in shards; the five parts sum to ``ended - begun``. The
+    stamps come from each host's clock: on a cluster of several nodes, their skew enters too."""
     spans: dict[str, list] = {}
     for r in reports:
         if r.worker and r.finished:

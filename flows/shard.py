@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import socket
+import threading
 import time
 import traceback
 import warnings
@@ -51,7 +52,7 @@ class ShardReport:
     failed: int = 0
     skipped: bool = False
     seconds: float = 0.0
-    worker: str = ""  # host:pid of the process that ran it
+    worker: str = ""  # host:pid:thread that ran it (one of the cluster's task slots)
     started: float = 0.0  # Unix time (s) of its start and end, for the build's timeline
     finished: float = 0.0
     stage_seconds: dict[str, float] = field(default_factory=dict)
@@ -75,8 +76,8 @@ class PredictionWork:
 
     ``both``: Γ spectrum and bands from one forward pass of the networks the two models share;
     ``gamma``: Γ spectrum alone; ``bands``: bands, DOS and thermo alone; ``too_large_for_bands``:
-    the crystals above ``BuildSettings.bands_max_atoms`` (no band structure; they are in ``gamma``
-    when the build has a Γ model)."""
+    where the build has a band model, its crystals above ``BuildSettings.bands_max_atoms`` (no band
+    structure; they are in ``gamma`` when the build has a Γ model)."""
 
     both: list[Crystal]
     gamma: list[Crystal]
@@ -96,11 +97,11 @@ def split_work(crystals: Sequence[Crystal], models: BuildModels, settings: Build
     tables from one call and only the larger ones a Γ-only call; otherwise every crystal gets a Γ
     call and those within the limit a band call."""
     small = [c for c in crystals if c.n_atoms <= settings.bands_max_atoms]
-    large = [c for c in crystals if c.n_atoms > settings.bands_max_atoms]
+    large = [c for c in crystals if c.n_atoms > settings.bands_max_atoms] if models.bands is not None else []
     gamma = list(crystals) if models.gamma is not None else []
     bands = small if models.bands is not None else []
     if gamma and bands and models.share_networks:
-        return PredictionWork(both=bands, gamma=large, bands=[], too_large_for_bands=large)
+        return PredictionWork(both=bands, gamma=list(large), bands=[], too_large_for_bands=large)
     return PredictionWork(both=[], gamma=gamma, bands=bands, too_large_for_bands=large)
 
 
@@ -270,4 +271,5 @@ def run_shard(
                     meta={"models": identities, "written": written, "failed": len(failed)})
     return ShardReport(shard.shard_id, written=written, failed=len(failed), seconds=time.perf_counter() - t0,
                        stage_seconds=clock.wall_seconds(), failures=rows["failures"], models=identities,
-                       worker=f"{socket.gethostname()}:{os.getpid()}", started=started, finished=time.time())
+                       worker=f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}", started=started,
+                       finished=time.time())
