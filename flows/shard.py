@@ -136,12 +136,11 @@ def predict_shard(
         except Exception as exc:  # noqa: BLE001 - any failure here is this material's alone
             rows["failures"].append(_failure(x.name, "ingest", exc, run_id))
     work = split_work(good, models, settings)
-    if models.bands is not None:
-        for c in work.too_large_for_bands:
-            rows["failures"].append({
-                "material_id": c.name, "stage": "limit", "error_class": "CellTooLargeForBands",
-                "message": f"{c.name}: {c.n_atoms} atoms > {settings.bands_max_atoms}: band structure, DOS "
-                           "and thermo skipped (Γ spectrum written)", "run_id": run_id})
+    for c in work.too_large_for_bands:  # empty without a band model
+        rows["failures"].append({
+            "material_id": c.name, "stage": "limit", "error_class": "CellTooLargeForBands",
+            "message": f"{c.name}: {c.n_atoms} atoms > {settings.bands_max_atoms}: band structure, DOS "
+                       "and thermo skipped (Γ spectrum written)", "run_id": run_id})
     outcome: dict[str, tuple[list, list]] = {"gamma": ([], []), "bands": ([], [])}  # (done, failed) per table
     for call, todo in work.calls():
         done, failed = _predict_isolating_failures(todo, models, call, settings, clock)
