@@ -295,9 +295,10 @@ class Predictor:
         structure) or a sequence of them (``None`` entries: no correction) is applied as given.
         ``nac_mode="gamma"`` (default) adds only the direction-dependent LO–TO jump at Γ to the
         network's force constants, which already hold the analytic long-range part (on Petretto
-        ``val`` it leaves the band MAE at 16.3 cm⁻¹ and cuts the LO error at Γ from 42.0 to 31.2);
+        ``val`` it leaves the band MAE as it is and cuts the LO error at Γ by about a quarter: the
+        README's LO–TO table, from ``vgnn_core.training.nac_eval``);
         ``"full"`` takes them as short-range and adds the whole Gonze–Lee term (val band MAE
-        22.3: counted twice). ``PhononResult.has_nac`` says whether a crystal got it.
+        ~22 against ~16: counted twice). ``PhononResult.has_nac`` says whether a crystal got it.
 
         :class:`~vgnn_core.crystal.crystal.Crystal` inputs are used as they are: neither
         validated nor symmetry-analysed again.
