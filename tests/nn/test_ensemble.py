@@ -53,6 +53,12 @@ def test_ensemble_checkpoint_roundtrip(tmp_path, wurtzite_zno):
     save_checkpoint(ens, path, {"note": "two members"})
     back = load_checkpoint(path)
     assert isinstance(back, VGNNEnsemble) and len(back.members) == 2
+    # members of one config are built once and copied (make_networks): nothing may be shared
+    storages = [{p.data_ptr() for p in m.parameters()} for m in back.members]
+    assert not storages[0] & storages[1]
+    for mine, theirs in zip(back.members, ens.members):
+        for (name, a), b in zip(mine.state_dict().items(), theirs.state_dict().values()):
+            torch.testing.assert_close(a, b, rtol=0, atol=0, msg=name)
     q = [np.array([[0.0, 0.0, 0.0], [0.5, 0.0, 0.0], [1 / 3, 1 / 3, 0.0]])]
     np.testing.assert_array_equal(Predictor(ens).predict_bands([wurtzite_zno], q)[0],
                                   Predictor(back).predict_bands([wurtzite_zno], q)[0])

@@ -21,7 +21,7 @@ import torch
 from ..files import file_digest, write_text_atomic
 from ..nn.config import VGNNConfig
 from ..nn.ensemble import VGNNEnsemble
-from ..nn.model import VGNN, Model, make_model
+from ..nn.model import VGNN, Model, make_model, make_networks
 
 PRETRAINED_KINDS = ("kmvn", "mvn", "vvn")
 #: Where the shipped checkpoints, their registry and their model cards live in the source tree.
@@ -61,7 +61,7 @@ def load_checkpoint(path: str | Path, sha256: str | None = None, device: str = "
             raise ChecksumError(f"{path.name}: sha256 {actual} does not match the expected {sha256}")
     data = torch.load(path, map_location=device, weights_only=True)
     if "member_configs" in data:
-        model = VGNNEnsemble([VGNN(VGNNConfig.from_dict(c)) for c in data["member_configs"]])
+        model = VGNNEnsemble(make_networks([VGNNConfig.from_dict(c) for c in data["member_configs"]]))
     else:
         model = make_model(VGNNConfig.from_dict(data["config"]))
     # radial-basis frequencies are derived from the config (early checkpoints stored them)
