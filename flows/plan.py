@@ -204,13 +204,28 @@ def claim_release(out: Path, release: str, source: str) -> None:
         write_text_atomic(path, json.dumps({"source": source, "source_key": source_key(source)}))
 
 
-def read_inputs(items: list[SourceItem]) -> dict[str, PlannedInput]:
+#: A build reads at least this many inputs in parallel processes (:func:`read_inputs`); below
+#: it, in its own: a reader process costs ~3.5 s of CPU to start (Python, pymatgen's readers),
+#: the cost of reading ~600 crystals (~6 ms each: parsing and the checks of
+#: :func:`vgnn_core.as_structure`, the 3-D contact network most of all).
+PARALLEL_READ_MIN = 4000
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity)."""
+    import os
+
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def read_inputs(items: list[SourceItem], processes: int | None = None) -> dict[str, PlannedInput]:
     """Read and validate every input once: a :class:`Crystal`, or why it cannot be one.
 
     A material id held by several inputs is a failure for every one of them (keyed
     ``<id>#<n>`` in the plan; the failure row keeps the id and names every origin): no input
     silently replaces another. No inputs at all raise :class:`~flows.sources.EmptySourceError`,
-    before anything is written.
+    before anything is written. From :data:`PARALLEL_READ_MIN` inputs on they are read in
+    ``processes`` processes (default: :func:`usable_cores`; the same result in any number).
     """
     from collections import Counter
 
@@ -222,6 +237,8 @@ def read_inputs(items: list[SourceItem]) -> dict[str, PlannedInput]:
     origins: dict[str, list[str]] = {}
     for item in items:
         origins.setdefault(item.material_id, []).append(item.origin)
+    unique = [item for item in items if counts[item.material_id] == 1]
+    read = iter(_read_all(unique, usable_cores() if processes is None else processes))
     out: dict[str, PlannedInput] = {}
     seen: Counter = Counter()
     for item in items:
@@ -232,16 +249,44 @@ def read_inputs(items: list[SourceItem]) -> dict[str, PlannedInput]:
                 mid, "DuplicateMaterialId",
                 f"{mid}: duplicate material id, held by {counts[mid]} inputs ({'; '.join(origins[mid])}): "
                 f"none of them is built")
-            continue
-        try:
-            out[mid] = item.read()
-        except Exception as exc:  # noqa: BLE001 - one bad input is that material's failure row
-            message = str(exc)
-            if not isinstance(exc, InvalidStructureError) and exc.__traceback__ is not None:
-                frame = traceback.extract_tb(exc.__traceback__)[-1]  # where an unexpected reader crash happened
-                message += f" (raised at {Path(frame.filename).name}:{frame.lineno} in {frame.name})"
-            out[mid] = InputFailure(mid, type(exc).__name__, message)
+        else:
+            out[mid] = next(read)
     return out
+
+
+def read_input(item: SourceItem) -> PlannedInput:
+    """One input read and validated, or an :class:`InputFailure` naming the cause."""
+    try:
+        return item.read()
+    except Exception as exc:  # noqa: BLE001 - one bad input is that material's failure row
+        message = str(exc)
+        if not isinstance(exc, InvalidStructureError) and exc.__traceback__ is not None:
+            frame = traceback.extract_tb(exc.__traceback__)[-1]  # where an unexpected reader crash happened
+            message += f" (raised at {Path(frame.filename).name}:{frame.lineno} in {frame.name})"
+        return InputFailure(item.material_id, type(exc).__name__, message)
+
+
+def _read_all(items: list[SourceItem], processes: int) -> list[PlannedInput]:
+    """:func:`read_input` of each item, in order; in ``processes`` fresh (spawned) processes when
+    there are enough items. A reader process killed from outside (the memory killer) loses
+    nothing: the items are read again here, one by one."""
+    import multiprocessing
+
+    processes = min(processes, len(items) // (PARALLEL_READ_MIN // 2) if items else 1)
+    if processes <= 1 or len(items) < PARALLEL_READ_MIN or multiprocessing.current_process().daemon:
+        return [read_input(item) for item in items]  # a daemonic process (a Dask worker's) may not fork
+    import logging
+    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
+
+    chunk = max(1, min(256, len(items) // (8 * processes)))  # a few chunks per process: even finish
+    try:
+        with ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn")) as pool:
+            return list(pool.map(read_input, items, chunksize=chunk))
+    except BrokenProcessPool as exc:
+        logging.getLogger(__name__).warning("a reader process died (%s); reading the %d inputs in this process",
+                                            exc, len(items))
+        return [read_input(item) for item in items]
 
 
 def sizes_of(inputs: dict[str, PlannedInput]) -> dict[str, int]:
