@@ -6,7 +6,7 @@ import pytest
 from pymatgen.core import Lattice, Structure
 
 from vgnn_core import InvalidStructureError, as_structure
-from vgnn_core.crystal.dimensionality import CONTACT_DISTANCE, network_periodicity, periodicity
+from vgnn_core.crystal.dimensionality import CONTACT_DISTANCE, integer_rank, network_periodicity, periodicity
 
 
 def graphite(c: float = 6.70) -> Structure:
@@ -105,3 +105,16 @@ def test_network_rank_counts_independent_translations():
     # a loop through a tree edge listed only in the reverse direction still unfolds right
     p = network_periodicity(2, np.array([1, 1]), np.array([0, 0]), np.array([[0, 0, 0], [0, 0, 1]]))
     assert p.dimensions == (1,)
+
+
+def test_integer_rank_is_exact_and_agrees_with_linear_algebra():
+    assert integer_rank(np.zeros((0, 3))) == 0 and integer_rank([[0, 0, 0]]) == 0
+    # nearly parallel translations are independent: no floating-point tolerance decides
+    assert integer_rank([[1000, 0, 0], [1000, 1, 0]]) == 2
+    assert integer_rank([[1000, 0, 0], [0, 1000, 0], [1000, 1000, 1]]) == 3
+    assert integer_rank([[2, -4, 6], [-1, 2, -3], [0, 0, 0]]) == 1
+    rng = np.random.default_rng(7)
+    for _ in range(300):
+        basis = rng.integers(-3, 4, size=(rng.integers(1, 4), 3))
+        vectors = rng.integers(-2, 3, size=(rng.integers(1, 9), len(basis))) @ basis  # in basis's span
+        assert integer_rank(vectors) == np.linalg.matrix_rank(vectors.astype(float))

@@ -141,9 +141,22 @@ def network_periodicity(n_atoms: int, src: np.ndarray, dst: np.ndarray, shift: n
     loops = offset[src] + shift - offset[dst]
     dimensions = []
     for c in range(n_comp):
-        vectors = loops[(labels[src] == c) & np.any(loops != 0, axis=1)]
-        rank = 0 if len(vectors) == 0 else int(np.linalg.matrix_rank(np.unique(vectors, axis=0).astype(float)))
-        dimensions.append(rank)
+        dimensions.append(integer_rank(loops[labels[src] == c]))
     sizes = np.bincount(labels, minlength=n_comp)
     isolated = tuple(int(i) for i in range(n_atoms) if sizes[labels[i]] == 1 and dimensions[labels[i]] == 0)
     return Periodicity(labels=labels, dimensions=tuple(dimensions), isolated=isolated)
+
+
+def integer_rank(vectors: np.ndarray) -> int:
+    """The rank (0–3) of a set of integer 3-vectors, exactly (integer cross and dot products;
+    no floating-point tolerance): the number of independent lattice translations among them."""
+    vectors = np.asarray(vectors, dtype=np.int64).reshape(-1, 3)
+    nonzero = vectors[np.any(vectors != 0, axis=1)]
+    if len(nonzero) == 0:
+        return 0
+    crossed = np.cross(nonzero[0], nonzero)
+    independent = np.flatnonzero(np.any(crossed != 0, axis=1))
+    if len(independent) == 0:
+        return 1
+    normal = crossed[independent[0]]  # perpendicular to the plane of the first two
+    return 3 if np.any(nonzero @ normal != 0) else 2
