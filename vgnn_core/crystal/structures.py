@@ -97,7 +97,7 @@ def read_structure(path: str | os.PathLike, index: int | None = None) -> Structu
             errors.append(f"ase: {type(exc2).__name__}: {exc2}")
     if structure is None:
         raise InvalidStructureError(name, "cannot be parsed (" + "; ".join(errors) + ")")
-    return as_structure(structure, name=name)
+    return as_structure(structure, name=name, copy=False)  # a fresh Structure (or ASE Atoms): no copy
 
 
 #: Suffixes of files that may hold several structures: CIF data blocks, xyz frames.
@@ -231,7 +231,8 @@ def _read_with_pymatgen(path: Path, index: int, count: int) -> Structure:
     return Structure.from_file(path)
 
 
-def as_structure(obj: StructureLike, name: str | None = None, check_overlaps: bool = True) -> Structure:
+def as_structure(obj: StructureLike, name: str | None = None, check_overlaps: bool = True,
+                 copy: bool = True) -> Structure:
     """Convert and validate one input into a pymatgen ``Structure``.
 
     Accepts a ``Structure``, an ASE ``Atoms`` or a path. Raises
@@ -239,11 +240,12 @@ def as_structure(obj: StructureLike, name: str | None = None, check_overlaps: bo
     non-periodic, degenerate or huge cell, too many atoms, no atoms, non-finite coordinates,
     overlapping atoms, or atoms not connected in 3-D (a molecule, slab, chain or isolated atom).
     ``check_overlaps=False`` leaves the overlap test to the caller (the graph builder does it
-    from its own neighbour list, saving a second search).
+    from its own neighbour list, saving a second search). A ``Structure`` is copied first
+    (the caller's stays untouched) unless ``copy=False``.
     """
     if isinstance(obj, (str, os.PathLike)):
         return read_structure(obj)
-    structure = _to_pymatgen(obj, name)
+    structure = obj if not copy and isinstance(obj, Structure) else _to_pymatgen(obj, name)
     name = name or structure_name(structure)
     _validate(structure, name, check_overlaps)
     if name and "material_id" not in (structure.properties or {}):
