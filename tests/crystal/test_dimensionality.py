@@ -118,3 +118,7 @@ def test_integer_rank_is_exact_and_agrees_with_linear_algebra():
         basis = rng.integers(-3, 4, size=(rng.integers(1, 4), 3))
         vectors = rng.integers(-2, 3, size=(rng.integers(1, 9), len(basis))) @ basis  # in basis's span
         assert integer_rank(vectors) == np.linalg.matrix_rank(vectors.astype(float))
+    with pytest.raises(TypeError, match="integer"):
+        integer_rank([[0.5, 0, 0]])  # would truncate to rank 0
+    with pytest.raises(ValueError, match="3-vectors"):
+        integer_rank(np.ones((2, 6), dtype=int))

@@ -79,3 +79,20 @@ def test_files(tmp_path, si_conventional):
 def test_unsupported_type():
     with pytest.raises(InvalidStructureError, match="unsupported input type"):
         as_structure(42)
+
+
+def test_a_callers_structure_is_left_untouched(si_conventional):
+    """as_structure copies a Structure it is handed (only a reader's own fresh one is not)."""
+    mine = si_conventional.copy()
+    mine.properties = {"note": "mine"}
+    before = mine.as_dict()
+    out = as_structure(mine, name="si")
+    assert out is not mine and out.properties["name"] == "si"
+    assert mine.properties == {"note": "mine"} and mine.as_dict() == before
+
+
+def test_invalid_structure_errors_pickle_with_name_and_cause():
+    import pickle
+
+    back = pickle.loads(pickle.dumps(InvalidStructureError("mp-1", "structure has no atoms")))
+    assert (back.name, back.cause, str(back)) == ("mp-1", "structure has no atoms", "mp-1: structure has no atoms")

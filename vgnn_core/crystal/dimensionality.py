@@ -150,7 +150,12 @@ def network_periodicity(n_atoms: int, src: np.ndarray, dst: np.ndarray, shift: n
 def integer_rank(vectors: np.ndarray) -> int:
     """The rank (0–3) of a set of integer 3-vectors, exactly (integer cross and dot products;
     no floating-point tolerance): the number of independent lattice translations among them."""
-    vectors = np.asarray(vectors, dtype=np.int64).reshape(-1, 3)
+    vectors = np.asarray(vectors)
+    if vectors.size and not np.issubdtype(vectors.dtype, np.integer):
+        raise TypeError(f"integer lattice translations expected, got {vectors.dtype}")
+    if vectors.size and vectors.shape[-1] != 3:
+        raise ValueError(f"3-vectors expected, got an array of shape {vectors.shape}")
+    vectors = vectors.astype(np.int64).reshape(-1, 3)
     nonzero = vectors[np.any(vectors != 0, axis=1)]
     if len(nonzero) == 0:
         return 0

@@ -48,6 +48,9 @@ class InvalidStructureError(ValueError):
         self.cause = cause
         super().__init__(f"{name}: {cause}")
 
+    def __reduce__(self):  # pickles (from a reader process) with both arguments
+        return type(self), (self.name, self.cause)
+
 
 StructureLike = Structure | Any  # pymatgen Structure, ASE Atoms, or a path
 

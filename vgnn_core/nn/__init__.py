@@ -15,7 +15,6 @@ _EXPORTS = {
     "VGNNEnsemble": ".ensemble",
     "VVN": ".model",
     "make_model": ".model",
-    "make_networks": ".model",
 }
 __all__ = sorted(_EXPORTS)
 __getattr__, __dir__ = lazy(__name__, _EXPORTS)

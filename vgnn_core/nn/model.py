@@ -17,8 +17,6 @@ from its :class:`VGNNConfig`.
 
 from __future__ import annotations
 
-import copy
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -235,15 +233,3 @@ def make_model(config: VGNNConfig | None = None, **overrides: Any) -> Model:
     """The model of ``config.kind``: :class:`VGNN` for ``kmvn`` / ``mvn``, :class:`VVN` for ``vvn``."""
     cfg = _config(config, overrides)
     return VVN(cfg) if cfg.kind == "vvn" else VGNN(cfg)
-
-
-def make_networks(configs: Sequence[VGNNConfig]) -> list[VGNN]:
-    """One untrained :class:`VGNN` per config (an ensemble's members). Members of equal configs
-    are deep copies of the first: e3nn generates and optimises the code of every tensor product
-    when a network is built (~1.6 s of CPU each), while a copy takes ~0.4 s; no parameter is shared."""
-    built: dict[str, VGNN] = {}
-    networks = []
-    for config in configs:
-        key = repr(sorted(config.to_dict().items()))
-        networks.append(copy.deepcopy(built[key]) if key in built else built.setdefault(key, VGNN(config)))
-    return networks
