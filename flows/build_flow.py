@@ -364,10 +364,7 @@ def build_database(source: str = "demo", models: tuple[str, ...] = ("mvn", "kmvn
     Born heads fit is written without it)."""
     logger = get_run_logger()
     begun = time.time()
-    # a large source is read by reader processes (spawned: this flow's callers are __main__-guarded,
-    # as the Dask workers' start needs anyway)
-    plan = plan_build(source, release, BuildSettings(atoms_per_shard=atoms_per_shard, nac=nac), out=out,
-                      read_processes=None)
+    plan = plan_build(source, release, BuildSettings(atoms_per_shard=atoms_per_shard, nac=nac), out=out)
     logger.info("%d structures from %s in %d shards → %s/releases/%s",
                 len(plan.inputs), source, len(plan.shards), out, plan.release)
     shard = shard_task.with_options(timeout_seconds=shard_timeout_minutes * 60)

@@ -204,37 +204,13 @@ def claim_release(out: Path, release: str, source: str) -> None:
         write_text_atomic(path, json.dumps({"source": source, "source_key": source_key(source)}))
 
 
-#: With parallel reading on (``processes``), a source of at least this many inputs is read in
-#: reader processes: each costs ~3.5 s of CPU to start (Python, pymatgen's readers), the cost of
-#: reading ~600 crystals (~6 ms each: parsing and the checks of :func:`vgnn_core.as_structure`,
-#: the 3-D contact network most of all). Each reader gets at least half this many inputs.
-PARALLEL_READ_MIN = 4000
-#: At most this many reader processes (~200 MB each); beyond it this process's unpickling of
-#: their crystals (~0.2 ms each) is the limit anyway.
-MAX_READERS = 8
-
-
-def usable_cores() -> int:
-    """The cores this process may run on (its CPU affinity)."""
-    import os
-
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-
-
-def read_inputs(items: list[SourceItem], processes: int | None = 1) -> dict[str, PlannedInput]:
+def read_inputs(items: list[SourceItem]) -> dict[str, PlannedInput]:
     """Read and validate every input once: a :class:`Crystal`, or why it cannot be one.
 
     A material id held by several inputs is a failure for every one of them (keyed
     ``<id>#<n>``, a key no input has, in the plan; the failure row keeps the id and names every
     origin): no input silently replaces another. No inputs at all raise
     :class:`~flows.sources.EmptySourceError`, before anything is written.
-
-    ``processes``: readers for a source of :data:`PARALLEL_READ_MIN` inputs or more (``None``:
-    :func:`usable_cores`, at most :data:`MAX_READERS`). They are spawned, so they import the
-    ``__main__`` module afresh: a script that calls this with ``processes != 1`` needs an
-    ``if __name__ == "__main__":`` guard (as a Dask ``LocalCluster`` does). The result is the
-    one process's, in the same order; the readers apply the size limits of a fresh import
-    (constants changed at run time in this process do not reach them).
     """
     from collections import Counter
 
@@ -246,9 +222,6 @@ def read_inputs(items: list[SourceItem], processes: int | None = 1) -> dict[str,
     origins: dict[str, list[str]] = {}
     for item in items:
         origins.setdefault(item.material_id, []).append(item.origin)
-    unique = [item for item in items if counts[item.material_id] == 1]
-    readers = min(usable_cores(), MAX_READERS) if processes is None else processes
-    read = iter(_read_all(unique, readers))
     out: dict[str, PlannedInput] = {}
     seen: Counter = Counter()
     for item in items:
@@ -263,7 +236,7 @@ def read_inputs(items: list[SourceItem], processes: int | None = 1) -> dict[str,
                 f"{mid}: duplicate material id, held by {counts[mid]} inputs ({'; '.join(origins[mid])}): "
                 f"none of them is built")
         else:
-            out[mid] = next(read)
+            out[mid] = read_input(item)
     return out
 
 
@@ -277,50 +250,6 @@ def read_input(item: SourceItem) -> PlannedInput:
             frame = traceback.extract_tb(exc.__traceback__)[-1]  # where an unexpected reader crash happened
             message += f" (raised at {Path(frame.filename).name}:{frame.lineno} in {frame.name})"
         return InputFailure(item.material_id, type(exc).__name__, message)
-
-
-def _read_all(items: list[SourceItem], processes: int) -> list[PlannedInput]:
-    """:func:`read_input` of each item, in order; in up to ``processes`` spawned readers when
-    there are enough items (chunks of consecutive items). Where no reader can start (no
-    process or semaphore support) or one dies (the memory killer), the chunks without a result
-    are read here, one by one; an interrupt or a timeout cancels the chunks not started."""
-    import multiprocessing
-
-    processes = min(processes, len(items) // (PARALLEL_READ_MIN // 2))
-    if processes <= 1 or len(items) < PARALLEL_READ_MIN or multiprocessing.current_process().daemon:
-        return [read_input(item) for item in items]  # a daemonic process (a Dask worker) may have no children
-    import logging
-    from concurrent.futures import ProcessPoolExecutor
-    from concurrent.futures.process import BrokenProcessPool
-
-    size = max(1, min(256, len(items) // (8 * processes)))  # a few chunks per reader: they finish together
-    chunks = [items[k:k + size] for k in range(0, len(items), size)]
-    done: list[list[PlannedInput] | None] = [None] * len(chunks)
-    try:
-        pool = ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn"))
-    except (OSError, ImportError, NotImplementedError) as exc:
-        logging.getLogger(__name__).warning("no reader processes (%s): reading %d inputs here", exc, len(items))
-        pool = None
-    if pool is not None:
-        broken = None
-        try:
-            futures = [pool.submit(_read_chunk, chunk) for chunk in chunks]
-            for k, future in enumerate(futures):
-                try:
-                    done[k] = future.result()
-                except BrokenProcessPool as exc:  # every chunk not finished by then
-                    broken = exc
-        finally:
-            pool.shutdown(wait=False, cancel_futures=True)
-        if broken is not None:
-            left = sum(len(c) for c, d in zip(chunks, done) if d is None)
-            logging.getLogger(__name__).warning("a reader process died (%s): reading the %d inputs it left here",
-                                                broken, left)
-    return [x for chunk, result in zip(chunks, done) for x in (result if result is not None else _read_chunk(chunk))]
-
-
-def _read_chunk(items: list[SourceItem]) -> list[PlannedInput]:
-    return [read_input(item) for item in items]
 
 
 def sizes_of(inputs: dict[str, PlannedInput]) -> dict[str, int]:
@@ -374,12 +303,12 @@ def _shard_salt(settings: BuildSettings) -> str:
 
 
 def plan_build(source: str, release: str | None = None, settings: BuildSettings | None = None,
-               out: str | Path | None = None, read_processes: int | None = 1) -> BuildPlan:
+               out: str | Path | None = None) -> BuildPlan:
     """Ingest ``source`` and plan its shards (default release: :func:`default_release_name`).
 
     ``release`` must be one safe path component. With ``out``, the release there must hold
     ``source`` or nothing yet, and is claimed for it once the inputs are read
-    (:func:`claim_release`). ``read_processes``: see :func:`read_inputs`. Raises :class:`BuildError`.
+    (:func:`claim_release`). Raises :class:`BuildError`.
     """
     import datetime as dt
     import uuid
@@ -392,7 +321,7 @@ def plan_build(source: str, release: str | None = None, settings: BuildSettings 
     if out is not None:
         check_release_source(Path(out), release, source)  # before reading thousands of inputs
     items, version = resolve_source(source)
-    inputs = read_inputs(items, read_processes)
+    inputs = read_inputs(items)
     if out is not None:
         claim_release(Path(out), release, source)
     digests = {mid: input_digest(x) for mid, x in inputs.items()}

@@ -130,49 +130,6 @@ def test_every_bad_input_is_one_named_failure_and_every_good_one_is_read(hostile
     assert {i.path.name for i in items} == {p.name for p in folder.iterdir() if p.name != "README.txt"}
 
 
-def test_inputs_read_in_parallel_processes_are_those_read_in_one(hostile_folder, monkeypatch, caplog):
-    """Large sources are read by spawned processes (flows.plan._read_all): the same crystals,
-    failures and messages, in the same order, as one process gives."""
-    import flows.plan
-
-    folder, _, _ = hostile_folder
-    # the fixture's lowered atom limit lives in this process only: leave out the file it refuses
-    items = [i for i in directory_source(folder) if i.path.name != "too_many.vasp"]
-    serial = read_inputs(items, processes=1)
-    monkeypatch.setattr(flows.plan, "PARALLEL_READ_MIN", 4)  # spread the folder's few dozen files
-    with caplog.at_level("WARNING", logger="flows.plan"):
-        parallel = read_inputs(items, processes=2)
-    assert not caplog.records  # the readers ran: no fallback to this process
-    assert list(parallel) == list(serial) and len(serial) >= 30
-    for key, a in serial.items():
-        b = parallel[key]
-        assert type(a) is type(b), key
-        if isinstance(a, InputFailure):
-            assert a == b
-        else:
-            assert a.structure == b.structure and a.name == b.name
-            assert a.structure.properties == b.structure.properties
-
-
-def test_without_reader_processes_the_inputs_are_read_here(monkeypatch, caplog):
-    """A machine that cannot start reader processes (no semaphores in a locked-down container)
-    still reads every input, here, and says so."""
-    import concurrent.futures
-
-    import flows.plan
-
-    def refuse(*args, **kwargs):
-        raise OSError("no semaphores")
-
-    monkeypatch.setattr(flows.plan, "PARALLEL_READ_MIN", 2)
-    monkeypatch.setattr(concurrent.futures, "ProcessPoolExecutor", refuse)
-    items = [SourceItem(f"mp-{k}", structure=SI if k % 2 else MGO) for k in range(6)]
-    with caplog.at_level("WARNING", logger="flows.plan"):
-        inputs = read_inputs(items, processes=2)
-    assert "no reader processes (no semaphores)" in caplog.text
-    assert [inputs[f"mp-{k}"].n_atoms for k in range(6)] == [2, 8, 2, 8, 2, 8]
-
-
 def test_ids_do_not_depend_on_listing_order(tmp_path):
     from flows.sources.files import file_ids
 
