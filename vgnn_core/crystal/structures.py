@@ -48,7 +48,7 @@ class InvalidStructureError(ValueError):
         self.cause = cause
         super().__init__(f"{name}: {cause}")
 
-    def __reduce__(self):  # pickles (from a reader process) with both arguments
+    def __reduce__(self):  # pickles (across processes: Dask, multiprocessing) with both arguments
         return type(self), (self.name, self.cause)
 
 
