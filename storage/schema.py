@@ -64,7 +64,7 @@ def _model(table: str) -> list[pa.Field]:
 def _trust() -> list[pa.Field]:
     return [
         _f("uncertainty_cm1", pa.float32(), "cm^-1",
-           "expected per-material MAE (ensemble spread, calibrated on val)", nullable=True),
+           "expected per-material MAE (from the ensemble's spread and frequency scale, fitted on val)", nullable=True),
         _f("in_domain", pa.bool_(), NO_UNIT, "whether the crystal lies in the model's training domain", nullable=True),
         _f("likely_unstable", pa.bool_(), NO_UNIT,
            "whether the crystal is probably dynamically unstable: the row's lowest frequency, or that of any "

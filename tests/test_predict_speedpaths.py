@@ -90,7 +90,8 @@ def test_kmvn_and_its_mvn_from_one_forward_pass_equal_two_separate_predictions(c
     from vgnn_core.predict import networks_shared
 
     kmvn, mvn = shared_pair()
-    kmvn.checkpoint_metadata, mvn.checkpoint_metadata = {"uncertainty_scale": 1.5}, {"uncertainty_scale": 3.0}
+    kmvn.checkpoint_metadata = {"uncertainty_model": {"log_scale": 0.4, "spread": 0.6, "frequency": 0.2, "atoms": -0.1}}
+    mvn.checkpoint_metadata = {"uncertainty_scale": 3.0}
     bands, gamma = Predictor(kmvn, batch_size=2), Predictor(mvn, batch_size=2)
     assert networks_shared(bands, gamma) and networks_shared(gamma, bands)
     options = dict(density=8.0, temperatures=np.array([100.0, 300.0]))
@@ -136,7 +137,7 @@ def test_the_shipped_mvn_runs_the_shipped_kmvn_networks(si_primitive, wurtzite_z
     from vgnn_core.predict import networks_shared
 
     bands, gamma = Predictor(load_pretrained_model("kmvn")), Predictor(load_pretrained_model("mvn"))
-    assert networks_shared(bands, gamma) and bands.uncertainty_scale != gamma.uncertainty_scale
+    assert networks_shared(bands, gamma) and bands.uncertainty_model != gamma.uncertainty_model
     crystals = [si_primitive, wurtzite_zno, rocksalt_nacl]
     options = dict(density=8.0, temperatures=np.array([300.0]), nac=True)
     together = bands.predict_phonons_and_gamma(gamma, crystals, **options)

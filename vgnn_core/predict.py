@@ -25,6 +25,7 @@ from .crystal.graph import CrystalGraph, build_graph, collate
 from .crystal.structures import StructureLike, as_structure
 from .nn.ensemble import MemberAgreement
 from .nn.model import Model
+from .nn.uncertainty import UncertaintyModel
 from .phonons.dynamical_matrix import band_frequencies, gamma_frequencies
 from .phonons.force_constants import ForceConstants
 from .phonons.nac import BornCharges
@@ -257,11 +258,12 @@ class Predictor:
                     agreements += agreement
         return out
 
-    @property
-    def uncertainty_scale(self) -> float:
-        """Factor from the members' spread to the expected per-material MAE (cm⁻¹), calibrated
-        on the validation split when the model was shipped (1 when it was not)."""
-        return float(getattr(self.model, "checkpoint_metadata", {}).get("uncertainty_scale", 1.0))
+    @functools.cached_property
+    def uncertainty_model(self) -> UncertaintyModel:
+        """From the members' agreement to the expected per-material MAE (cm⁻¹), fitted on the
+        validation splits when the model was shipped (the bare spread when it was not)."""
+        metadata = getattr(self.model, "checkpoint_metadata", {})
+        return UncertaintyModel.from_metadata(metadata) or UncertaintyModel.proportional(1.0)
 
     @functools.cached_property
     def domain(self) -> TrainingDomain | None:
@@ -369,10 +371,11 @@ class Predictor:
         with maybe_stage(clock, "graph"):
             notes = self.domain_notes(graphs)
         known_domain = self.domain is not None
-        scale = self.uncertainty_scale
-        for r, agreement, note in zip(results, agreements, notes):
+        expected_error = self.uncertainty_model
+        for r, agreement, note, g in zip(results, agreements, notes, graphs):
             if agreement is not None:
-                r.uncertainty_cm1 = scale * agreement.spread_cm1
+                r.uncertainty_cm1 = expected_error(agreement.spread_cm1, agreement.highest_cm1,
+                                                   bool((g.numbers == 1).any()), g.n_atoms)
                 r.member_lowest_cm1 = agreement.lowest_cm1
             r.in_domain = (note is None) if known_domain else None
             r.domain_note = note

@@ -6,7 +6,12 @@ import pytest
 from pymatgen.core import Lattice, Structure
 
 from vgnn_core import InvalidStructureError, as_structure
-from vgnn_core.crystal.dimensionality import CONTACT_DISTANCE, integer_rank, network_periodicity, periodicity
+from vgnn_core.crystal.dimensionality import (
+    CONTACT_DISTANCE,
+    integer_rank,
+    network_periodicity,
+    periodicity,
+)
 
 
 def graphite(c: float = 6.70) -> Structure:

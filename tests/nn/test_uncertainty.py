@@ -7,6 +7,7 @@ from pymatgen.core import Lattice, Structure
 
 from vgnn_core import VGNN, Predictor, VGNNEnsemble, build_graph, collate
 from vgnn_core.crystal.domain import TrainingDomain, bonded_pairs
+from vgnn_core.nn.uncertainty import UncertaintyModel
 from vgnn_core.training.metrics import instability_scores, uncertainty_scores
 
 
@@ -47,6 +48,7 @@ def test_spread_is_the_members_disagreement_and_frame_free(monoclinic_zro2):
     assert spread[0] == pytest.approx(float(each.std(dim=0).mean().detach()), rel=1e-9)
     assert agreement[0].lowest_cm1 == pytest.approx(float(each.min().detach()), rel=1e-9)
     assert agreement[1].lowest_cm1 == pytest.approx(agreement[0].lowest_cm1, rel=1e-6, abs=1e-6)
+    assert agreement[0].highest_cm1 == pytest.approx(float(each.max().detach()), rel=1e-9)
 
 
 def test_predictor_reports_calibrated_uncertainty_and_domain(rocksalt_nacl, si_primitive):
@@ -70,6 +72,39 @@ def test_predictor_reports_calibrated_uncertainty_and_domain(rocksalt_nacl, si_p
     assert mvn.uncertainty_cm1 > 0 and mvn.bands is None
     assert single.member_lowest_cm1 is None and mvn.member_lowest_cm1 is not None  # MVN members: at Γ
     assert mvn.likely_unstable == (min(mvn.gamma.min(), mvn.member_lowest_cm1) < -5.0)
+
+
+def test_predictor_applies_the_fitted_uncertainty_model(rocksalt_nacl, perovskite_srtio3):
+    ens = VGNNEnsemble(members())
+    model = UncertaintyModel(log_scale=0.7, spread=0.55, frequency=0.25, hydrogen=-0.3, atoms=-0.1)
+    ens.checkpoint_metadata = {"uncertainty_model": model.to_dict()}
+    results = Predictor(ens).predict_phonons([rocksalt_nacl, perovskite_srtio3], bands=False, thermal=False)
+    batch = collate([build_graph(s, 5.0) for s in (rocksalt_nacl, perovskite_srtio3)], dtype=torch.float64)
+    for r, a, n in zip(results, ens.force_constants_and_agreement(batch)[1], (2, 5)):
+        by_hand = np.exp(0.7) * a.spread_cm1 ** 0.55 * a.highest_cm1 ** 0.25 * n ** -0.1  # no hydrogen
+        assert r.uncertainty_cm1 == pytest.approx(by_hand, rel=1e-9)
+
+
+def test_uncertainty_model_fit_recovers_a_power_law_and_is_calibrated():
+    rng = np.random.default_rng(3)
+    n = 400
+    spread, highest = rng.uniform(0.5, 40, n), rng.uniform(100, 3500, n)
+    hydrogen, atoms = rng.random(n) < 0.2, rng.integers(1, 60, n)
+    truth = UncertaintyModel(log_scale=0.3, spread=0.6, frequency=0.2, hydrogen=-0.3, atoms=-0.1)
+    error = np.array([truth(*x) for x in zip(spread, highest, hydrogen, atoms)]) * np.exp(rng.normal(0, 0.05, n))
+    fit = UncertaintyModel.fit(spread, highest, hydrogen, atoms, error)
+    for name in ("spread", "frequency", "hydrogen", "atoms"):
+        assert getattr(fit, name) == pytest.approx(getattr(truth, name), abs=0.02), name
+    predicted = np.array([fit(*x) for x in zip(spread, highest, hydrogen, atoms)])
+    assert predicted.mean() == pytest.approx(error.mean(), rel=1e-9)  # mean uncertainty = mean MAE
+    # the older checkpoints' calibration is the spread times a factor
+    old = UncertaintyModel.from_metadata({"uncertainty_scale": 2.5})
+    assert old(4.0, 500.0, True, 7) == pytest.approx(10.0) and UncertaintyModel.from_metadata({}) is None
+    assert UncertaintyModel.from_metadata({"uncertainty_model": fit.to_dict()}) == fit
+    with pytest.raises(ValueError, match="unknown uncertainty-model keys"):
+        UncertaintyModel.from_dict({**fit.to_dict(), "scale": 2.0})
+    with pytest.raises(ValueError, match="at least 10 materials"):
+        UncertaintyModel.fit([1.0], [100.0], [False], [2], [3.0])
 
 
 class SpringMember(VGNN):
@@ -157,3 +192,39 @@ def test_vvn_reports_the_training_domain_too(rocksalt_nacl, si_primitive):
     nacl, si = Predictor(model).predict_phonons([rocksalt_nacl, si_primitive])
     assert nacl.in_domain is True and si.in_domain is False and nacl.uncertainty_cm1 is None
     assert nacl.member_lowest_cm1 is None and nacl.likely_unstable == (nacl.gamma.min() < -5.0)
+
+
+def test_ship_fits_the_uncertainty_on_val_and_the_card_states_it():
+    from vgnn_core.pretrained.cards import render_markdown
+    from vgnn_core.training.evaluation import score_uncertainty
+    from vgnn_core.training.ship import calibrate_uncertainty
+
+    rng = np.random.default_rng(5)
+
+    def split(n):
+        rows = [{"material_id": f"m{k}", "n_atoms": int(rng.integers(1, 40)), "has_hydrogen": bool(rng.random() < 0.1),
+                 "spread_cm1": float(rng.uniform(1, 30)), "member_highest_cm1": float(rng.uniform(150, 3000))}
+                for k in range(n)]
+        for r in rows:  # errors that grow with the crystal's frequency scale at equal spread
+            r["bands_mae"] = 0.8 * r["spread_cm1"] ** 0.5 * (r["member_highest_cm1"] / 100) ** 0.5 * rng.lognormal(0, 0.2)
+        return {"summary": {"uncertainty": {"error": "bands_mae"}}, "materials": rows}
+
+    val, test = split(300), split(300)
+    fitted = calibrate_uncertainty([val])
+    assert fitted.frequency == pytest.approx(0.5, abs=0.1) and fitted.spread == pytest.approx(0.5, abs=0.1)
+    scored = score_uncertainty(val["materials"], "bands_mae", fitted)
+    assert np.mean([r["uncertainty_cm1"] for r in val["materials"]]) == pytest.approx(
+        np.mean([r["bands_mae"] for r in val["materials"]]))
+    # on materials it never saw it ranks the error better than the spread alone
+    by_model = score_uncertainty(test["materials"], "bands_mae", fitted)
+    by_spread = score_uncertainty(test["materials"], "bands_mae", UncertaintyModel.proportional(1.0))
+    assert by_model["spearman"] > by_spread["spearman"] + 0.1 and scored["model"] == fitted.to_dict()
+    assert calibrate_uncertainty([{"summary": {}, "materials": []}]) is None  # a single network
+    import json
+
+    from vgnn_core.pretrained.registry import CHECKPOINT_DIR
+
+    card = json.loads((CHECKPOINT_DIR / "kmvn.card.json").read_text())
+    card.pop("uncertainty_scale", None)
+    card["uncertainty_model"] = fitted.to_dict()
+    assert f"Uncertainty = {fitted.describe()}" in render_markdown(card)

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import vgnn_core
+from vgnn_core.nn.uncertainty import UncertaintyModel
 from vgnn_core.pretrained.registry import CHECKPOINT_DIR, shipped_checkpoints
 from vgnn_core.training.evaluation import evaluate
 from vgnn_core.training.petretto import load_samples
@@ -26,6 +27,8 @@ def test_shipped_checkpoint_matches_its_card(name, petretto_archive, si_primitiv
         assert row[key] == pytest.approx(rows[row["material_id"]][key], rel=1e-3, abs=1e-2)
         if "member_lowest_cm1" in row:  # an ensemble: its members' own lowest mode, behind likely_unstable
             assert row["member_lowest_cm1"] == pytest.approx(rows[row["material_id"]]["member_lowest_cm1"], abs=1e-2)
+            # and the uncertainty the card's metrics were scored with is the one the checkpoint carries
+            assert row["uncertainty_cm1"] == pytest.approx(rows[row["material_id"]]["uncertainty_cm1"], rel=1e-3)
     # the public API answers with physical output
     (gamma,) = predictor.predict_gamma([si_primitive])
     assert gamma.shape == (6,) and np.all(np.diff(gamma) >= 0)
@@ -55,7 +58,7 @@ def test_shipped_models_say_how_far_to_trust_them(name, si_primitive):
 
     predictor = vgnn_core.load_pretrained(name)
     metadata = predictor.model.checkpoint_metadata
-    assert metadata["uncertainty_scale"] > 0 and len(metadata["domain"]["elements"]) > 60
+    assert UncertaintyModel.from_metadata(metadata) is not None and len(metadata["domain"]["elements"]) > 60
     (si,) = predictor.predict_phonons([si_primitive], thermal=False)
     assert si.in_domain is True and 0 < si.uncertainty_cm1 < 60
     # an element no training crystal holds (Pu) is flagged

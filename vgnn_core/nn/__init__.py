@@ -10,6 +10,7 @@ _EXPORTS = {
     "ForceConstantModel": ".model",
     "MemberAgreement": ".ensemble",
     "Model": ".model",
+    "UncertaintyModel": ".uncertainty",
     "VGNN": ".model",
     "VGNNConfig": ".config",
     "VGNNEnsemble": ".ensemble",

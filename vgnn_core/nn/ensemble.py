@@ -35,6 +35,9 @@ class MemberAgreement:
     #: the lowest frequency any member predicts there (cm⁻¹, signed: negative = imaginary); the
     #: mean of the members' blocks can be stable where one member is not
     lowest_cm1: float
+    #: the highest frequency any member predicts there (cm⁻¹): the crystal's frequency scale,
+    #: which the expected error grows with (:class:`~vgnn_core.nn.uncertainty.UncertaintyModel`)
+    highest_cm1: float
 
 
 class VGNNEnsemble(ForceConstantModel):
@@ -88,7 +91,7 @@ class VGNNEnsemble(ForceConstantModel):
 
         Each member's own frequencies at Γ and the seven zone-boundary points of the cell's 2×2×2
         grid (MVN: at Γ) give the spread (standard deviation across members, averaged over modes
-        and q-points) and the lowest frequency of any member: one extra small eigen-solve per
+        and q-points) and the lowest and highest frequency of any member: one extra small eigen-solve per
         member, a few per cent of a band structure; no NAC (with ``nac_mode="full"`` the
         ensemble's own bands get it, its members' spectra here do not). ``features``: as for
         :meth:`member_bond_blocks`; ``member_blocks`` (that method's result for this batch, e.g. from
@@ -106,5 +109,6 @@ class VGNNEnsemble(ForceConstantModel):
         agreement = []
         for g in range(batch.n_graphs):
             each = torch.stack([f[g] for f in freqs]).detach()  # (members, q, modes)
-            agreement.append(MemberAgreement(spread_cm1=float(each.std(dim=0).mean()), lowest_cm1=float(each.min())))
+            agreement.append(MemberAgreement(spread_cm1=float(each.std(dim=0).mean()), lowest_cm1=float(each.min()),
+                                             highest_cm1=float(each.max())))
         return fcs, agreement

@@ -44,8 +44,8 @@ class PhononResult:
     dos: PhononDOS | None = None
     thermal: ThermalProperties | None = None
     force_constants: ForceConstants | None = None
-    #: expected per-material MAE (cm⁻¹) from an ensemble's spread, calibrated on val; None
-    #: for a single network
+    #: expected per-material MAE (cm⁻¹) from an ensemble's spread and the crystal's frequency
+    #: scale, fitted on val (:class:`~vgnn_core.nn.uncertainty.UncertaintyModel`); None for a single network
     uncertainty_cm1: float | None = None
     #: elements, cell size and bonding all seen in training (None: the model records no domain)
     in_domain: bool | None = None

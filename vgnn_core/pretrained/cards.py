@@ -12,6 +12,8 @@ from pathlib import Path
 
 import torch
 
+from ..nn.uncertainty import UncertaintyModel
+
 PUBLISHED = {
     "kmvn": {"checkpoint": "kmvn_241026", "bands_mae_mean": 28.0, "bands_mae_median": 21.2, "bands_r2": 0.970,
              "bands_nmse": 0.0040, "acoustic_mean": 62.0, "acoustic_max": 249.0},
@@ -103,11 +105,17 @@ def _trust_lines(card: dict) -> list[str]:
         rows.append("| " + " | ".join(cells) + " |")
     if not rows:
         return []
-    scale = card.get("uncertainty_scale")
+    if card.get("uncertainty_model"):
+        how = (f" = {UncertaintyModel.from_dict(card['uncertainty_model']).describe()} (spread: the members' "
+               "spread; ω_max: the highest frequency any member predicts where the spread is measured, cm⁻¹; "
+               "[H]: 1 with hydrogen; fitted on val: mean uncertainty = mean MAE)")
+    elif card.get("uncertainty_scale"):  # cards written before the uncertainty model
+        how = f" = the members' spread × {card['uncertainty_scale']:.2f} (calibrated on val: mean uncertainty = mean MAE)"
+    else:
+        how = ""
     return ["", "## Instabilities, hydrogen, uncertainty", "",
             "Unstable = lowest ω on the path below −5 cm⁻¹; `likely_unstable` also counts any member alone "
-            "below it at Γ and the 2×2×2 zone-boundary points. Uncertainty = the members' spread"
-            + (f" × {scale:.2f} (calibrated on val: mean uncertainty = mean MAE)" if scale else "")
+            "below it at Γ and the 2×2×2 zone-boundary points. Uncertainty" + how
             + "; ranked against the actual per-material MAE.", "",
             "| split | instability precision / recall / F1 (n unstable) | `likely_unstable` precision / recall / F1 (n flagged) "
             "| H-bearing bands MAE (n) | Spearman(uncertainty, MAE) | MAE of the 10 % most uncertain / the rest |",

@@ -10,6 +10,7 @@ import torch
 
 from ..nn.ensemble import MemberAgreement, VGNNEnsemble
 from ..nn.model import Model
+from ..nn.uncertainty import UncertaintyModel
 from ..predict import Predictor
 from .metrics import (
     acoustic_gamma,
@@ -76,16 +77,25 @@ def evaluate(model: Model, samples: Sequence[PhononSample], batch_size: int = 32
     summary["acoustic_gamma_cm1"] = summarize(rows, "acoustic_gamma_cm1")
     if isinstance(model, VGNNEnsemble) and rows:
         for r, a in zip(rows, member_agreement(model, [s.graph for s in samples], batch_size)):
-            r["spread_cm1"], r["member_lowest_cm1"] = a.spread_cm1, a.lowest_cm1
+            r["spread_cm1"], r["member_lowest_cm1"], r["member_highest_cm1"] = a.spread_cm1, a.lowest_cm1, a.highest_cm1
         if "bands" in summary:  # PhononResult.likely_unstable: the ensemble or any member below -5 cm⁻¹
             summary["bands"]["likely_unstable"] = instability_scores(
                 [min(r["bands_min_predicted"], r["member_lowest_cm1"]) for r in rows],
                 [r["bands_min_reference"] for r in rows])
         key = "bands_mae" if "bands_mae" in rows[0] else "gamma_mae"
-        scored = [r for r in rows if key in r]
-        summary["uncertainty"] = uncertainty_scores([r["spread_cm1"] for r in scored], [r[key] for r in scored])
-        summary["uncertainty"]["error"] = key
+        expected_error = UncertaintyModel.from_metadata(getattr(model, "checkpoint_metadata", {}))
+        summary["uncertainty"] = score_uncertainty(rows, key, expected_error or UncertaintyModel.proportional(1.0))
     return {"summary": summary, "materials": rows}
+
+
+def score_uncertainty(rows: list[dict], error_key: str, expected_error: UncertaintyModel) -> dict:
+    """Set every row's ``uncertainty_cm1`` from ``expected_error`` and score how well it ranks the
+    rows' actual ``error_key`` (see :func:`~vgnn_core.training.metrics.uncertainty_scores`)."""
+    for r in rows:
+        r["uncertainty_cm1"] = expected_error(r["spread_cm1"], r["member_highest_cm1"], r["has_hydrogen"], r["n_atoms"])
+    scored = [r for r in rows if error_key in r]
+    summary = uncertainty_scores([r["uncertainty_cm1"] for r in scored], [r[error_key] for r in scored])
+    return summary | {"error": error_key, "model": expected_error.to_dict()}
 
 
 def member_agreement(model: VGNNEnsemble, graphs: Sequence, batch_size: int = 32) -> list[MemberAgreement]:

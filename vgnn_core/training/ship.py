@@ -13,11 +13,12 @@ import json
 from pathlib import Path
 
 from ..files import write_text_atomic
+from ..nn.uncertainty import UncertaintyModel
 from ..pretrained.cards import PUBLISHED, render_markdown, training_summary
 from ..pretrained.registry import load_checkpoint, save_checkpoint
 from . import phonondb
 from .domain import training_domain_of
-from .evaluation import evaluate, evaluate_heat_capacity
+from .evaluation import evaluate, evaluate_heat_capacity, score_uncertainty
 from .petretto import iter_petretto, load_samples, load_split
 from .twins import load_twins
 
@@ -79,22 +80,22 @@ def twin_free_summary(key: str, rows: list[dict]) -> dict:
     return out
 
 
-def calibrate_uncertainty(val_evals: list[dict]) -> float | None:
-    """The factor that turns an ensemble's spread into the expected per-material MAE.
+def calibrate_uncertainty(val_evals: list[dict]) -> UncertaintyModel | None:
+    """The :class:`~vgnn_core.nn.uncertainty.UncertaintyModel` that turns an ensemble's agreement
+    into the expected per-material MAE.
 
-    Chosen on validation materials only, so that the mean calibrated uncertainty equals the
-    mean actual MAE there; ``None`` for a single network (no spread).
+    Fitted on validation materials only (every split given, pooled), so that the mean uncertainty
+    equals the mean actual MAE there; ``None`` for a single network (no spread).
     """
-    spread, error = [], []
+    rows = []
     for ev in val_evals:
         key = ev["summary"].get("uncertainty", {}).get("error")
-        for row in ev["materials"]:
-            if key and key in row and "spread_cm1" in row:
-                spread.append(row["spread_cm1"])
-                error.append(row[key])
-    if not spread or sum(spread) <= 0:
+        rows += [(r, r[key]) for r in ev["materials"] if key and key in r and "spread_cm1" in r and r[key] > 0]
+    if not rows or sum(r["spread_cm1"] for r, _ in rows) <= 0:
         return None
-    return float(sum(error) / sum(spread))
+    return UncertaintyModel.fit([r["spread_cm1"] for r, _ in rows], [r["member_highest_cm1"] for r, _ in rows],
+                                [r["has_hydrogen"] for r, _ in rows], [r["n_atoms"] for r, _ in rows],
+                                [e for _, e in rows])
 
 
 def ship(run_dir: str | Path, name: str, dest: str | Path) -> dict:
@@ -108,16 +109,17 @@ def ship(run_dir: str | Path, name: str, dest: str | Path) -> dict:
     model = load_checkpoint(run_dir / "best.pt")
     sources = data_sources(run_dir)
     evals = evaluate_splits(model, sources)
-    scale = calibrate_uncertainty([evals[k] for k in ("val", "phonondb_val") if k in evals])
+    expected_error = calibrate_uncertainty([evals[k] for k in ("val", "phonondb_val") if k in evals])
     for ev in evals.values():
-        if scale is not None and "uncertainty" in ev["summary"]:
-            ev["summary"]["uncertainty"]["scale"] = scale
-            for row in ev["materials"]:
-                row["uncertainty_cm1"] = scale * row["spread_cm1"]
+        if expected_error is not None and "uncertainty" in ev["summary"]:
+            ev["summary"]["uncertainty"] = score_uncertainty(ev["materials"], ev["summary"]["uncertainty"]["error"],
+                                                             expected_error)
     metadata = dict(model.checkpoint_metadata)
+    for old in ("uncertainty_scale", "uncertainty_model"):  # a re-shipped checkpoint: the new fit replaces it
+        metadata.pop(old, None)
     metadata["domain"] = training_domain_of(sources, model.config.graph_cutoff, model.config.r_bond or model.config.r_max)
-    if scale is not None:
-        metadata["uncertainty_scale"] = scale
+    if expected_error is not None:
+        metadata["uncertainty_model"] = expected_error.to_dict()
     dest.mkdir(parents=True, exist_ok=True)
     target = dest / f"{name}.pt"
     digest = save_checkpoint(model, target, metadata)
@@ -157,7 +159,7 @@ def ship(run_dir: str | Path, name: str, dest: str | Path) -> dict:
         "data": data,
         "training": training_summary(run_dir),
         "metrics": {s: ev["summary"] for s, ev in evals.items()},
-        "uncertainty_scale": scale,
+        "uncertainty_model": expected_error.to_dict() if expected_error is not None else None,
         "domain": {"elements": len(metadata["domain"]["elements"]), "max_atoms": metadata["domain"]["max_atoms"],
                    "bond_pairs": len(metadata["domain"]["bond_pairs"])},
         "published_reference_test_subset": PUBLISHED.get(model.kind),
