@@ -90,7 +90,7 @@ def test_kmvn_and_its_mvn_from_one_forward_pass_equal_two_separate_predictions(c
     from vgnn_core.predict import networks_shared
 
     kmvn, mvn = shared_pair()
-    kmvn.checkpoint_metadata = {"uncertainty_model": {"log_scale": 0.4, "spread": 0.6, "frequency": 0.2, "atoms": -0.1}}
+    kmvn.checkpoint_metadata = {"uncertainty_model": {"log_scale": 0.4, "spread": 0.6, "frequency": 0.2, "hydrogen": -0.1}}
     mvn.checkpoint_metadata = {"uncertainty_scale": 3.0}
     bands, gamma = Predictor(kmvn, batch_size=2), Predictor(mvn, batch_size=2)
     assert networks_shared(bands, gamma) and networks_shared(gamma, bands)

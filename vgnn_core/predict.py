@@ -258,7 +258,7 @@ class Predictor:
                     agreements += agreement
         return out
 
-    @functools.cached_property
+    @property
     def uncertainty_model(self) -> UncertaintyModel:
         """From the members' agreement to the expected per-material MAE (cm⁻¹), fitted on the
         validation splits when the model was shipped (the bare spread when it was not)."""
@@ -375,7 +375,7 @@ class Predictor:
         for r, agreement, note, g in zip(results, agreements, notes, graphs):
             if agreement is not None:
                 r.uncertainty_cm1 = expected_error(agreement.spread_cm1, agreement.highest_cm1,
-                                                   bool((g.numbers == 1).any()), g.n_atoms)
+                                                   bool((g.numbers == 1).any()))
                 r.member_lowest_cm1 = agreement.lowest_cm1
             r.in_domain = (note is None) if known_domain else None
             r.domain_note = note

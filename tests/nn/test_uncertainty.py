@@ -74,37 +74,47 @@ def test_predictor_reports_calibrated_uncertainty_and_domain(rocksalt_nacl, si_p
     assert mvn.likely_unstable == (min(mvn.gamma.min(), mvn.member_lowest_cm1) < -5.0)
 
 
+def lithium_hydride() -> Structure:
+    return Structure.from_spacegroup("Fm-3m", Lattice.cubic(4.02), ["Li", "H"],
+                                     [[0, 0, 0], [0.5, 0.5, 0.5]]).get_primitive_structure()
+
+
 def test_predictor_applies_the_fitted_uncertainty_model(rocksalt_nacl, perovskite_srtio3):
     ens = VGNNEnsemble(members())
-    model = UncertaintyModel(log_scale=0.7, spread=0.55, frequency=0.25, hydrogen=-0.3, atoms=-0.1)
+    model = UncertaintyModel(log_scale=0.7, spread=0.55, frequency=0.25, hydrogen=-0.3)
     ens.checkpoint_metadata = {"uncertainty_model": model.to_dict()}
-    results = Predictor(ens).predict_phonons([rocksalt_nacl, perovskite_srtio3], bands=False, thermal=False)
-    batch = collate([build_graph(s, 5.0) for s in (rocksalt_nacl, perovskite_srtio3)], dtype=torch.float64)
-    for r, a, n in zip(results, ens.force_constants_and_agreement(batch)[1], (2, 5)):
-        by_hand = np.exp(0.7) * a.spread_cm1 ** 0.55 * a.highest_cm1 ** 0.25 * n ** -0.1  # no hydrogen
+    crystals = [rocksalt_nacl, perovskite_srtio3, lithium_hydride()]
+    results = Predictor(ens).predict_phonons(crystals, bands=False, thermal=False)
+    batch = collate([build_graph(s, 5.0) for s in crystals], dtype=torch.float64)
+    for r, a, h in zip(results, ens.force_constants_and_agreement(batch)[1], (0, 0, 1)):
+        by_hand = np.exp(0.7) * a.spread_cm1 ** 0.55 * a.highest_cm1 ** 0.25 * np.exp(-0.3 * h)
         assert r.uncertainty_cm1 == pytest.approx(by_hand, rel=1e-9)
 
 
 def test_uncertainty_model_fit_recovers_a_power_law_and_is_calibrated():
     rng = np.random.default_rng(3)
     n = 400
-    spread, highest = rng.uniform(0.5, 40, n), rng.uniform(100, 3500, n)
-    hydrogen, atoms = rng.random(n) < 0.2, rng.integers(1, 60, n)
-    truth = UncertaintyModel(log_scale=0.3, spread=0.6, frequency=0.2, hydrogen=-0.3, atoms=-0.1)
-    error = np.array([truth(*x) for x in zip(spread, highest, hydrogen, atoms)]) * np.exp(rng.normal(0, 0.05, n))
-    fit = UncertaintyModel.fit(spread, highest, hydrogen, atoms, error)
-    for name in ("spread", "frequency", "hydrogen", "atoms"):
+    spread, highest, hydrogen = rng.uniform(0.5, 40, n), rng.uniform(100, 3500, n), rng.random(n) < 0.2
+    truth = UncertaintyModel(log_scale=0.3, spread=0.6, frequency=0.2, hydrogen=-0.3)
+    error = np.array([truth(*x) for x in zip(spread, highest, hydrogen)]) * np.exp(rng.normal(0, 0.05, n))
+    fit = UncertaintyModel.fit(spread, highest, hydrogen, error)
+    for name in ("spread", "frequency", "hydrogen"):
         assert getattr(fit, name) == pytest.approx(getattr(truth, name), abs=0.02), name
-    predicted = np.array([fit(*x) for x in zip(spread, highest, hydrogen, atoms)])
+    predicted = np.array([fit(*x) for x in zip(spread, highest, hydrogen)])
     assert predicted.mean() == pytest.approx(error.mean(), rel=1e-9)  # mean uncertainty = mean MAE
+    # a term that never varies keeps exponent 0 (no hydrogen at all); non-finite rows are left out
+    no_h = UncertaintyModel.fit(np.r_[spread, np.nan], np.r_[highest, 300.0], np.zeros(n + 1), np.r_[error, 5.0])
+    assert no_h.hydrogen == 0.0 and no_h.spread == pytest.approx(0.6, abs=0.05)
+    # too few materials for a fit: the spread times a factor
+    few = UncertaintyModel.fit([1.0, 3.0], [100.0, 400.0], [False, True], [2.0, 6.0])
+    assert few == UncertaintyModel.proportional(2.0)
     # the older checkpoints' calibration is the spread times a factor
     old = UncertaintyModel.from_metadata({"uncertainty_scale": 2.5})
-    assert old(4.0, 500.0, True, 7) == pytest.approx(10.0) and UncertaintyModel.from_metadata({}) is None
+    assert old(4.0, 500.0, True) == pytest.approx(10.0) and UncertaintyModel.from_metadata({}) is None
     assert UncertaintyModel.from_metadata({"uncertainty_model": fit.to_dict()}) == fit
-    with pytest.raises(ValueError, match="unknown uncertainty-model keys"):
-        UncertaintyModel.from_dict({**fit.to_dict(), "scale": 2.0})
-    with pytest.raises(ValueError, match="at least 10 materials"):
-        UncertaintyModel.fit([1.0], [100.0], [False], [2], [3.0])
+    for bad in ({**fit.to_dict(), "atoms": 0.1}, {"spread": 0.5}):
+        with pytest.raises(ValueError, match="needs log_scale"):
+            UncertaintyModel.from_dict(bad)
 
 
 class SpringMember(VGNN):
@@ -202,7 +212,7 @@ def test_ship_fits_the_uncertainty_on_val_and_the_card_states_it():
     rng = np.random.default_rng(5)
 
     def split(n):
-        rows = [{"material_id": f"m{k}", "n_atoms": int(rng.integers(1, 40)), "has_hydrogen": bool(rng.random() < 0.1),
+        rows = [{"material_id": f"m{k}", "has_hydrogen": bool(rng.random() < 0.1),
                  "spread_cm1": float(rng.uniform(1, 30)), "member_highest_cm1": float(rng.uniform(150, 3000))}
                 for k in range(n)]
         for r in rows:  # errors that grow with the crystal's frequency scale at equal spread
@@ -228,3 +238,7 @@ def test_ship_fits_the_uncertainty_on_val_and_the_card_states_it():
     card.pop("uncertainty_scale", None)
     card["uncertainty_model"] = fitted.to_dict()
     assert f"Uncertainty = {fitted.describe()}" in render_markdown(card)
+    # cards written before the fitted model state the factor they were calibrated with
+    card.pop("uncertainty_model")
+    card["uncertainty_scale"] = 2.13
+    assert "Uncertainty = the members' spread × 2.13 (calibrated on val" in render_markdown(card)

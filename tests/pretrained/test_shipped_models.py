@@ -21,7 +21,8 @@ def test_shipped_checkpoint_matches_its_card(name, petretto_archive, si_primitiv
     assert card["sha256"] == shipped_checkpoints()[name]["sha256"]
     rows = {r["material_id"]: r for r in card["per_material"]["reference_test_subset"]}
     ids = sorted(rows)[:8]
-    result = evaluate(predictor.model, load_samples(ids, r_max=predictor.model.config.graph_cutoff))
+    samples = load_samples(ids, r_max=predictor.model.config.graph_cutoff)
+    result = evaluate(predictor.model, samples)
     key = "bands_mae" if card["kind"] == "kmvn" else "gamma_mae"
     for row in result["materials"]:
         assert row[key] == pytest.approx(rows[row["material_id"]][key], rel=1e-3, abs=1e-2)
@@ -29,6 +30,13 @@ def test_shipped_checkpoint_matches_its_card(name, petretto_archive, si_primitiv
             assert row["member_lowest_cm1"] == pytest.approx(rows[row["material_id"]]["member_lowest_cm1"], abs=1e-2)
             # and the uncertainty the card's metrics were scored with is the one the checkpoint carries
             assert row["uncertainty_cm1"] == pytest.approx(rows[row["material_id"]]["uncertainty_cm1"], rel=1e-3)
+    if "uncertainty_cm1" in rows[ids[0]]:  # and a prediction from the structure reports the same
+        from pymatgen.core import Lattice, Structure
+
+        g = samples[0].graph
+        crystal = Structure(Lattice(g.lattice), g.numbers.tolist(), g.positions, coords_are_cartesian=True)
+        (r,) = predictor.predict_phonons([crystal], bands=False, thermal=False)
+        assert r.uncertainty_cm1 == pytest.approx(rows[samples[0].material_id]["uncertainty_cm1"], rel=1e-3)
     # the public API answers with physical output
     (gamma,) = predictor.predict_gamma([si_primitive])
     assert gamma.shape == (6,) and np.all(np.diff(gamma) >= 0)

@@ -108,11 +108,11 @@ def _trust_lines(card: dict) -> list[str]:
     if card.get("uncertainty_model"):
         how = (f" = {UncertaintyModel.from_dict(card['uncertainty_model']).describe()} (spread: the members' "
                "spread; ω_max: the highest frequency any member predicts where the spread is measured, cm⁻¹; "
-               "[H]: 1 with hydrogen; fitted on val: mean uncertainty = mean MAE)")
+               "[H]: 1 with hydrogen; fitted on the val splits pooled: their mean uncertainty = their mean MAE)")
     elif card.get("uncertainty_scale"):  # cards written before the uncertainty model
         how = f" = the members' spread × {card['uncertainty_scale']:.2f} (calibrated on val: mean uncertainty = mean MAE)"
     else:
-        how = ""
+        how = " = the members' spread (uncalibrated)"
     return ["", "## Instabilities, hydrogen, uncertainty", "",
             "Unstable = lowest ω on the path below −5 cm⁻¹; `likely_unstable` also counts any member alone "
             "below it at Γ and the 2×2×2 zone-boundary points. Uncertainty" + how

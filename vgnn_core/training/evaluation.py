@@ -92,7 +92,7 @@ def score_uncertainty(rows: list[dict], error_key: str, expected_error: Uncertai
     """Set every row's ``uncertainty_cm1`` from ``expected_error`` and score how well it ranks the
     rows' actual ``error_key`` (see :func:`~vgnn_core.training.metrics.uncertainty_scores`)."""
     for r in rows:
-        r["uncertainty_cm1"] = expected_error(r["spread_cm1"], r["member_highest_cm1"], r["has_hydrogen"], r["n_atoms"])
+        r["uncertainty_cm1"] = expected_error(r["spread_cm1"], r["member_highest_cm1"], r["has_hydrogen"])
     scored = [r for r in rows if error_key in r]
     summary = uncertainty_scores([r["uncertainty_cm1"] for r in scored], [r[error_key] for r in scored])
     return summary | {"error": error_key, "model": expected_error.to_dict()}

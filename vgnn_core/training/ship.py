@@ -94,8 +94,7 @@ def calibrate_uncertainty(val_evals: list[dict]) -> UncertaintyModel | None:
     if not rows or sum(r["spread_cm1"] for r, _ in rows) <= 0:
         return None
     return UncertaintyModel.fit([r["spread_cm1"] for r, _ in rows], [r["member_highest_cm1"] for r, _ in rows],
-                                [r["has_hydrogen"] for r, _ in rows], [r["n_atoms"] for r, _ in rows],
-                                [e for _, e in rows])
+                                [r["has_hydrogen"] for r, _ in rows], [e for _, e in rows])
 
 
 def ship(run_dir: str | Path, name: str, dest: str | Path) -> dict:
