@@ -19,9 +19,11 @@ from vgnn_core.training.born import (
     attach_features,
     dielectric_from_record,
     dielectric_metrics,
+    load_backbones,
     load_dielectric,
     load_heads,
     load_togo_born,
+    physical_targets,
     predict_heads,
     save_heads,
     train_heads,
@@ -95,6 +97,59 @@ def test_training_improves_and_checkpoint_round_trips(val_samples, backbone, tmp
     for a, b in zip(predict_heads(heads, val), predict_heads(loaded, val)):
         np.testing.assert_allclose(a.born, b.born, atol=1e-6)
         np.testing.assert_allclose(a.epsilon, b.epsilon, atol=1e-6)
+
+
+def test_fine_tuned_backbones_learn_and_ship_with_the_heads(val_samples, backbone, tmp_path, monkeypatch):
+    from vgnn_core.crystal.graph import collate
+    from vgnn_core.nn.born import BornBackbones, BornModel, backbone_features
+
+    train = val_samples[:6]
+    own = BornBackbones.copy_of(backbone)
+    batch = collate([s.graph for s in train])
+    with torch.no_grad():  # a copy gives the k-MVN's own features
+        np.testing.assert_allclose(backbone_features(own, batch), backbone_features(backbone, batch), atol=1e-6)
+    start = {k: v.clone() for k, v in own.state_dict().items()}
+    irreps = str(backbone_irreps(backbone))
+    cfg = BornTrainConfig(epochs=12, batch_size=3, lr=5e-3, backbone_lr=2e-3,
+                          heads={"mid_irreps": "8x0e + 4x1o + 4x2e", "square_irreps": "8x0e + 4x1e + 4x2e"})
+    torch.manual_seed(cfg.seed)
+    before = dielectric_metrics(train, predict_heads(BornHeads(irreps, **cfg.heads), train))["born_mae"]
+    heads, best = train_heads(train, train, irreps, cfg, checkpoint=tmp_path / "h.pt", log=lambda _: None,
+                              backbones=own)
+    moved = max(float((own.state_dict()[k] - v).abs().max()) for k, v in start.items() if v.numel())
+    assert moved > 1e-4  # the backbones were trained, not only the heads
+    attach_features(own, train)
+    expected = predict_heads(heads, train)
+    assert dielectric_metrics(train, expected)["born_mae"] < 0.7 * before
+    # the checkpoint holds the best epoch's heads and backbones; as a BornModel they need no k-MVN,
+    # run their own pass (the force constants' features do not fit) and take a float64 batch
+    loaded = BornModel(load_backbones(tmp_path / "h.pt"), load_heads(tmp_path / "h.pt")[0])
+    assert loaded.member_positions(backbone) is None
+    for a, b in zip(expected, loaded.predict(collate([s.graph for s in train], dtype=torch.float64))):
+        np.testing.assert_allclose(b.born, a.born, atol=1e-4)
+        np.testing.assert_allclose(b.epsilon, a.epsilon, rtol=1e-4)
+        np.testing.assert_allclose(b.born.sum(axis=0), 0, atol=1e-5)
+    # shipped like that, the registry builds the Born model on its own backbones, not on a k-MVN's
+    from vgnn_core.pretrained import registry
+
+    monkeypatch.setattr(registry, "shipped_file", lambda name: tmp_path / "h.pt")
+    shipped = registry.load_born_model()
+    assert isinstance(shipped.model, BornBackbones) and shipped.member_positions(backbone) is None
+    # heads on frozen backbones carry none
+    save_heads(heads, tmp_path / "frozen.pt")
+    assert load_backbones(tmp_path / "frozen.pt") is None
+
+
+def test_failed_dfpt_records_are_left_out_of_training(val_samples):
+    import dataclasses
+
+    # mp-22261 (InCuTe2) in Petretto train has ε∞ ≈ 4e6 and |Z*| ≈ 900: a gapless DFPT result
+    metal_like = dataclasses.replace(val_samples[0], material_id="gapless", epsilon=4.4e6 * np.eye(3))
+    huge_charge = dataclasses.replace(val_samples[1], material_id="huge-z", born=val_samples[1].born * 100)
+    messages = []
+    kept = physical_targets([metal_like, *val_samples, huge_charge], log=messages.append)
+    assert [s.material_id for s in kept] == VAL_IDS  # every real val material is an insulator's
+    assert len(messages) == 2 and messages[0].startswith("gapless:") and messages[1].startswith("huge-z:")
 
 
 def test_togo_born_files_give_primitive_cell_charges():

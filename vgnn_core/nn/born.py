@@ -25,6 +25,7 @@ ensemble, features concatenated) and :class:`BornModel` wraps backbone + heads f
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -283,11 +284,75 @@ def select_members(model: torch.nn.Module, digests: list[str]) -> torch.nn.Modul
     return chosen[0] if len(chosen) == 1 else VGNNEnsemble(chosen)
 
 
+def _batch_in(batch: GraphBatch, dtype: torch.dtype) -> GraphBatch:
+    """``batch`` with its float tensors in ``dtype`` (the heads' own backbones may differ in
+    precision from the force-constant model the batch was collated for)."""
+    if batch.edge_vec.dtype == dtype:
+        return batch
+    return dataclasses.replace(batch, masses=batch.masses.to(dtype), positions=batch.positions.to(dtype),
+                               lattices=batch.lattices.to(dtype), edge_vec=batch.edge_vec.to(dtype))
+
+
+class OwnBackbone(torch.nn.Module):
+    """One VGNN :class:`~vgnn_core.nn.model.Backbone` standing alone, with the ``config`` it is
+    built from: the Born model's own copy of a k-MVN member's backbone, fine-tuned for Z* and ε∞."""
+
+    def __init__(self, config) -> None:
+        from .model import Backbone
+
+        super().__init__()
+        self.config = config
+        self.backbone = Backbone(config)
+
+
+class BornBackbones(torch.nn.Module):
+    """The Born model's own backbones, read like an ensemble's members (:func:`backbone_features`).
+
+    Built as copies of a k-MVN's members (:meth:`copy_of`) and fine-tuned together with the
+    heads, they no longer give the force constants' features: the Born model then runs its own
+    backbone pass, and the heads stay valid when the k-MVN is retrained."""
+
+    def __init__(self, configs: Sequence) -> None:
+        super().__init__()
+        if not configs:
+            raise ValueError("BornBackbones needs at least one backbone")
+        self.members = torch.nn.ModuleList(OwnBackbone(c) for c in configs)
+
+    @property
+    def config(self):
+        """The first backbone's config (its ``r_max`` is the graphs' cutoff)."""
+        return self.members[0].config
+
+    @classmethod
+    def copy_of(cls, model: torch.nn.Module) -> BornBackbones:
+        """Trainable copies of the backbones of ``model`` (one network or an ensemble)."""
+        nets = networks(model)
+        out = cls([net.config for net in nets])
+        for mine, theirs in zip(out.members, nets):
+            mine.backbone.load_state_dict(theirs.backbone.state_dict())
+        return out.to(next(model.parameters()).dtype)
+
+    def to_dict(self) -> dict:
+        """Configs and float32 weights (``torch.load(weights_only=True)``-safe)."""
+        return {"configs": [m.config.to_dict() for m in self.members],
+                "state_dict": {k: v.detach().to("cpu", torch.float32) for k, v in self.state_dict().items()}}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> BornBackbones:
+        """The inverse of :meth:`to_dict`."""
+        from .config import VGNNConfig
+
+        out = cls([VGNNConfig.from_dict(c) for c in data["configs"]])
+        out.load_state_dict(data["state_dict"])
+        return out
+
+
 class BornModel(torch.nn.Module):
-    """A frozen VGNN backbone (``model``: one network or an ensemble) with :class:`BornHeads`.
+    """A frozen VGNN backbone (``model``: one network, an ensemble, or :class:`BornBackbones` of
+    the heads' own) with :class:`BornHeads`.
 
     ``members_sha256`` (from the heads' metadata) picks the ensemble members whose features the
-    heads were trained on (:func:`select_members`)."""
+    heads were trained on (:func:`select_members`); not used with own backbones."""
 
     def __init__(self, model: torch.nn.Module, heads: BornHeads, members_sha256: list[str] | None = None) -> None:
         super().__init__()
@@ -316,7 +381,10 @@ class BornModel(torch.nn.Module):
         """The heads on ``batch``; ``features`` (each backbone network's atom features of this
         batch, in this model's member order) skips the backbone."""
         with torch.no_grad():
-            h = backbone_features(self.model, batch) if features is None else torch.cat(list(features), dim=1)
+            if features is None:
+                h = backbone_features(self.model, _batch_in(batch, next(self.model.parameters()).dtype))
+            else:
+                h = torch.cat(list(features), dim=1)
         return self.heads(h.to(next(self.heads.parameters()).dtype), batch.n_atoms,
                           (batch.edge_src, batch.edge_dst, batch.edge_vec))
 

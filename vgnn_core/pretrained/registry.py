@@ -148,17 +148,23 @@ def load_born_model(model: Model | None = None, device: str = "cpu"):
     """The shipped Born heads on ``model``'s backbone (default: the shipped ``kmvn``), as a
     :class:`~vgnn_core.nn.born.BornModel` predicting Z* (e) and ε∞ per crystal.
 
-    The heads were trained on the frozen backbones of particular ensemble members (named by
-    their weights' sha256 in the heads' metadata); ``model`` must contain them (extra members
-    are ignored), else a ``ValueError`` says which are missing. The heads file is sha256-checked.
+    Heads fine-tuned with backbones of their own carry them and ignore ``model``; heads trained
+    on the frozen backbones of particular ensemble members (named by their weights' sha256 in the
+    heads' metadata) need ``model`` to contain them (extra members are ignored), else a
+    ``ValueError`` says which are missing. The heads file is sha256-checked.
     """
     from ..nn.born import BornModel
-    from ..training.born import load_heads
+    from ..training.born import load_backbones, load_heads
 
-    if model is None:
-        model = load_pretrained_model("kmvn", device=device)
-    heads, meta = load_heads(shipped_file(BORN_HEADS))
-    born = BornModel(model, heads.to(device), meta.get("backbone_members_sha256"))
+    path = shipped_file(BORN_HEADS)
+    heads, meta = load_heads(path)
+    own = load_backbones(path)
+    if own is not None:
+        born = BornModel(own.to(device), heads.to(device))
+    else:
+        if model is None:
+            model = load_pretrained_model("kmvn", device=device)
+        born = BornModel(model, heads.to(device), meta.get("backbone_members_sha256"))
     born.metadata = meta
     return born.eval()
 

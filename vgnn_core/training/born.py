@@ -1,4 +1,4 @@
-"""Training the Born-charge and dielectric heads (:mod:`vgnn_core.nn.born`) on a frozen backbone.
+"""Training the Born-charge and dielectric heads (:mod:`vgnn_core.nn.born`) on a VGNN backbone.
 
 Data: the DFPT dielectric block of every Petretto et al. (2018) record — ``dielectric.becs``
 (Z*, (m, 3, 3) e, in the record's site order) and ``dielectric.eps_electronic`` (ε∞). The
@@ -8,7 +8,11 @@ construction. Togo's phonondb BORN files (VASP PBEsol) are read by :func:`load_t
 for extra training materials (phonondb ``train`` split only, never a Petretto val/test id).
 
 The backbone (a shipped k-MVN: every ensemble member) is frozen, so its atom features are
-computed once per material and kept in memory; an epoch then only runs the small heads. The
+computed once per material and kept in memory; an epoch then only runs the small heads. With
+``backbone_lr`` > 0 the heads instead get copies of the backbones of their own
+(:class:`~vgnn_core.nn.born.BornBackbones`), fine-tuned with them and saved with them. Training
+records whose DFPT dielectric response no insulator has (:func:`physical_targets`: Petretto's
+InCuTe2 has ε∞ ≈ 4·10⁶ and |Z*| ≈ 900 e) are left out of the fit, never out of val or test. The
 split is the Petretto one (train to fit, val to select, test to report). Metrics, each next to
 a constant baseline fitted on train: Z* MAE per tensor component (e) over all atoms, and the
 median over materials of ε∞'s relative error ‖ε − ε_DFPT‖_F / ‖ε_DFPT‖_F.
@@ -28,7 +32,7 @@ import numpy as np
 import torch
 
 from ..crystal.graph import CrystalGraph, build_graph, collate
-from ..nn.born import BornHeads, backbone_features, backbone_irreps, symmetric_logm
+from ..nn.born import BornBackbones, BornHeads, backbone_features, backbone_irreps, symmetric_logm
 from ..phonons.nac import BornCharges, enforce_charge_neutrality
 from . import petretto
 
@@ -168,6 +172,27 @@ def attach_features(model: torch.nn.Module, samples: Sequence[DielectricSample],
             s.features = feats[offsets[k] : offsets[k + 1]]
 
 
+#: Training targets beyond these are taken as a failed (metal-like, gapless) DFPT calculation: an
+#: insulator's ε∞ eigenvalues stay in the tens (PbTe ≈ 33) and |Z*| components near 10.
+MAX_TRAINING_EPSILON = 100.0
+MAX_TRAINING_BORN = 20.0  # e
+
+
+def physical_targets(samples: Sequence[DielectricSample], log=print) -> list[DielectricSample]:
+    """The samples whose DFPT ε∞ (largest eigenvalue ≤ :data:`MAX_TRAINING_EPSILON`) and Z*
+    (every component within ± :data:`MAX_TRAINING_BORN` e) an insulator can have; each one left out
+    is logged by name. Used on training data only: val and test are scored as they come."""
+    kept = []
+    for s in samples:
+        eps, z = float(np.linalg.eigvalsh(s.epsilon).max()), float(np.abs(s.born).max())
+        if eps > MAX_TRAINING_EPSILON or z > MAX_TRAINING_BORN:
+            log(f"{s.material_id}: left out of training (DFPT ε∞ up to {eps:.4g}, |Z*| up to {z:.4g} e: "
+                "not an insulator's)")
+        else:
+            kept.append(s)
+    return kept
+
+
 # --- baselines ----------------------------------------------------------------------------------
 
 
@@ -223,7 +248,7 @@ def dielectric_metrics(samples: Sequence[DielectricSample], predicted: Sequence[
 
 @dataclass
 class BornTrainConfig:
-    """Hyper-parameters of the head training (the backbone is frozen)."""
+    """Hyper-parameters of the head training (backbone frozen unless ``backbone_lr`` > 0)."""
 
     epochs: int = 150
     batch_size: int = 32
@@ -234,6 +259,8 @@ class BornTrainConfig:
     epsilon_weight: float = 0.5
     seed: int = 0
     heads: dict = field(default_factory=dict)
+    #: learning rate of the backbones, fine-tuned with the heads (0: frozen, features computed once)
+    backbone_lr: float = 0.0
 
 
 @dataclass
@@ -247,8 +274,15 @@ class _Stacked:
     log_epsilon: torch.Tensor
 
 
+def _targets(samples: Sequence[DielectricSample]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Z* (N, 3, 3) and S = log(ε∞ − 1) (B, 3, 3) of ``samples`` (float32)."""
+    return (torch.as_tensor(np.concatenate([s.born for s in samples]), dtype=torch.float32),
+            torch.as_tensor(np.stack([symmetric_logm(s.epsilon - np.eye(3)) for s in samples]), dtype=torch.float32))
+
+
 def _stack(samples: Sequence[DielectricSample]) -> _Stacked:
     offsets = np.concatenate([[0], np.cumsum([s.graph.n_atoms for s in samples])])[:-1]
+    born, log_epsilon = _targets(samples)
     bonds = (torch.as_tensor(np.concatenate([s.graph.edge_src + o for s, o in zip(samples, offsets)])),
              torch.as_tensor(np.concatenate([s.graph.edge_dst + o for s, o in zip(samples, offsets)])),
              torch.as_tensor(np.concatenate([s.graph.edge_vec for s in samples]), dtype=torch.float32))
@@ -256,9 +290,8 @@ def _stack(samples: Sequence[DielectricSample]) -> _Stacked:
         features=torch.as_tensor(np.concatenate([s.features for s in samples])),
         n_atoms=torch.as_tensor([s.graph.n_atoms for s in samples]),
         bonds=bonds,
-        born=torch.as_tensor(np.concatenate([s.born for s in samples]), dtype=torch.float32),
-        log_epsilon=torch.as_tensor(np.stack([symmetric_logm(s.epsilon - np.eye(3)) for s in samples]),
-                                    dtype=torch.float32),
+        born=born,
+        log_epsilon=log_epsilon,
     )
 
 
@@ -289,17 +322,26 @@ def train_heads(
     cfg: BornTrainConfig | None = None,
     checkpoint: str | Path | None = None,
     log=print,
+    backbones: BornBackbones | None = None,
+    init: BornHeads | None = None,
 ) -> tuple[BornHeads, dict]:
     """Fit :class:`BornHeads` on ``train`` (features attached), keep the epoch best on ``val``.
 
-    With ``checkpoint`` the best heads so far are saved there after every improvement
-    (:func:`save_heads`), so an interrupted run leaves its best model behind.
+    With ``backbones`` (and ``cfg.backbone_lr`` > 0) they are fine-tuned with the heads: every
+    batch runs them, and val's features are recomputed after every epoch (the best epoch's
+    backbone weights are restored in place). ``init``: heads to start from (e.g. fitted on the
+    frozen backbones), else new ones. With ``checkpoint`` the best heads so far are saved there
+    after every improvement (:func:`save_heads`), so an interrupted run leaves its best model behind.
     """
     cfg = cfg or BornTrainConfig()
+    tune = backbones is not None and cfg.backbone_lr > 0
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
-    heads = BornHeads(irreps_in, **cfg.heads)
-    opt = torch.optim.AdamW(heads.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    heads = init if init is not None else BornHeads(irreps_in, **cfg.heads)
+    groups = [{"params": list(heads.parameters()), "lr": cfg.lr}]
+    if tune:
+        groups.append({"params": list(backbones.parameters()), "lr": cfg.backbone_lr})
+    opt = torch.optim.AdamW(groups, weight_decay=cfg.weight_decay)
     steps = max(1, cfg.epochs * math.ceil(len(train) / cfg.batch_size))
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda k: cfg.final_lr_ratio + (1 - cfg.final_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(k, steps) / steps)))
@@ -308,31 +350,49 @@ def train_heads(
     started = time.time()
     for epoch in range(1, cfg.epochs + 1):
         heads.train()
+        if tune:
+            backbones.train()
         order = rng.permutation(len(train))
         total = 0.0
         for start in range(0, len(order), cfg.batch_size):
-            data = _stack([train[i] for i in order[start : start + cfg.batch_size]])
-            pred = heads(data.features, data.n_atoms, data.bonds)
-            loss = ((pred.born - data.born).abs().mean()
-                    + cfg.epsilon_weight * (pred.log_epsilon - data.log_epsilon).abs().mean())
+            chunk = [train[i] for i in order[start : start + cfg.batch_size]]
+            if tune:
+                batch = collate([s.graph for s in chunk], dtype=next(backbones.parameters()).dtype)
+                features = backbone_features(backbones, batch).to(torch.float32)
+                pred = heads(features, batch.n_atoms, (batch.edge_src, batch.edge_dst, batch.edge_vec))
+                born, log_epsilon = _targets(chunk)
+            else:
+                data = _stack(chunk)
+                pred = heads(data.features, data.n_atoms, data.bonds)
+                born, log_epsilon = data.born, data.log_epsilon
+            loss = ((pred.born - born).abs().mean()
+                    + cfg.epsilon_weight * (pred.log_epsilon - log_epsilon).abs().mean())
             opt.zero_grad()
             loss.backward()
             opt.step()
             sched.step()
-            total += float(loss.detach()) * len(data.n_atoms)
+            total += float(loss.detach()) * len(chunk)
+        if tune:
+            attach_features(backbones, val)
         metrics = dielectric_metrics(val, predict_heads(heads, val))
         score = selection_score(metrics)
         if score < best["score"]:
             best = {"score": score, "epoch": epoch, **{f"val_{k}": v for k, v in metrics.items()}}
             best_state = {k: v.detach().clone() for k, v in heads.state_dict().items()}
+            if tune:
+                best_backbones = {k: v.detach().clone() for k, v in backbones.state_dict().items()}
             if checkpoint is not None:
-                save_heads(heads, checkpoint, {"best": best, "train_config": _plain(cfg)})
+                save_heads(heads, checkpoint, {"best": best, "train_config": _plain(cfg)},
+                           backbones if tune else None)
         if epoch == 1 or epoch % 10 == 0 or epoch == cfg.epochs:
             log(f"epoch {epoch:4d}  train loss {total / len(train):.4f}  val Z* MAE {metrics['born_mae']:.4f} e  "
                 f"val ε rel median {metrics['eps_rel_median']:.4f}  best epoch {best['epoch']}  "
                 f"{time.time() - started:.0f} s")
     if best_state is not None:
         heads.load_state_dict(best_state)
+        if tune:
+            backbones.load_state_dict(best_backbones)
+            backbones.eval()
     best["seconds"] = round(time.time() - started, 1)
     return heads, best
 
@@ -394,13 +454,17 @@ def _plain(cfg: BornTrainConfig) -> dict:
     return {k: getattr(cfg, k) for k in cfg.__dataclass_fields__}
 
 
-def save_heads(heads: BornHeads, path: str | Path, metadata: dict | None = None) -> None:
-    """Write the heads (float32 weights, their hyper-parameters, JSON-able ``metadata``) to ``path``;
-    it loads with ``weights_only=True`` (:func:`load_heads`)."""
+def save_heads(heads: BornHeads, path: str | Path, metadata: dict | None = None,
+               backbones: BornBackbones | None = None) -> None:
+    """Write the heads (float32 weights, their hyper-parameters, JSON-able ``metadata``) and, when
+    fine-tuned, their own ``backbones`` to ``path``; it loads with ``weights_only=True``
+    (:func:`load_heads`, :func:`load_backbones`)."""
     from ..files import atomic_write
 
     state = {k: v.detach().to("cpu", torch.float32) for k, v in heads.state_dict().items()}
     data = {"hyper": heads.hyper, "state_dict": state, "metadata": json.loads(json.dumps(metadata or {}))}
+    if backbones is not None:
+        data["backbones"] = backbones.to_dict()
     atomic_write(Path(path), lambda fh: torch.save(data, fh))
 
 
@@ -414,6 +478,18 @@ def load_heads(path: str | Path) -> tuple[BornHeads, dict]:
         raise ValueError(f"{path}: head weights do not fit their hyper-parameters ({exc})") from None
     heads.eval()
     return heads, data["metadata"]
+
+
+def load_backbones(path: str | Path) -> BornBackbones | None:
+    """The heads' own fine-tuned backbones saved with them (:func:`save_heads`), or ``None`` when
+    the heads read a k-MVN's frozen backbones."""
+    data = torch.load(Path(path), map_location="cpu", weights_only=True)
+    if "backbones" not in data:
+        return None
+    try:
+        return BornBackbones.from_dict(data["backbones"]).eval()
+    except (RuntimeError, ValueError, KeyError) as exc:
+        raise ValueError(f"{path}: the Born model's own backbones do not load ({exc})") from None
 
 
 def load_split_samples(model: torch.nn.Module, split_file: str | Path | None = None,
@@ -430,10 +506,12 @@ def load_split_samples(model: torch.nn.Module, split_file: str | Path | None = N
 
 
 def evaluate_and_save(model: torch.nn.Module, heads: BornHeads, samples: dict[str, list[DielectricSample]],
-                      out: str | Path, metadata: dict | None = None, log=print) -> dict:
+                      out: str | Path, metadata: dict | None = None, log=print,
+                      backbones: BornBackbones | None = None) -> dict:
     """Every split's metrics next to the train-fitted :class:`ElementBaseline`'s, and the LO–TO
-    comparison on ``test``; writes ``out/born_heads.pt`` (metrics and baseline in its metadata)
-    and ``out/metrics.json``."""
+    comparison on ``test`` (force constants of ``model``); writes ``out/born_heads.pt`` (metrics and
+    baseline in its metadata; the heads' own ``backbones`` when fine-tuned) and ``out/metrics.json``.
+    The samples' features must be those the heads read."""
     out = Path(out)
     baseline = ElementBaseline.fit(samples["train"])
     metrics: dict = {}
@@ -444,7 +522,8 @@ def evaluate_and_save(model: torch.nn.Module, heads: BornHeads, samples: dict[st
     rows = lo_to_comparison(model, samples["test"], predict_heads(heads, samples["test"]))
     metrics["test"]["lo_to"] = lo_to_metrics(rows)
     log(f"test LO–TO: {json.dumps(metrics['test']['lo_to'])}")
-    save_heads(heads, out / "born_heads.pt", {**(metadata or {}), "metrics": metrics, "baseline": baseline.to_dict()})
+    save_heads(heads, out / "born_heads.pt", {**(metadata or {}), "metrics": metrics, "baseline": baseline.to_dict()},
+               backbones)
     (out / "metrics.json").write_text(json.dumps({**(metadata or {}), **metrics, "lo_to_rows": rows}, indent=1))
     return metrics
 
@@ -463,7 +542,7 @@ def load_togo_train(model: torch.nn.Module, log=print) -> list[DielectricSample]
 
 def run(out: str | Path, model_name: str = "kmvn", cfg: BornTrainConfig | None = None,
         split_file: str | Path | None = None, togo: bool = False, members: Sequence[int] | None = None,
-        log=print) -> dict:
+        init_heads: str | Path | None = None, log=print) -> dict:
     """The whole recipe: Petretto train/val/test with a shipped backbone's features, heads fitted
     on train (with ``togo``, also on the BORN files of phonondb ``train``: :func:`load_togo_train`)
     and selected on Petretto val (:func:`train_heads`), then :func:`evaluate_and_save` into ``out``.
@@ -472,7 +551,12 @@ def run(out: str | Path, model_name: str = "kmvn", cfg: BornTrainConfig | None =
     ensemble from ``vgnn ensemble``, before it is shipped). ``members`` picks ensemble members by
     position (default: all); the metadata names them by their weights' sha256
     (``backbone_members_sha256``), so heads on members 0 and 1 stay valid when another member is
-    retrained or added."""
+    retrained or added.
+
+    With ``cfg.backbone_lr`` > 0 the heads get their own copies of those backbones
+    (:class:`~vgnn_core.nn.born.BornBackbones`), fine-tuned with them and saved with them; the
+    heads then start from ``init_heads`` (a :func:`save_heads` file fitted on the same members'
+    frozen features) if given."""
     from ..files import file_digest
     from ..nn.born import member_digest, networks, select_members
     from ..pretrained.registry import load_checkpoint, load_pretrained_model
@@ -489,16 +573,33 @@ def run(out: str | Path, model_name: str = "kmvn", cfg: BornTrainConfig | None =
     nets = networks(model)
     digests = [member_digest(nets[k]) for k in (range(len(nets)) if members is None else members)]
     model = select_members(model, digests)
+    init = None
+    if init_heads is not None:
+        init, init_meta = load_heads(init_heads)
+        if init_meta.get("backbone_members_sha256") != digests or init.irreps_in != backbone_irreps(model):
+            raise ValueError(f"{init_heads}: those heads were fitted on other backbones than {model_name}'s chosen members")
     samples = load_split_samples(model, split_file, log)
-    extra = load_togo_train(model, log) if togo else []
-    heads, best = train_heads(samples["train"] + extra, samples["val"], str(backbone_irreps(model)), cfg,
-                              checkpoint=Path(out) / "born_heads.pt", log=log)
+    extra = physical_targets(load_togo_train(model, log), log) if togo else []
+    all_train = samples["train"]
+    samples["train"] = physical_targets(all_train, log)  # the heads and the baseline fit these
+    left_out = sorted({s.material_id for s in all_train} - {s.material_id for s in samples["train"]})
+    fit_on = samples["train"] + extra
+    backbones = BornBackbones.copy_of(model) if cfg.backbone_lr > 0 else None
+    heads, best = train_heads(fit_on, samples["val"], str(backbone_irreps(model)), cfg,
+                              checkpoint=Path(out) / "born_heads.pt", log=log, backbones=backbones, init=init)
+    if backbones is not None:  # evaluate on the fine-tuned backbones' features
+        for group in [*samples.values(), extra]:
+            attach_features(backbones, group)
     backbone = f"{Path(model_name).name} (sha256 {file_digest(Path(model_name))})" if from_file else model_name
     metadata = {"best": best, "backbone": backbone, "backbone_members_sha256": digests, "train_config": _plain(cfg),
-                "data": ["petretto2018"] + (["phonondb"] if togo else []), "n_train": len(samples["train"]) + len(extra)}
+                "data": ["petretto2018"] + (["phonondb"] if togo else []), "n_train": len(fit_on),
+                "left_out_of_training": left_out,
+                "backbone_fine_tuned": backbones is not None}
+    if init_heads is not None:
+        metadata["init_heads"] = f"{Path(init_heads).name} (sha256 {file_digest(Path(init_heads))})"
     if extra:
         metadata["phonondb_train_fit"] = dielectric_metrics(extra, predict_heads(heads, extra))
-    return evaluate_and_save(model, heads, samples, out, metadata, log)
+    return evaluate_and_save(model, heads, samples, out, metadata, log, backbones)
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
@@ -513,12 +614,16 @@ def main(argv: Sequence[str] | None = None) -> dict:
     parser.add_argument("--heads", default="{}", help="BornHeads hyper-parameters as JSON")
     parser.add_argument("--backbone", default="kmvn",
                         help="shipped k-MVN name or checkpoint path whose backbones the heads read (default: kmvn)")
+    parser.add_argument("--backbone-lr", type=float, default=BornTrainConfig.backbone_lr,
+                        help="fine-tune copies of the backbones with the heads at this learning rate (default 0: frozen)")
+    parser.add_argument("--init-heads", help="start from these heads (born_heads.pt fitted on the same members)")
     parser.add_argument("--members", help="comma-separated positions of the k-MVN members whose backbones "
                                           "the heads read (default: all)")
     args = parser.parse_args(argv)
-    cfg = BornTrainConfig(epochs=args.epochs, lr=args.lr, heads=json.loads(args.heads))
+    cfg = BornTrainConfig(epochs=args.epochs, lr=args.lr, heads=json.loads(args.heads), backbone_lr=args.backbone_lr)
     members = None if args.members is None else [int(k) for k in args.members.split(",")]
-    return run(args.out, model_name=args.backbone, cfg=cfg, togo=args.togo, members=members)
+    return run(args.out, model_name=args.backbone, cfg=cfg, togo=args.togo, members=members,
+               init_heads=args.init_heads)
 
 
 if __name__ == "__main__":
