@@ -203,7 +203,8 @@ class Predictor:
     @property
     def predicts_born_charges(self) -> bool:
         """Whether this predictor can add NAC with predicted charges (``nac=True``): a k-MVN with
-        Born heads that fit its backbone (the shipped ones fit the shipped k-MVN)."""
+        Born heads that fit its backbone (the shipped ones fit the shipped k-MVN), or heads with
+        backbones of their own."""
         if not self.model.supports_bands:
             return False
         try:

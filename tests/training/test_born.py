@@ -25,6 +25,7 @@ from vgnn_core.training.born import (
     load_togo_born,
     physical_targets,
     predict_heads,
+    run,
     save_heads,
     train_heads,
 )
@@ -100,10 +101,14 @@ def test_training_improves_and_checkpoint_round_trips(val_samples, backbone, tmp
 
 
 def test_fine_tuned_backbones_learn_and_ship_with_the_heads(val_samples, backbone, tmp_path, monkeypatch):
+    import copy
+
     from vgnn_core.crystal.graph import collate
     from vgnn_core.nn.born import BornBackbones, BornModel, backbone_features
+    from vgnn_core.predict import Predictor
 
-    train = val_samples[:6]
+    samples = [copy.copy(s) for s in val_samples]  # features are re-attached: leave the module's alone
+    train, val = samples[:6], samples[6:]
     own = BornBackbones.copy_of(backbone)
     batch = collate([s.graph for s in train])
     with torch.no_grad():  # a copy gives the k-MVN's own features
@@ -114,30 +119,63 @@ def test_fine_tuned_backbones_learn_and_ship_with_the_heads(val_samples, backbon
                           heads={"mid_irreps": "8x0e + 4x1o + 4x2e", "square_irreps": "8x0e + 4x1e + 4x2e"})
     torch.manual_seed(cfg.seed)
     before = dielectric_metrics(train, predict_heads(BornHeads(irreps, **cfg.heads), train))["born_mae"]
-    heads, best = train_heads(train, train, irreps, cfg, checkpoint=tmp_path / "h.pt", log=lambda _: None,
+    heads, best = train_heads(train, val, irreps, cfg, checkpoint=tmp_path / "h.pt", log=lambda _: None,
                               backbones=own)
     moved = max(float((own.state_dict()[k] - v).abs().max()) for k, v in start.items() if v.numel())
     assert moved > 1e-4  # the backbones were trained, not only the heads
+    # the best epoch's backbones are restored and saved with the heads; val's features fit them
+    saved = load_backbones(tmp_path / "h.pt")
+    for k, v in own.state_dict().items():
+        torch.testing.assert_close(saved.state_dict()[k], v.float())
+    score = dielectric_metrics(val, predict_heads(heads, val))
+    assert score["born_mae"] == pytest.approx(best["val_born_mae"], rel=1e-5)
     attach_features(own, train)
     expected = predict_heads(heads, train)
     assert dielectric_metrics(train, expected)["born_mae"] < 0.7 * before
-    # the checkpoint holds the best epoch's heads and backbones; as a BornModel they need no k-MVN,
-    # run their own pass (the force constants' features do not fit) and take a float64 batch
-    loaded = BornModel(load_backbones(tmp_path / "h.pt"), load_heads(tmp_path / "h.pt")[0])
-    assert loaded.member_positions(backbone) is None
+    # as a BornModel they need no k-MVN, run their own pass and take a float64 batch
+    loaded = BornModel(saved, load_heads(tmp_path / "h.pt")[0])
     for a, b in zip(expected, loaded.predict(collate([s.graph for s in train], dtype=torch.float64))):
         np.testing.assert_allclose(b.born, a.born, atol=1e-4)
         np.testing.assert_allclose(b.epsilon, a.epsilon, rtol=1e-4)
         np.testing.assert_allclose(b.born.sum(axis=0), 0, atol=1e-5)
+    # a predictor with them gives those charges in its NAC results (its own graphs, cut at 6 Å)
+    predictor = Predictor(load_pretrained_model("kmvn"), born_model=loaded)
+    (result,) = predictor.predict_phonons([train[0].structure], bands=False, thermal=False, nac=True)
+    assert result.has_nac
+    np.testing.assert_allclose(result.born_charges, expected[0].born, atol=1e-4)
     # shipped like that, the registry builds the Born model on its own backbones, not on a k-MVN's
     from vgnn_core.pretrained import registry
 
     monkeypatch.setattr(registry, "shipped_file", lambda name: tmp_path / "h.pt")
     shipped = registry.load_born_model()
     assert isinstance(shipped.model, BornBackbones) and shipped.member_positions(backbone) is None
+    from vgnn_core.nn import make_model
+
+    with pytest.raises(ValueError, match="stop at 3.0 Å"):  # a model whose graphs are too short for them
+        registry.load_born_model(make_model(kind="kmvn", r_max=3.0))
     # heads on frozen backbones carry none
     save_heads(heads, tmp_path / "frozen.pt")
     assert load_backbones(tmp_path / "frozen.pt") is None
+
+
+def test_recipe_leaves_failed_records_out_of_the_fit_only(petretto_archive, tmp_path):
+    import json
+
+    split = petretto.load_split(Path(petretto_archive).parent / "split.json")
+    assert "mp-22261" in split["train"]  # InCuTe2: ε∞ ≈ 4.4e6
+    small = {"train": ["mp-22261", *[m for m in split["train"] if m != "mp-22261"][:4]], "val": VAL_IDS[:3],
+             "test": split["test"][:2], "reference_test_subset": split["test"][:2]}
+    (tmp_path / "split.json").write_text(json.dumps(small))
+    heads = {"mid_irreps": "8x0e + 4x1o + 4x2e", "square_irreps": "8x0e + 4x1e + 4x2e"}
+    for physical_only, fitted in ((True, 4), (False, 5)):
+        out = tmp_path / str(physical_only)
+        metrics = run(out, cfg=BornTrainConfig(epochs=1, batch_size=4, heads=heads, physical_only=physical_only),
+                      split_file=tmp_path / "split.json", log=lambda _: None)
+        meta = json.loads((out / "metrics.json").read_text())
+        assert meta["n_train"] == fitted and metrics["train"]["heads"]["n"] == fitted
+        assert meta["left_out_of_training"] == (["mp-22261"] if physical_only else [])
+        assert metrics["val"]["heads"]["n"] == 3 and metrics["test"]["heads"]["n"] == 2  # scored as they come
+        assert meta["train_config"]["physical_only"] is physical_only
 
 
 def test_failed_dfpt_records_are_left_out_of_training(val_samples):

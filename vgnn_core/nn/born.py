@@ -19,8 +19,9 @@ to Z*_i (and c, d likewise to S) with a, b, c, d from an MLP of both atoms' inva
 bond length (a bond-polarisability picture; smooth at the cutoff).
 
 Units: Z* in elementary charges e (``born[i, α, β] = ∂P_α/∂u_iβ``, phonopy's order), ε∞
-dimensionless. The backbone is frozen: :func:`backbone_features` runs it (every member of an
-ensemble, features concatenated) and :class:`BornModel` wraps backbone + heads for prediction.
+dimensionless. The heads read a backbone's atom features (:func:`backbone_features`: every member
+of an ensemble, concatenated): a k-MVN's own, frozen, or copies of the heads' own fine-tuned with
+them (:class:`BornBackbones`); :class:`BornModel` wraps backbone + heads for prediction.
 """
 
 from __future__ import annotations
@@ -327,10 +328,11 @@ class BornBackbones(torch.nn.Module):
     def copy_of(cls, model: torch.nn.Module) -> BornBackbones:
         """Trainable copies of the backbones of ``model`` (one network or an ensemble)."""
         nets = networks(model)
-        out = cls([net.config for net in nets])
+        first = next(model.parameters())
+        out = cls([net.config for net in nets]).to(dtype=first.dtype, device=first.device)
         for mine, theirs in zip(out.members, nets):
             mine.backbone.load_state_dict(theirs.backbone.state_dict())
-        return out.to(next(model.parameters()).dtype)
+        return out
 
     def to_dict(self) -> dict:
         """Configs and float32 weights (``torch.load(weights_only=True)``-safe)."""

@@ -160,6 +160,10 @@ def load_born_model(model: Model | None = None, device: str = "cpu"):
     heads, meta = load_heads(path)
     own = load_backbones(path)
     if own is not None:
+        needed = max(m.config.r_max for m in own.members)
+        if model is not None and model.config.graph_cutoff < needed:
+            raise ValueError(f"the Born heads' own backbones pass messages to {needed} Å; this model's graphs "
+                             f"stop at {model.config.graph_cutoff} Å")
         born = BornModel(own.to(device), heads.to(device))
     else:
         if model is None:

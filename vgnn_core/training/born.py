@@ -261,6 +261,8 @@ class BornTrainConfig:
     heads: dict = field(default_factory=dict)
     #: learning rate of the backbones, fine-tuned with the heads (0: frozen, features computed once)
     backbone_lr: float = 0.0
+    #: leave records no insulator has out of the fit (:func:`physical_targets`); False fits every record
+    physical_only: bool = True
 
 
 @dataclass
@@ -392,7 +394,7 @@ def train_heads(
         heads.load_state_dict(best_state)
         if tune:
             backbones.load_state_dict(best_backbones)
-            backbones.eval()
+            attach_features(backbones, val)  # val's features fit the restored backbones again
     best["seconds"] = round(time.time() - started, 1)
     return heads, best
 
@@ -554,9 +556,13 @@ def run(out: str | Path, model_name: str = "kmvn", cfg: BornTrainConfig | None =
     retrained or added.
 
     With ``cfg.backbone_lr`` > 0 the heads get their own copies of those backbones
-    (:class:`~vgnn_core.nn.born.BornBackbones`), fine-tuned with them and saved with them; the
-    heads then start from ``init_heads`` (a :func:`save_heads` file fitted on the same members'
-    frozen features) if given."""
+    (:class:`~vgnn_core.nn.born.BornBackbones`), fine-tuned with them and saved with them (their
+    metadata then names the members they started from as ``initial_members_sha256``: the frozen
+    members' features no longer fit them). ``init_heads`` (a :func:`save_heads` file fitted on the
+    same members' frozen features) starts the heads from those weights, fine-tuned or not; its
+    hyper-parameters are the heads', so ``cfg.heads`` must not contradict them. With
+    ``cfg.physical_only`` (the default) training records no insulator has are left out of the fit
+    and of the baseline (:func:`physical_targets`)."""
     from ..files import file_digest
     from ..nn.born import member_digest, networks, select_members
     from ..pretrained.registry import load_checkpoint, load_pretrained_model
@@ -578,10 +584,14 @@ def run(out: str | Path, model_name: str = "kmvn", cfg: BornTrainConfig | None =
         init, init_meta = load_heads(init_heads)
         if init_meta.get("backbone_members_sha256") != digests or init.irreps_in != backbone_irreps(model):
             raise ValueError(f"{init_heads}: those heads were fitted on other backbones than {model_name}'s chosen members")
+        clash = {k: v for k, v in cfg.heads.items() if init.hyper.get(k) != v}
+        if clash:
+            raise ValueError(f"{init_heads}: --heads {clash} contradicts the initial heads' {init.hyper}")
     samples = load_split_samples(model, split_file, log)
-    extra = physical_targets(load_togo_train(model, log), log) if togo else []
+    keep = physical_targets if cfg.physical_only else (lambda group, log: list(group))
+    extra = keep(load_togo_train(model, log), log) if togo else []
     all_train = samples["train"]
-    samples["train"] = physical_targets(all_train, log)  # the heads and the baseline fit these
+    samples["train"] = keep(all_train, log)  # the heads and the baseline fit these
     left_out = sorted({s.material_id for s in all_train} - {s.material_id for s in samples["train"]})
     fit_on = samples["train"] + extra
     backbones = BornBackbones.copy_of(model) if cfg.backbone_lr > 0 else None
@@ -591,7 +601,8 @@ def run(out: str | Path, model_name: str = "kmvn", cfg: BornTrainConfig | None =
         for group in [*samples.values(), extra]:
             attach_features(backbones, group)
     backbone = f"{Path(model_name).name} (sha256 {file_digest(Path(model_name))})" if from_file else model_name
-    metadata = {"best": best, "backbone": backbone, "backbone_members_sha256": digests, "train_config": _plain(cfg),
+    members_key = "initial_members_sha256" if backbones is not None else "backbone_members_sha256"
+    metadata = {"best": best, "backbone": backbone, members_key: digests, "train_config": {**_plain(cfg), "heads": heads.hyper},
                 "data": ["petretto2018"] + (["phonondb"] if togo else []), "n_train": len(fit_on),
                 "left_out_of_training": left_out,
                 "backbone_fine_tuned": backbones is not None}
@@ -617,10 +628,13 @@ def main(argv: Sequence[str] | None = None) -> dict:
     parser.add_argument("--backbone-lr", type=float, default=BornTrainConfig.backbone_lr,
                         help="fine-tune copies of the backbones with the heads at this learning rate (default 0: frozen)")
     parser.add_argument("--init-heads", help="start from these heads (born_heads.pt fitted on the same members)")
+    parser.add_argument("--all-records", action="store_true",
+                        help="fit every training record, also those no insulator has (default: leave them out)")
     parser.add_argument("--members", help="comma-separated positions of the k-MVN members whose backbones "
                                           "the heads read (default: all)")
     args = parser.parse_args(argv)
-    cfg = BornTrainConfig(epochs=args.epochs, lr=args.lr, heads=json.loads(args.heads), backbone_lr=args.backbone_lr)
+    cfg = BornTrainConfig(epochs=args.epochs, lr=args.lr, heads=json.loads(args.heads), backbone_lr=args.backbone_lr,
+                          physical_only=not args.all_records)
     members = None if args.members is None else [int(k) for k in args.members.split(",")]
     return run(args.out, model_name=args.backbone, cfg=cfg, togo=args.togo, members=members,
                init_heads=args.init_heads)
