@@ -10,7 +10,14 @@ from pymatgen.core import Lattice, Structure
 from scipy.spatial.transform import Rotation
 
 from vgnn_core.crystal.graph import build_graph, collate
-from vgnn_core.nn.born import BornHeads, BornModel, backbone_irreps, symmetric_expm, symmetric_logm
+from vgnn_core.nn.born import (
+    BornHeads,
+    BornHeadsEnsemble,
+    BornModel,
+    backbone_irreps,
+    symmetric_expm,
+    symmetric_logm,
+)
 from vgnn_core.pretrained.registry import load_pretrained_model
 
 
@@ -63,6 +70,35 @@ def test_neutral_and_positive_definite_for_random_weights(interactions):
         torch.testing.assert_close(eps, eps.transpose(-1, -2), atol=1e-12, rtol=1e-12)
         assert torch.linalg.eigvalsh(eps).min() > 1.0  # ε∞ ≥ 1: positive definite
         torch.testing.assert_close(eps, torch.eye(3, dtype=eps.dtype) + symmetric_expm(out.log_epsilon.detach()))
+
+
+def test_averaged_heads_stay_neutral_and_positive_definite(tmp_path):
+    from vgnn_core.training.born import load_heads, save_heads
+
+    irreps = o3.Irreps("16x0e + 8x1o + 4x2e")
+    n_atoms = torch.tensor([3, 4])
+    members = [random_heads(irreps, seed) for seed in (1, 2, 3)]
+    ensemble = BornHeadsEnsemble(members)
+    x = torch.randn(int(n_atoms.sum()), irreps.dim, dtype=torch.float64)
+    owner = torch.repeat_interleave(torch.arange(len(n_atoms)), n_atoms)
+    src, dst = (torch.tensor(c) for c in zip(*[(i, j) for i in range(7) for j in range(7) if owner[i] == owner[j]]))
+    bonds = (src, dst, 2.0 * torch.randn(len(src), 3, dtype=torch.float64))
+    out = ensemble(x, n_atoms, bonds)
+    each = [m(x, n_atoms, bonds) for m in members]
+    torch.testing.assert_close(out.born, sum(o.born for o in each) / 3)
+    torch.testing.assert_close(out.epsilon, sum(o.epsilon for o in each) / 3)
+    for part in torch.split(out.born.detach(), n_atoms.tolist()):
+        assert part.sum(0).abs().max() < 1e-12
+    assert torch.linalg.eigvalsh(out.epsilon.detach()).min() > 1.0
+    torch.testing.assert_close(out.epsilon, torch.eye(3, dtype=x.dtype) + symmetric_expm(out.log_epsilon))
+    # saved and loaded as one file, the same predictions
+    save_heads(ensemble, tmp_path / "avg.pt", {"note": "three seeds"})
+    loaded, meta = load_heads(tmp_path / "avg.pt")
+    assert isinstance(loaded, BornHeadsEnsemble) and len(loaded.members) == 3 and meta == {"note": "three seeds"}
+    again = loaded.double()(x, n_atoms, bonds)
+    torch.testing.assert_close(again.born, out.born.detach(), atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="same features"):
+        BornHeadsEnsemble([members[0], BornHeads("4x0e + 2x1o")])
 
 
 def test_bond_term_needs_bonds():

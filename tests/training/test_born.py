@@ -17,6 +17,7 @@ from vgnn_core.training.born import (
     BornTrainConfig,
     ElementBaseline,
     attach_features,
+    average,
     dielectric_from_record,
     dielectric_metrics,
     load_backbones,
@@ -176,6 +177,12 @@ def test_recipe_leaves_failed_records_out_of_the_fit_only(petretto_archive, tmp_
         assert meta["left_out_of_training"] == (["mp-22261"] if physical_only else [])
         assert metrics["val"]["heads"]["n"] == 3 and metrics["test"]["heads"]["n"] == 2  # scored as they come
         assert meta["train_config"]["physical_only"] is physical_only
+    # the two fits read the same members: averaged, scored the same way
+    metrics = average(tmp_path / "avg", [tmp_path / "True" / "born_heads.pt", tmp_path / "False" / "born_heads.pt"],
+                      split_file=tmp_path / "split.json", log=lambda _: None)
+    heads, meta = load_heads(tmp_path / "avg" / "born_heads.pt")
+    assert len(heads.members) == 2 and len(meta["averaged"]) == 2
+    assert metrics["val"]["heads"]["n"] == 3 and meta["best"]["val_born_mae"] == metrics["val"]["heads"]["born_mae"]
 
 
 def test_failed_dfpt_records_are_left_out_of_training(val_samples):
@@ -208,7 +215,7 @@ def test_togo_born_files_give_primitive_cell_charges():
 @pytest.mark.skipif(not SHIPPED.is_file(), reason="no trained Born heads shipped")
 def test_shipped_heads_beat_the_element_baseline(val_samples):
     heads, meta = load_heads(SHIPPED)
-    assert SHIPPED.stat().st_size < 1_000_000
+    assert SHIPPED.stat().st_size < 3_000_000  # a few MB at most: committed with the code
     baseline = ElementBaseline.from_dict(meta["baseline"])
     ours = dielectric_metrics(val_samples, predict_heads(heads, val_samples))
     base = dielectric_metrics(val_samples, [baseline.predict(s) for s in val_samples])

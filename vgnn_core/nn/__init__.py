@@ -6,6 +6,7 @@ from .._lazy import lazy
 #: public name → the module that defines it (imported on first use: no torch at ``import``)
 _EXPORTS = {
     "BornHeads": ".born",
+    "BornHeadsEnsemble": ".born",
     "BornModel": ".born",
     "ForceConstantModel": ".model",
     "MemberAgreement": ".ensemble",

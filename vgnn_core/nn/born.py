@@ -241,6 +241,38 @@ class BornHeads(torch.nn.Module):
         return scale * dz.reshape(n, 3, 3), scale * ds.reshape(n, 3, 3)
 
 
+class BornHeadsEnsemble(torch.nn.Module):
+    """Several :class:`BornHeads` on the same features (e.g. trained with different seeds), averaged:
+    Z* is the mean of the members' (still neutral per crystal) and ε∞ the mean of theirs (still
+    symmetric with every eigenvalue above 1: a convex combination of such matrices)."""
+
+    def __init__(self, members: Sequence[BornHeads]) -> None:
+        super().__init__()
+        if not members:
+            raise ValueError("BornHeadsEnsemble needs at least one set of heads")
+        if len({str(m.irreps_in) for m in members}) != 1:
+            raise ValueError("the averaged heads must read the same features")
+        self.members = torch.nn.ModuleList(members)
+
+    @property
+    def irreps_in(self) -> o3.Irreps:
+        return self.members[0].irreps_in
+
+    @property
+    def hyper(self) -> dict:
+        return {"members": [m.hyper for m in self.members]}
+
+    def forward(self, features: torch.Tensor, n_atoms: torch.Tensor,
+                bonds: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None) -> BornOutput:
+        outs = [m(features, n_atoms, bonds) for m in self.members]
+        born = torch.stack([o.born for o in outs]).mean(0)
+        epsilon = torch.stack([o.epsilon for o in outs]).mean(0)
+        eye = torch.eye(3, dtype=epsilon.dtype, device=epsilon.device)
+        lam, vec = torch.linalg.eigh(epsilon - eye)
+        log_epsilon = (vec * torch.log(lam)[..., None, :]) @ vec.transpose(-1, -2)
+        return BornOutput(born=born, log_epsilon=log_epsilon, epsilon=epsilon)
+
+
 def networks(model: torch.nn.Module) -> list[torch.nn.Module]:
     """The networks of ``model``: an ensemble's members, or the one network itself."""
     return list(model.members) if hasattr(model, "members") else [model]

@@ -32,7 +32,14 @@ import numpy as np
 import torch
 
 from ..crystal.graph import CrystalGraph, build_graph, collate
-from ..nn.born import BornBackbones, BornHeads, backbone_features, backbone_irreps, symmetric_logm
+from ..nn.born import (
+    BornBackbones,
+    BornHeads,
+    BornHeadsEnsemble,
+    backbone_features,
+    backbone_irreps,
+    symmetric_logm,
+)
 from ..phonons.nac import BornCharges, enforce_charge_neutrality
 from . import petretto
 
@@ -456,7 +463,7 @@ def _plain(cfg: BornTrainConfig) -> dict:
     return {k: getattr(cfg, k) for k in cfg.__dataclass_fields__}
 
 
-def save_heads(heads: BornHeads, path: str | Path, metadata: dict | None = None,
+def save_heads(heads: BornHeads | BornHeadsEnsemble, path: str | Path, metadata: dict | None = None,
                backbones: BornBackbones | None = None) -> None:
     """Write the heads (float32 weights, their hyper-parameters, JSON-able ``metadata``) and, when
     fine-tuned, their own ``backbones`` to ``path``; it loads with ``weights_only=True``
@@ -470,10 +477,15 @@ def save_heads(heads: BornHeads, path: str | Path, metadata: dict | None = None,
     atomic_write(Path(path), lambda fh: torch.save(data, fh))
 
 
-def load_heads(path: str | Path) -> tuple[BornHeads, dict]:
-    """The heads saved by :func:`save_heads` and their metadata."""
+def load_heads(path: str | Path) -> tuple[BornHeads | BornHeadsEnsemble, dict]:
+    """The heads saved by :func:`save_heads` (one set, or an averaged :class:`BornHeadsEnsemble`)
+    and their metadata."""
     data = torch.load(Path(path), map_location="cpu", weights_only=True)
-    heads = BornHeads(**data["hyper"])
+    hyper = data["hyper"]
+    if "members" in hyper:
+        heads = BornHeadsEnsemble([BornHeads(**h) for h in hyper["members"]])
+    else:
+        heads = BornHeads(**hyper)
     try:
         heads.load_state_dict(data["state_dict"])
     except RuntimeError as exc:
@@ -613,14 +625,47 @@ def run(out: str | Path, model_name: str = "kmvn", cfg: BornTrainConfig | None =
     return evaluate_and_save(model, heads, samples, out, metadata, log, backbones)
 
 
+def average(out: str | Path, heads_files: Sequence[str | Path], model_name: str = "kmvn",
+            split_file: str | Path | None = None, log=print) -> dict:
+    """Average heads fitted on the same frozen members (:class:`BornHeadsEnsemble`) and score the
+    average like :func:`run` does (train / val / test, baseline, LO–TO on ``test``) into ``out``.
+
+    ``model_name``: the k-MVN (shipped name or checkpoint path) whose members the heads read; every
+    file must name the same members (``backbone_members_sha256``)."""
+    from ..files import file_digest
+    from ..nn.born import select_members
+    from ..pretrained.registry import load_checkpoint, load_pretrained_model
+
+    loaded = [load_heads(p) for p in heads_files]
+    digests = {tuple(meta.get("backbone_members_sha256") or ()) for _, meta in loaded}
+    if len(digests) != 1 or not next(iter(digests)):
+        raise ValueError("the averaged heads must all be fitted on the same frozen backbone members")
+    from_file = Path(model_name).is_file() and model_name not in ("kmvn", "mvn", "vvn")
+    model = load_checkpoint(model_name) if from_file else load_pretrained_model(model_name)
+    members = list(next(iter(digests)))
+    model = select_members(model, members)
+    samples = load_split_samples(model, split_file, log=log)
+    samples["train"] = physical_targets(samples["train"], log)
+    heads = BornHeadsEnsemble([h for h, _ in loaded])
+    Path(out).mkdir(parents=True, exist_ok=True)
+    metadata = {"backbone_members_sha256": members, "averaged": [
+        {"file": f"{Path(p).name} (sha256 {file_digest(Path(p))})", "best": meta.get("best"),
+         "train_config": meta.get("train_config")} for p, (_, meta) in zip(heads_files, loaded)]}
+    metadata["best"] = {"val_" + k: v for k, v in dielectric_metrics(samples["val"], predict_heads(heads, samples["val"])).items()}
+    metadata["best"]["score"] = selection_score({k[4:]: v for k, v in metadata["best"].items()})
+    return evaluate_and_save(model, heads, samples, out, metadata, log)
+
+
 def main(argv: Sequence[str] | None = None) -> dict:
-    """``python -m vgnn_core.training.born OUT [--backbone NAME|PATH] [--epochs N] [--togo] [--heads JSON]``."""
+    """``python -m vgnn_core.training.born OUT [--backbone NAME|PATH] [--epochs N] [--togo] [--heads JSON]``, or
+    ``... OUT --average HEADS.pt HEADS.pt ...`` to average heads fitted on the same members."""
     import argparse
 
     parser = argparse.ArgumentParser(prog="python -m vgnn_core.training.born", description=main.__doc__)
     parser.add_argument("out", help="output folder (born_heads.pt, metrics.json)")
     parser.add_argument("--epochs", type=int, default=BornTrainConfig.epochs)
     parser.add_argument("--lr", type=float, default=BornTrainConfig.lr)
+    parser.add_argument("--seed", type=int, default=BornTrainConfig.seed)
     parser.add_argument("--togo", action="store_true", help="also fit the BORN files of phonondb train")
     parser.add_argument("--heads", default="{}", help="BornHeads hyper-parameters as JSON")
     parser.add_argument("--backbone", default="kmvn",
@@ -628,13 +673,17 @@ def main(argv: Sequence[str] | None = None) -> dict:
     parser.add_argument("--backbone-lr", type=float, default=BornTrainConfig.backbone_lr,
                         help="fine-tune copies of the backbones with the heads at this learning rate (default 0: frozen)")
     parser.add_argument("--init-heads", help="start from these heads (born_heads.pt fitted on the same members)")
+    parser.add_argument("--average", nargs="+", metavar="HEADS",
+                        help="instead of training: average these born_heads.pt files (fitted on the same members)")
     parser.add_argument("--all-records", action="store_true",
                         help="fit every training record, also those no insulator has (default: leave them out)")
     parser.add_argument("--members", help="comma-separated positions of the k-MVN members whose backbones "
                                           "the heads read (default: all)")
     args = parser.parse_args(argv)
+    if args.average:
+        return average(args.out, args.average, model_name=args.backbone)
     cfg = BornTrainConfig(epochs=args.epochs, lr=args.lr, heads=json.loads(args.heads), backbone_lr=args.backbone_lr,
-                          physical_only=not args.all_records)
+                          physical_only=not args.all_records, seed=args.seed)
     members = None if args.members is None else [int(k) for k in args.members.split(",")]
     return run(args.out, model_name=args.backbone, cfg=cfg, togo=args.togo, members=members,
                init_heads=args.init_heads)
