@@ -99,6 +99,10 @@ def test_averaged_heads_stay_neutral_and_positive_definite(tmp_path):
     torch.testing.assert_close(again.born, out.born.detach(), atol=1e-5, rtol=1e-5)
     with pytest.raises(ValueError, match="same features"):
         BornHeadsEnsemble([members[0], BornHeads("4x0e + 2x1o")])
+    # an average of an average weighs every set of heads once
+    nested = BornHeadsEnsemble([ensemble, members[0]])
+    assert len(nested.members) == 4
+    torch.testing.assert_close(nested(x, n_atoms, bonds).born, (3 * out.born + each[0].born) / 4)
 
 
 def test_bond_term_needs_bonds():

@@ -180,9 +180,13 @@ def test_recipe_leaves_failed_records_out_of_the_fit_only(petretto_archive, tmp_
     # the two fits read the same members: averaged, scored the same way
     metrics = average(tmp_path / "avg", [tmp_path / "True" / "born_heads.pt", tmp_path / "False" / "born_heads.pt"],
                       split_file=tmp_path / "split.json", log=lambda _: None)
-    heads, meta = load_heads(tmp_path / "avg" / "born_heads.pt")
-    assert len(heads.members) == 2 and len(meta["averaged"]) == 2
+    averaged, meta = load_heads(tmp_path / "avg" / "born_heads.pt")
+    assert len(averaged.members) == 2 and len(meta["averaged"]) == 2
     assert metrics["val"]["heads"]["n"] == 3 and meta["best"]["val_born_mae"] == metrics["val"]["heads"]["born_mae"]
+    assert [a["left_out_of_training"] for a in meta["averaged"]] == [["mp-22261"], []]  # where each came from
+    with pytest.raises(ValueError, match="averaged heads cannot start a fit"):
+        run(tmp_path / "again", cfg=BornTrainConfig(epochs=1, heads=heads), split_file=tmp_path / "split.json",
+            init_heads=tmp_path / "avg" / "born_heads.pt", log=lambda _: None)
 
 
 def test_failed_dfpt_records_are_left_out_of_training(val_samples):

@@ -246,8 +246,10 @@ class BornHeadsEnsemble(torch.nn.Module):
     Z* is the mean of the members' (still neutral per crystal) and ε∞ the mean of theirs (still
     symmetric with every eigenvalue above 1: a convex combination of such matrices)."""
 
-    def __init__(self, members: Sequence[BornHeads]) -> None:
+    def __init__(self, members: Sequence[BornHeads | BornHeadsEnsemble]) -> None:
         super().__init__()
+        # an average of averages weighs every set of heads once
+        members = [leaf for m in members for leaf in (m.members if isinstance(m, BornHeadsEnsemble) else [m])]
         if not members:
             raise ValueError("BornHeadsEnsemble needs at least one set of heads")
         if len({str(m.irreps_in) for m in members}) != 1:
@@ -266,11 +268,12 @@ class BornHeadsEnsemble(torch.nn.Module):
                 bonds: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None) -> BornOutput:
         outs = [m(features, n_atoms, bonds) for m in self.members]
         born = torch.stack([o.born for o in outs]).mean(0)
-        epsilon = torch.stack([o.epsilon for o in outs]).mean(0)
-        eye = torch.eye(3, dtype=epsilon.dtype, device=epsilon.device)
-        lam, vec = torch.linalg.eigh(epsilon - eye)
-        log_epsilon = (vec * torch.log(lam)[..., None, :]) @ vec.transpose(-1, -2)
-        return BornOutput(born=born, log_epsilon=log_epsilon, epsilon=epsilon)
+        # ε∞ − 1 averaged as the members' exp(S), not as ε∞ − 1 (no cancellation when exp(S) is small)
+        excess = torch.stack([symmetric_expm(o.log_epsilon) for o in outs]).mean(0)
+        lam, vec = torch.linalg.eigh(excess)
+        log_epsilon = (vec * torch.log(lam.clamp_min(torch.finfo(lam.dtype).tiny))[..., None, :]) @ vec.transpose(-1, -2)
+        eye = torch.eye(3, dtype=excess.dtype, device=excess.device)
+        return BornOutput(born=born, log_epsilon=log_epsilon, epsilon=eye + excess)
 
 
 def networks(model: torch.nn.Module) -> list[torch.nn.Module]:

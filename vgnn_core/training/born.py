@@ -594,6 +594,8 @@ def run(out: str | Path, model_name: str = "kmvn", cfg: BornTrainConfig | None =
     init = None
     if init_heads is not None:
         init, init_meta = load_heads(init_heads)
+        if isinstance(init, BornHeadsEnsemble):
+            raise ValueError(f"{init_heads}: averaged heads cannot start a fit; start from one of the files averaged")
         if init_meta.get("backbone_members_sha256") != digests or init.irreps_in != backbone_irreps(model):
             raise ValueError(f"{init_heads}: those heads were fitted on other backbones than {model_name}'s chosen members")
         clash = {k: v for k, v in cfg.heads.items() if init.hyper.get(k) != v}
@@ -648,9 +650,11 @@ def average(out: str | Path, heads_files: Sequence[str | Path], model_name: str 
     samples["train"] = physical_targets(samples["train"], log)
     heads = BornHeadsEnsemble([h for h, _ in loaded])
     Path(out).mkdir(parents=True, exist_ok=True)
-    metadata = {"backbone_members_sha256": members, "averaged": [
-        {"file": f"{Path(p).name} (sha256 {file_digest(Path(p))})", "best": meta.get("best"),
-         "train_config": meta.get("train_config")} for p, (_, meta) in zip(heads_files, loaded)]}
+    backbone = f"{Path(model_name).name} (sha256 {file_digest(Path(model_name))})" if from_file else model_name
+    kept = ("best", "train_config", "data", "n_train", "left_out_of_training", "scored_without")
+    metadata = {"backbone": backbone, "backbone_members_sha256": members, "data": ["petretto2018"], "averaged": [
+        {"file": f"{Path(p).name} (sha256 {file_digest(Path(p))})", **{k: meta[k] for k in kept if k in meta}}
+        for p, (_, meta) in zip(heads_files, loaded)]}
     metadata["best"] = {"val_" + k: v for k, v in dielectric_metrics(samples["val"], predict_heads(heads, samples["val"])).items()}
     metadata["best"]["score"] = selection_score({k[4:]: v for k, v in metadata["best"].items()})
     return evaluate_and_save(model, heads, samples, out, metadata, log)
