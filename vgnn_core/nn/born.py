@@ -74,10 +74,15 @@ def crystal_mean(x: torch.Tensor, index: torch.Tensor, n_crystals: int) -> torch
     return (total / count.clamp(min=1)[:, None]).reshape(n_crystals, *x.shape[1:])
 
 
+def _symmetric_apply(a: torch.Tensor, fn) -> torch.Tensor:
+    """f(A) of symmetric matrices (..., 3, 3): ``fn`` on their eigenvalues."""
+    lam, vec = torch.linalg.eigh(a)
+    return (vec * fn(lam)[..., None, :]) @ vec.transpose(-1, -2)
+
+
 def symmetric_expm(s: torch.Tensor) -> torch.Tensor:
     """exp(S) of symmetric matrices (..., 3, 3) through their eigen-decomposition."""
-    lam, vec = torch.linalg.eigh(s)
-    return (vec * torch.exp(lam)[..., None, :]) @ vec.transpose(-1, -2)
+    return _symmetric_apply(s, torch.exp)
 
 
 def symmetric_logm(a: np.ndarray) -> np.ndarray:
@@ -270,8 +275,7 @@ class BornHeadsEnsemble(torch.nn.Module):
         born = torch.stack([o.born for o in outs]).mean(0)
         # ε∞ − 1 averaged as the members' exp(S), not as ε∞ − 1 (no cancellation when exp(S) is small)
         excess = torch.stack([symmetric_expm(o.log_epsilon) for o in outs]).mean(0)
-        lam, vec = torch.linalg.eigh(excess)
-        log_epsilon = (vec * torch.log(lam.clamp_min(torch.finfo(lam.dtype).tiny))[..., None, :]) @ vec.transpose(-1, -2)
+        log_epsilon = _symmetric_apply(excess, lambda lam: torch.log(lam.clamp_min(torch.finfo(lam.dtype).tiny)))
         eye = torch.eye(3, dtype=excess.dtype, device=excess.device)
         return BornOutput(born=born, log_epsilon=log_epsilon, epsilon=eye + excess)
 
@@ -353,11 +357,6 @@ class BornBackbones(torch.nn.Module):
         if not configs:
             raise ValueError("BornBackbones needs at least one backbone")
         self.members = torch.nn.ModuleList(OwnBackbone(c) for c in configs)
-
-    @property
-    def config(self):
-        """The first backbone's config (its ``r_max`` is the graphs' cutoff)."""
-        return self.members[0].config
 
     @classmethod
     def copy_of(cls, model: torch.nn.Module) -> BornBackbones:

@@ -154,11 +154,9 @@ def load_born_model(model: Model | None = None, device: str = "cpu"):
     ``ValueError`` says which are missing. The heads file is sha256-checked.
     """
     from ..nn.born import BornModel
-    from ..training.born import load_backbones, load_heads
+    from ..training.born import load_born
 
-    path = shipped_file(BORN_HEADS)
-    heads, meta = load_heads(path)
-    own = load_backbones(path)
+    heads, meta, own = load_born(shipped_file(BORN_HEADS))
     if own is not None:
         needed = max(m.config.r_max for m in own.members)
         if model is not None and model.config.graph_cutoff < needed:

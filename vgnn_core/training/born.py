@@ -477,10 +477,26 @@ def save_heads(heads: BornHeads | BornHeadsEnsemble, path: str | Path, metadata:
     atomic_write(Path(path), lambda fh: torch.save(data, fh))
 
 
-def load_heads(path: str | Path) -> tuple[BornHeads | BornHeadsEnsemble, dict]:
-    """The heads saved by :func:`save_heads` (one set, or an averaged :class:`BornHeadsEnsemble`)
-    and their metadata."""
+def load_born(path: str | Path) -> tuple[BornHeads | BornHeadsEnsemble, dict, BornBackbones | None]:
+    """Everything :func:`save_heads` wrote to ``path``, read once: the heads (one set, or an averaged
+    :class:`BornHeadsEnsemble`), their metadata, and their own fine-tuned backbones (``None`` when
+    the heads read a k-MVN's frozen backbones)."""
     data = torch.load(Path(path), map_location="cpu", weights_only=True)
+    return _heads_from(data, path), data["metadata"], _backbones_from(data, path)
+
+
+def load_heads(path: str | Path) -> tuple[BornHeads | BornHeadsEnsemble, dict]:
+    """The heads saved by :func:`save_heads` and their metadata (:func:`load_born`)."""
+    heads, metadata, _ = load_born(path)
+    return heads, metadata
+
+
+def load_backbones(path: str | Path) -> BornBackbones | None:
+    """The heads' own fine-tuned backbones saved with them, or ``None`` (:func:`load_born`)."""
+    return load_born(path)[2]
+
+
+def _heads_from(data: dict, path) -> BornHeads | BornHeadsEnsemble:
     hyper = data["hyper"]
     if "members" in hyper:
         heads = BornHeadsEnsemble([BornHeads(**h) for h in hyper["members"]])
@@ -490,14 +506,10 @@ def load_heads(path: str | Path) -> tuple[BornHeads | BornHeadsEnsemble, dict]:
         heads.load_state_dict(data["state_dict"])
     except RuntimeError as exc:
         raise ValueError(f"{path}: head weights do not fit their hyper-parameters ({exc})") from None
-    heads.eval()
-    return heads, data["metadata"]
+    return heads.eval()
 
 
-def load_backbones(path: str | Path) -> BornBackbones | None:
-    """The heads' own fine-tuned backbones saved with them (:func:`save_heads`), or ``None`` when
-    the heads read a k-MVN's frozen backbones."""
-    data = torch.load(Path(path), map_location="cpu", weights_only=True)
+def _backbones_from(data: dict, path) -> BornBackbones | None:
     if "backbones" not in data:
         return None
     try:
@@ -554,6 +566,16 @@ def load_togo_train(model: torch.nn.Module, log=print) -> list[DielectricSample]
     return samples
 
 
+def _load_kmvn(model_name: str) -> tuple[torch.nn.Module, str]:
+    """A shipped model's name or a checkpoint path → the model and how metadata names it."""
+    from ..files import file_digest
+    from ..pretrained.registry import load_checkpoint, load_pretrained_model
+
+    if Path(model_name).is_file() and model_name not in ("kmvn", "mvn", "vvn"):
+        return load_checkpoint(model_name), f"{Path(model_name).name} (sha256 {file_digest(Path(model_name))})"
+    return load_pretrained_model(model_name), model_name
+
+
 def run(out: str | Path, model_name: str = "kmvn", cfg: BornTrainConfig | None = None,
         split_file: str | Path | None = None, togo: bool = False, members: Sequence[int] | None = None,
         init_heads: str | Path | None = None, log=print) -> dict:
@@ -577,11 +599,9 @@ def run(out: str | Path, model_name: str = "kmvn", cfg: BornTrainConfig | None =
     and of the baseline (:func:`physical_targets`)."""
     from ..files import file_digest
     from ..nn.born import member_digest, networks, select_members
-    from ..pretrained.registry import load_checkpoint, load_pretrained_model
 
     cfg = cfg or BornTrainConfig()
-    from_file = Path(model_name).is_file() and model_name not in ("kmvn", "mvn", "vvn")
-    model = load_checkpoint(model_name) if from_file else load_pretrained_model(model_name)
+    model, backbone = _load_kmvn(model_name)
     if not getattr(model, "supports_bands", False):
         raise ValueError(f"{model_name}: Born heads go on a k-MVN's backbones, not on a {model.kind.upper()}")
     heads_r_max = cfg.heads.get("r_max", inspect.signature(BornHeads).parameters["r_max"].default)
@@ -614,7 +634,6 @@ def run(out: str | Path, model_name: str = "kmvn", cfg: BornTrainConfig | None =
     if backbones is not None:  # evaluate on the fine-tuned backbones' features
         for group in [*samples.values(), extra]:
             attach_features(backbones, group)
-    backbone = f"{Path(model_name).name} (sha256 {file_digest(Path(model_name))})" if from_file else model_name
     members_key = "initial_members_sha256" if backbones is not None else "backbone_members_sha256"
     metadata = {"best": best, "backbone": backbone, members_key: digests, "train_config": {**_plain(cfg), "heads": heads.hyper},
                 "data": ["petretto2018"] + (["phonondb"] if togo else []), "n_train": len(fit_on),
@@ -636,21 +655,18 @@ def average(out: str | Path, heads_files: Sequence[str | Path], model_name: str 
     file must name the same members (``backbone_members_sha256``)."""
     from ..files import file_digest
     from ..nn.born import select_members
-    from ..pretrained.registry import load_checkpoint, load_pretrained_model
 
     loaded = [load_heads(p) for p in heads_files]
     digests = {tuple(meta.get("backbone_members_sha256") or ()) for _, meta in loaded}
     if len(digests) != 1 or not next(iter(digests)):
         raise ValueError("the averaged heads must all be fitted on the same frozen backbone members")
-    from_file = Path(model_name).is_file() and model_name not in ("kmvn", "mvn", "vvn")
-    model = load_checkpoint(model_name) if from_file else load_pretrained_model(model_name)
+    model, backbone = _load_kmvn(model_name)
     members = list(next(iter(digests)))
     model = select_members(model, members)
     samples = load_split_samples(model, split_file, log=log)
     samples["train"] = physical_targets(samples["train"], log)
     heads = BornHeadsEnsemble([h for h, _ in loaded])
     Path(out).mkdir(parents=True, exist_ok=True)
-    backbone = f"{Path(model_name).name} (sha256 {file_digest(Path(model_name))})" if from_file else model_name
     kept = ("best", "train_config", "data", "n_train", "left_out_of_training", "scored_without")
     metadata = {"backbone": backbone, "backbone_members_sha256": members, "data": ["petretto2018"], "averaged": [
         {"file": f"{Path(p).name} (sha256 {file_digest(Path(p))})", **{k: meta[k] for k in kept if k in meta}}
