@@ -62,16 +62,12 @@ def main() -> None:
     assert separate.born_model.member_positions(model) is None and shared.born_model.member_positions(model)
     variants = {"off": (shared, None), "nac": (shared, True), "nac_second_pass": (separate, True)}
     rounds: dict[str, list[float]] = {name: [] for name in variants}
+    latest: dict[str, list] = {}
     for _ in range(args.repeats):
         for name, (predictor, nac_option) in variants.items():
-            results, seconds = run(predictor, structures, nac_option)
+            latest[name], seconds = run(predictor, structures, nac_option)
             rounds[name].append(seconds)
-            if name == "off":
-                off = results
-            elif name == "nac":
-                nac = results
-            else:
-                second = results
+    off, nac, second = (latest[name] for name in variants)
     t_off, t_nac, t_second = (min(rounds[name]) for name in variants)
     for a, b, c in zip(off, nac, second):
         assert torch.equal(a.force_constants.blocks, b.force_constants.blocks), f"{a.name}: NAC changed the force constants"
