@@ -569,9 +569,9 @@ def load_togo_train(model: torch.nn.Module, log=print) -> list[DielectricSample]
 def _load_kmvn(model_name: str) -> tuple[torch.nn.Module, str]:
     """A shipped model's name or a checkpoint path → the model and how metadata names it."""
     from ..files import file_digest
-    from ..pretrained.registry import load_checkpoint, load_pretrained_model
+    from ..pretrained.registry import PRETRAINED_KINDS, load_checkpoint, load_pretrained_model
 
-    if Path(model_name).is_file() and model_name not in ("kmvn", "mvn", "vvn"):
+    if Path(model_name).is_file() and model_name not in PRETRAINED_KINDS:
         return load_checkpoint(model_name), f"{Path(model_name).name} (sha256 {file_digest(Path(model_name))})"
     return load_pretrained_model(model_name), model_name
 
