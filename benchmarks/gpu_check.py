@@ -12,6 +12,10 @@
    ``--device``: wall seconds, materials/s, and the projection for 146,000 materials. The build
    stops after the shard that passes ``--budget`` seconds from the start (then ``complete`` is
    false and the rate is that of the shards done), so the check fits its device call.
+5. With ``--processes 4,8``: the same build split over P processes that share the GPU, each
+   with the node's cores over P threads (the layout of P Dask workers per GPU), started
+   together on round-robin parts of the sample: aggregate materials/s from the first start to
+   the last finish (imports and model loading included), each process's peak memory.
 
 Writes ``gpu_check_<device>.json`` into ``--out`` (and ``benchmarks/results/``). Run through
 ``benchmarks/gpu_check.sh`` on the device machine; on the CPU, e.g.
@@ -24,7 +28,9 @@ import argparse
 import json
 import os
 import platform
+import resource
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -86,13 +92,17 @@ def stage_times(structures: list, device: str) -> dict:
     return out
 
 
-def compare(structures: list, device: str) -> dict:
-    """max |Δω| (cm⁻¹) between ``device`` and the CPU: MVN Γ and k-MVN bands."""
+def compare(structures: list, device: str, float64: bool = False) -> dict:
+    """max |Δω| (cm⁻¹) between ``device`` and the CPU: MVN Γ and k-MVN bands; with ``float64``
+    the networks run in float64 on both (what is left is the devices' own arithmetic)."""
     from vgnn_core import load_pretrained
 
     out: dict[str, float] = {}
     ref = {k: load_pretrained(k, device="cpu") for k in ("mvn", "kmvn")}
     dev = {k: load_pretrained(k, device=device) for k in ("mvn", "kmvn")}
+    if float64:
+        for predictor in (*ref.values(), *dev.values()):
+            predictor.model.double()
     g_ref, g_dev = ref["mvn"].predict_gamma(structures), dev["mvn"].predict_gamma(structures)
     b_ref, b_dev = ref["kmvn"].predict_phonons(structures, thermal=False), dev["kmvn"].predict_phonons(structures, thermal=False)
     dg = [np.abs(a - b) for a, b in zip(g_ref, g_dev)]
@@ -131,11 +141,73 @@ def timed_build(structures: Path, db: Path, deadline: float, settings=None) -> d
     wall = time.perf_counter() - t0
     done = sum(r.written + r.failed for r in reports)
     shard_s = sum(r.seconds for r in reports)
+    stages: dict[str, float] = {}
+    for r in reports:  # also for a build stopped by its budget (no summary then)
+        for stage, seconds in r.stage_seconds.items():
+            stages[stage] = stages.get(stage, 0.0) + seconds
     return {"complete": complete, "shards": f"{len(reports)}/{len(plan.shards)}", "materials": done,
             "written": sum(r.written for r in reports), "failed": sum(r.failed for r in reports),
+            "stage_seconds": stages,
             "wall_s": wall, "plan_s": t_plan, "load_models_s": t_models, "shards_s": shard_s,
             "materials_per_s": done / wall if wall else 0.0,
             "shard_materials_per_s": done / shard_s if shard_s else 0.0, "summary": summary}
+
+
+def peak_memory() -> dict:
+    """This process's peak resident memory and, on a GPU, its peak allocated GPU memory (GB)."""
+    import torch
+
+    out = {"peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}
+    if torch.cuda.is_available():
+        out["peak_gpu_allocated_gb"] = torch.cuda.max_memory_allocated() / 2**30
+    return out
+
+
+def split_sample(structures: Path, parts: int, folder: Path) -> list[Path]:
+    """The POSCARs of ``structures`` copied round-robin (by name) into ``parts`` folders."""
+    shutil.rmtree(folder, ignore_errors=True)
+    dirs = [folder / str(k) for k in range(parts)]
+    for d in dirs:
+        d.mkdir(parents=True)
+    for k, f in enumerate(sorted(structures.iterdir())):
+        shutil.copy(f, dirs[k % parts] / f.name)
+    return dirs
+
+
+def process_build(structures: Path, work: Path, processes: int, device: str, budget_s: float) -> dict:
+    """The build split over ``processes`` processes sharing ``device`` and the node's cores:
+    aggregate rate from the first start to the last finish, and each process's own report."""
+    threads = max(1, (os.cpu_count() or 1) // processes)
+    env = {**os.environ, "VGNN_DEVICE": device, "VGNN_CPU_THREADS": str(threads), "OMP_NUM_THREADS": str(threads),
+           "MKL_NUM_THREADS": str(threads)}
+    folder = work / f"split{processes}"
+    parts = split_sample(structures, processes, folder)
+    t0 = time.perf_counter()
+    procs = [subprocess.Popen([sys.executable, __file__, "--build-part", str(d), "--device", device,
+                               "--budget", str(budget_s), "--out", str(d.parent / f"{d.name}.json")], env=env)
+             for d in parts]
+    codes = [p.wait() for p in procs]
+    wall = time.perf_counter() - t0
+    reports = []
+    for d in parts:
+        f = d.parent / f"{d.name}.json"
+        reports.append(json.loads(f.read_text()) if f.exists() else None)
+    done = sum(r["build"]["materials"] for r in reports if r)
+    return {"processes": processes, "cpu_threads_each": threads, "exit_codes": codes, "wall_s": wall,
+            "materials": done, "failed": sum(r["build"]["failed"] for r in reports if r),
+            "complete": all(r and r["build"]["complete"] for r in reports),
+            "materials_per_s": done / wall if wall else 0.0,
+            "projection_146k_hours": TARGET_MATERIALS / (done / wall) / 3600 if done else None,
+            "per_process": [r and {**{k: v for k, v in r["build"].items() if k != "summary"},
+                                   **r["memory"]} for r in reports]}
+
+
+def build_part(folder: Path, device: str, budget_s: float, out: Path) -> None:
+    """One process of :func:`process_build`: the in-process build of ``folder``."""
+    sys.path.insert(0, str(ROOT))
+    os.environ["VGNN_DEVICE"] = device
+    build = timed_build(folder, folder.parent / f"{folder.name}_db", time.perf_counter() + budget_s)
+    out.write_text(json.dumps({"build": build, "memory": peak_memory()}, default=str))
 
 
 def save(report: dict, out: Path, final: bool = False) -> None:
@@ -167,7 +239,13 @@ def main() -> None:
     parser.add_argument("--budget", type=float, default=400.0,
                         help="seconds for the whole check: the build stops after the shard that passes it")
     parser.add_argument("--workdir", type=Path, default=None, help="scratch folder (default: a temporary one)")
+    parser.add_argument("--processes", default="1",
+                        help="comma-separated process counts to build with (1: in this process)")
+    parser.add_argument("--build-part", type=Path, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.build_part is not None:
+        build_part(args.build_part, args.device, args.budget, args.out)
+        return
     os.environ["VGNN_DEVICE"] = args.device
     sys.path.insert(0, str(ROOT))
     import torch
@@ -192,23 +270,36 @@ def main() -> None:
     save(report, args.out)
 
     structures = [s for _, s in sample]
-    report["stages_materials"] = min(args.stages, len(structures))
-    report["stages_s"] = stage_times(structures[: args.stages], args.device)
-    print("stages:", json.dumps(report["stages_s"]), flush=True)
-    save(report, args.out)
+    if args.stages:
+        report["stages_materials"] = min(args.stages, len(structures))
+        report["stages_s"] = stage_times(structures[: args.stages], args.device)
+        print("stages:", json.dumps(report["stages_s"]), flush=True)
+        save(report, args.out)
     if args.compare:
         # on --device cpu this compares the CPU with itself: a check of the script's own path
         report["vs_cpu"] = compare(structures[: args.compare], args.device)
         print("vs cpu:", json.dumps(report["vs_cpu"]), flush=True)
+        report["vs_cpu_float64"] = compare(structures[: args.compare], args.device, float64=True)
+        print("vs cpu, networks in float64:", json.dumps(report["vs_cpu_float64"]), flush=True)
         save(report, args.out)
 
-    report["build"] = timed_build(work / "structures", work / "db", deadline)
-    rate = report["build"]["materials_per_s"]
-    report["projection_146k"] = {
-        "materials": TARGET_MATERIALS, "hours": TARGET_MATERIALS / rate / 3600 if rate else None,
-        "note": f"at this sample's mean size ({report['atoms'] / len(sample):.1f} atoms), one GPU, one process"}
-    print(f"build: {json.dumps({k: v for k, v in report['build'].items() if k != 'summary'})}; "
-          f"146k in {report['projection_146k']['hours']} h", flush=True)
+    for processes in (int(p) for p in args.processes.split(",")):
+        if processes == 1:
+            report["build"] = timed_build(work / "structures", work / "db", deadline)
+            report["memory"] = peak_memory()
+            rate = report["build"]["materials_per_s"]
+            report["projection_146k"] = {
+                "materials": TARGET_MATERIALS, "hours": TARGET_MATERIALS / rate / 3600 if rate else None,
+                "note": f"at this sample's mean size ({report['atoms'] / len(sample):.1f} atoms), one GPU, one process"}
+            print(f"build: {json.dumps({k: v for k, v in report['build'].items() if k != 'summary'})}; "
+                  f"146k in {report['projection_146k']['hours']} h", flush=True)
+        else:
+            left = max(30.0, deadline - time.perf_counter())
+            result = process_build(work / "structures", work, processes, args.device, left)
+            report.setdefault("process_builds", []).append(result)
+            print(f"build in {processes} processes: {json.dumps({k: v for k, v in result.items() if k != 'per_process'})}",
+                  flush=True)
+        save(report, args.out)
 
     save(report, args.out, final=True)
     if args.workdir is None:

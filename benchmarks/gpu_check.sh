@@ -4,8 +4,10 @@
 # Two steps:
 #   bash benchmarks/gpu_check.sh prepare   # HERE (with internet): wheels + the Togo archive
 #                                          # into cache/gpu_check/ (git-ignored, ~16 MiB)
-#   bash benchmarks/gpu_check.sh [N]       # ON THE GPU MACHINE (no internet), N structures
-#                                          # (default 2000); device tool: carry ["cache/gpu_check"]
+#   bash benchmarks/gpu_check.sh [N] [ARGS] # ON THE GPU MACHINE (no internet), N structures
+#                                          # (default 2000); device tool: carry ["cache/gpu_check"];
+#                                          # ARGS go to gpu_check.py, e.g. --processes 4,8 (the
+#                                          # build split over 4, then 8 processes sharing the GPU)
 #
 # The device machine's python3 already has torch with CUDA (2.11+cu130), e3nn, numpy, scipy,
 # pyarrow, tqdm, pyyaml; torch CUDA wheels are ~1 GB and could not travel (64 MiB limit). It

@@ -5,8 +5,8 @@ process and reused by every shard it runs. Shards already complete in the output
 skipped, so a crashed or killed build resumes where it stopped and produces the same rows.
 
 Clusters (``cluster=``): ``local`` (a ``distributed.LocalCluster``, the default), a scheduler
-address (``tcp://host:8786``), ``cuda`` (``dask_cuda.LocalCUDACluster``: one worker per GPU,
-``CUDA_VISIBLE_DEVICES`` respected), ``slurm`` (``dask_jobqueue.SLURMCluster`` with the
+address (``tcp://host:8786``), ``cuda`` (a ``LocalCluster`` laid out for the node's GPUs and cores by
+:func:`flows.clusters.gpu_node_layout`: several workers share each GPU), ``slurm`` (``dask_jobqueue.SLURMCluster`` with the
 settings of ``deploy/slurm.yaml``). Without a Prefect server configured, Prefect runs
 ephemerally; ``PREFECT_API_URL`` points it at a server.
 
@@ -161,7 +161,7 @@ def dask_task_runner(cluster: str = "local", n_workers: int = 2, models: tuple[s
 
     With ``models``, every local worker starts loading them (:func:`preload_models`) as soon as it
     is up, while the flow reads and plans its input: its first shard then starts at once."""
-    if cluster != "local":
+    if cluster not in ("local", "cuda"):
         yield task_runner(cluster, n_workers)
         return
     from distributed import Client, LocalCluster
@@ -343,8 +343,11 @@ def task_runner(cluster: str = "local", n_workers: int = 2):
     if cluster.startswith(("tcp://", "tls://")):
         return DaskTaskRunner(address=cluster)
     if cluster == "cuda":
-        _require("dask_cuda", "cuda", "gpu")
-        return DaskTaskRunner(cluster_class="dask_cuda.LocalCUDACluster", cluster_kwargs={"threads_per_worker": 1})
+        from flows.clusters import gpu_node_layout
+
+        layout = gpu_node_layout()
+        return DaskTaskRunner(cluster_kwargs={"n_workers": layout.workers, "threads_per_worker": 1, "processes": True,
+                                              "env": layout.worker_env()})
     if cluster == "slurm":
         _require("dask_jobqueue", "slurm", "hpc")
         from flows.clusters import slurm_cluster_kwargs

@@ -15,7 +15,7 @@ from vgnn_core.pretrained.registry import (
     load_pretrained_model,
     shipped_checkpoints,
 )
-from vgnn_core.settings import cpu_threads_override, device_override
+from vgnn_core.settings import GPU_BY_WORKER_VAR, cpu_threads_override, device_override, env
 
 
 @dataclass(frozen=True)
@@ -54,11 +54,32 @@ class BuildModels:
 
 
 def worker_device() -> str:
-    """``$VGNN_DEVICE``, else this process's GPU when it has one (dask-cuda gives each worker
-    one through ``CUDA_VISIBLE_DEVICES``), else the CPU."""
+    """``$VGNN_DEVICE``, else this process's GPU when it has one, else the CPU.
+
+    Workers of ``--cluster cuda`` share the node's GPUs (``$VGNN_GPU_BY_WORKER``): Dask worker
+    k runs on GPU k mod (the GPUs it sees)."""
     import torch
 
-    return device_override() or ("cuda" if torch.cuda.is_available() else "cpu")
+    override = device_override()
+    if override:
+        return override
+    if not torch.cuda.is_available():
+        return "cpu"
+    if env(GPU_BY_WORKER_VAR):
+        index = _dask_worker_index()
+        if index is not None:
+            return f"cuda:{index % max(1, torch.cuda.device_count())}"
+    return "cuda"
+
+
+def _dask_worker_index() -> int | None:
+    """This Dask worker's name when it is an integer (a LocalCluster's workers are 0, 1, …)."""
+    try:
+        from distributed import get_worker
+
+        return int(str(get_worker().name))
+    except (ImportError, ValueError, AttributeError):
+        return None
 
 
 def worker_cpu_threads() -> int:

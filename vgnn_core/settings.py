@@ -6,6 +6,7 @@
 | ``VGNN_CACHE_DIR`` | prepared training samples, downloads | ``~/.cache/vgnn`` |
 | ``VGNN_DEVICE`` | torch device of build workers | the worker's GPU, else ``cpu`` |
 | ``VGNN_CPU_THREADS`` | threads for the CPU work after the network | see :func:`flows.models.worker_cpu_threads` |
+| ``VGNN_GPU_BY_WORKER`` | build workers share the node's GPUs, worker k on GPU k mod n (set by ``--cluster cuda``) | off |
 | ``VGNN_SLURM_CONFIG`` | the SLURM cluster settings of ``--cluster slurm`` | ``deploy/slurm.yaml`` |
 | ``VGNN_IZA_URL`` | the IZA framework CIF server (a mirror, or a test server) | the IZA Structure Commission |
 | ``MP_API_KEY``, ``MP_API_ENDPOINT`` | the Materials Project key and API (``--source mp``) | none; mp-api's |
@@ -25,6 +26,7 @@ DATA_DIR_VAR = "VGNN_DATA_DIR"
 CACHE_DIR_VAR = "VGNN_CACHE_DIR"
 DEVICE_VAR = "VGNN_DEVICE"
 CPU_THREADS_VAR = "VGNN_CPU_THREADS"
+GPU_BY_WORKER_VAR = "VGNN_GPU_BY_WORKER"
 
 #: The one symmetry tolerance (Å) of every symmetry analysis: space group, structure hash,
 #: q-path, irreducible q-mesh. Loose enough for relaxed DFT cells, tight enough not to
@@ -59,7 +61,7 @@ def cache_dir() -> Path:
 
 def env(name: str) -> str | None:
     """One of the variables in the table above (``None`` when unset or empty)."""
-    known = {DATA_DIR_VAR, CACHE_DIR_VAR, DEVICE_VAR, CPU_THREADS_VAR, "VGNN_SLURM_CONFIG", "VGNN_IZA_URL",
+    known = {DATA_DIR_VAR, CACHE_DIR_VAR, DEVICE_VAR, CPU_THREADS_VAR, GPU_BY_WORKER_VAR, "VGNN_SLURM_CONFIG", "VGNN_IZA_URL",
              "MP_API_KEY", "MP_API_ENDPOINT", "OSF_TOKEN", "VGNN_VERBOSE"}
     if name not in known:
         raise KeyError(f"{name} is not one of the project's settings: {sorted(known)}")
