@@ -143,7 +143,9 @@ def main() -> None:
     parser.add_argument("--sources", default="togo,zeolites")
     parser.add_argument("--models", default="mvn,kmvn")
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--cluster", default="local", help="local (default) or cuda: one worker per GPU")
+    parser.add_argument("--cluster", default="local",
+                        help="local (default) or cuda: the node's GPU layout (flows.clusters.gpu_node_layout; "
+                             "--workers is then not used)")
     parser.add_argument("--mp-sample", default="togo",
                         help="the source whose size distribution stands in for the Materials Project's "
                              "(togo, or dir:PATH holding a random sample of it)")
@@ -151,6 +153,10 @@ def main() -> None:
     parser.add_argument("--out", help="database folder (default: a temporary one)")
     parser.add_argument("--json", default="benchmarks/results/pipeline.json")
     args = parser.parse_args()
+    if args.cluster == "cuda":  # the layout decides the workers
+        from flows.clusters import gpu_node_layout
+
+        args.workers = gpu_node_layout().workers
     models = args.models.split(",")
     rows = []
     with tempfile.TemporaryDirectory() as tmp:

@@ -154,10 +154,16 @@ def timed_build(structures: Path, db: Path, deadline: float, settings=None) -> d
 
 
 def peak_memory() -> dict:
-    """This process's peak resident memory and, on a GPU, its peak allocated GPU memory (GB)."""
+    """This process's peak resident memory (VmHWM: its own, unlike ``ru_maxrss``, which a
+    child keeps from its parent) and, on a GPU, its peak allocated GPU memory (GB)."""
     import torch
 
-    out = {"peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}
+    try:
+        kb = next(int(line.split()[1]) for line in Path("/proc/self/status").read_text().splitlines()
+                  if line.startswith("VmHWM:"))
+    except (OSError, StopIteration):
+        kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    out = {"peak_rss_gb": kb / 2**20}
     if torch.cuda.is_available():
         out["peak_gpu_allocated_gb"] = torch.cuda.max_memory_allocated() / 2**30
     return out

@@ -154,7 +154,7 @@ def preload_models(specs: tuple[str, ...]) -> None:
 
 @contextmanager
 def dask_task_runner(cluster: str = "local", n_workers: int = 2, models: tuple[str, ...] | None = None) -> Iterator:
-    """The task runner of :func:`task_runner`; a ``local`` cluster is started here, outside
+    """The task runner of :func:`task_runner`; a ``local`` or ``cuda`` cluster is started here, outside
     Prefect, so that after the flow (which closes its client) the workers and the scheduler are
     shut down in order by :func:`close_local_cluster`: gracefully after a build, within
     :data:`FAILED_CLOSE_TIMEOUT_S` after a failure (a worker stuck in a shard is killed).

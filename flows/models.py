@@ -65,10 +65,12 @@ def worker_device() -> str:
         return override
     if not torch.cuda.is_available():
         return "cpu"
-    if env(GPU_BY_WORKER_VAR):
+    if env(GPU_BY_WORKER_VAR) == "1":
         index = _dask_worker_index()
         if index is not None:
-            return f"cuda:{index % max(1, torch.cuda.device_count())}"
+            device = index % max(1, torch.cuda.device_count())
+            torch.cuda.set_device(device)  # so nothing of this worker lands on GPU 0 by default
+            return f"cuda:{device}"
     return "cuda"
 
 

@@ -31,6 +31,10 @@ def test_task_runner_per_cluster_spec():
     if not torch.cuda.is_available():  # no GPU here: a clear error instead
         with pytest.raises(RuntimeError, match="--cluster cuda: torch sees no GPU"):
             task_runner("cuda")
+    else:
+        from flows.clusters import gpu_node_layout
+
+        assert task_runner("cuda").cluster_kwargs["n_workers"] == gpu_node_layout().workers
     slurm = task_runner("slurm")
     assert "SLURMCluster" in str(slurm.cluster_class) and slurm.cluster_kwargs["job_extra_directives"] == ["--gres=gpu:1"]
     with pytest.raises(ValueError, match="unknown cluster"):
@@ -98,8 +102,12 @@ def test_workers_share_gpus_by_index(monkeypatch):
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
     monkeypatch.setattr(distributed, "get_worker", lambda: types.SimpleNamespace(name=5))
     assert worker_device() == "cuda"  # without the layout's variable: the process's own GPU
+    monkeypatch.setenv("VGNN_GPU_BY_WORKER", "0")
+    assert worker_device() == "cuda"  # only "1" turns it on
+    monkeypatch.setattr(torch.cuda, "set_device", lambda k: picked.append(k))
+    picked = []
     monkeypatch.setenv("VGNN_GPU_BY_WORKER", "1")
-    assert worker_device() == "cuda:1"
+    assert worker_device() == "cuda:1" and picked == [1]
     monkeypatch.setenv("VGNN_DEVICE", "cuda:0")
     assert worker_device() == "cuda:0"  # an explicit device wins
 
@@ -107,9 +115,12 @@ def test_workers_share_gpus_by_index(monkeypatch):
 def _worker_settings():
     import os
 
-    from flows.models import worker_cpu_threads
+    import torch
 
-    return os.environ.get("VGNN_GPU_BY_WORKER"), worker_cpu_threads()
+    from flows.models import _dask_worker_index, worker_cpu_threads, worker_device
+
+    return (os.environ.get("VGNN_GPU_BY_WORKER"), worker_cpu_threads(), torch.get_num_threads(),
+            _dask_worker_index(), worker_device())
 
 
 def test_layout_environment_reaches_real_workers():
@@ -123,5 +134,7 @@ def test_layout_environment_reaches_real_workers():
     with worker_dask_config(), LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
                                             env=layout.worker_env(), dashboard_address=":0") as cluster:
         with Client(cluster) as client:
-            seen = client.run(_worker_settings)
-    assert sorted(seen.values()) == [("1", 2), ("1", 2)]
+            workers = sorted(client.scheduler_info()["workers"])
+            seen = [client.submit(_worker_settings, workers=[w], pure=False).result() for w in workers]
+    # each worker: the layout's variable, 2 threads for its CPU work and for torch, its index, the CPU
+    assert sorted(seen) == [("1", 2, 2, 0, "cpu"), ("1", 2, 2, 1, "cpu")]
