@@ -371,3 +371,20 @@ def test_local_workers_load_the_models_while_the_flow_plans(tmp_path):
             # the worker still takes tasks (queued behind a preload that failed, in the second case)
             assert client.submit(lambda: 1 + 1, pure=False).result(timeout=120) == 2
             assert list(client.run(loaded).values()) == [expected]
+
+
+def test_cuda_layout_runs_the_flow(tmp_path, monkeypatch):
+    """``--cluster cuda`` starts the node layout's LocalCluster through the same path as ``local``
+    (models preloaded, orderly close). Here a two-worker layout stands in for a GPU node's (the
+    workers find no GPU and run on the CPU); every demo structure is written."""
+    from flows import clusters
+    from flows.build_flow import run_build
+    from storage.catalog import connect
+
+    monkeypatch.setattr(clusters, "gpu_node_layout",
+                        lambda: clusters.GpuNodeLayout(gpus=1, cores=2, workers=2, cpu_threads=1))
+    ckpt = _tiny_checkpoint(tmp_path / "mvn.pt")
+    summary = run_build("demo", [str(ckpt)], str(tmp_path / "db"), release="c", cluster="cuda", atoms_per_shard=30)
+    assert summary["written"] == 35 and summary["failed"] == 0 and 1 <= summary["timeline"]["workers"] <= 2
+    rows = connect(tmp_path / "db").execute("SELECT count(*), min(len(frequencies_cm1)) FROM gamma").fetchone()
+    assert rows[0] == 35 and rows[1] >= 3
