@@ -12,7 +12,10 @@
    ``--device``: wall seconds, materials/s, and the projection for 146,000 materials. The build
    stops after the shard that passes ``--budget`` seconds from the start (then ``complete`` is
    false and the rate is that of the shards done), so the check fits its device call.
-5. With ``--processes 4,8``: the same build split over P processes that share the GPU, each
+5. With ``--network-sweep``: the k-MVN ensemble's network stage alone (forward passes, force
+   constants and the members' spread, graphs prebuilt) at several batch sizes (crystals and
+   atoms per forward pass), seconds per material: what a bigger batch buys on the device.
+6. With ``--processes 4,8``: the same build split over P processes that share the GPU, each
    with the node's cores over P threads (the layout of P Dask workers per GPU), started
    together on round-robin parts of the sample: aggregate materials/s from the first start to
    the last finish (imports and model loading included), each process's peak memory.
@@ -153,6 +156,31 @@ def timed_build(structures: Path, db: Path, deadline: float, settings=None) -> d
             "shard_materials_per_s": done / shard_s if shard_s else 0.0, "summary": summary}
 
 
+#: (crystals, atoms) per forward pass tried by ``--network-sweep``; the first is the Predictor's default.
+NETWORK_BATCHES = ((64, 4096), (256, 16384), (1024, 65536))
+
+
+def network_sweep(structures: list, device: str) -> list[dict]:
+    """Seconds per material of the k-MVN network stage (:meth:`Predictor._force_constants_and_agreement`:
+    every member's forward pass, the averaged force constants and the members' spread) for each
+    batch size of :data:`NETWORK_BATCHES`, graphs built once, one warm-up pass each."""
+    from vgnn_core import load_pretrained
+
+    out = []
+    for crystals, atoms in NETWORK_BATCHES:
+        predictor = load_pretrained("kmvn", device=device, batch_size=crystals, max_atoms_per_batch=atoms)
+        graphs = predictor.graphs(structures)
+        predictor._force_constants_and_agreement(graphs[:crystals])
+        sync(device)
+        t = time.perf_counter()
+        predictor._force_constants_and_agreement(graphs)
+        sync(device)
+        seconds = time.perf_counter() - t
+        out.append({"crystals_per_batch": crystals, "atoms_per_batch": atoms, "materials": len(graphs),
+                    "seconds": seconds, "seconds_per_material": seconds / len(graphs)})
+    return out
+
+
 def peak_memory() -> dict:
     """This process's peak resident memory (VmHWM: its own, unlike ``ru_maxrss``, which a
     child keeps from its parent) and, on a GPU, its peak allocated GPU memory (GB)."""
@@ -246,7 +274,9 @@ def main() -> None:
                         help="seconds for the whole check: the build stops after the shard that passes it")
     parser.add_argument("--workdir", type=Path, default=None, help="scratch folder (default: a temporary one)")
     parser.add_argument("--processes", default="1",
-                        help="comma-separated process counts to build with (1: in this process)")
+                        help="comma-separated process counts to build with (1: in this process, 0: no build)")
+    parser.add_argument("--network-sweep", type=int, default=0, metavar="N",
+                        help="time the k-MVN network stage alone on N structures at several batch sizes")
     parser.add_argument("--build-part", type=Path, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.build_part is not None:
@@ -289,7 +319,14 @@ def main() -> None:
         print("vs cpu, networks in float64:", json.dumps(report["vs_cpu_float64"]), flush=True)
         save(report, args.out)
 
+    if args.network_sweep:
+        report["network_sweep"] = network_sweep(structures[: args.network_sweep], args.device)
+        print("network sweep:", json.dumps(report["network_sweep"]), flush=True)
+        save(report, args.out)
+
     for processes in (int(p) for p in args.processes.split(",")):
+        if processes == 0:  # no build (e.g. only the network sweep)
+            continue
         if processes == 1:
             report["build"] = timed_build(work / "structures", work / "db", deadline)
             report["memory"] = peak_memory()

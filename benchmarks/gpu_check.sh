@@ -7,7 +7,9 @@
 #   bash benchmarks/gpu_check.sh [N] [ARGS] # ON THE GPU MACHINE (no internet), N structures
 #                                          # (default 2000); device tool: carry ["cache/gpu_check"];
 #                                          # ARGS go to gpu_check.py, e.g. --processes 4,8 (the
-#                                          # build split over 4, then 8 processes sharing the GPU)
+#                                          # build split over 4, then 8 processes sharing the GPU),
+#                                          # --network-sweep 1000 (the network stage alone at three
+#                                          # batch sizes), --processes 0 (no build)
 #
 # The device machine's python3 already has torch with CUDA (2.11+cu130), e3nn, numpy, scipy,
 # pyarrow, tqdm, pyyaml; torch CUDA wheels are ~1 GB and could not travel (64 MiB limit). It
