@@ -126,6 +126,7 @@ def timed_build(structures: Path, db: Path, deadline: float, settings=None) -> d
     from flows.models import pick_models
     from flows.plan import finalize_build, plan_build
     from flows.shard import run_shard
+    from vgnn_core.timing import StageClock
 
     shutil.rmtree(db, ignore_errors=True)
     t0 = time.perf_counter()
@@ -144,13 +145,12 @@ def timed_build(structures: Path, db: Path, deadline: float, settings=None) -> d
     wall = time.perf_counter() - t0
     done = sum(r.written + r.failed for r in reports)
     shard_s = sum(r.seconds for r in reports)
-    stages: dict[str, float] = {}
+    stages = StageClock()
     for r in reports:  # also for a build stopped by its budget (no summary then)
-        for stage, seconds in r.stage_seconds.items():
-            stages[stage] = stages.get(stage, 0.0) + seconds
+        stages.merge(r.stage_seconds)
     return {"complete": complete, "shards": f"{len(reports)}/{len(plan.shards)}", "materials": done,
             "written": sum(r.written for r in reports), "failed": sum(r.failed for r in reports),
-            "stage_seconds": stages,
+            "stage_seconds": stages.seconds,
             "wall_s": wall, "plan_s": t_plan, "load_models_s": t_models, "shards_s": shard_s,
             "materials_per_s": done / wall if wall else 0.0,
             "shard_materials_per_s": done / shard_s if shard_s else 0.0, "summary": summary}
@@ -211,7 +211,9 @@ def split_sample(structures: Path, parts: int, folder: Path) -> list[Path]:
 def process_build(structures: Path, work: Path, processes: int, device: str, budget_s: float) -> dict:
     """The build split over ``processes`` processes sharing ``device`` and the node's cores:
     aggregate rate from the first start to the last finish, and each process's own report."""
-    threads = max(1, (os.cpu_count() or 1) // processes)
+    from flows.models import affinity_cores
+
+    threads = max(1, affinity_cores() // processes)
     env = {**os.environ, "VGNN_DEVICE": device, "VGNN_CPU_THREADS": str(threads), "OMP_NUM_THREADS": str(threads),
            "MKL_NUM_THREADS": str(threads)}
     folder = work / f"split{processes}"

@@ -74,7 +74,9 @@ def gpu_node_layout(gpus: int | None = None, cores: int | None = None) -> GpuNod
 
         gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
     if cores is None:
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        from flows.models import affinity_cores
+
+        cores = affinity_cores()
     if gpus < 1:
         raise RuntimeError("--cluster cuda: torch sees no GPU on this node (driver, CUDA_VISIBLE_DEVICES, "
                            "or a CPU-only torch); use --cluster local")

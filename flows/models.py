@@ -84,6 +84,11 @@ def _dask_worker_index() -> int | None:
         return None
 
 
+def affinity_cores() -> int:
+    """The cores this process may run on (its CPU affinity; all of the node's where that is unknown)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
 def worker_cpu_threads() -> int:
     """Threads for each material's CPU work after the network (eigen-solves, DOS).
 
@@ -101,8 +106,7 @@ def worker_cpu_threads() -> int:
     if not (worker_device().startswith("cuda") and torch.cuda.is_available()):
         return torch.get_num_threads()
     node = os.cpu_count() or 1
-    usable = min(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else node,
-                 node // max(1, torch.cuda.device_count()))
+    usable = min(affinity_cores(), node // max(1, torch.cuda.device_count()))
     try:
         from distributed import get_worker
 
