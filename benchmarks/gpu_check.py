@@ -15,7 +15,14 @@
 5. With ``--network-sweep``: the k-MVN ensemble's network stage alone (forward passes, force
    constants and the members' spread, graphs prebuilt) at several batch sizes (crystals and
    atoms per forward pass), seconds per material: what a bigger batch buys on the device.
-6. With ``--processes 4,8``: the same build split over P processes that share the GPU, each
+6. With ``--profile N``: the k-MVN network stage on N structures under ``torch.profiler``: the
+   operators that take the most device and host time, and how many kernels a material costs
+   (what the next speed-up of the networks should aim at).
+7. With ``--flow cuda``: the production path, ``vgnn build --cluster cuda`` (Prefect's flow on the
+   Dask cluster laid out for the node by :func:`flows.clusters.gpu_node_layout`), on the whole
+   sample in a child process: wall seconds from the call to the cluster's close, materials/s,
+   and the flow's own timeline (cluster start, shards, finalize).
+8. With ``--processes 4,8``: the same build split over P processes that share the GPU, each
    with the node's cores over P threads (the layout of P Dask workers per GPU), started
    together on round-robin parts of the sample: aggregate materials/s from the first start to
    the last finish (imports and model loading included), each process's peak memory.
@@ -47,6 +54,47 @@ RESULTS = ROOT / "benchmarks" / "results"
 TARGET_MATERIALS = 146_000
 #: Largest |Δω| (cm⁻¹) accepted between the device and the CPU.
 TOLERANCE_CM1 = 1e-3
+
+
+#: What ``--flow`` imports beyond a build: Prefect, Dask and the Dask task runner, with their
+#: requirements as this environment resolved them (:func:`flow_requirements`), carried as wheels.
+FLOW_ROOTS = ("prefect", "prefect-dask", "dask", "distributed")
+#: Left out of the carried wheels: the device image's own (torch and its stack import these;
+#: another version there could break them) ...
+DEVICE_IMAGE_KEEPS = frozenset(
+    "annotated-doc attrs charset-normalizer colorama fsspec jinja2 markdown markupsafe packaging pluggy pygments "
+    "python-dateutil pyyaml regex requests six typing-extensions urllib3 zipp".split())
+#: ... and requirements a build never imports (measured: the distributions of every module loaded
+#: by a ``vgnn build --cluster local`` and by Prefect's server app), to fit the device's 64 MiB.
+NEVER_IMPORTED = frozenset(
+    "apprise cyclopts dateparser docker docstring-parser jsonpatch oauthlib partd python-json-logger "
+    "readchar requests-oauthlib rich-rst semver tzlocal".split())
+
+
+def flow_requirements() -> list[str]:
+    """``name==version`` of the distributions ``--flow`` needs carried (see :data:`FLOW_ROOTS`)."""
+    import importlib.metadata as md
+
+    from packaging.requirements import Requirement
+
+    def key(name: str) -> str:
+        return name.lower().replace("_", "-").replace(".", "-")
+
+    pins: dict[str, str] = {}
+    done: set[tuple[str, str]] = set()
+    todo = [(name, "") for name in FLOW_ROOTS]
+    while todo:  # (distribution, extra): sqlalchemy[asyncio] brings greenlet
+        name, extra = todo.pop()
+        name = key(name)
+        if (name, extra) in done:
+            continue
+        done.add((name, extra))
+        pins[name] = md.version(name)
+        for text in md.requires(name) or []:
+            req = Requirement(text)
+            if req.marker is None or req.marker.evaluate({"extra": extra}):
+                todo += [(req.name, "")] + [(req.name, e) for e in req.extras]
+    return sorted(f"{n}=={v}" for n, v in pins.items() if n not in DEVICE_IMAGE_KEEPS | NEVER_IMPORTED)
 
 
 def read_sample(archive: Path, n: int) -> list[tuple[str, object]]:
@@ -181,6 +229,85 @@ def network_sweep(structures: list, device: str) -> list[dict]:
     return out
 
 
+def profile_networks(structures: list, device: str, top: int = 20) -> dict:
+    """The k-MVN network stage (as :func:`network_sweep`, default batches, warm) under
+    ``torch.profiler``: wall seconds, kernels launched per material, and the ``top`` operators by
+    self device time and by self host time (a launch-bound stage shows host time ≈ wall)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    from vgnn_core import load_pretrained
+
+    predictor = load_pretrained("kmvn", device=device)
+    graphs = predictor.graphs(structures)
+    predictor._force_constants_and_agreement(graphs[:8])
+    sync(device)
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.startswith("cuda") else [])
+    t = time.perf_counter()
+    with profile(activities=activities) as prof:
+        predictor._force_constants_and_agreement(graphs)
+        sync(device)
+    wall = time.perf_counter() - t
+    events = prof.key_averages()
+    on_device = device.startswith("cuda")
+
+    def device_us(e) -> float:
+        return float(getattr(e, "self_device_time_total", getattr(e, "self_cuda_time_total", 0.0)) or 0.0)
+
+    def row(e) -> dict:
+        return {"op": e.key, "calls": e.count, "self_host_ms": e.self_cpu_time_total / 1e3,
+                "self_device_ms": device_us(e) / 1e3}
+
+    kernels = sum(e.count for e in prof.events() if on_device and getattr(e, "device_type", None) is not None
+                  and str(e.device_type).endswith("CUDA"))
+    return {"materials": len(graphs), "wall_s": wall, "kernels": kernels,
+            "kernels_per_material": kernels / len(graphs),
+            "self_device_s": sum(device_us(e) for e in events) / 1e6,
+            "self_host_s": sum(e.self_cpu_time_total for e in events) / 1e6,
+            "top_device": [row(e) for e in sorted(events, key=device_us, reverse=True)[:top]] if on_device else [],
+            "top_host": [row(e) for e in sorted(events, key=lambda e: e.self_cpu_time_total, reverse=True)[:top]]}
+
+
+def flow_build(structures: Path, work: Path, cluster: str, device: str, budget_s: float) -> dict:
+    """``vgnn build --cluster CLUSTER`` of ``structures`` in a child process (:func:`flow_part`),
+    stopped after ``budget_s`` seconds: wall seconds, materials/s and the flow's summary."""
+    out = work / "flow.json"
+    out.unlink(missing_ok=True)
+    env = {**os.environ, "PREFECT_HOME": str(work / "prefect_home")}
+    t0 = time.perf_counter()
+    child = subprocess.Popen([sys.executable, __file__, "--flow-part", str(structures), "--flow", cluster,
+                              "--device", device, "--out", str(out)], env=env, start_new_session=True)
+    try:
+        code = child.wait(timeout=budget_s)
+    except subprocess.TimeoutExpired:
+        os.killpg(child.pid, 9)
+        code = child.wait()
+    wall = time.perf_counter() - t0
+    if not out.exists():
+        return {"cluster": cluster, "complete": False, "exit_code": code, "wall_s": wall,
+                "note": f"no summary: stopped after {budget_s:.0f} s or failed (exit code {code})"}
+    report = json.loads(out.read_text())
+    done = report["summary"]["written"] + report["summary"]["failed"]
+    return {"cluster": cluster, "complete": True, "exit_code": code, "wall_s": wall, "materials": done,
+            "materials_per_s": done / wall if wall else 0.0,
+            "projection_146k_hours": TARGET_MATERIALS / (done / wall) / 3600 if done else None, **report}
+
+
+def flow_part(structures: Path, cluster: str, out: Path) -> None:
+    """The child of :func:`flow_build`: the build through Prefect and Dask, as ``vgnn build`` runs it."""
+    sys.path.insert(0, str(ROOT))
+    from flows.build_flow import run_build
+    from flows.clusters import gpu_node_layout
+
+    layout = None
+    if cluster == "cuda":
+        layout = gpu_node_layout()
+    t = time.perf_counter()
+    summary = run_build(f"dir:{structures}", ["mvn", "kmvn"], str(out.parent / "flow_db"), release="gpu-check-flow",
+                        cluster=cluster)
+    out.write_text(json.dumps({"run_build_s": time.perf_counter() - t, "layout": layout and layout.__dict__,
+                               "summary": summary, "memory": peak_memory()}, default=str))
+
+
 def peak_memory() -> dict:
     """This process's peak resident memory (VmHWM: its own, unlike ``ru_maxrss``, which a
     child keeps from its parent) and, on a GPU, its peak allocated GPU memory (GB)."""
@@ -279,10 +406,24 @@ def main() -> None:
                         help="comma-separated process counts to build with (1: in this process, 0: no build)")
     parser.add_argument("--network-sweep", type=int, default=0, metavar="N",
                         help="time the k-MVN network stage alone on N structures at several batch sizes")
+    parser.add_argument("--profile", type=int, default=0, metavar="N",
+                        help="profile the k-MVN network stage on N structures (torch.profiler)")
+    parser.add_argument("--flow", default=None, metavar="CLUSTER",
+                        help="also build the whole sample with vgnn build --cluster CLUSTER (cuda on a GPU node)")
+    parser.add_argument("--flow-requirements", action="store_true",
+                        help="print the pins of the wheels --flow needs carried (gpu_check.sh prepare) and exit")
     parser.add_argument("--build-part", type=Path, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--flow-part", type=Path, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.flow_requirements:
+        print(" ".join(flow_requirements()))
+        return
     if args.build_part is not None:
         build_part(args.build_part, args.device, args.budget, args.out)
+        return
+    if args.flow_part is not None:
+        os.environ["VGNN_DEVICE"] = args.device
+        flow_part(args.flow_part, args.flow, args.out)
         return
     os.environ["VGNN_DEVICE"] = args.device
     sys.path.insert(0, str(ROOT))
@@ -324,6 +465,19 @@ def main() -> None:
     if args.network_sweep:
         report["network_sweep"] = network_sweep(structures[: args.network_sweep], args.device)
         print("network sweep:", json.dumps(report["network_sweep"]), flush=True)
+        save(report, args.out)
+
+    if args.profile:
+        report["profile"] = profile_networks(structures[: args.profile], args.device)
+        print("profile:", json.dumps({k: v for k, v in report["profile"].items() if not k.startswith("top")}), flush=True)
+        for row in report["profile"]["top_device"][:12] or report["profile"]["top_host"][:12]:
+            print("   ", json.dumps(row), flush=True)
+        save(report, args.out)
+    if args.flow:
+        left = max(60.0, deadline - time.perf_counter())
+        report["flow_build"] = flow_build(work / "structures", work, args.flow, args.device, left)
+        print("flow build:", json.dumps({k: v for k, v in report["flow_build"].items() if k != "summary"}, default=str),
+              flush=True)
         save(report, args.out)
 
     for processes in (int(p) for p in args.processes.split(",")):

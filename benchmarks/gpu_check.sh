@@ -9,7 +9,10 @@
 #                                          # ARGS go to gpu_check.py, e.g. --processes 4,8 (the
 #                                          # build split over 4, then 8 processes sharing the GPU),
 #                                          # --network-sweep 1000 (the network stage alone at three
-#                                          # batch sizes), --processes 0 (no build)
+#                                          # batch sizes), --profile 300 (the network stage under
+#                                          # torch.profiler), --flow cuda (vgnn build --cluster cuda:
+#                                          # Prefect + Dask, wheels in cache/gpu_check/flow_whl),
+#                                          # --processes 0 (no in-process build)
 #
 # The device machine's python3 already has torch with CUDA (2.11+cu130), e3nn, numpy, scipy,
 # pyarrow, tqdm, pyyaml; torch CUDA wheels are ~1 GB and could not travel (64 MiB limit). It
@@ -30,6 +33,26 @@ if [[ "${1:-}" == "prepare" ]]; then
         --platform manylinux2014_x86_64 --platform manylinux1_x86_64 -d "$CACHE/whl" \
         monty==2026.10.21 orjson==3.13.0 pymatgen==2026.10.24 pymatgen-core==2026.10.16 \
         ruamel.yaml==0.19.1 seekpath==2.2.2 spglib==2.8.0 phonopy==4.10.0 phonors==0.8.0 ase==3.29.0 palettable==3.3.3
+    # --flow (vgnn build --cluster cuda): Prefect, Dask and their requirements as this venv resolved
+    # them, less what the device image has and what a build never imports; Prefect's web UI
+    # (4.7 MiB, never served by the build's ephemeral server) is dropped from its wheel, to fit
+    rm -rf "$CACHE/flow_whl"
+    "$PY" -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+        --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 --platform manylinux_2_17_x86_64 \
+        --platform manylinux2014_x86_64 --platform manylinux1_x86_64 --platform manylinux_2_5_x86_64 \
+        -d "$CACHE/flow_whl" $("$PY" benchmarks/gpu_check.py --flow-requirements)
+    "$PY" - "$CACHE"/flow_whl/prefect-*.whl <<'STRIP'
+import sys, zipfile
+path = sys.argv[1]
+ui = ("prefect/server/ui/", "prefect/server/ui-v2/")
+with zipfile.ZipFile(path) as src:
+    items = [(i, src.read(i)) for i in src.infolist() if not i.filename.startswith(ui)]
+with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as dst:
+    for info, data in items:
+        if info.filename.endswith(".dist-info/RECORD"):
+            data = b"".join(l for l in data.splitlines(keepends=True) if not l.startswith(tuple(u.encode() for u in ui)))
+        dst.writestr(info, data)
+STRIP
     cp "${VGNN_DATA_DIR:-../shared/data}/togo_phonondb/unitcells_conf_born.tar.xz" "$CACHE/"
     du -sh "$CACHE"
     exit 0
@@ -42,6 +65,13 @@ if ! "$PY" -c "import pymatgen.core, spglib, seekpath, phonopy" 2>/dev/null; the
     "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site "$CACHE"/whl/*.whl
     export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
 fi
+if [[ " $* " == *" --flow "* ]] && ! "$PY" -c "import prefect, prefect_dask, distributed" 2>/dev/null; then
+    [[ -d "$CACHE/flow_whl" ]] || { echo "no $CACHE/flow_whl: run 'bash benchmarks/gpu_check.sh prepare' first" >&2; exit 2; }
+    "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site_flow "$CACHE"/flow_whl/*.whl
+    export PYTHONPATH=/tmp/site_flow${PYTHONPATH:+:$PYTHONPATH}
+fi
+# the build's ephemeral Prefect server: no UI (not carried), no telemetry (no network there)
+export PREFECT_UI_ENABLED=false PREFECT_SERVER_ANALYTICS_ENABLED=false
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
 ARCHIVE=$CACHE/unitcells_conf_born.tar.xz
 [[ -f "$ARCHIVE" ]] || ARCHIVE=${VGNN_DATA_DIR:-../shared/data}/togo_phonondb/unitcells_conf_born.tar.xz

@@ -138,3 +138,22 @@ def test_layout_environment_reaches_real_workers():
             seen = [client.submit(_worker_settings, workers=[w], pure=False).result() for w in workers]
     # each worker: the layout's variable, 2 threads for its CPU work and for torch, its index, the CPU
     assert sorted(seen) == [("1", 2, 2, 0, "cpu"), ("1", 2, 2, 1, "cpu")]
+
+
+def test_gpu_check_carries_the_flows_requirements():
+    """``benchmarks/gpu_check.sh prepare`` carries Prefect, Dask and what they import as wheels of
+    exactly this environment's versions, extras followed: Prefect's server needs greenlet (through
+    ``sqlalchemy[asyncio]``) and burner-redis, whose absence stopped the first GPU run."""
+    import importlib.metadata as md
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "gpu_check.py"
+    spec = importlib.util.spec_from_file_location("gpu_check", path)
+    gpu_check = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gpu_check)
+    pins = dict(p.split("==") for p in gpu_check.flow_requirements())
+    for name in ("prefect", "prefect-dask", "dask", "distributed", "sqlalchemy", "greenlet", "burner-redis",
+                 "uvicorn", "aiosqlite", "alembic", "pydantic-core"):
+        assert pins[name] == md.version(name), name
+    assert not set(pins) & (gpu_check.DEVICE_IMAGE_KEEPS | gpu_check.NEVER_IMPORTED)

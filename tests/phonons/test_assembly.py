@@ -93,3 +93,37 @@ def test_repeated_qpoints_solved_once_and_returned_in_order(si_primitive):
     assert together.shape == (12, 6)
     np.testing.assert_allclose(together, one_by_one, atol=1e-9)
     np.testing.assert_allclose(together[5:10], together[:5][::-1], atol=1e-9)
+
+
+@pytest.mark.parametrize("name", ["Al2O3", "MgB2", "SnO2"])
+def test_zone_boundary_points_solved_real(phonopy_examples_dir, name, monkeypatch):
+    """At Γ and the zone boundary of the 2×2×2 grid (2q integer) D(q) is real: the real
+    matrices are exactly the complex ones' real part (imaginary part ~0), band_frequencies solves
+    them there, and the frequencies equal phonopy's and the complex path's."""
+    from vgnn_core.phonons import dynamical_matrix as dm
+
+    ph = load_force_sets(phonopy_examples_dir / name)
+    fc = from_phonopy(ph)
+    q = np.array([[a / 2, b / 2, c / 2] for a in (0, 1) for b in (0, 1) for c in (0, 1)])
+    q = np.vstack([q, q[1:] - 1.0])  # -½ ≡ ½: the same matrices
+    complex_d = dynamical_matrices(fc, torch.as_tensor(q))
+    real_d = dm.real_dynamical_matrices(fc, torch.as_tensor(q))
+    scale = float(torch.abs(real_d).max())
+    assert real_d.dtype == torch.float64  # symmetric up to the order of the sums
+    assert torch.allclose(real_d, real_d.transpose(-1, -2), rtol=0, atol=1e-13 * scale)
+    assert torch.abs(complex_d.imag).max() < 1e-12 * torch.abs(complex_d.real).max()
+    assert torch.allclose(real_d, complex_d.real, rtol=0, atol=1e-12 * scale)
+    assert dm.is_time_reversal_invariant(torch.as_tensor(q))
+    assert not dm.is_time_reversal_invariant(torch.as_tensor([[0.0, 0.0, 0.0], [0.25, 0.0, 0.0]]))
+
+    solved = []
+    eigvalsh = dm.eigvalsh_grouped
+    monkeypatch.setattr(dm, "eigvalsh_grouped", lambda mats: solved.extend(m.dtype for m in mats) or eigvalsh(mats))
+    ours = band_frequencies([fc], [torch.as_tensor(q)])[0].numpy()
+    assert solved == [torch.float64]
+    monkeypatch.setattr(dm, "is_time_reversal_invariant", lambda q, tol=1e-9: False)
+    complex_path = band_frequencies([fc], [torch.as_tensor(q)])[0].numpy()
+    assert solved == [torch.float64, torch.complex128]
+    np.testing.assert_allclose(ours, complex_path, atol=1e-8)
+    np.testing.assert_allclose(ours[8:], ours[1:8], atol=1e-9)
+    assert np.abs(ours - phonopy_frequencies_cm1(ph, q)).max() < 1e-3

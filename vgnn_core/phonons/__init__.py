@@ -19,6 +19,7 @@ _EXPORTS = {
     "gamma_frequencies": ".dynamical_matrix",
     "high_symmetry_path": ".qpath",
     "phonon_properties": ".result",
+    "real_dynamical_matrices": ".dynamical_matrix",
 }
 __all__ = sorted(_EXPORTS)
 __getattr__, __dir__ = lazy(__name__, _EXPORTS)

@@ -100,6 +100,34 @@ def dynamical_matrices(
     return d
 
 
+def is_time_reversal_invariant(qpoints: torch.Tensor, tol: float = 1e-9) -> bool:
+    """Whether every q-point (fractional, (n_q, 3)) equals −q up to a reciprocal lattice vector
+    (2q integer: Γ and the zone-boundary points of the 2×2×2 grid). There exp(2πi q·T) = ±1 for
+    every integer T, so D(q) is real symmetric (:func:`real_dynamical_matrices`)."""
+    twice = 2 * qpoints.detach().reshape(-1, 3).cpu().double()
+    return bool(torch.all(torch.abs(twice - torch.round(twice)) <= tol))
+
+
+def real_dynamical_matrices(fc: ForceConstants, qpoints: torch.Tensor) -> torch.Tensor:
+    """D(q) of one crystal at q-points with 2q integer (:func:`is_time_reversal_invariant`): a real
+    symmetric (n_q, 3m, 3m) tensor, exactly the real part of :func:`dynamical_matrices` (its
+    imaginary part is zero there), built with the phases ±1 as exact signs. Half the memory of
+    the complex matrices and a real eigen-solve (several times cheaper, on a GPU most of all)."""
+    m = fc.n_atoms
+    w = fc.mass_weighted_blocks().reshape(-1, 9)
+    twice = torch.round(2 * qpoints.detach().reshape(-1, 3).to(device=w.device, dtype=torch.float64))
+    pair = fc.src * m + fc.dst
+    shift = fc.shift.to(torch.float64)
+    step = max(1, min(twice.shape[0], int(4e7 // max(1, 9 * fc.n_bonds))))
+    out = []
+    for start in range(0, twice.shape[0], step):
+        # exp(2πi q·T) = (−1)^(2q·T): integers held exactly in float64
+        sign = (1.0 - 2.0 * torch.remainder(twice[start : start + step] @ shift.T, 2.0)).to(w.dtype)
+        acc = torch.zeros(sign.shape[0], m * m, 9, dtype=w.dtype, device=w.device)
+        out.append(_blocks_to_matrix(acc.index_add_(1, pair, sign[:, :, None] * w[None, :, :]), m))
+    return torch.cat(out, dim=0)
+
+
 def gamma_dynamical_matrix(fc: ForceConstants, nac: Correction | None = None) -> torch.Tensor:
     """Real symmetric D(Γ) of one crystal, (3m, 3m): the MVN output.
 
@@ -151,7 +179,8 @@ def band_frequencies(
     D(q) matrices are built and diagonalised in waves of at most ``max_bytes``, so a large
     cell's band structure never holds all its matrices at once; small crystals of equal size
     share one batched eigen-solve. A q-point given twice (a path's shared segment ends) is
-    solved once. ``nacs`` (one per crystal, or None) add the dipole–dipole term (to short-range
+    solved once; a crystal's q-points with 2q integer (Γ, the zone boundary of the 2×2×2 grid)
+    are solved as real symmetric matrices. ``nacs`` (one per crystal, or None) add the dipole–dipole term (to short-range
     ``fcs`` for Gonze–Lee, full ones for Wang); ``q_directions`` (one (n_q, 3) array per
     crystal, or None) give the direction of approach at Γ (e.g.
     :func:`~vgnn_core.phonons.nac.path_q_directions`); a q-point given with two directions is
@@ -182,9 +211,14 @@ def band_frequencies(
     wave: list[tuple[int, int, int]] = []
     size = 0
 
+    def matrices(k: int, a: int, b: int) -> torch.Tensor:
+        if nacs[k] is None and is_time_reversal_invariant(qpoints[k][a:b]):
+            return real_dynamical_matrices(fcs[k], qpoints[k][a:b])  # the same eigenvalues, solved real
+        return dynamical_matrices(fcs[k], qpoints[k][a:b], nac=nacs[k],
+                                  q_directions=None if dirs[k] is None else dirs[k][a:b])
+
     def solve() -> None:
-        mats = [dynamical_matrices(fcs[k], qpoints[k][a:b], nac=nacs[k],
-                                   q_directions=None if dirs[k] is None else dirs[k][a:b]) for k, a, b in wave]
+        mats = [matrices(k, a, b) for k, a, b in wave]
         for (k, _, _), lam in zip(wave, eigvalsh_grouped(mats)):
             parts[k].append(lam)
 
