@@ -106,9 +106,10 @@ class VGNNEnsemble(ForceConstantModel):
         points = UNCERTAINTY_QPOINTS if self.kind == "kmvn" else [[0.0, 0.0, 0.0]]  # MVN: Γ only
         q = torch.as_tensor(points, dtype=torch.float64, device=member_blocks.device)
         freqs = [band_frequencies(member, [q] * len(member)) for member in per_member]
-        agreement = []
+        stats = []  # per crystal: spread, lowest, highest; read to the host once for the batch
         for g in range(batch.n_graphs):
             each = torch.stack([f[g] for f in freqs]).detach()  # (members, q, modes)
-            agreement.append(MemberAgreement(spread_cm1=float(each.std(dim=0).mean()), lowest_cm1=float(each.min()),
-                                             highest_cm1=float(each.max())))
+            stats.append(torch.stack([each.std(dim=0).mean(), each.min(), each.max()]))
+        agreement = [MemberAgreement(spread_cm1=s, lowest_cm1=lo, highest_cm1=hi)
+                     for s, lo, hi in torch.stack(stats).tolist()] if stats else []
         return fcs, agreement

@@ -190,11 +190,19 @@ def band_frequencies(
     dirs_in = list(q_directions) if q_directions is not None else [None] * len(fcs)
     dirs: list[np.ndarray | None] = []
     distinct = []
-    for q, d in zip(qpoints, dirs_in):
+    # one tensor of q-points shared by many crystals (an ensemble's spread) is read to the host once
+    seen: dict[int, tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor], bool]] = {}  # id → (q kept alive, ...)
+    real: list[bool] = []  # every q-point of the crystal has 2q integer (and no NAC): solved real
+    for q, d, nac in zip(qpoints, dirs_in, nacs):
         if d is None:
-            distinct.append(_distinct_rows(q))
+            if id(q) not in seen:
+                seen[id(q)] = (q, _distinct_rows(q), is_time_reversal_invariant(q))
+            _, rows, invariant = seen[id(q)]
+            distinct.append(rows)
+            real.append(invariant and nac is None)
             dirs.append(None)
             continue
+        real.append(False)
         d = np.array(np.broadcast_to(np.asarray(d, dtype=float).reshape(-1, 3), tuple(q.reshape(-1, 3).shape)))
         # a q-point reached from two directions (Γ between two segments) is two problems
         both, rows = _distinct_rows(torch.cat([q.reshape(-1, 3).detach().cpu().double(), torch.as_tensor(d)], 1),
@@ -212,7 +220,7 @@ def band_frequencies(
     size = 0
 
     def matrices(k: int, a: int, b: int) -> torch.Tensor:
-        if nacs[k] is None and is_time_reversal_invariant(qpoints[k][a:b]):
+        if real[k]:
             return real_dynamical_matrices(fcs[k], qpoints[k][a:b])  # the same eigenvalues, solved real
         return dynamical_matrices(fcs[k], qpoints[k][a:b], nac=nacs[k],
                                   q_directions=None if dirs[k] is None else dirs[k][a:b])
