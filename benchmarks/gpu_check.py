@@ -40,6 +40,7 @@ import os
 import platform
 import resource
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -71,8 +72,15 @@ NEVER_IMPORTED = frozenset(
     "readchar requests-oauthlib rich-rst semver tzlocal".split())
 
 
-def flow_requirements() -> list[str]:
-    """``name==version`` of the distributions ``--flow`` needs carried (see :data:`FLOW_ROOTS`)."""
+#: Environment markers of the device machine's interpreter (the wheels are fetched for it).
+DEVICE_PYTHON = {"python_version": "3.12", "python_full_version": "3.12.3", "implementation_name": "cpython",
+                 "platform_system": "Linux", "sys_platform": "linux", "platform_machine": "x86_64"}
+
+
+def _flow_closure(markers: dict[str, str]) -> tuple[dict[str, str | None], list[str]]:
+    """The distributions :data:`FLOW_ROOTS` need, extras followed (sqlalchemy[asyncio] brings
+    greenlet), as installed here: ``{name: version or None}``, and every requirement that the
+    installed version of its target does not satisfy. :data:`NEVER_IMPORTED` are not followed."""
     import importlib.metadata as md
 
     from packaging.requirements import Requirement
@@ -80,21 +88,66 @@ def flow_requirements() -> list[str]:
     def key(name: str) -> str:
         return name.lower().replace("_", "-").replace(".", "-")
 
-    pins: dict[str, str] = {}
+    found: dict[str, str | None] = {}
+    unmet: list[str] = []
     done: set[tuple[str, str]] = set()
     todo = [(name, "") for name in FLOW_ROOTS]
-    while todo:  # (distribution, extra): sqlalchemy[asyncio] brings greenlet
+    while todo:
         name, extra = todo.pop()
         name = key(name)
-        if (name, extra) in done:
+        if (name, extra) in done or name in NEVER_IMPORTED:
             continue
         done.add((name, extra))
-        pins[name] = md.version(name)
+        try:
+            found[name] = md.version(name)
+        except md.PackageNotFoundError:
+            found[name] = None
+            continue
         for text in md.requires(name) or []:
             req = Requirement(text)
-            if req.marker is None or req.marker.evaluate({"extra": extra}):
-                todo += [(req.name, "")] + [(req.name, e) for e in req.extras]
-    return sorted(f"{n}=={v}" for n, v in pins.items() if n not in DEVICE_IMAGE_KEEPS | NEVER_IMPORTED)
+            if req.marker is not None and not req.marker.evaluate({"extra": extra, **markers}):
+                continue
+            todo += [(req.name, "")] + [(req.name, e) for e in req.extras]
+            try:
+                have = md.version(req.name)
+            except md.PackageNotFoundError:
+                continue  # reported as missing when visited
+            if key(req.name) not in NEVER_IMPORTED and not req.specifier.contains(have, prereleases=True):
+                unmet.append(f"{name} {found[name]} needs {req}, found {req.name} {have}")
+    return found, unmet
+
+
+def flow_requirements() -> list[str]:
+    """``name==version`` of the distributions ``--flow`` needs carried: :func:`_flow_closure` for the
+    device's Python (:data:`DEVICE_PYTHON`) as this environment resolved it, less the device
+    image's own (:data:`DEVICE_IMAGE_KEEPS`)."""
+    found, _ = _flow_closure(DEVICE_PYTHON)
+    missing = sorted(n for n, v in found.items() if v is None)
+    if missing:
+        raise SystemExit(f"--flow-requirements: not installed here: {', '.join(missing)}")
+    return sorted(f"{n}=={v}" for n, v in found.items() if n not in DEVICE_IMAGE_KEEPS)
+
+
+def flow_preflight() -> list[str]:
+    """What would stop ``--flow`` on this machine, found in seconds (the wheels are installed
+    with ``--no-deps``, so nothing else checks them): a distribution missing or too old for its
+    dependants (the device image's own versions included), or Prefect's server app failing to build."""
+    import importlib
+
+    found, unmet = _flow_closure({})
+    problems = [f"{n}: not installed" for n, v in sorted(found.items()) if v is None] + unmet
+    for module in ("prefect_dask", "distributed", "greenlet", "burner_redis", "aiosqlite", "uvicorn"):
+        try:
+            importlib.import_module(module)
+        except Exception as exc:  # noqa: BLE001 - every failure is reported
+            problems.append(f"import {module}: {exc!r}")
+    try:
+        from prefect.server.api.server import create_app
+
+        create_app(ephemeral=True)
+    except Exception as exc:  # noqa: BLE001
+        problems.append(f"Prefect's server app: {exc!r}")
+    return problems
 
 
 def read_sample(archive: Path, n: int) -> list[tuple[str, object]]:
@@ -257,11 +310,12 @@ def profile_networks(structures: list, device: str, top: int = 20) -> dict:
         return {"op": e.key, "calls": e.count, "self_host_ms": e.self_cpu_time_total / 1e3,
                 "self_device_ms": device_us(e) / 1e3}
 
-    kernels = sum(e.count for e in prof.events() if on_device and getattr(e, "device_type", None) is not None
-                  and str(e.device_type).endswith("CUDA"))
+    # the kernels themselves: an operator's row repeats its kernels' device time
+    kernel_events = [e for e in prof.events() if on_device and str(getattr(e, "device_type", "")).endswith("CUDA")]
+    kernels = len(kernel_events)
     return {"materials": len(graphs), "wall_s": wall, "kernels": kernels,
             "kernels_per_material": kernels / len(graphs),
-            "self_device_s": sum(device_us(e) for e in events) / 1e6,
+            "device_busy_s": sum(device_us(e) for e in kernel_events) / 1e6,
             "self_host_s": sum(e.self_cpu_time_total for e in events) / 1e6,
             "top_device": [row(e) for e in sorted(events, key=device_us, reverse=True)[:top]] if on_device else [],
             "top_host": [row(e) for e in sorted(events, key=lambda e: e.self_cpu_time_total, reverse=True)[:top]]}
@@ -274,17 +328,22 @@ def flow_build(structures: Path, work: Path, cluster: str, device: str, budget_s
     out.unlink(missing_ok=True)
     env = {**os.environ, "PREFECT_HOME": str(work / "prefect_home")}
     t0 = time.perf_counter()
+    # its own process group (Prefect's server, the Dask workers), killed whatever ends this one
     child = subprocess.Popen([sys.executable, __file__, "--flow-part", str(structures), "--flow", cluster,
                               "--device", device, "--out", str(out)], env=env, start_new_session=True)
+    stopped = False
     try:
         code = child.wait(timeout=budget_s)
     except subprocess.TimeoutExpired:
-        os.killpg(child.pid, 9)
-        code = child.wait()
+        stopped = True
+    finally:
+        if child.poll() is None:
+            os.killpg(child.pid, signal.SIGKILL)
+    code = child.wait()
     wall = time.perf_counter() - t0
     if not out.exists():
-        return {"cluster": cluster, "complete": False, "exit_code": code, "wall_s": wall,
-                "note": f"no summary: stopped after {budget_s:.0f} s or failed (exit code {code})"}
+        why = f"stopped at its budget of {budget_s:.0f} s" if stopped else f"failed (exit code {code})"
+        return {"cluster": cluster, "complete": False, "exit_code": code, "wall_s": wall, "note": f"no summary: {why}"}
     report = json.loads(out.read_text())
     done = report["summary"]["written"] + report["summary"]["failed"]
     return {"cluster": cluster, "complete": True, "exit_code": code, "wall_s": wall, "materials": done,
@@ -305,7 +364,7 @@ def flow_part(structures: Path, cluster: str, out: Path) -> None:
     summary = run_build(f"dir:{structures}", ["mvn", "kmvn"], str(out.parent / "flow_db"), release="gpu-check-flow",
                         cluster=cluster)
     out.write_text(json.dumps({"run_build_s": time.perf_counter() - t, "layout": layout and layout.__dict__,
-                               "summary": summary, "memory": peak_memory()}, default=str))
+                               "summary": summary, "driver_memory": peak_memory()}, default=str))
 
 
 def peak_memory() -> dict:
@@ -412,12 +471,20 @@ def main() -> None:
                         help="also build the whole sample with vgnn build --cluster CLUSTER (cuda on a GPU node)")
     parser.add_argument("--flow-requirements", action="store_true",
                         help="print the pins of the wheels --flow needs carried (gpu_check.sh prepare) and exit")
+    parser.add_argument("--flow-preflight", action="store_true",
+                        help="check that --flow can run here (imports, requirement versions) and exit")
     parser.add_argument("--build-part", type=Path, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--flow-part", type=Path, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.flow_requirements:
         print(" ".join(flow_requirements()))
         return
+    if args.flow_preflight:
+        problems = flow_preflight()
+        print("\n".join(problems) or "--flow preflight: nothing missing")
+        raise SystemExit(1 if problems else 0)
+    # the outer `timeout` sends SIGTERM: exit through Python, so a flow child's group is killed
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(124))
     if args.build_part is not None:
         build_part(args.build_part, args.device, args.budget, args.out)
         return
@@ -474,7 +541,7 @@ def main() -> None:
             print("   ", json.dumps(row), flush=True)
         save(report, args.out)
     if args.flow:
-        left = max(60.0, deadline - time.perf_counter())
+        left = max(1.0, deadline - time.perf_counter())
         report["flow_build"] = flow_build(work / "structures", work, args.flow, args.device, left)
         print("flow build:", json.dumps({k: v for k, v in report["flow_build"].items() if k != "summary"}, default=str),
               flush=True)

@@ -65,13 +65,18 @@ if ! "$PY" -c "import pymatgen.core, spglib, seekpath, phonopy" 2>/dev/null; the
     "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site "$CACHE"/whl/*.whl
     export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
 fi
-if [[ " $* " == *" --flow "* ]] && ! "$PY" -c "import prefect, prefect_dask, distributed" 2>/dev/null; then
-    [[ -d "$CACHE/flow_whl" ]] || { echo "no $CACHE/flow_whl: run 'bash benchmarks/gpu_check.sh prepare' first" >&2; exit 2; }
-    "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site_flow "$CACHE"/flow_whl/*.whl
-    export PYTHONPATH=/tmp/site_flow${PYTHONPATH:+:$PYTHONPATH}
-fi
 # the build's ephemeral Prefect server: no UI (not carried), no telemetry (no network there)
 export PREFECT_UI_ENABLED=false PREFECT_SERVER_ANALYTICS_ENABLED=false
+if [[ " $* " == *" --flow "* || " $* " == *" --flow="* ]]; then
+    if ! "$PY" -c "import prefect, prefect_dask, distributed" 2>/dev/null; then
+        [[ -d "$CACHE/flow_whl" ]] || { echo "no $CACHE/flow_whl: run 'bash benchmarks/gpu_check.sh prepare' first" >&2; exit 2; }
+        "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site_flow \
+            "$CACHE"/flow_whl/*.whl
+        export PYTHONPATH=/tmp/site_flow${PYTHONPATH:+:$PYTHONPATH}
+    fi
+    # seconds, not the device minutes a failed flow costs: imports, versions, Prefect's server app
+    PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} "$PY" benchmarks/gpu_check.py --flow-preflight || exit 2
+fi
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
 ARCHIVE=$CACHE/unitcells_conf_born.tar.xz
 [[ -f "$ARCHIVE" ]] || ARCHIVE=${VGNN_DATA_DIR:-../shared/data}/togo_phonondb/unitcells_conf_born.tar.xz

@@ -125,5 +125,13 @@ def test_zone_boundary_points_solved_real(phonopy_examples_dir, name, monkeypatc
     complex_path = band_frequencies([fc], [torch.as_tensor(q)])[0].numpy()
     assert solved == [torch.float64, torch.complex128]
     np.testing.assert_allclose(ours, complex_path, atol=1e-8)
+    monkeypatch.undo()
+    # in one call, a crystal with a general q-point among its own goes complex, the other real
+    solved.clear()
+    monkeypatch.setattr(dm, "eigvalsh_grouped", lambda mats: solved.extend(m.dtype for m in mats) or eigvalsh(mats))
+    mixed = np.vstack([q, [[0.25, 0.0, 0.0]]])
+    both = band_frequencies([fc, fc], [torch.as_tensor(q), torch.as_tensor(mixed)])
+    assert sorted(map(str, solved)) == ["torch.complex128", "torch.float64"]
+    np.testing.assert_allclose(both[1].numpy()[: len(q)], both[0].numpy(), atol=1e-8)
     np.testing.assert_allclose(ours[8:], ours[1:8], atol=1e-9)
     assert np.abs(ours - phonopy_frequencies_cm1(ph, q)).max() < 1e-3

@@ -179,8 +179,9 @@ def band_frequencies(
     D(q) matrices are built and diagonalised in waves of at most ``max_bytes``, so a large
     cell's band structure never holds all its matrices at once; small crystals of equal size
     share one batched eigen-solve. A q-point given twice (a path's shared segment ends) is
-    solved once; a crystal's q-points with 2q integer (Γ, the zone boundary of the 2×2×2 grid)
-    are solved as real symmetric matrices. ``nacs`` (one per crystal, or None) add the dipole–dipole term (to short-range
+    solved once; a crystal whose q-points all have 2q integer (Γ, the zone boundary of the 2×2×2
+    grid) is solved with real symmetric matrices (the same eigenvalues; where modes are degenerate
+    their gradients may differ from the complex path's, both valid). ``nacs`` (one per crystal, or None) add the dipole–dipole term (to short-range
     ``fcs`` for Gonze–Lee, full ones for Wang); ``q_directions`` (one (n_q, 3) array per
     crystal, or None) give the direction of approach at Γ (e.g.
     :func:`~vgnn_core.phonons.nac.path_q_directions`); a q-point given with two directions is
