@@ -333,7 +333,7 @@ def flow_build(structures: Path, work: Path, cluster: str, device: str, budget_s
                               "--device", device, "--out", str(out)], env=env, start_new_session=True)
     stopped = False
     try:
-        code = child.wait(timeout=budget_s)
+        child.wait(timeout=budget_s)
     except subprocess.TimeoutExpired:
         stopped = True
     finally:

@@ -81,17 +81,14 @@ def dynamical_matrices(
     pair = fc.src * m + fc.dst
     shift = fc.shift.to(weighted.dtype)
     n_q = qpoints.shape[0]
-    step = q_chunk or max(1, min(n_q, int(4e7 // max(1, 9 * fc.n_bonds))))
+    step = q_chunk or _q_chunk(fc, n_q)
     out = []
     w = weighted.reshape(-1, 9)
     for start in range(0, n_q, step):
         q = qpoints[start : start + step]
         angle = 2 * torch.pi * (q @ shift.T)  # (nq, E)
         # the blocks are real: Re D and Im D are sums of cos·Φ and sin·Φ (half a complex product's work)
-        parts = []
-        for wave in (torch.cos(angle), torch.sin(angle)):
-            acc = torch.zeros(q.shape[0], m * m, 9, dtype=w.dtype, device=q.device)
-            parts.append(acc.index_add_(1, pair, wave[:, :, None] * w[None, :, :]))
+        parts = [_phase_sum(wave, w, pair, m) for wave in (torch.cos(angle), torch.sin(angle))]
         out.append(_blocks_to_matrix(torch.complex(*parts), m))
     d = torch.cat(out, dim=0)
     if nac is not None:
@@ -118,13 +115,12 @@ def real_dynamical_matrices(fc: ForceConstants, qpoints: torch.Tensor) -> torch.
     twice = torch.round(2 * qpoints.detach().reshape(-1, 3).to(device=w.device, dtype=torch.float64))
     pair = fc.src * m + fc.dst
     shift = fc.shift.to(torch.float64)
-    step = max(1, min(twice.shape[0], int(4e7 // max(1, 9 * fc.n_bonds))))
+    step = _q_chunk(fc, twice.shape[0])
     out = []
     for start in range(0, twice.shape[0], step):
         # exp(2πi q·T) = (−1)^(2q·T): integers held exactly in float64
         sign = (1.0 - 2.0 * torch.remainder(twice[start : start + step] @ shift.T, 2.0)).to(w.dtype)
-        acc = torch.zeros(sign.shape[0], m * m, 9, dtype=w.dtype, device=w.device)
-        out.append(_blocks_to_matrix(acc.index_add_(1, pair, sign[:, :, None] * w[None, :, :]), m))
+        out.append(_blocks_to_matrix(_phase_sum(sign, w, pair, m), m))
     return torch.cat(out, dim=0)
 
 
@@ -143,6 +139,18 @@ def gamma_dynamical_matrix(fc: ForceConstants, nac: Correction | None = None) ->
         extra = nac.dynamical_term(fc, np.zeros((1, 3)))[0].real
         d = d + torch.as_tensor(extra, dtype=d.dtype, device=d.device)
     return d
+
+
+def _q_chunk(fc: ForceConstants, n_q: int) -> int:
+    """q-points assembled at once: the (n_q, bonds, 9) products stay under ~4e7 numbers."""
+    return max(1, min(n_q, int(4e7 // max(1, 9 * fc.n_bonds))))
+
+
+def _phase_sum(phase: torch.Tensor, w: torch.Tensor, pair: torch.Tensor, m: int) -> torch.Tensor:
+    """Σ over bonds of phase(q, bond) · w(bond), per atom pair: (n_q, m·m, 9) from phases (n_q, E)
+    and mass-weighted blocks (E, 9)."""
+    acc = torch.zeros(phase.shape[0], m * m, 9, dtype=w.dtype, device=w.device)
+    return acc.index_add_(1, pair, phase[:, :, None] * w[None, :, :])
 
 
 def _blocks_to_matrix(acc: torch.Tensor, m: int) -> torch.Tensor:
