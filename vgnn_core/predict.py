@@ -50,13 +50,16 @@ def nac_skip_reason(structure, charges: BornCharges) -> str | None:
     The heads were trained on gapped materials only (Petretto's DFPT), so NAC is skipped for
     a cell of one atom (Z* = 0 by the sum rule: nothing to correct), for a crystal whose elements
     are all metals (pymatgen's ``Element.is_metal``: an alloy or intermetallic, with no Born
-    charges), and where the predicted ε∞ has an eigenvalue above :data:`MAX_EPSILON_INF`.
+    charges), where the predicted ε∞ has an eigenvalue above :data:`MAX_EPSILON_INF`, and where
+    Z* or ε∞ is not finite (ε∞ = 1 + exp(S) overflows float32 for an S far outside training).
     """
     if len(structure) < 2:
         return "one atom in the cell: no LO–TO splitting"
     elements = structure.composition.elements
     if all(getattr(el, "is_metal", False) for el in elements):
         return f"all elements are metals ({', '.join(sorted(el.symbol for el in elements))}): no Born charges"
+    if not (np.isfinite(charges.epsilon).all() and np.isfinite(charges.born).all()):
+        return "predicted Z* or ε∞ not finite: far outside the training range"
     eps = float(np.linalg.eigvalsh(0.5 * (charges.epsilon + charges.epsilon.T)).max())
     if eps > MAX_EPSILON_INF:
         return f"predicted ε∞ {eps:.0f} above {MAX_EPSILON_INF:.0f}: (nearly) metallic screening"

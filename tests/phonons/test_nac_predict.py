@@ -153,6 +153,9 @@ def test_metal_and_one_atom_gate(rocksalt_nacl):
     assert "one atom" in nac_skip_reason(cu, BornCharges(np.eye(3), np.zeros((1, 3, 3))))
     huge = BornCharges(np.eye(3) * (MAX_EPSILON_INF + 1), np.zeros((2, 3, 3)))
     assert "metallic screening" in nac_skip_reason(rocksalt_nacl, huge)
+    overflowed = BornCharges(np.full((3, 3), np.inf), np.zeros((2, 3, 3)))  # exp(S) past float32's range
+    assert "not finite" in nac_skip_reason(rocksalt_nacl, overflowed)
+    assert "not finite" in nac_skip_reason(rocksalt_nacl, BornCharges(np.eye(3) * 2.4, np.full((2, 3, 3), np.nan)))
     assert nac_skip_reason(rocksalt_nacl, BornCharges(np.eye(3) * 2.4, np.zeros((2, 3, 3)))) is None
 
 
