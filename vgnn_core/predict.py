@@ -8,7 +8,7 @@ Polar crystals: ``predict_phonons(..., nac=True)`` adds the Gonze–Lee dipole�
 (LO–TO splitting, :mod:`vgnn_core.phonons.nac`) with Born charges Z* and ε∞ predicted by the
 shipped Born heads on the model's backbone (:func:`~vgnn_core.pretrained.registry.load_born_model`),
 except where :func:`nac_skip_reason` says the heads do not apply (metals, one-atom cells,
-ε∞ beyond the training range); ``nac=BornCharges(...)`` (or one per structure) uses given charges.
+ε∞ beyond the training range or not finite); ``nac=BornCharges(...)`` (or one per structure) uses given charges.
 """
 
 from __future__ import annotations

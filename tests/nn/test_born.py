@@ -129,6 +129,16 @@ def per_crystal(model, structures):
     return [(z, s) for z, s in zip(born, out.log_epsilon.double().numpy())]
 
 
+S_TOL = 1e-5  # float32 round-off relative to S's largest entry
+
+
+def anisotropy(s: np.ndarray) -> float:
+    """The largest entry of S's traceless part: the isotropic part is invariant under any rotation
+    or permutation, so only this part makes a tolerance on S meaningful (plus float32 round-off
+    of the whole, ``S_TOL``)."""
+    return float(np.abs(s - np.trace(s) / 3 * np.eye(3)).max())
+
+
 @pytest.mark.parametrize("interactions", [0, 1])
 def test_rotation_equivariance_through_the_backbone(backbone, interactions):
     model = BornModel(backbone, random_heads(backbone_irreps(backbone), 1, interactions).float())
@@ -136,17 +146,17 @@ def test_rotation_equivariance_through_the_backbone(backbone, interactions):
     rot = Rotation.random(random_state=4).as_matrix()
     rotated = Structure(Lattice(s.lattice.matrix @ rot.T), s.species, s.frac_coords)
     (za, sa), (zb, sb) = per_crystal(model, [s, rotated])
-    scale, s_scale = np.abs(za).max(), np.abs(sa).max()
+    scale, s_scale = np.abs(za).max(), anisotropy(sa)
     assert scale > 0.05 and s_scale > 0.05
     np.testing.assert_allclose(zb, rot @ za @ rot.T, atol=2e-4 * scale)
-    np.testing.assert_allclose(sb, rot @ sa @ rot.T, atol=2e-4 * s_scale)
+    np.testing.assert_allclose(sb, rot @ sa @ rot.T, atol=2e-4 * s_scale + S_TOL * np.abs(sa).max())
     # Z* is a general tensor: its antisymmetric (1e) part is predicted too
     assert np.abs(za - za.transpose(0, 2, 1)).max() > 1e-3
     # inversion (parity): Z* and ε∞ are even (polar ⊗ polar); the inverted crystal has the same
     inverted = Structure(s.lattice, s.species, -s.frac_coords)
     zc, sc = per_crystal(model, [inverted])[0]
     np.testing.assert_allclose(zc, za, atol=2e-4 * scale)
-    np.testing.assert_allclose(sc, sa, atol=2e-4 * s_scale)
+    np.testing.assert_allclose(sc, sa, atol=2e-4 * s_scale + S_TOL * np.abs(sa).max())
 
 
 @pytest.mark.parametrize("interactions", [0, 1])
@@ -156,9 +166,10 @@ def test_permuting_atoms_permutes_born_charges(backbone, interactions):
     perm = [2, 0, 3, 1]
     shuffled = Structure(s.lattice, [s.species[i] for i in perm], s.frac_coords[perm])
     (za, sa), (zb, sb) = per_crystal(model, [s, shuffled])
-    scale, s_scale = np.abs(za).max(), np.abs(sa).max()
+    scale, s_scale = np.abs(za).max(), anisotropy(sa)
+    assert scale > 0.05 and s_scale > 0.05
     np.testing.assert_allclose(zb, za[perm], atol=1e-4 * scale)
-    np.testing.assert_allclose(sb, sa, atol=1e-4 * s_scale)
+    np.testing.assert_allclose(sb, sa, atol=1e-4 * s_scale + S_TOL * np.abs(sa).max())
     # a supercell: the same charges on every image, the same ε∞
     big = s.copy()
     big.make_supercell([2, 1, 1])
@@ -166,7 +177,7 @@ def test_permuting_atoms_permutes_born_charges(backbone, interactions):
     images = [min(range(len(s)), key=lambda i: np.linalg.norm(
         ((big.cart_coords[k] - s.cart_coords[i]) @ np.linalg.inv(s.lattice.matrix) + 0.5) % 1 - 0.5)) for k in range(len(big))]
     np.testing.assert_allclose(zc, za[images], atol=1e-4 * scale)
-    np.testing.assert_allclose(sc, sa, atol=1e-4 * s_scale)
+    np.testing.assert_allclose(sc, sa, atol=1e-4 * s_scale + S_TOL * np.abs(sa).max())
 
 
 def test_symmetric_log_and_exp_are_inverse():

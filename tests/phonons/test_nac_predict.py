@@ -159,6 +159,34 @@ def test_metal_and_one_atom_gate(rocksalt_nacl):
     assert nac_skip_reason(rocksalt_nacl, BornCharges(np.eye(3) * 2.4, np.zeros((2, 3, 3)))) is None
 
 
+
+class _OverflowingHeads(torch.nn.Module):
+    """Born 'heads' whose ε∞ overflows (inf) for every crystal with an O atom, as float32 heads
+    far outside their training range can; NaCl's charges are ordinary."""
+
+    def predict(self, batch, features=None):
+        out = []
+        for numbers in batch.numbers.split(batch.n_atoms.tolist()):
+            n = len(numbers)
+            born = np.zeros((n, 3, 3))
+            born[0], born[1:] = np.eye(3) * 1.1, -np.eye(3) * 1.1 / (n - 1)  # neutral
+            epsilon = np.full((3, 3), np.inf) if 8 in numbers.tolist() else np.eye(3) * 2.4
+            out.append(BornCharges(epsilon, born))
+        return out
+
+
+def test_one_crystal_with_overflowing_charges_loses_only_its_nac(rocksalt_nacl):
+    """A crystal whose predicted ε∞ is not finite gets no NAC; the others in the same call keep theirs."""
+    mgo = Structure(Lattice.cubic(4.21), ["Mg", "O"] * 4, [[0, 0, 0], [0.5, 0, 0], [0.5, 0.5, 0], [0, 0.5, 0],
+                                                           [0.5, 0, 0.5], [0, 0, 0.5], [0, 0.5, 0.5], [0.5, 0.5, 0.5]])
+    shipped = vgnn_core.load_pretrained("kmvn")
+    predictor = Predictor(shipped.model, born_model=_OverflowingHeads())
+    salt, oxide = predictor.predict_phonons([rocksalt_nacl, mgo], nac=True, thermal=False)
+    assert salt.has_nac and not oxide.has_nac
+    assert np.isfinite(salt.bands).all() and np.isfinite(oxide.bands).all()
+    plain = predictor.predict_phonons([mgo], thermal=False)[0]
+    np.testing.assert_allclose(oxide.bands, plain.bands, atol=1e-4)  # batch round-off: float32 network
+
 def test_nac_needs_a_kmvn(rocksalt_nacl):
     with pytest.raises(ValueError, match="needs a k-MVN"):
         vgnn_core.load_pretrained("mvn").predict_phonons([rocksalt_nacl], nac=True)
