@@ -159,7 +159,6 @@ def test_metal_and_one_atom_gate(rocksalt_nacl):
     assert nac_skip_reason(rocksalt_nacl, BornCharges(np.eye(3) * 2.4, np.zeros((2, 3, 3)))) is None
 
 
-
 class _OverflowingHeads(torch.nn.Module):
     """Born 'heads' whose ε∞ overflows (inf) for every crystal with an O atom, as float32 heads
     far outside their training range can; NaCl's charges are ordinary."""
@@ -186,6 +185,7 @@ def test_one_crystal_with_overflowing_charges_loses_only_its_nac(rocksalt_nacl):
     assert np.isfinite(salt.bands).all() and np.isfinite(oxide.bands).all()
     plain = predictor.predict_phonons([mgo], thermal=False)[0]
     np.testing.assert_allclose(oxide.bands, plain.bands, atol=1e-4)  # batch round-off: float32 network
+
 
 def test_nac_needs_a_kmvn(rocksalt_nacl):
     with pytest.raises(ValueError, match="needs a k-MVN"):
