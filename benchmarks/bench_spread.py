@@ -1,6 +1,6 @@
 """What the ensemble's spread costs, solved real or complex: the k-MVN network stage with it.
 
-The spread (:meth:`~vgnn_core.nn.ensemble.EnsembleModel.force_constants_and_agreement`) needs each
+The spread (:meth:`~vgnn_core.nn.ensemble.VGNNEnsemble.force_constants_and_agreement`) needs each
 member's frequencies at Γ and the seven zone-boundary points of the 2×2×2 grid. There 2q is
 integer, exp(2πi q·T) = ±1 and D(q) is real symmetric, so ``band_frequencies`` solves those
 matrices as real ones (:func:`~vgnn_core.phonons.dynamical_matrix.real_dynamical_matrices`). This

@@ -46,7 +46,7 @@ from .release import Release
 from .rows import method_for
 
 if TYPE_CHECKING:
-    from pymatgen.core import Structure
+    from pymatgen.core import Composition, Structure
     from pymatgen.phonon.bandstructure import PhononBandStructureSymmLine
     from pymatgen.phonon.dos import PhononDos
 
@@ -230,6 +230,14 @@ def _created_at(where) -> str | None:
     return release.manifest.get("created_at")
 
 
+def emmet_formula_units(composition: Composition) -> tuple[int | None, float]:
+    """emmet's ``formula_units`` (an integer, or None) and the cell's count of pymatgen's reduced
+    formula (a float): they differ where pymatgen writes a molecule-like formula the cell holds
+    half of (a one-atom hydrogen cell is ½ H₂, a LiO cell ½ Li₂O₂), which no integer states."""
+    factor = float(composition.get_reduced_composition_and_factor()[1])
+    return (int(factor) if factor.is_integer() else None), factor
+
+
 def emmet_document(where, material_id: str, model: str | None = None) -> dict[str, Any]:
     """The material as a dict shaped like emmet's ``PhononBSDOSDoc`` (same field names and units:
     THz, ``[band][q]``, fractional q-points, states/THz per cell, Å³).
@@ -247,7 +255,7 @@ def emmet_document(where, material_id: str, model: str | None = None) -> dict[st
     frequencies_thz = np.asarray(bands["frequencies_cm1"], dtype=float).T / THZ_TO_CM1
     total = to_pymatgen_dos(_dos_from_row(dos_row))[0]
     composition = crystal.composition
-    formula_units = int(composition.get_reduced_composition_and_factor()[1])
+    formula_units, factor = emmet_formula_units(composition)
     structure_dict = crystal.as_dict()
     # a release written before schema 1.4 has no phonon_method: the shipped models' names tell it
     method = method_for(bands["model"], bands.get("phonon_method"))
@@ -269,7 +277,7 @@ def emmet_document(where, material_id: str, model: str | None = None) -> dict[st
         "density": float(crystal.density),
         "density_atomic": float(crystal.volume / len(crystal)),
         "formula_units": formula_units,
-        "volume_per_formula_unit": float(crystal.volume / formula_units),
+        "volume_per_formula_unit": float(crystal.volume / factor),
         "phonon_bandstructure": {
             "qpoints": path.qpoints.tolist(),
             "frequencies": frequencies_thz.tolist(),

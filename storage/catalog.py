@@ -53,7 +53,6 @@ CONVENIENCE: dict[str, tuple[set[str], str]] = {
            d AS states_per_cm1
     FROM dos, UNNEST(total) WITH ORDINALITY AS t(d, k)"""),
 }
-CONVENIENCE_SQL = "".join(sql + ";\n" for _, sql in CONVENIENCE.values())
 
 #: Hive partition columns of every table's files (``<table>/source=…/bucket=…/``).
 PARTITIONS = pa.schema([pa.field("source", pa.string()), pa.field("bucket", pa.int32())])

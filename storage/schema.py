@@ -28,7 +28,6 @@ from vgnn_core.phonons.units import INSTABILITY_THRESHOLD_CM1
 #: gamma and bands (the LO–TO correction; NULL charges where it is off); 1.6: likely_unstable on gamma
 #: and bands.
 SCHEMA_VERSION = "1.6"
-PARTITION_COLUMNS = ("source", "bucket")
 
 
 #: ``unit`` of a column that is not a quantity (names, labels, flags, hashes).

@@ -66,11 +66,6 @@ def _safe(kind: str, value: str) -> str:
     return value
 
 
-def partition_dir(root: Path, table: str, source: str, bucket: int) -> Path:
-    """``<root>/<table>/source=<source>/bucket=<bucket>`` (a released table's partition)."""
-    return Path(root) / table / f"source={_safe('source', source)}" / f"bucket={bucket}"
-
-
 def _parquet_options(schema: pa.Schema) -> dict:
     # dictionary-encode the string columns only: trying it on float spectra costs 2-3x time
     return {"compression": "zstd", "use_dictionary": [f.name for f in schema if pa.types.is_string(f.type)]}

@@ -4,8 +4,9 @@
 validation, graph building, batching many crystals into one forward pass, grouping the
 eigen-solves by matrix size, and conversion to numpy.
 
-Polar crystals: ``predict_phonons(..., nac=True)`` adds the Gonze–Lee dipole–dipole term
-(LO–TO splitting, :mod:`vgnn_core.phonons.nac`) with Born charges Z* and ε∞ predicted by the
+Polar crystals: ``predict_phonons(..., nac=True)`` adds the LO–TO splitting at Γ (by default only the
+direction-dependent jump there; ``nac_mode="full"``: the whole Gonze–Lee dipole–dipole term at every q,
+:mod:`vgnn_core.phonons.nac`) with Born charges Z* and ε∞ predicted by the
 shipped Born heads on the model's backbone (:func:`~vgnn_core.pretrained.registry.load_born_model`),
 except where :func:`nac_skip_reason` says the heads do not apply (metals, one-atom cells,
 ε∞ beyond the training range or not finite); ``nac=BornCharges(...)`` (or one per structure) uses given charges.
@@ -182,7 +183,7 @@ class Predictor:
         return self.spectra_from_graphs(self.graphs(structures), qpoints, gamma=False)[1]
 
     def predict_force_constants(self, structures: Sequence[StructureLike]) -> list[ForceConstants]:
-        """The predicted force constants Φ_ij(T) (k-MVN) or Γ pair blocks (MVN)."""
+        """The predicted force constants Φ_ij(T) (k-MVN) or Γ pair blocks (MVN), in eV/Å²."""
         return self._force_constants(self.graphs(structures))
 
     def _force_constants(self, graphs: Sequence[CrystalGraph]) -> list[ForceConstants]:
@@ -301,10 +302,10 @@ class Predictor:
         structure) or a sequence of them (``None`` entries: no correction) is applied as given.
         ``nac_mode="gamma"`` (default) adds only the direction-dependent LO–TO jump at Γ to the
         network's force constants, which already hold the analytic long-range part (on Petretto
-        ``val`` it leaves the band MAE as it is and cuts the LO error at Γ by about a quarter: the
-        README's LO–TO table, from ``vgnn_core.training.nac_eval``);
-        ``"full"`` takes them as short-range and adds the whole Gonze–Lee term (val band MAE
-        ~22 against ~16: counted twice). ``PhononResult.has_nac`` says whether a crystal got it.
+        ``val`` it leaves the band MAE as it is and about halves the LO error at Γ: the README's
+        LO–TO table, from ``vgnn_core.training.nac_eval``); ``"full"`` takes them as short-range
+        and adds the whole Gonze–Lee term at every q (on ``val`` the bands get much worse: the
+        long-range part is then counted twice). ``PhononResult.has_nac`` says whether a crystal got it.
 
         :class:`~vgnn_core.crystal.crystal.Crystal` inputs are used as they are: neither
         validated nor symmetry-analysed again.

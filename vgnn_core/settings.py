@@ -7,7 +7,7 @@
 | ``VGNN_DEVICE`` | torch device of build workers | the worker's GPU, else ``cpu`` |
 | ``VGNN_CPU_THREADS`` | threads for the CPU work after the network | see :func:`flows.models.worker_cpu_threads` |
 | ``VGNN_GPU_BY_WORKER`` | build workers share the node's GPUs, worker k on GPU k mod n (set by ``--cluster cuda``) | off |
-| ``VGNN_SLURM_CONFIG`` | the SLURM cluster settings of ``--cluster slurm`` | ``deploy/slurm.yaml`` |
+| ``VGNN_SLURM_CONFIG`` | a YAML of SLURM cluster settings for ``--cluster slurm`` (e.g. ``deploy/slurm.yaml``) | none: ``flows.clusters.SLURM_DEFAULTS`` |
 | ``VGNN_IZA_URL`` | the IZA framework CIF server (a mirror, or a test server) | the IZA Structure Commission |
 | ``MP_API_KEY``, ``MP_API_ENDPOINT`` | the Materials Project key and API (``--source mp``) | none; mp-api's |
 | ``OSF_TOKEN`` | the OSF personal access token of ``vgnn publish`` | none |

@@ -47,8 +47,9 @@ def test_shipped_checkpoint_matches_its_card(name, petretto_archive, si_primitiv
 
 def test_shipped_kmvn_heat_capacity_against_dfpt(petretto_archive):
     """C_v(T) from the shipped k-MVN's q-mesh against the DFPT thermo block (per formula unit)
-    on the first 10 test materials: the paper's third metric. On the whole test split the
-    error at 300 K is 0.8 % mean, 0.4 % median (`vgnn evaluate --split test --heat-capacity`)."""
+    on the first 10 test materials: the paper's third metric. The whole test split's error is the
+    README's and the model card's (`vgnn evaluate --model kmvn --split test --heat-capacity`;
+    tests/test_readme_numbers.py checks the README's figure against the card)."""
     from vgnn_core.training.evaluation import evaluate_heat_capacity
     from vgnn_core.training.petretto import iter_petretto, load_split
 

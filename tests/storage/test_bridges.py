@@ -244,3 +244,20 @@ def test_missing_material_is_one_clear_error(con):
         bridges.band_structure(con, "demo-nothing")
     with pytest.raises(bridges.MaterialNotFoundError, match=r"models there: \['kmvn'\]"):
         bridges.dos(con, SI, model="mvn")
+
+
+@pytest.mark.parametrize("species, n_atoms, integer, factor", [
+    (["Na", "Cl"], 2, 1, 1.0),   # NaCl
+    (["Si", "Si"], 2, 2, 2.0),   # Si2: two formula units of Si
+    (["H"], 1, None, 0.5),       # pymatgen's formula is H2: the cell holds half of one
+    (["Li", "O"], 2, None, 0.5),  # ½ Li2O2
+])
+def test_emmet_formula_units_never_rounds_a_half_to_zero(species, n_atoms, integer, factor):
+    """emmet's ``formula_units`` is an integer: a cell with half of pymatgen's reduced formula gets
+    None there, while the volume per formula unit still divides by the true count."""
+    from pymatgen.core import Lattice, Structure
+
+    crystal = Structure(Lattice.cubic(3.0), species, [[0, 0, 0], [0.5, 0.5, 0.5]][:n_atoms])
+    got_integer, got_factor = bridges.emmet_formula_units(crystal.composition)
+    assert got_integer == integer and got_factor == factor
+    assert crystal.volume / got_factor == pytest.approx(27.0 / factor)

@@ -6,7 +6,8 @@ from pymatgen.core.operations import SymmOp
 
 from vgnn_core.crystal.graph import build_graph
 from vgnn_core.training import petretto, phonondb
-from vgnn_core.training.twins import find_twins, graph_structure, load_twins, twin_free
+from vgnn_core.training import twins as twins_module
+from vgnn_core.training.twins import TWINS_FILE, find_twins, graph_structure, load_twins, twin_free
 
 
 def _rocksalt(a: float) -> Structure:
@@ -44,3 +45,11 @@ def test_committed_twin_list_matches_the_splits(petretto_archive):
             assert set(found.values()) <= train  # each twin is a training material
             free = twin_free(split_ids[split], source, split)
             assert len(free) == len(split_ids[split]) - len(found)
+
+
+def test_write_twins_reproduces_the_committed_file(tmp_path, monkeypatch):
+    """`python -m vgnn_core.training.twins` rewrites twins.json byte for byte from what
+    :func:`held_out_twins` finds (here: the committed list itself, without the hour of matching)."""
+    monkeypatch.setattr(twins_module, "held_out_twins", load_twins)
+    written = twins_module.write_twins(tmp_path / "twins.json")
+    assert written.read_bytes() == TWINS_FILE.read_bytes()

@@ -1,5 +1,6 @@
 """Phonon physics, independent of any network: force constants Φ_ij(T), D(q), q-paths and
-meshes, DOS, thermal properties, group velocities, modes, and the result of a prediction.
+meshes, DOS, thermal properties, group velocities, modes, the LO–TO (non-analytic) correction
+from Born charges and ε∞, and the result of a prediction.
 Units follow phonopy (eV/Å², amu) with frequencies in cm⁻¹ (imaginary modes negative)."""
 
 from .._lazy import lazy

@@ -67,7 +67,7 @@ def dynamical_matrices(
     nac: Correction | None = None,
     q_directions: np.ndarray | None = None,
 ) -> torch.Tensor:
-    """D(q) of one crystal at ``qpoints`` (n_q, 3): a complex (n_q, 3m, 3m) tensor.
+    """D(q) of one crystal at ``qpoints`` (n_q, 3): a complex (n_q, 3m, 3m) tensor in eV/Å²/amu.
 
     ``q_chunk`` bounds memory for large cells by assembling that many q-points at a time.
     With ``nac`` the dipole–dipole term is added (``fc`` then short-range for Gonze–Lee,
@@ -107,7 +107,7 @@ def is_time_reversal_invariant(qpoints: torch.Tensor, tol: float = 1e-9) -> bool
 
 def real_dynamical_matrices(fc: ForceConstants, qpoints: torch.Tensor) -> torch.Tensor:
     """D(q) of one crystal at q-points with 2q integer (:func:`is_time_reversal_invariant`): a real
-    symmetric (n_q, 3m, 3m) tensor, exactly the real part of :func:`dynamical_matrices` (its
+    symmetric (n_q, 3m, 3m) tensor in eV/Å²/amu, exactly the real part of :func:`dynamical_matrices` (its
     imaginary part is zero there), built with the phases ±1 as exact signs. Half the memory of
     the complex matrices and a real eigen-solve (several times cheaper, on a GPU most of all)."""
     m = fc.n_atoms
@@ -125,7 +125,7 @@ def real_dynamical_matrices(fc: ForceConstants, qpoints: torch.Tensor) -> torch.
 
 
 def gamma_dynamical_matrix(fc: ForceConstants, nac: Correction | None = None) -> torch.Tensor:
-    """Real symmetric D(Γ) of one crystal, (3m, 3m): the MVN output.
+    """Real symmetric D(Γ) of one crystal, (3m, 3m) in eV/Å²/amu: the MVN output.
 
     With ``nac`` (``fc`` short-range) the dipole–dipole term at Γ with no direction is added
     (real at Γ): the TO modes, i.e. the full force constants' D(Γ).

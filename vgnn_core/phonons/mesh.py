@@ -5,10 +5,11 @@ of the cell. Time reversal gives ``ω(−q) = ω(q)``, so each pair ``(q, −q)`
 weight 2: exact for every property here, at half the eigen-solves. Given the crystal's point
 group (the rotations of its space group), each star ``{Rq}`` is kept once with its size as
 weight, as phonopy does: exact for the DOS, the per-element partial DOS (a symmetry operation
-maps atoms onto atoms of the same element) and the thermal properties, at up to 96× fewer
-eigen-solves. The reduction is spglib's: a mesh that breaks part of the symmetry is still
-reduced exactly, by what it keeps. Mesh sizes follow
-phonopy's ``length`` rule, ``n_i = max(1, round(density · |b_i|))`` with ``|b_i|`` in Å⁻¹ (no 2π).
+maps atoms onto atoms of the same element) and the thermal properties, at up to 48× fewer
+eigen-solves (m-3m's 48 operations; time reversal adds nothing to a group with inversion). The
+reduction is spglib's: a mesh that breaks part of the symmetry is still reduced exactly, by what
+it keeps. Mesh sizes follow phonopy's ``length`` rule, ``n_i = max(1, round(density · |b_i|))``
+with ``|b_i|`` in Å⁻¹ (no 2π).
 """
 
 from __future__ import annotations

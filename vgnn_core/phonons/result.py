@@ -3,11 +3,14 @@
 :func:`phonon_properties` turns force constants into a :class:`PhononResult`;
 :meth:`vgnn_core.Predictor.predict_phonons` runs the network batched and calls it per crystal.
 
-Polar crystals: given Born charges and ε∞ (a :class:`~vgnn_core.phonons.nac.BornCharges`), every
-D(q) gets the Gonze–Lee dipole–dipole term (:mod:`~vgnn_core.phonons.nac`, phonopy's default
-NAC): along the band path each segment through Γ approaches it from its own direction (LO–TO
-splitting), the mesh (DOS, thermal properties) needs no direction (at Γ itself: TO), and the Γ
-frequencies are the TO ones; :meth:`PhononResult.gamma_along` gives LO + TO along a direction.
+Polar crystals: given Born charges and ε∞ (a :class:`~vgnn_core.phonons.nac.BornCharges`) and a
+:class:`~vgnn_core.phonons.nac.NonAnalyticCorrection`, D(q) gets its dipole–dipole term: either only
+the direction-dependent jump at Γ on the full force constants (:class:`~vgnn_core.phonons.nac.GammaJumpCorrection`,
+what predictions use by default) or the whole Gonze–Lee term at every q on short-range ones
+(phonopy's default NAC). Along the band path each segment through Γ approaches it from its own
+direction (LO–TO splitting), the mesh (DOS, thermal properties) needs no direction (at Γ itself:
+TO), and the Γ frequencies are the TO ones; :meth:`PhononResult.gamma_along` gives LO + TO along a
+direction.
 """
 
 from __future__ import annotations
@@ -54,8 +57,9 @@ class PhononResult:
     #: an ensemble's lowest frequency of any single member at Γ and the zone-boundary points of
     #: the 2×2×2 grid (MVN: Γ), cm⁻¹ signed, without NAC; None for a single network
     member_lowest_cm1: float | None = None
-    #: Born charges and ε∞ of the non-analytic correction (None: no NAC); with them
-    #: ``force_constants`` are the short-range ones and ``gamma`` the TO frequencies
+    #: Born charges and ε∞ of the non-analytic correction (None: no NAC); ``gamma`` holds the TO
+    #: frequencies, and ``force_constants`` are the full ones (the jump-at-Γ correction, the
+    #: default) or the short-range ones (the whole Gonze–Lee term)
     born: BornCharges | None = None
     nac: NonAnalyticCorrection | None = field(default=None, repr=False)
 

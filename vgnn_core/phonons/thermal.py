@@ -48,7 +48,8 @@ class ThermalProperties:
         )
 
     def at(self, temperature: float) -> dict[str, float]:
-        """C_v, S and F interpolated at one temperature."""
+        """C_v and S (J/K/mol) and F (kJ/mol) interpolated at one temperature (K), per mole of cells
+        (or of formula units after :meth:`per_formula_unit`)."""
         t = self.temperatures
         return {
             "heat_capacity": float(np.interp(temperature, t, self.heat_capacity)),

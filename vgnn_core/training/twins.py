@@ -9,7 +9,8 @@ with the training crystals of the same reduced formula.
 
 The committed ``twins.json`` lists, for every held-out split of the shipped models, the ids that
 have a twin among the materials those models trained on (Petretto ``train`` and phonondb
-``train``); ``vgnn evaluate --twin-free`` leaves them out. :func:`held_out_twins` rebuilds it.
+``train``); ``vgnn evaluate --twin-free`` leaves them out. :func:`held_out_twins` finds them again and
+:func:`write_twins` (``python -m vgnn_core.training.twins [PATH]``, with the data) rewrites the file.
 """
 
 from __future__ import annotations
@@ -76,6 +77,13 @@ def held_out_twins() -> dict[str, dict[str, dict[str, str]]]:
     return out
 
 
+def write_twins(path: str | Path | None = None) -> Path:
+    """Rebuild the twin list (:func:`held_out_twins`) and write it as ``twins.json`` does (sorted keys)."""
+    from ..files import write_text_atomic
+
+    return write_text_atomic(path or TWINS_FILE, json.dumps(held_out_twins(), indent=1, sort_keys=True) + "\n")
+
+
 def load_twins(path: str | Path | None = None) -> dict[str, dict[str, dict[str, str]]]:
     """The committed twin list (see :func:`held_out_twins`)."""
     return json.loads(Path(path or TWINS_FILE).read_text())
@@ -85,3 +93,9 @@ def twin_free(ids: Iterable[str], source: str, split: str, path: str | Path | No
     """``ids`` without the held-out materials that have a training twin."""
     twins = load_twins(path).get(source, {}).get(split, {})
     return [i for i in ids if i not in twins]
+
+
+if __name__ == "__main__":
+    import sys
+
+    print(write_twins(sys.argv[1] if len(sys.argv) > 1 else None))
