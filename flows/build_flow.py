@@ -5,10 +5,11 @@ process and reused by every shard it runs. Shards already complete in the output
 skipped, so a crashed or killed build resumes where it stopped and produces the same rows.
 
 Clusters (``cluster=``): ``local`` (a ``distributed.LocalCluster``, the default), a scheduler
-address (``tcp://host:8786``), ``cuda`` (a ``LocalCluster`` laid out for the node's GPUs and cores by
-:func:`flows.clusters.gpu_node_layout`: several workers share each GPU), ``slurm`` (``dask_jobqueue.SLURMCluster`` with
-``flows.clusters.SLURM_DEFAULTS`` updated from ``$VGNN_SLURM_CONFIG``, e.g. ``deploy/slurm.yaml``). Without a Prefect server configured, Prefect runs
-ephemerally; ``PREFECT_API_URL`` points it at a server.
+address (``tcp://host:8786``), ``cuda`` (a ``LocalCluster`` laid out for the node's GPUs and cores
+by :func:`flows.clusters.gpu_node_layout`: several workers share each GPU), ``slurm``
+(``dask_jobqueue.SLURMCluster`` with ``flows.clusters.SLURM_DEFAULTS`` updated from
+``$VGNN_SLURM_CONFIG``, e.g. ``deploy/slurm.yaml``). Without a Prefect server configured, Prefect
+runs ephemerally; ``PREFECT_API_URL`` points it at a server.
 
 The deployment (``deploy/prefect.yaml``) names this module by its import path
 (``flows.build_flow.rebuild_database``), so the flow-run process and the Dask workers that

@@ -204,8 +204,8 @@ def predict_files(
     ``keep_cell``: predict each cell as given instead of its primitive cell. ``log`` receives,
     as they happen, one ``error: NAME: cause`` line per failed input, one ``note: NAME: …`` line
     per cell reduced to its primitive cell and one before a cell above the band limit (Γ modes
-    only). ``nac``: add the Gonze–Lee dipole term with Born charges and ε∞ predicted by the shipped
-    heads (k-MVN only; the jump at Γ alone, see ``Predictor.predict_phonons``);
+    only). ``nac``: the LO–TO splitting from Born charges and ε∞ predicted by the shipped heads
+    (k-MVN only; the jump at Γ on the network's force constants, see ``Predictor.predict_phonons``);
     ``born``: a phonopy ``BORN`` file of the (single) input instead. Raises ``ValueError`` for an
     unknown ``fmt``, Parquet without ``out`` or ``born`` with several inputs, before any work.
     """

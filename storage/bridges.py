@@ -27,6 +27,7 @@ many materials::
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -230,12 +231,15 @@ def _created_at(where) -> str | None:
     return release.manifest.get("created_at")
 
 
-def emmet_formula_units(composition: Composition) -> tuple[int | None, float]:
-    """emmet's ``formula_units`` (an integer, or None) and the cell's count of pymatgen's reduced
-    formula (a float): they differ where pymatgen writes a molecule-like formula the cell holds
-    half of (a one-atom hydrogen cell is ½ H₂, a LiO cell ½ Li₂O₂), which no integer states."""
-    factor = float(composition.get_reduced_composition_and_factor()[1])
-    return (int(factor) if factor.is_integer() else None), factor
+def emmet_formula_units(composition: Composition) -> int:
+    """Formula units per cell as emmet counts them: the greatest common divisor of the atom counts
+    (1 if any is fractional). Not pymatgen's count, which is ½ where pymatgen writes a
+    molecule-like formula the cell holds half of (a LiO cell is ½ Li₂O₂): emmet's thermodynamics
+    divide by this integer, so the document uses it for its volume per formula unit too."""
+    counts = list(composition.as_dict().values())
+    if all(abs(c - round(c)) < 1e-6 for c in counts):
+        return math.gcd(*(round(c) for c in counts))
+    return 1
 
 
 def emmet_document(where, material_id: str, model: str | None = None) -> dict[str, Any]:
@@ -255,7 +259,7 @@ def emmet_document(where, material_id: str, model: str | None = None) -> dict[st
     frequencies_thz = np.asarray(bands["frequencies_cm1"], dtype=float).T / THZ_TO_CM1
     total = to_pymatgen_dos(_dos_from_row(dos_row))[0]
     composition = crystal.composition
-    formula_units, factor = emmet_formula_units(composition)
+    formula_units = emmet_formula_units(composition)
     structure_dict = crystal.as_dict()
     # a release written before schema 1.4 has no phonon_method: the shipped models' names tell it
     method = method_for(bands["model"], bands.get("phonon_method"))
@@ -277,7 +281,7 @@ def emmet_document(where, material_id: str, model: str | None = None) -> dict[st
         "density": float(crystal.density),
         "density_atomic": float(crystal.volume / len(crystal)),
         "formula_units": formula_units,
-        "volume_per_formula_unit": float(crystal.volume / factor),
+        "volume_per_formula_unit": float(crystal.volume / formula_units),
         "phonon_bandstructure": {
             "qpoints": path.qpoints.tolist(),
             "frequencies": frequencies_thz.tolist(),

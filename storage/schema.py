@@ -75,8 +75,9 @@ def _trust() -> list[pa.Field]:
 def _nac() -> list[pa.Field]:
     return [
         _f("has_nac", pa.bool_(), NO_UNIT,
-           "whether the Gonze-Lee dipole-dipole (LO-TO) correction is applied; the force constants are then "
-           "short-range and Γ frequencies are the TO ones", nullable=True),
+           "whether the LO-TO correction is applied (the build's: the direction-dependent jump at Γ from "
+           "the dipole-dipole term, on the network's full force constants; q ≠ 0 unchanged); Γ frequencies "
+           "are the TO ones", nullable=True),
         _f("born_charges", F32_LIST, "e",
            "Born effective charges Z*, n_sites x 9 row-major [site][alpha][beta] = dP_alpha/du_beta "
            "(NULL without the correction)", nullable=True),

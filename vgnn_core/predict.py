@@ -4,9 +4,9 @@
 validation, graph building, batching many crystals into one forward pass, grouping the
 eigen-solves by matrix size, and conversion to numpy.
 
-Polar crystals: ``predict_phonons(..., nac=True)`` adds the LO–TO splitting at Γ (by default only the
-direction-dependent jump there; ``nac_mode="full"``: the whole Gonze–Lee dipole–dipole term at every q,
-:mod:`vgnn_core.phonons.nac`) with Born charges Z* and ε∞ predicted by the
+Polar crystals: ``predict_phonons(..., nac=True)`` adds the LO–TO splitting at Γ (by default
+only the direction-dependent jump there; ``nac_mode="full"``: the whole Gonze–Lee dipole–dipole
+term at every q, :mod:`vgnn_core.phonons.nac`) with Born charges Z* and ε∞ predicted by the
 shipped Born heads on the model's backbone (:func:`~vgnn_core.pretrained.registry.load_born_model`),
 except where :func:`nac_skip_reason` says the heads do not apply (metals, one-atom cells,
 ε∞ beyond the training range or not finite); ``nac=BornCharges(...)`` (or one per structure) uses given charges.

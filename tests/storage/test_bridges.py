@@ -1,8 +1,8 @@
 """Bridges: a release's rows become pymatgen / emmet objects in the receiving library's units.
 
 The release is a real one in miniature: the shipped k-MVN model predicts two demo crystals
-(stable Si, and cubic SrTiO3, unstable in DFT: imaginary modes are checked against the rows) through the build's
-own shard code.
+(stable Si, and cubic SrTiO3, unstable in DFT: imaginary modes are checked against the rows) and a
+rock-salt LiO cell (half of pymatgen's formula Li2O2) through the build's own shard code.
 """
 
 import matplotlib
@@ -25,15 +25,21 @@ from vgnn_core.io.exports import pretty_label
 from vgnn_core.phonons.units import THZ_TO_CM1
 
 SI, STO = "demo-Si-diamond", "demo-SrTiO3-perovskite"
+LIO = "rocksalt-LiO"  # pymatgen's formula is Li2O2: the cell holds half of one
 
 
 @pytest.fixture(scope="module")
 def inputs():
+    from pymatgen.core import Lattice, Structure
+
     from flows.sources import demo_structures
     from vgnn_core.crystal.crystal import as_crystal
 
     demo = dict(demo_structures())
-    return {mid: as_crystal(demo[mid], name=mid) for mid in (SI, STO)}
+    crystals = {mid: as_crystal(demo[mid], name=mid) for mid in (SI, STO)}
+    lio = Structure.from_spacegroup("Fm-3m", Lattice.cubic(4.2), ["Li", "O"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    crystals[LIO] = as_crystal(lio.get_primitive_structure(), name=LIO)
+    return crystals
 
 
 @pytest.fixture(scope="module")
@@ -246,18 +252,23 @@ def test_missing_material_is_one_clear_error(con):
         bridges.dos(con, SI, model="mvn")
 
 
-@pytest.mark.parametrize("species, n_atoms, integer, factor", [
-    (["Na", "Cl"], 2, 1, 1.0),   # NaCl
-    (["Si", "Si"], 2, 2, 2.0),   # Si2: two formula units of Si
-    (["H"], 1, None, 0.5),       # pymatgen's formula is H2: the cell holds half of one
-    (["Li", "O"], 2, None, 0.5),  # ½ Li2O2
-])
-def test_emmet_formula_units_never_rounds_a_half_to_zero(species, n_atoms, integer, factor):
-    """emmet's ``formula_units`` is an integer: a cell with half of pymatgen's reduced formula gets
-    None there, while the volume per formula unit still divides by the true count."""
-    from pymatgen.core import Lattice, Structure
+def test_emmet_counts_formula_units_as_emmet_does(con):
+    """A LiO cell is half of pymatgen's Li2O2 (the build's thermo rows are per that formula) but
+    one formula unit to emmet, whose thermodynamics divide by its integer count: the document
+    uses emmet's count, and emmet's default normalisation then gives the cell's own C_v."""
+    doc = bridges.emmet_document(con, LIO)
+    assert doc["formula_units"] == 1 and doc["formula_pretty"] == "Li2O2"
+    assert doc["volume_per_formula_unit"] == pytest.approx(doc["volume"])
+    th = bridges.thermo(con, LIO)
+    assert th.formula_units == pytest.approx(0.5)  # pymatgen's count, which the rows keep
+    emmet_phonon = pytest.importorskip("emmet.core.phonon")
+    from emmet.core.utils import get_num_formula_units
+    from pymatgen.core import Composition
 
-    crystal = Structure(Lattice.cubic(3.0), species, [[0, 0, 0], [0.5, 0.5, 0.5]][:n_atoms])
-    got_integer, got_factor = bridges.emmet_formula_units(crystal.composition)
-    assert got_integer == integer and got_factor == factor
-    assert crystal.volume / got_factor == pytest.approx(27.0 / factor)
+    for formula in ("LiO", "Li2O2", "H", "N8", "Si2", "NaCl", "SrTiO3", "Ca2Ti2O6"):
+        composition = Composition(formula)
+        assert bridges.emmet_formula_units(composition) == get_num_formula_units(composition.as_dict())
+    model = bridges.emmet_model(con, LIO)
+    assert isinstance(model, emmet_phonon.PhononBSDOSDoc)
+    k = int(np.argmin(np.abs(th.temperatures - 300.0)))
+    assert model.heat_capacity(300.0) == pytest.approx(th.heat_capacity[k], rel=0.02)  # per cell

@@ -11,8 +11,10 @@ tests against phonopy check the very path a prediction takes.
 
 Polar crystals: pass a :class:`~vgnn_core.phonons.nac.NonAnalyticCorrection` (``nac``) with the
 *short-range* force constants (:meth:`~vgnn_core.phonons.nac.NonAnalyticCorrection.short_range`)
-and the dipole–dipole term C(q)/√(M_i M_j) is added at every q (LO–TO splitting; at Γ it
-depends on the direction of approach, ``q_directions``).
+and the dipole–dipole term C(q)/√(M_i M_j) is added at every q (phonopy's Gonze–Lee NAC); a
+:class:`~vgnn_core.phonons.nac.GammaJumpCorrection`, with the full force constants, adds only the
+LO–TO jump at Γ (what the networks' force constants need). At Γ the term depends on the direction
+of approach, ``q_directions``.
 """
 
 from __future__ import annotations
@@ -70,8 +72,8 @@ def dynamical_matrices(
     """D(q) of one crystal at ``qpoints`` (n_q, 3): a complex (n_q, 3m, 3m) tensor in eV/Å²/amu.
 
     ``q_chunk`` bounds memory for large cells by assembling that many q-points at a time.
-    With ``nac`` the dipole–dipole term is added (``fc`` then short-range for Gonze–Lee,
-    full for :class:`~vgnn_core.phonons.nac.WangCorrection`); ``q_directions``
+    With ``nac`` the dipole–dipole term is added (``fc`` then short-range for Gonze–Lee, full
+    for :class:`~vgnn_core.phonons.nac.WangCorrection` and the jump at Γ); ``q_directions``
     ((n_q, 3) or (3,), fractional) is the direction from which Γ is approached, used at Γ only.
     """
     m = fc.n_atoms
@@ -107,9 +109,10 @@ def is_time_reversal_invariant(qpoints: torch.Tensor, tol: float = 1e-9) -> bool
 
 def real_dynamical_matrices(fc: ForceConstants, qpoints: torch.Tensor) -> torch.Tensor:
     """D(q) of one crystal at q-points with 2q integer (:func:`is_time_reversal_invariant`): a real
-    symmetric (n_q, 3m, 3m) tensor in eV/Å²/amu, exactly the real part of :func:`dynamical_matrices` (its
-    imaginary part is zero there), built with the phases ±1 as exact signs. Half the memory of
-    the complex matrices and a real eigen-solve (several times cheaper, on a GPU most of all)."""
+    symmetric (n_q, 3m, 3m) tensor in eV/Å²/amu, exactly the real part of
+    :func:`dynamical_matrices` (its imaginary part is zero there), built with the phases ±1 as
+    exact signs. Half the memory of the complex matrices and a real eigen-solve (several times
+    cheaper, on a GPU most of all)."""
     m = fc.n_atoms
     w = fc.mass_weighted_blocks().reshape(-1, 9)
     twice = torch.round(2 * qpoints.detach().reshape(-1, 3).to(device=w.device, dtype=torch.float64))
@@ -127,8 +130,9 @@ def real_dynamical_matrices(fc: ForceConstants, qpoints: torch.Tensor) -> torch.
 def gamma_dynamical_matrix(fc: ForceConstants, nac: Correction | None = None) -> torch.Tensor:
     """Real symmetric D(Γ) of one crystal, (3m, 3m) in eV/Å²/amu: the MVN output.
 
-    With ``nac`` (``fc`` short-range) the dipole–dipole term at Γ with no direction is added
-    (real at Γ): the TO modes, i.e. the full force constants' D(Γ).
+    With ``nac`` the dipole–dipole term at Γ without a direction is added (real there): on
+    short-range ``fc`` (Gonze–Lee) that gives the TO modes, the full force constants' D(Γ); the
+    jump at Γ adds nothing without a direction (``fc`` are already the full ones).
     """
     m = fc.n_atoms
     weighted = fc.mass_weighted_blocks().reshape(-1, 9)
@@ -189,8 +193,9 @@ def band_frequencies(
     share one batched eigen-solve. A q-point given twice (a path's shared segment ends) is
     solved once; a crystal whose q-points all have 2q integer (Γ, the zone boundary of the 2×2×2
     grid) is solved with real symmetric matrices (the same eigenvalues; where modes are degenerate
-    their gradients may differ from the complex path's, both valid). ``nacs`` (one per crystal, or None) add the dipole–dipole term (to short-range
-    ``fcs`` for Gonze–Lee, full ones for Wang); ``q_directions`` (one (n_q, 3) array per
+    their gradients may differ from the complex path's, both valid). ``nacs`` (one per crystal,
+    or None) add the dipole–dipole term (to short-range ``fcs`` for Gonze–Lee, full ones for Wang
+    and the jump at Γ); ``q_directions`` (one (n_q, 3) array per
     crystal, or None) give the direction of approach at Γ (e.g.
     :func:`~vgnn_core.phonons.nac.path_q_directions`); a q-point given with two directions is
     solved twice.
@@ -266,8 +271,8 @@ def _distinct_rows(q: torch.Tensor, decimals: int = 10, width: int = 3) -> tuple
 def gamma_frequencies(
     fcs: Sequence[ForceConstants], nacs: Sequence[Correction | None] | None = None
 ) -> list[torch.Tensor]:
-    """Signed Γ frequencies (cm⁻¹), (3m,) per crystal, sorted ascending (with ``nacs`` and
-    short-range ``fcs``: the TO frequencies, no direction of approach)."""
+    """Signed Γ frequencies (cm⁻¹), (3m,) per crystal, sorted ascending (with ``nacs``: the TO
+    frequencies, no direction of approach)."""
     nacs = list(nacs) if nacs is not None else [None] * len(fcs)
     mats = [gamma_dynamical_matrix(fc, nac) for fc, nac in zip(fcs, nacs)]
     return [eigenvalues_to_cm1(lam) for lam in eigvalsh_grouped(mats)]

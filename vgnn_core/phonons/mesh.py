@@ -6,9 +6,9 @@ weight 2: exact for every property here, at half the eigen-solves. Given the cry
 group (the rotations of its space group), each star ``{Rq}`` is kept once with its size as
 weight, as phonopy does: exact for the DOS, the per-element partial DOS (a symmetry operation
 maps atoms onto atoms of the same element) and the thermal properties, at up to 48× fewer
-eigen-solves (m-3m's 48 operations; time reversal adds nothing to a group with inversion). The
-reduction is spglib's: a mesh that breaks part of the symmetry is still reduced exactly, by what
-it keeps. Mesh sizes follow phonopy's ``length`` rule, ``n_i = max(1, round(density · |b_i|))``
+eigen-solves (time reversal adds at most inversion, so the bound is the largest Laue group's, m-3m's
+48). The reduction is spglib's: a mesh that breaks part of the symmetry is still reduced exactly, by
+what it keeps. Mesh sizes follow phonopy's ``length`` rule, ``n_i = max(1, round(density · |b_i|))``
 with ``|b_i|`` in Å⁻¹ (no 2π).
 """
 

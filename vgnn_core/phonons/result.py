@@ -3,14 +3,14 @@
 :func:`phonon_properties` turns force constants into a :class:`PhononResult`;
 :meth:`vgnn_core.Predictor.predict_phonons` runs the network batched and calls it per crystal.
 
-Polar crystals: given Born charges and ε∞ (a :class:`~vgnn_core.phonons.nac.BornCharges`) and a
-:class:`~vgnn_core.phonons.nac.NonAnalyticCorrection`, D(q) gets its dipole–dipole term: either only
-the direction-dependent jump at Γ on the full force constants (:class:`~vgnn_core.phonons.nac.GammaJumpCorrection`,
-what predictions use by default) or the whole Gonze–Lee term at every q on short-range ones
-(phonopy's default NAC). Along the band path each segment through Γ approaches it from its own
-direction (LO–TO splitting), the mesh (DOS, thermal properties) needs no direction (at Γ itself:
-TO), and the Γ frequencies are the TO ones; :meth:`PhononResult.gamma_along` gives LO + TO along a
-direction.
+Polar crystals: given Born charges and ε∞ (a :class:`~vgnn_core.phonons.nac.BornCharges`),
+:func:`phonon_properties` adds their dipole–dipole term as ``nac_mode`` says: ``"full"`` (its
+default; phonopy's NAC) takes the force constants as short-range and adds the whole Gonze–Lee term
+at every q; ``"gamma"`` (the :class:`~vgnn_core.Predictor`'s default) takes them as the full ones
+and adds only the direction-dependent jump at Γ. Along the band path each segment through Γ
+approaches it from its own direction (LO–TO splitting), the mesh (DOS, thermal properties) needs
+no direction (at Γ itself: TO), and the Γ frequencies are the TO ones;
+:meth:`PhononResult.gamma_along` gives LO + TO along a direction.
 """
 
 from __future__ import annotations
@@ -58,8 +58,8 @@ class PhononResult:
     #: the 2×2×2 grid (MVN: Γ), cm⁻¹ signed, without NAC; None for a single network
     member_lowest_cm1: float | None = None
     #: Born charges and ε∞ of the non-analytic correction (None: no NAC); ``gamma`` holds the TO
-    #: frequencies, and ``force_constants`` are the full ones (the jump-at-Γ correction, the
-    #: default) or the short-range ones (the whole Gonze–Lee term)
+    #: frequencies, and ``force_constants`` are the full ones (``nac_mode="gamma"``, the
+    #: Predictor's default) or the short-range ones (``"full"``, :func:`phonon_properties`' default)
     born: BornCharges | None = None
     nac: NonAnalyticCorrection | None = field(default=None, repr=False)
 
@@ -177,7 +177,8 @@ def mesh_properties(
 ) -> tuple[QMesh, PhononDOS, ThermalProperties]:
     """DOS (with per-element partial DOS) and thermal properties on a Γ-centred mesh, reduced
     to its irreducible points by the crystal's point group (``symmetry``) and time reversal.
-    With ``nac`` (``fc`` short-range) every D(q) gets the dipole–dipole term (Γ: TO modes)."""
+    With ``nac`` every D(q) gets its dipole–dipole term (Gonze–Lee on short-range ``fc``; Γ: the
+    TO modes); the jump at Γ adds nothing on a mesh, which has no direction of approach."""
     crystal = as_crystal(structure)
     structure = crystal.structure
     qmesh = crystal_mesh(crystal, mesh, density, symmetry)
@@ -211,7 +212,7 @@ def mesh_thermal(
 ) -> list[tuple[QMesh, ThermalProperties]]:
     """Thermal properties alone (no DOS, no eigenvectors) of many crystals; their mesh
     eigen-solves share batched calls. Equal to :func:`mesh_properties`' thermal part
-    (``nacs``: one correction or None per crystal, its ``fcs`` then short-range)."""
+    (``nacs``: one correction or None per crystal, as in :func:`mesh_properties`)."""
     crystals = [as_crystal(s) for s in structures]
     structures = [c.structure for c in crystals]
     meshes = [crystal_mesh(c, density=density, symmetry=symmetry) for c in crystals]

@@ -1,4 +1,5 @@
-"""Training VGNN models on Petretto's DFPT bands and/or Togo's phonondb force sets, resumable and fully seeded.
+"""Training VGNN models on Petretto's DFPT bands and/or Togo's phonondb force sets, resumable and
+fully seeded.
 
 Fit on ``train``, select on ``val`` (early stopping, best checkpoint), never look at ``test``.
 Every epoch writes ``last.pt`` (model, optimiser, schedule, epoch, history) so a killed run

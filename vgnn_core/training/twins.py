@@ -9,8 +9,9 @@ with the training crystals of the same reduced formula.
 
 The committed ``twins.json`` lists, for every held-out split of the shipped models, the ids that
 have a twin among the materials those models trained on (Petretto ``train`` and phonondb
-``train``); ``vgnn evaluate --twin-free`` leaves them out. :func:`held_out_twins` finds them again and
-:func:`write_twins` (``python -m vgnn_core.training.twins [PATH]``, with the data) rewrites the file.
+``train``); ``vgnn evaluate --twin-free`` leaves them out. :func:`held_out_twins` finds them
+again and :func:`write_twins` (``python -m vgnn_core.training.twins [PATH]``, with the data, about
+an hour) rewrites the file.
 """
 
 from __future__ import annotations
@@ -78,10 +79,12 @@ def held_out_twins() -> dict[str, dict[str, dict[str, str]]]:
 
 
 def write_twins(path: str | Path | None = None) -> Path:
-    """Rebuild the twin list (:func:`held_out_twins`) and write it as ``twins.json`` does (sorted keys)."""
+    """Rebuild the twin list (:func:`held_out_twins`) and write it as ``twins.json`` is written
+    (indent 1, sorted keys), atomically; returns the path."""
     from ..files import write_text_atomic
 
-    return write_text_atomic(path or TWINS_FILE, json.dumps(held_out_twins(), indent=1, sort_keys=True) + "\n")
+    text = json.dumps(held_out_twins(), indent=1, sort_keys=True) + "\n"
+    return write_text_atomic(path or TWINS_FILE, text)
 
 
 def load_twins(path: str | Path | None = None) -> dict[str, dict[str, dict[str, str]]]:
@@ -96,6 +99,8 @@ def twin_free(ids: Iterable[str], source: str, split: str, path: str | Path | No
 
 
 if __name__ == "__main__":
-    import sys
+    import argparse
 
-    print(write_twins(sys.argv[1] if len(sys.argv) > 1 else None))
+    parser = argparse.ArgumentParser(description="Rebuild the held-out splits' twin list (needs the data).")
+    parser.add_argument("path", nargs="?", default=str(TWINS_FILE), help="where to write it (default: %(default)s)")
+    print(write_twins(parser.parse_args().path))
