@@ -150,3 +150,12 @@ def test_the_shipped_mvn_runs_the_shipped_kmvn_networks(si_primitive, wurtzite_z
         assert np.array_equal(ours.gamma, ref.gamma)
         assert (ours.uncertainty_cm1, ours.member_lowest_cm1, ours.in_domain) == (
             ref.uncertainty_cm1, ref.member_lowest_cm1, ref.in_domain)
+
+
+def test_names_must_match_the_structures(si_primitive):
+    """zip() would silently drop the results of structures without a name: refused instead."""
+    predictor = Predictor(VGNN(kind="kmvn", **TINY_ARCH))
+    results = predictor.predict_phonons([si_primitive, si_primitive.copy()], names=["a", "b"], thermal=False)
+    assert [r.name for r in results] == ["a", "b"]
+    with pytest.raises(ValueError, match="1 names for 2 structures"):
+        predictor.predict_phonons([si_primitive, si_primitive.copy()], names=["only-one"], thermal=False)

@@ -353,6 +353,8 @@ class Predictor:
             graphs = [build_graph(s, r_max) for s in structures]  # validated once, just above
         names = list(names) if names is not None else [
             c.structure.properties.get("material_id") or c.structure.composition.reduced_formula for c in crystals]
+        if len(names) != len(crystals):  # zip() below would drop the unnamed structures' results
+            raise ValueError(f"{len(names)} names for {len(crystals)} structures")
         if nac is not None and nac is not False and not self.model.supports_bands:
             raise ValueError(f"the LO–TO correction (nac) needs a k-MVN's force constants, not a {self.kind.upper()}")
         companion_out = None

@@ -96,3 +96,42 @@ def test_invalid_structure_errors_pickle_with_name_and_cause():
 
     back = pickle.loads(pickle.dumps(InvalidStructureError("mp-1", "structure has no atoms")))
     assert (back.name, back.cause, str(back)) == ("mp-1", "structure has no atoms", "mp-1: structure has no atoms")
+
+
+def test_declared_atom_counts_are_refused_before_any_parser_allocates(tmp_path):
+    """An xyz or POSCAR header may declare 10⁹ atoms in a few bytes: pymatgen and ASE allocate
+    for them (or, counting xyz frames, read line by line) before finding the file short."""
+    xyz = tmp_path / "huge.xyz"
+    xyz.write_text("1000000000000\ncomment\nSi 0 0 0\n")
+    with pytest.raises(InvalidStructureError, match=r"huge.xyz: 1000000000000 atoms in the cell, above the limit of 5000 \(its header\)"):
+        read_structure(xyz)
+    poscar = tmp_path / "huge.vasp"
+    poscar.write_text("Si\n1.0\n5.43 0 0\n0 5.43 0\n0 0 5.43\nSi\n1000000000\nDirect\n0 0 0\n0.25 0.25 0.25\n")
+    with pytest.raises(InvalidStructureError, match=r"huge.vasp: 1000000000 atoms in the cell"):
+        read_structure(poscar)
+    vasp4 = tmp_path / "POSCAR"  # VASP 4: no symbols line, the counts on line 6
+    vasp4.write_text("Si\n1.0\n5.43 0 0\n0 5.43 0\n0 0 5.43\n600000 400000\nDirect\n0 0 0\n")
+    with pytest.raises(InvalidStructureError, match=r"POSCAR: 1000000 atoms in the cell"):
+        read_structure(vasp4)
+
+
+def test_unwrapped_coordinates_are_the_same_crystal(si_conventional):
+    """Atoms given whole cells away (unwrapped MD coordinates) are moved back before the neighbour
+    search, which would otherwise allocate for every cell in between; beyond what a float can
+    place in the cell, the file is refused."""
+    far = si_conventional.copy()
+    shift = np.zeros((len(far), 3))
+    shift[1] = [1000, -3, 7]
+    far = Structure(far.lattice, far.species, far.frac_coords + shift)
+    wrapped = as_structure(far, name="far-Si")
+    np.testing.assert_allclose(wrapped.frac_coords % 1, si_conventional.frac_coords % 1, atol=1e-9)
+    assert np.abs(wrapped.frac_coords).max() <= 1.0
+    hopeless = Structure(far.lattice, far.species, si_conventional.frac_coords + shift * 1e17)
+    with pytest.raises(InvalidStructureError, match=r"lost-Si: fractional coordinate 1e\+20"):
+        as_structure(hopeless, name="lost-Si")
+
+
+def test_ase_cell_is_checked_before_pymatgen_inverts_it():
+    atoms = Atoms("Si2", positions=[[0, 0, 0], [1.3, 1.3, 1.3]], cell=np.zeros((3, 3)), pbc=True)
+    with pytest.raises(InvalidStructureError, match=r"zero-cell: degenerate cell"):
+        as_structure(atoms, name="zero-cell")

@@ -2,8 +2,9 @@
 
 Only ordered, fully occupied bulk crystals are accepted: the cell must be sane (finite, no
 vector longer than ``MAX_CELL_LENGTH``, lattice planes at least ``MIN_PLANE_SPACING`` apart, at
-most ``MAX_ATOMS`` atoms) — checked before any neighbour search allocates memory — and the atoms
-must form one network connected in all three directions
+most ``MAX_ATOMS`` atoms, which an xyz or POSCAR header is held to before a parser allocates for
+it) — checked before any neighbour search allocates memory, after atoms given many cells away are
+moved back into the cell — and the atoms must form one network connected in all three directions
 (:mod:`vgnn_core.crystal.dimensionality`: molecules, free atoms, slabs and chains in vacuum are
 refused). Anything else raises :class:`InvalidStructureError`, which names the structure and the
 cause.
@@ -84,6 +85,9 @@ def read_structure(path: str | os.PathLike, index: int | None = None) -> Structu
         raise InvalidStructureError(name, f"has no structure number {index} (it holds {len(labels)})")
     if len(labels) > 1:
         name = f"{name}:{labels[index]}"
+    declared = _declared_atom_count(path)
+    if declared is not None and declared > MAX_ATOMS:  # before a parser allocates for them
+        raise InvalidStructureError(name, f"{declared} atoms in the cell, above the limit of {MAX_ATOMS} (its header)")
     errors = []
     structure = None
     try:
@@ -101,6 +105,25 @@ def read_structure(path: str | os.PathLike, index: int | None = None) -> Structu
     if structure is None:
         raise InvalidStructureError(name, "cannot be parsed (" + "; ".join(errors) + ")")
     return as_structure(structure, name=name, copy=False)  # a fresh Structure (or ASE Atoms): no copy
+
+
+def _declared_atom_count(path: Path) -> int | None:
+    """The atom count an xyz file's first line or a POSCAR's counts line declares (None for other
+    formats or an unreadable header): pymatgen and ASE allocate for it before reading a site."""
+    suffix, upper = path.suffix.lower(), path.name.upper()
+    try:
+        with open(path, "rb") as fh:
+            head = [fh.readline().decode("ascii", "replace") for _ in range(7)]
+        if suffix in XYZ_SUFFIXES:
+            return int(head[0].split()[0])
+        if suffix in (".vasp", ".poscar") or "POSCAR" in upper or "CONTCAR" in upper:
+            for line in head[5:7]:  # VASP 4: counts on line 6; VASP 5: symbols on 6, counts on 7
+                words = line.split()
+                if words and all(w.lstrip("-").isdigit() for w in words):
+                    return sum(int(w) for w in words)
+    except (ValueError, IndexError, OSError):
+        return None
+    return None
 
 
 #: Suffixes of files that may hold several structures: CIF data blocks, xyz frames.
@@ -193,11 +216,13 @@ def _count_xyz_frames(path: Path) -> int:
                 n = int(first.split()[0])
             except (ValueError, IndexError):
                 break
-            if n < 0:
+            if n < 0 or n > MAX_ATOMS:  # the reader refuses it (a count, not a file, to walk)
                 break
             last = b""
             for _ in range(n + 1):
                 last = fh.readline()
+                if not last:
+                    break
             if not last:
                 break
             frames += 1
@@ -272,6 +297,7 @@ def _to_pymatgen(obj: Any, name: str | None) -> Structure:
             raise InvalidStructureError(
                 label, f"not periodic in all three directions (pbc={pbc.tolist()})"
             )
+        check_cell(np.asarray(obj.get_cell()), len(obj), label)  # the adaptor inverts it
         from pymatgen.io.ase import AseAtomsAdaptor
 
         return AseAtomsAdaptor.get_structure(obj)
@@ -307,6 +333,7 @@ def _validate(structure: Structure, name: str, check_overlaps: bool = True) -> N
     check_cell(structure.lattice.matrix, len(structure), name)
     if not np.all(np.isfinite(structure.frac_coords)):
         raise InvalidStructureError(name, "lattice or coordinates contain NaN or infinity")
+    _wrap_far_sites(structure, name)
     if check_overlaps:
         centers, neighbors, _, distances = structure.get_neighbor_list(
             MIN_INTERATOMIC_DISTANCE, exclude_self=True
@@ -317,6 +344,28 @@ def _validate(structure: Structure, name: str, check_overlaps: bool = True) -> N
     cause = periodicity(structure).cause()
     if cause:
         raise InvalidStructureError(name, cause)
+
+
+#: Fractional coordinates beyond this are wrapped into the cell before any neighbour search, which
+#: would otherwise allocate for every cell in between (unwrapped coordinates, e.g. from MD).
+MAX_FRACTIONAL_COORDINATE = 2.0
+#: ... and beyond this a float no longer holds the position within the cell: refused.
+MAX_WRAPPABLE_COORDINATE = 1e6
+
+
+def _wrap_far_sites(structure: Structure, name: str) -> None:
+    """Move atoms given many cells away from the origin back into the cell (the same crystal)."""
+    frac = structure.frac_coords
+    far = np.abs(frac).max()
+    if far <= MAX_FRACTIONAL_COORDINATE:
+        return
+    if far > MAX_WRAPPABLE_COORDINATE:
+        raise InvalidStructureError(name, f"fractional coordinate {far:.3g}: too far from the cell to place an atom "
+                                          "in it (a broken file?)")
+    wrapped = frac - np.floor(frac)
+    for i in np.flatnonzero(np.abs(frac).max(axis=1) > MAX_FRACTIONAL_COORDINATE):
+        site = structure[i]
+        structure.replace(int(i), site.species, wrapped[i], properties=site.properties)
 
 
 def check_cell(matrix, n_atoms: int, name: str) -> None:
