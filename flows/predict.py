@@ -29,9 +29,10 @@ def failure_cause(exc: BaseException) -> str:
     """One line for why an input failed: the cause of an
     :class:`~vgnn_core.InvalidStructureError` (the caller names the input), else the error."""
     from vgnn_core import InvalidStructureError
+    from vgnn_core.crystal.structures import one_line
 
     if isinstance(exc, InvalidStructureError):
-        return exc.cause
+        return one_line(exc.cause)
     return f"{type(exc).__name__}: {exc}".splitlines()[0]
 
 
@@ -51,7 +52,7 @@ def read_inputs(
     from collections import Counter
 
     from vgnn_core import Crystal, InvalidStructureError, read_structure
-    from vgnn_core.crystal.structures import as_structure, structure_labels
+    from vgnn_core.crystal.structures import as_structure, one_line, structure_labels
 
     log = log or (lambda line: None)
 
@@ -90,11 +91,11 @@ def read_inputs(
                 bad.append((item, "not found in the Materials Project"))
             continue
         path = Path(item)
-        base = path.name if names[path.name] == 1 else item
+        base = one_line(path.name if names[path.name] == 1 else item)  # a newline in a name stays one line
         try:
             labels = structure_labels(path)
         except InvalidStructureError as exc:
-            bad.append((base, exc.cause))
+            bad.append((base, one_line(exc.cause)))
             continue
         for k, label in enumerate(labels):
             name = base if len(labels) == 1 else f"{base}:{label}"

@@ -29,15 +29,28 @@ def file_ids(names: list[str]) -> dict[str, str]:
     """The base material id of each file name, unique by construction and independent of order:
     the name without its suffix (``NaCl.cif`` → ``NaCl``), but the whole name for ``POSCAR*`` /
     ``CONTCAR*`` files (``POSCAR.a``) and for every file whose stem another file shares
-    (``dup.cif`` and ``dup.vasp``)."""
-    ids = {n: n if n.startswith(("POSCAR", "CONTCAR")) or not Path(n).suffix else Path(n).stem for n in names}
-    while True:  # whole names are unique in a folder: widening the colliding ids ends the loop
+    (``dup.cif`` and ``dup.vasp``). Unprintable characters (a newline in a file name) are written
+    as escape sequences, so an id is one line in logs and failure reports; should that make two
+    whole names alike, they get ``#1``, ``#2``… in name order."""
+    from vgnn_core.crystal.structures import one_line
+
+    whole = {n: one_line(n) for n in names}
+    ids = {n: whole[n] if n.startswith(("POSCAR", "CONTCAR")) or not Path(n).suffix else one_line(Path(n).stem)
+           for n in names}
+    while True:
         counts = Counter(ids.values())
-        clashing = [n for n, i in ids.items() if counts[i] > 1 and i != n]
+        clashing = [n for n, i in ids.items() if counts[i] > 1 and i != whole[n]]
         if not clashing:
-            return ids
+            break
         for n in clashing:
-            ids[n] = n
+            ids[n] = whole[n]
+    counts = Counter(ids.values())
+    seen: Counter = Counter()
+    for n in sorted(names):  # only escaped names can still clash
+        if counts[ids[n]] > 1:
+            seen[ids[n]] += 1
+            ids[n] = f"{ids[n]}#{seen[ids[n]]}"
+    return ids
 
 
 def directory_source(path: str | Path, primitive: bool = False) -> Iterator[SourceItem]:

@@ -135,3 +135,67 @@ def test_ase_cell_is_checked_before_pymatgen_inverts_it():
     atoms = Atoms("Si2", positions=[[0, 0, 0], [1.3, 1.3, 1.3]], cell=np.zeros((3, 3)), pbc=True)
     with pytest.raises(InvalidStructureError, match=r"zero-cell: degenerate cell"):
         as_structure(atoms, name="zero-cell")
+
+
+ROCKSALT_CIF = """data_NaCl
+_cell_length_a {a}
+_cell_length_b 5.64
+_cell_length_c 5.64
+_cell_angle_alpha 90
+_cell_angle_beta 90
+_cell_angle_gamma {gamma}
+_symmetry_space_group_name_H-M 'F m -3 m'
+_symmetry_Int_Tables_number 225
+loop_
+_atom_site_label
+_atom_site_type_symbol
+_atom_site_fract_x
+_atom_site_fract_y
+_atom_site_fract_z
+_atom_site_occupancy
+Na1 Na+ 0 0 0 1
+Cl1 Cl- 0.5 0.5 0.5 1
+{extra}
+"""
+
+
+def _rocksalt(tmp_path, name="NaCl.cif", a="5.64", gamma="90", extra=""):
+    path = tmp_path / name
+    path.write_text(ROCKSALT_CIF.format(a=a, gamma=gamma, extra=extra))
+    return path
+
+
+def test_cif_cell_lengths_and_angles_are_checked_before_a_parser_reinterprets_them(tmp_path):
+    """pymatgen reads a negative length as a vector pointing the other way: another crystal."""
+    assert read_structure(_rocksalt(tmp_path)).composition.reduced_formula == "NaCl"
+    with pytest.raises(InvalidStructureError, match=r"neg.cif: _cell_length_a is -5.64 Å; a cell length must be positive"):
+        read_structure(_rocksalt(tmp_path, "neg.cif", a="-5.64"))
+    with pytest.raises(InvalidStructureError, match=r"flat.cif: _cell_angle_gamma is 180\(1\)°"):
+        read_structure(_rocksalt(tmp_path, "flat.cif", gamma="180(1)"))
+
+
+def test_cif_atoms_of_two_elements_on_one_position_are_refused(tmp_path):
+    """Two fully occupied sites of different elements on one position: pymatgen gives up and ASE
+    merges them into one element (Na8 for NaCl), a crystal of another composition."""
+    clash = _rocksalt(tmp_path, "clash.cif", extra="Na2 Na 0.5 0.5 0.5 1")
+    with pytest.raises(InvalidStructureError,
+                       match=r"clash.cif: atom sites Cl1 \(Cl\) and Na2 \(Na\) are on one position \(0.5, 0.5, 0.5\)"):
+        read_structure(clash)
+    # a site listed twice (same element, same place) is one atom, as in the crystal
+    twice = read_structure(_rocksalt(tmp_path, "twice.cif", extra="Cl2 Cl 0.5 0.5 0.5 1"))
+    assert twice.composition.as_dict() == {"Na": 4.0, "Cl": 4.0}
+    # disorder written with occupancies keeps its own message
+    mixed = _rocksalt(tmp_path, "mixed.cif", extra="Na2 Na 0.5 0.5 0.5 0.5").read_text()
+    mixed_path = tmp_path / "mixed.cif"
+    mixed_path.write_text(mixed.replace("Cl1 Cl- 0.5 0.5 0.5 1", "Cl1 Cl- 0.5 0.5 0.5 0.5"))
+    with pytest.raises(InvalidStructureError, match=r"mixed.cif: partial occupancy"):
+        read_structure(mixed_path)
+
+
+def test_errors_are_one_line_whatever_the_name(tmp_path):
+    error = InvalidStructureError("bad\nname.cif", "cannot be parsed (line 1\nline 2\x1b[31m)")
+    assert str(error) == "bad\\nname.cif: cannot be parsed (line 1\\nline 2\\x1b[31m)"
+    assert (error.name, error.cause) == ("bad\nname.cif", "cannot be parsed (line 1\nline 2\x1b[31m)")
+    with pytest.raises(InvalidStructureError) as info:
+        read_structure(tmp_path / "no\nsuch.cif")
+    assert "\n" not in str(info.value) and str(info.value).startswith("no\\nsuch.cif: cannot be read: file not found")

@@ -223,3 +223,25 @@ def test_a_build_of_the_hostile_folder_writes_every_good_structure_and_one_row_p
     rows = con.execute("SELECT material_id, stage, message FROM failures ORDER BY material_id").fetchall()
     assert sorted(m for m, _, _ in rows) == sorted([*bad, "multi:periclase", "multi:periclase"])
     assert all(stage == "ingest" and "\n" not in message for _, stage, message in rows)
+
+
+def test_a_newline_in_a_file_name_keeps_ids_and_errors_on_one_line(tmp_path):
+    """A file name may hold any byte but ``/``: its id, its failure and its CLI line stay one line,
+    and escaping can never make two files one id."""
+    from flows.predict import read_inputs as predict_inputs
+    from flows.sources.files import file_ids
+
+    (tmp_path / "MgO\nrocksalt.vasp").write_text(MGO.to(fmt="poscar"))
+    (tmp_path / "MgO\\nrocksalt.vasp").write_text(MGO.to(fmt="poscar"))  # a literal backslash-n: escapes alike
+    (tmp_path / "flat\nSi.vasp").write_text(poscar("5.43 0 0\n5.43 0 0\n0 0 5.43"))  # two equal vectors
+    ids = {i.path.name: i.material_id for i in directory_source(tmp_path)}
+    assert ids == file_ids(sorted(ids)) and len(set(ids.values())) == 3
+    assert ids["flat\nSi.vasp"] == "flat\\nSi" and all("\n" not in i for i in ids.values())
+    assert sorted(ids.values())[:2] == ["MgO\\nrocksalt.vasp#1", "MgO\\nrocksalt.vasp#2"]
+    inputs = read_inputs(list(directory_source(tmp_path)))
+    failure = inputs["flat\\nSi"]
+    assert isinstance(failure, InputFailure) and "\n" not in failure.message
+    assert sum(isinstance(v, Crystal) for v in inputs.values()) == 2
+    ok, failed = predict_inputs([str(tmp_path / "flat\nSi.vasp"), str(tmp_path / "MgO\nrocksalt.vasp")])
+    assert [n for n, _ in ok] == ["MgO\\nrocksalt.vasp"] and [n for n, _ in failed] == ["flat\\nSi.vasp"]
+    assert "\n" not in failed[0][1]

@@ -47,13 +47,22 @@ class InvalidStructureError(ValueError):
     def __init__(self, name: str, cause: str):
         self.name = name
         self.cause = cause
-        super().__init__(f"{name}: {cause}")
+        super().__init__(f"{one_line(name)}: {one_line(cause)}")
 
     def __reduce__(self):  # pickles (across processes: Dask, multiprocessing) with both arguments
         return type(self), (self.name, self.cause)
 
 
 StructureLike = Structure | Any  # pymatgen Structure, ASE Atoms, or a path
+
+
+def one_line(text: str) -> str:
+    """``text`` with every unprintable character (a newline in a file name, a tab or a terminal
+    escape in a parser's message) written as its escape sequence: an error stays one line."""
+    text = str(text)
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
 
 
 def structure_name(structure: Structure, fallback: str = "structure") -> str:
@@ -91,7 +100,9 @@ def read_structure(path: str | os.PathLike, index: int | None = None) -> Structu
     errors = []
     structure = None
     try:
-        structure = _read_with_pymatgen(path, index, len(labels))
+        structure = _read_with_pymatgen(path, index, len(labels), name)
+    except InvalidStructureError:
+        raise  # the file says something no reader should guess around
     except Exception as exc:  # noqa: BLE001 - fall back to ASE, then report both
         errors.append(f"pymatgen: {type(exc).__name__}: {exc}")
         try:
@@ -104,6 +115,10 @@ def read_structure(path: str | os.PathLike, index: int | None = None) -> Structu
             errors.append(f"ase: {type(exc2).__name__}: {exc2}")
     if structure is None:
         raise InvalidStructureError(name, "cannot be parsed (" + "; ".join(errors) + ")")
+    if path.suffix.lower() in CIF_SUFFIXES:  # whichever parser read it, it must hold the listed atoms
+        _, data = _cif_block(path, index, len(labels))
+        if data is not None:
+            _check_cif_sites(data, _to_pymatgen(structure, name), name)
     return as_structure(structure, name=name, copy=False)  # a fresh Structure (or ASE Atoms): no copy
 
 
@@ -234,21 +249,39 @@ def _count_xyz_frames(path: Path) -> int:
 CIF_SITE_TOLERANCE = 2e-3
 
 
-def _read_with_pymatgen(path: Path, index: int, count: int) -> Structure:
+def _cif_block(path: Path, index: int, count: int) -> tuple[str, dict | None]:
+    """The text of the CIF data block read (the whole file for a file of one block) and its
+    items as pymatgen's ``CifBlock.data`` holds them (None when pymatgen cannot tokenise it)."""
+    import warnings
+
+    from pymatgen.io.cif import CifFile
+
+    text = path.read_text(errors="replace")
+    if count > 1:
+        _, text = _cif_blocks(text)[index]
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            blocks = [b.data for b in CifFile.from_str(text).data.values()]
+    except Exception:  # noqa: BLE001 - the parsers report what is wrong with it
+        return text, None
+    sited = [b for b in blocks if "_atom_site_fract_x" in b or "_atom_site_cartn_x" in b]
+    return text, (sited or blocks or [None])[0]
+
+
+def _read_with_pymatgen(path: Path, index: int, count: int, name: str) -> Structure:
     import warnings
 
     suffix = path.suffix.lower()
     if suffix in CIF_SUFFIXES:
         from pymatgen.io.cif import CifParser
 
+        text, data = _cif_block(path, index, count)
+        if data is not None:
+            _check_cif_cell(data, name)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # stoichiometry and rounding notices
-            if count > 1:
-                _, text = _cif_blocks(path.read_text(errors="replace"))[index]
-                parser = CifParser.from_str(text, site_tolerance=CIF_SITE_TOLERANCE)
-            else:
-                parser = CifParser(path, site_tolerance=CIF_SITE_TOLERANCE)
-            structures = parser.parse_structures(primitive=False)
+            structures = CifParser.from_str(text, site_tolerance=CIF_SITE_TOLERANCE).parse_structures(primitive=False)
         if not structures:
             raise ValueError("no structure in the CIF")
         return structures[0]
@@ -257,6 +290,91 @@ def _read_with_pymatgen(path: Path, index: int, count: int) -> Structure:
 
         return ase_read(path, index=index)  # extxyz carries the lattice and pbc
     return Structure.from_file(path)
+
+
+def _cif_number(value: str) -> float:
+    """A CIF number without its standard uncertainty: ``"5.4307(2)"`` → 5.4307."""
+    return float(str(value).split("(")[0])
+
+
+def _check_cif_cell(data: dict, name: str) -> None:
+    """Cell lengths must be positive and angles strictly between 0° and 180°: pymatgen would
+    read a negative length as a vector pointing the other way, i.e. as another crystal."""
+    for axis in "abc":
+        key = f"_cell_length_{axis}"
+        try:
+            value = _cif_number(data[key])
+        except (KeyError, ValueError, TypeError):
+            continue  # missing or unreadable: the parser says so
+        if not value > 0:
+            raise InvalidStructureError(name, f"{key} is {data[key]} Å; a cell length must be positive")
+    for angle in ("alpha", "beta", "gamma"):
+        key = f"_cell_angle_{angle}"
+        try:
+            value = _cif_number(data[key])
+        except (KeyError, ValueError, TypeError):
+            continue
+        if not 0 < value < 180:
+            raise InvalidStructureError(name, f"{key} is {data[key]}°; a cell angle must lie between 0° and 180°")
+
+
+def _cif_element(symbol: str) -> str | None:
+    """The element a CIF type symbol or label names (``"Fe3+"``, ``"O1a"``), or None."""
+    import re
+
+    match = re.match(r"([A-Z][a-z]?)", str(symbol).strip().capitalize())
+    if not match:
+        return None
+    for candidate in (match.group(1), match.group(1)[0]):
+        if Element.is_valid_symbol(candidate):
+            return candidate
+    return None
+
+
+def _check_cif_sites(data: dict, structure: Structure, name: str) -> None:
+    """Every fully occupied site the CIF lists must hold its own element in the parsed crystal.
+
+    pymatgen merges sites closer than its tolerance: two listed atoms of different elements on
+    one position (a typo, or disorder written without occupancies) would come back as one of
+    them, silently — a crystal of another composition."""
+    xs = data.get("_atom_site_fract_x")
+    if not xs or not structure.is_ordered:
+        return  # Cartesian sites, or disorder the validation refuses with its own message
+    labels = data.get("_atom_site_label") or [str(k + 1) for k in range(len(xs))]
+    symbols = data.get("_atom_site_type_symbol") or labels
+    occupancies = data.get("_atom_site_occupancy") or ["1"] * len(xs)
+    ys, zs = data.get("_atom_site_fract_y"), data.get("_atom_site_fract_z")
+    if not (len(labels) == len(symbols) == len(occupancies) == len(xs) == len(ys or []) == len(zs or [])):
+        return
+    listed = []  # (label, element, fractional position) of every fully occupied site it names
+    for label, symbol, occupancy, *xyz in zip(labels, symbols, occupancies, xs, ys, zs):
+        element = _cif_element(symbol)
+        try:
+            point = np.array([_cif_number(v) for v in xyz])
+            full = abs(_cif_number(occupancy) - 1.0) < 1e-3
+        except ValueError:
+            continue
+        if element is not None and full and np.isfinite(point).all():
+            listed.append((label, element, point))
+    lattice = structure.lattice
+
+    def distances(frac: np.ndarray, point: np.ndarray) -> np.ndarray:  # Å, nearest periodic image
+        delta = frac - point
+        return np.linalg.norm(lattice.get_cartesian_coords(delta - np.round(delta)), axis=-1)
+
+    frac = structure.frac_coords
+    elements = [site.specie.symbol for site in structure]
+    for label, element, point in listed:
+        d = distances(frac, point)
+        nearest = int(np.argmin(d))
+        if d[nearest] < MIN_INTERATOMIC_DISTANCE and elements[nearest] != element:
+            kept = elements[nearest]
+            other = next((lab for lab, el, p in listed if el == kept
+                          and distances(p[None], point)[0] < MIN_INTERATOMIC_DISTANCE), None)
+            who = f"{label} ({element}) and {other} ({kept})" if other else f"{label} ({element}) and a {kept} site"
+            where = ", ".join(f"{v:g}" for v in point)
+            raise InvalidStructureError(name, f"atom sites {who} are on one position ({where}); "
+                                              "only ordered crystals with one atom per site")
 
 
 def as_structure(obj: StructureLike, name: str | None = None, check_overlaps: bool = True,

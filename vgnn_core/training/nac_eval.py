@@ -285,7 +285,17 @@ def run(out: str | Path, model_path: str | Path | None = None, splits: Sequence[
     return summaries
 
 
-if __name__ == "__main__":  # python -m vgnn_core.training.nac_eval OUT [MODEL.pt]
-    import sys
+def main(argv: Sequence[str] | None = None) -> dict:
+    """``python -m vgnn_core.training.nac_eval OUT [MODEL.pt] [--splits val,test]``."""
+    import argparse
 
-    run(sys.argv[1], sys.argv[2] if len(sys.argv) > 2 else None)
+    parser = argparse.ArgumentParser(prog="python -m vgnn_core.training.nac_eval", description=run.__doc__)
+    parser.add_argument("out", help="output folder (nac_eval.json, nac_eval.md)")
+    parser.add_argument("model", nargs="?", help="k-MVN checkpoint (default: the shipped kmvn)")
+    parser.add_argument("--splits", default="val,test", help="comma-separated Petretto splits (default: val,test)")
+    args = parser.parse_args(argv)
+    return run(args.out, args.model, splits=[s for s in args.splits.split(",") if s])
+
+
+if __name__ == "__main__":
+    main()
