@@ -184,6 +184,10 @@ def test_cif_atoms_of_two_elements_on_one_position_are_refused(tmp_path):
     # a site listed twice (same element, same place) is one atom, as in the crystal
     twice = read_structure(_rocksalt(tmp_path, "twice.cif", extra="Cl2 Cl 0.5 0.5 0.5 1"))
     assert twice.composition.as_dict() == {"Na": 4.0, "Cl": 4.0}
+    # deuterium is hydrogen's element: no clash when a parser calls it H (or D)
+    heavy = (tmp_path / "NaD.cif")
+    heavy.write_text(ROCKSALT_CIF.format(a="4.88", gamma="90", extra="").replace("Cl1 Cl- 0.5 0.5 0.5 1", "D1 D 0.5 0.5 0.5 1"))
+    assert read_structure(heavy).composition.reduced_formula in ("NaH", "NaD")
     # disorder written with occupancies keeps its own message
     mixed = _rocksalt(tmp_path, "mixed.cif", extra="Na2 Na 0.5 0.5 0.5 0.5").read_text()
     mixed_path = tmp_path / "mixed.cif"

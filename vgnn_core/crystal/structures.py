@@ -318,8 +318,8 @@ def _check_cif_cell(data: dict, name: str) -> None:
             raise InvalidStructureError(name, f"{key} is {data[key]}°; a cell angle must lie between 0° and 180°")
 
 
-def _cif_element(symbol: str) -> str | None:
-    """The element a CIF type symbol or label names (``"Fe3+"``, ``"O1a"``), or None."""
+def _cif_element(symbol: str) -> Element | None:
+    """The element a CIF type symbol or label names (``"Fe3+"``, ``"O1a"``, ``"D"``), or None."""
     import re
 
     match = re.match(r"([A-Z][a-z]?)", str(symbol).strip().capitalize())
@@ -327,7 +327,7 @@ def _cif_element(symbol: str) -> str | None:
         return None
     for candidate in (match.group(1), match.group(1)[0]):
         if Element.is_valid_symbol(candidate):
-            return candidate
+            return Element(candidate)
     return None
 
 
@@ -363,13 +363,13 @@ def _check_cif_sites(data: dict, structure: Structure, name: str) -> None:
         return np.linalg.norm(lattice.get_cartesian_coords(delta - np.round(delta)), axis=-1)
 
     frac = structure.frac_coords
-    elements = [site.specie.symbol for site in structure]
+    numbers = [site.specie.Z for site in structure]  # by atomic number: deuterium is hydrogen
     for label, element, point in listed:
         d = distances(frac, point)
         nearest = int(np.argmin(d))
-        if d[nearest] < MIN_INTERATOMIC_DISTANCE and elements[nearest] != element:
-            kept = elements[nearest]
-            other = next((lab for lab, el, p in listed if el == kept
+        if d[nearest] < MIN_INTERATOMIC_DISTANCE and numbers[nearest] != element.Z:
+            kept = structure[nearest].specie.symbol
+            other = next((lab for lab, el, p in listed if el.Z == numbers[nearest]
                           and distances(p[None], point)[0] < MIN_INTERATOMIC_DISTANCE), None)
             who = f"{label} ({element}) and {other} ({kept})" if other else f"{label} ({element}) and a {kept} site"
             where = ", ".join(f"{v:g}" for v in point)
