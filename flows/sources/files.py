@@ -45,11 +45,14 @@ def file_ids(names: list[str]) -> dict[str, str]:
         for n in clashing:
             ids[n] = whole[n]
     counts = Counter(ids.values())
-    seen: Counter = Counter()
-    for n in sorted(names):  # only escaped names can still clash
-        if counts[ids[n]] > 1:
-            seen[ids[n]] += 1
-            ids[n] = f"{ids[n]}#{seen[ids[n]]}"
+    clashing = sorted(n for n in names if counts[ids[n]] > 1)  # only escaped names can still clash
+    taken = {i for i in ids.values() if counts[i] == 1}
+    for n in clashing:
+        k = 1
+        while f"{ids[n]}#{k}" in taken:  # a suffix may be another file's own name
+            k += 1
+        ids[n] = f"{ids[n]}#{k}"
+        taken.add(ids[n])
     return ids
 
 

@@ -203,3 +203,55 @@ def test_errors_are_one_line_whatever_the_name(tmp_path):
     with pytest.raises(InvalidStructureError) as info:
         read_structure(tmp_path / "no\nsuch.cif")
     assert "\n" not in str(info.value) and str(info.value).startswith("no\\nsuch.cif: cannot be read: file not found")
+
+
+def _p1_rocksalt(rows: list[str], head_extra: str = "", upper: bool = False, name: str = "t") -> str:
+    """A P1 NaCl CIF with only label and fractional-coordinate columns (plus ``rows``' extra ones)."""
+    head = ("_cell_length_a 5.64\n_cell_length_b 5.64\n_cell_length_c 5.64\n_cell_angle_alpha 90\n"
+            "_cell_angle_beta 90\n_cell_angle_gamma 90\n" + head_extra +
+            "_symmetry_space_group_name_H-M 'P 1'\nloop_\n_symmetry_equiv_pos_as_xyz\n'x, y, z'\n"
+            "loop_\n_atom_site_label\n_atom_site_fract_x\n_atom_site_fract_y\n_atom_site_fract_z\n")
+    if upper:  # CIF tags are case-insensitive; pymatgen's lookups are not (ASE reads the file instead)
+        head = "\n".join(line.upper() if line.startswith("_") else line for line in head.splitlines()) + "\n"
+    return f"data_{name}\n" + head + "\n".join(rows) + "\n"
+
+
+NA4 = ["Na1 0 0 0", "Na2 0.5 0.5 0", "Na3 0.5 0 0.5", "Na4 0 0.5 0.5"]
+CL4 = ["Cl1 0.5 0.5 0.5", "Cl2 0 0 0.5", "Cl3 0 0.5 0", "Cl4 0.5 0 0"]
+
+
+def test_cif_checks_hold_whichever_parser_reads_the_file(tmp_path):
+    """The ASE fallback (upper-case tags) gets the same checks; a block whose sites cannot be
+    checked is not handed to ASE; labels are read as pymatgen reads them (``Wat`` is water's O)."""
+    def read(name, text):
+        path = tmp_path / name
+        path.write_text(text)
+        return read_structure(path)
+
+    water = read("wat.cif", _p1_rocksalt(NA4 + [r.replace("Cl", "Wat") for r in CL4]))
+    assert water.composition.as_dict() == {"Na": 4.0, "O": 4.0}
+    upper = _p1_rocksalt(NA4 + ["Cl1 0 0 0"] + CL4[1:], upper=True)
+    with pytest.raises(InvalidStructureError, match=r"upper.cif: atom sites Cl1 \(Cl\) and Na1 \(Na\) are on one position"):
+        read("upper.cif", upper)
+    with pytest.raises(InvalidStructureError, match=r"upperneg.cif: _cell_length_a is -5.64 Å"):
+        read("upperneg.cif", _p1_rocksalt(NA4 + CL4, upper=True).replace("_CELL_LENGTH_A 5.64", "_CELL_LENGTH_A -5.64"))
+    assert read("upperok.cif", _p1_rocksalt(NA4 + CL4, upper=True)).composition.reduced_formula == "NaCl"
+    with pytest.raises(InvalidStructureError, match=r"stray.cif: cannot be parsed .*not tried for a CIF whose atom sites"):
+        read("stray.cif", _p1_rocksalt(NA4 + ["Cl1 0 0 0"] + CL4[1:] + ["H9 0.1 0.1 0.1 extra"]))
+    # ASE ignores occupancies: a partly occupied site is refused before it reads as a whole atom
+    partial = _p1_rocksalt([r + " 1" for r in NA4] + ["Cl1 0.5 0.5 0.5 0.99"] + [r + " 1" for r in CL4[1:]], upper=True)
+    partial = partial.replace("_ATOM_SITE_FRACT_Z\n", "_ATOM_SITE_FRACT_Z\n_ATOM_SITE_OCCUPANCY\n")
+    with pytest.raises(InvalidStructureError, match=r"partial.cif: partial occupancy / disorder at site Cl1 \(occupancy 0.99\)"):
+        read("partial.cif", partial)
+    # a label pymatgen reads as no atom would drop the site: refused, not a crystal of another composition
+    with pytest.raises(InvalidStructureError, match=r"oh.cif: atom site OH1 \(OH1\) names no element"):
+        read("oh.cif", _p1_rocksalt(NA4 + [r.replace("Cl", "OH") for r in CL4]))
+
+
+def test_cif_block_names_are_printable_labels(tmp_path):
+    from vgnn_core.crystal.structures import structure_labels
+
+    path = tmp_path / "two.cif"
+    path.write_text(_p1_rocksalt(NA4 + CL4, name="a\x1b[2Kb") + _p1_rocksalt(NA4 + CL4, name="c\td"))
+    assert structure_labels(path) == ["a\\x1b[2kb", "c\\td"]
+    assert read_structure(path, index=1).composition.reduced_formula == "NaCl"

@@ -245,3 +245,12 @@ def test_a_newline_in_a_file_name_keeps_ids_and_errors_on_one_line(tmp_path):
     ok, failed = predict_inputs([str(tmp_path / "flat\nSi.vasp"), str(tmp_path / "MgO\nrocksalt.vasp")])
     assert [n for n, _ in ok] == ["MgO\\nrocksalt.vasp"] and [n for n, _ in failed] == ["flat\\nSi.vasp"]
     assert "\n" not in failed[0][1]
+
+
+def test_escaped_ids_never_clash_with_another_files_own_name():
+    from flows.sources.files import file_ids
+
+    for names in (["a\nb", "a\\nb", "a\\nb#1"], ["x\n.cif", "x\\n.cif", "x\\n.cif#1.cif"], ["POSCAR\n", "POSCAR\\n", "POSCAR\\n#1"]):
+        ids = file_ids(names)
+        assert len(set(ids.values())) == len(names) and ids == file_ids(list(reversed(names)))
+        assert all(i.isprintable() for i in ids.values())

@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 import stat
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from pymatgen.core import Element, Structure
@@ -97,28 +97,32 @@ def read_structure(path: str | os.PathLike, index: int | None = None) -> Structu
     declared = _declared_atom_count(path)
     if declared is not None and declared > MAX_ATOMS:  # before a parser allocates for them
         raise InvalidStructureError(name, f"{declared} atoms in the cell, above the limit of {MAX_ATOMS} (its header)")
+    cif = path.suffix.lower() in CIF_SUFFIXES
+    block = _cif_block(path, index) if cif else None
+    if block is not None and block.data is not None:
+        _check_cif_cell(block.data, name)  # before a parser reads a negative length as another crystal
     errors = []
     structure = None
+    via_ase = False
     try:
-        structure = _read_with_pymatgen(path, index, len(labels), name)
-    except InvalidStructureError:
-        raise  # the file says something no reader should guess around
+        structure = _read_with_pymatgen(path, index, block)
     except Exception as exc:  # noqa: BLE001 - fall back to ASE, then report both
         errors.append(f"pymatgen: {type(exc).__name__}: {exc}")
         try:
-            if len(labels) > 1 and path.suffix.lower() in CIF_SUFFIXES:
+            if cif and len(labels) > 1:
                 raise ValueError("not tried for one block of a multi-block CIF")  # ASE numbers blocks otherwise
+            if cif and (block is None or block.data is None):
+                raise ValueError("not tried for a CIF whose atom sites cannot be checked")
             from ase.io import read as ase_read
 
             structure = ase_read(path, index=index)
+            via_ase = True
         except Exception as exc2:  # noqa: BLE001
             errors.append(f"ase: {type(exc2).__name__}: {exc2}")
     if structure is None:
         raise InvalidStructureError(name, "cannot be parsed (" + "; ".join(errors) + ")")
-    if path.suffix.lower() in CIF_SUFFIXES:  # whichever parser read it, it must hold the listed atoms
-        _, data = _cif_block(path, index, len(labels))
-        if data is not None:
-            _check_cif_sites(data, _to_pymatgen(structure, name), name)
+    if block is not None:  # whichever parser read it, it must hold the atoms the file lists
+        _check_cif_sites(block, _to_pymatgen(structure, name), name, via_ase)
     return as_structure(structure, name=name, copy=False)  # a fresh Structure (or ASE Atoms): no copy
 
 
@@ -170,7 +174,7 @@ def structure_labels(path: str | os.PathLike) -> list[str]:
         raise InvalidStructureError(name, "file is empty")
     suffix = path.suffix.lower()
     if suffix in CIF_SUFFIXES:
-        names = [block for block, _ in _cif_blocks(path.read_text(errors="replace"))]
+        names = [one_line(block) for block, _ in _cif_blocks(path.read_text(errors="replace"))]
         if len(names) <= 1:
             return [""]
         return names if len(set(names)) == len(names) and all(names) else [str(k + 1) for k in range(len(names))]
@@ -249,39 +253,46 @@ def _count_xyz_frames(path: Path) -> int:
 CIF_SITE_TOLERANCE = 2e-3
 
 
-def _cif_block(path: Path, index: int, count: int) -> tuple[str, dict | None]:
-    """The text of the CIF data block read (the whole file for a file of one block) and its
-    items as pymatgen's ``CifBlock.data`` holds them (None when pymatgen cannot tokenise it)."""
+class _CifBlock(NamedTuple):
+    """One CIF data block: its text and its items (tags lower-cased: CIF tags are case-insensitive;
+    None when pymatgen cannot tokenise it)."""
+
+    text: str
+    data: dict | None
+
+
+def _cif_block(path: Path, index: int) -> _CifBlock:
+    """The ``index``-th data block that lists atom sites (the whole file when none does)."""
     import warnings
 
     from pymatgen.io.cif import CifFile
 
     text = path.read_text(errors="replace")
-    if count > 1:
-        _, text = _cif_blocks(text)[index]
+    blocks = _cif_blocks(text)
+    if blocks:
+        text = blocks[index][1]
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            blocks = [b.data for b in CifFile.from_str(text).data.values()]
+            parsed = list(CifFile.from_str(text).data.values())
     except Exception:  # noqa: BLE001 - the parsers report what is wrong with it
-        return text, None
-    sited = [b for b in blocks if "_atom_site_fract_x" in b or "_atom_site_cartn_x" in b]
-    return text, (sited or blocks or [None])[0]
+        return _CifBlock(text, None)
+    data = {key.lower(): value for key, value in parsed[0].data.items()} if len(parsed) == 1 else None
+    if data is not None and "_atom_site_fract_x" not in data and "_atom_site_cartn_x" not in data:
+        data = None  # e.g. a block pymatgen skips (its name holds "powder_pattern")
+    return _CifBlock(text, data)
 
 
-def _read_with_pymatgen(path: Path, index: int, count: int, name: str) -> Structure:
+def _read_with_pymatgen(path: Path, index: int, block: _CifBlock | None) -> Structure:
     import warnings
 
     suffix = path.suffix.lower()
-    if suffix in CIF_SUFFIXES:
+    if block is not None:
         from pymatgen.io.cif import CifParser
 
-        text, data = _cif_block(path, index, count)
-        if data is not None:
-            _check_cif_cell(data, name)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # stoichiometry and rounding notices
-            structures = CifParser.from_str(text, site_tolerance=CIF_SITE_TOLERANCE).parse_structures(primitive=False)
+            structures = CifParser.from_str(block.text, site_tolerance=CIF_SITE_TOLERANCE).parse_structures(primitive=False)
         if not structures:
             raise ValueError("no structure in the CIF")
         return structures[0]
@@ -318,25 +329,42 @@ def _check_cif_cell(data: dict, name: str) -> None:
             raise InvalidStructureError(name, f"{key} is {data[key]}°; a cell angle must lie between 0° and 180°")
 
 
-def _cif_element(symbol: str) -> Element | None:
-    """The element a CIF type symbol or label names (``"Fe3+"``, ``"O1a"``, ``"D"``), or None."""
+def _cif_element(symbol: str) -> Element | str | None:
+    """The element a CIF type symbol or label names, read as pymatgen's CIF parser reads it
+    (``"Fe3+"`` → Fe, ``"O1a"`` → O, ``"Wat"`` → O, ``"D"`` → D); ``""`` for a symbol pymatgen
+    reads as no atom at all (``"OH"``, ``"OH2"``); None for a dummy (``"Lp"``, ``"Xx"``)."""
     import re
+    import warnings
+    from types import SimpleNamespace
 
-    match = re.match(r"([A-Z][a-z]?)", str(symbol).strip().capitalize())
-    if not match:
-        return None
-    for candidate in (match.group(1), match.group(1)[0]):
-        if Element.is_valid_symbol(candidate):
-            return Element(candidate)
-    return None
+    from pymatgen.io.cif import CifParser
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            parsed = CifParser._parse_symbol(SimpleNamespace(warnings=[]), str(symbol))
+    except Exception:  # noqa: BLE001 - its private helper moved: read the leading symbol ourselves
+        match = re.match(r"([A-Z][a-z]?)", str(symbol).strip().capitalize())
+        parsed = match and next((c for c in (match.group(1), match.group(1)[0]) if Element.is_valid_symbol(c)), None)
+    if parsed == "":
+        return ""
+    return Element(parsed) if parsed and Element.is_valid_symbol(parsed) else None
 
 
-def _check_cif_sites(data: dict, structure: Structure, name: str) -> None:
-    """Every fully occupied site the CIF lists must hold its own element in the parsed crystal.
+def _cif_occupancy(value: str) -> float:
+    """A listed occupancy; ``?`` (unknown) and ``.`` (the default) are 1."""
+    return 1.0 if str(value).strip() in ("?", ".") else _cif_number(value)
 
-    pymatgen merges sites closer than its tolerance: two listed atoms of different elements on
-    one position (a typo, or disorder written without occupancies) would come back as one of
-    them, silently — a crystal of another composition."""
+
+def _check_cif_sites(block: _CifBlock, structure: Structure, name: str, via_ase: bool = False) -> None:
+    """Every fully occupied atom site the CIF lists must be in the parsed crystal, as its own element.
+
+    Parsers merge sites closer than their tolerance and drop sites they cannot name: two listed
+    atoms of different elements on one position (a typo, or disorder written without
+    occupancies) would come back as one of them, a dropped site as nothing — silently, a crystal
+    of another composition. ASE also ignores occupancies, so on its path a partly occupied site is
+    refused here (pymatgen's path refuses it in the validation)."""
+    data = block.data or {}
     xs = data.get("_atom_site_fract_x")
     if not xs or not structure.is_ordered:
         return  # Cartesian sites, or disorder the validation refuses with its own message
@@ -345,16 +373,22 @@ def _check_cif_sites(data: dict, structure: Structure, name: str) -> None:
     occupancies = data.get("_atom_site_occupancy") or ["1"] * len(xs)
     ys, zs = data.get("_atom_site_fract_y"), data.get("_atom_site_fract_z")
     if not (len(labels) == len(symbols) == len(occupancies) == len(xs) == len(ys or []) == len(zs or [])):
-        return
+        return  # a broken loop: the parser has already said so or read what it could
     listed = []  # (label, element, fractional position) of every fully occupied site it names
     for label, symbol, occupancy, *xyz in zip(labels, symbols, occupancies, xs, ys, zs):
         element = _cif_element(symbol)
         try:
             point = np.array([_cif_number(v) for v in xyz])
-            full = abs(_cif_number(occupancy) - 1.0) < 1e-3
+            occupied = _cif_occupancy(occupancy)
         except ValueError:
             continue
-        if element is not None and full and np.isfinite(point).all():
+        if element == "" and occupied > 0:
+            raise InvalidStructureError(name, f"atom site {label} ({symbol}) names no element pymatgen reads (it drops "
+                                              "the site); give its element in _atom_site_type_symbol")
+        if via_ase and occupied < 1.0 - 1e-3:
+            raise InvalidStructureError(name, f"partial occupancy / disorder at site {label} (occupancy {occupancy}): "
+                                              "only ordered crystals")
+        if element is not None and occupied >= 1.0 - 1e-3 and np.isfinite(point).all():
             listed.append((label, element, point))
     lattice = structure.lattice
 
@@ -367,14 +401,19 @@ def _check_cif_sites(data: dict, structure: Structure, name: str) -> None:
     for label, element, point in listed:
         d = distances(frac, point)
         nearest = int(np.argmin(d))
-        if d[nearest] < MIN_INTERATOMIC_DISTANCE and numbers[nearest] != element.Z:
+        where = ", ".join(f"{v:g}" for v in point)
+        if d[nearest] >= MIN_INTERATOMIC_DISTANCE:
+            raise InvalidStructureError(name, f"atom site {label} ({element}) at ({where}) is not in the crystal "
+                                              f"{'ASE' if via_ase else 'pymatgen'} read from the file")
+        if numbers[nearest] != element.Z:
             kept = structure[nearest].specie.symbol
             other = next((lab for lab, el, p in listed if el.Z == numbers[nearest]
                           and distances(p[None], point)[0] < MIN_INTERATOMIC_DISTANCE), None)
-            who = f"{label} ({element}) and {other} ({kept})" if other else f"{label} ({element}) and a {kept} site"
-            where = ", ".join(f"{v:g}" for v in point)
-            raise InvalidStructureError(name, f"atom sites {who} are on one position ({where}); "
-                                              "only ordered crystals with one atom per site")
+            if other is None:
+                raise InvalidStructureError(name, f"atom site {label} ({element}) at ({where}) came out as {kept} "
+                                                  f"when {'ASE' if via_ase else 'pymatgen'} read the file")
+            raise InvalidStructureError(name, f"atom sites {label} ({element}) and {other} ({kept}) are on one "
+                                              f"position ({where}); only ordered crystals with one atom per site")
 
 
 def as_structure(obj: StructureLike, name: str | None = None, check_overlaps: bool = True,
