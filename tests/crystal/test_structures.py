@@ -1,5 +1,7 @@
 """Bad input is refused with an error that names the structure and the cause."""
 
+import re
+
 import numpy as np
 import pytest
 from ase import Atoms
@@ -255,3 +257,26 @@ def test_cif_block_names_are_printable_labels(tmp_path):
     path.write_text(_p1_rocksalt(NA4 + CL4, name="a\x1b[2Kb") + _p1_rocksalt(NA4 + CL4, name="c\td"))
     assert structure_labels(path) == ["a\\x1b[2kb", "c\\td"]
     assert read_structure(path, index=1).composition.reduced_formula == "NaCl"
+
+
+def test_cif_cartesian_sites_are_checked_on_the_cif_axes(tmp_path):
+    """Cartesian sites (Å; a along x, b in the xy plane, the CIF default) are checked like fractional ones:
+    a wurtzite cell reads back whole, NaCl with Na and Cl on one point is refused."""
+    lattice = Lattice.hexagonal(3.25, 5.2)
+    zno = Structure.from_spacegroup("P6_3mc", lattice, ["Zn", "O"], [[1 / 3, 2 / 3, 0], [1 / 3, 2 / 3, 0.382]])
+    rows = [f"{site.specie}{k + 1} {site.specie} " + " ".join(f"{v:.5f}" for v in site.coords) for k, site in enumerate(zno)]
+
+    def cartesian(name, cell, rows):
+        text = _p1_rocksalt(rows, name=name).replace("_atom_site_fract", "_atom_site_Cartn")
+        text = text.replace("_atom_site_label\n", "_atom_site_label\n_atom_site_type_symbol\n")
+        for key, value in zip(("a", "b", "c", "alpha", "beta", "gamma"), cell):
+            text = re.sub(rf"(_cell_(?:length|angle)_{key}) \S+", rf"\g<1> {value}", text)
+        path = tmp_path / f"{name}.cif"
+        path.write_text(text)
+        return path
+
+    assert read_structure(cartesian("zno", (3.25, 3.25, 5.2, 90, 90, 120), rows)).composition.reduced_formula == "ZnO"
+    nacl = ["Na1 Na 0 0 0", "Na2 Na 2.82 2.82 0", "Na3 Na 2.82 0 2.82", "Na4 Na 0 2.82 2.82",
+            "Cl1 Cl 0.0 0 0", "Cl2 Cl 0 0 2.82", "Cl3 Cl 0 2.82 0", "Cl4 Cl 2.82 0 0"]
+    with pytest.raises(InvalidStructureError, match=r"clash.cif: atom sites Cl1 \(Cl\) and Na1 \(Na\) are on one position \(0.0, 0, 0\)"):
+        read_structure(cartesian("clash", (5.64, 5.64, 5.64, 90, 90, 90), nacl))

@@ -365,20 +365,23 @@ def _check_cif_sites(block: _CifBlock, structure: Structure, name: str, via_ase:
     of another composition. ASE also ignores occupancies, so on its path a partly occupied site is
     refused here (pymatgen's path refuses it in the validation)."""
     data = block.data or {}
-    xs = data.get("_atom_site_fract_x")
+    cartesian = "_atom_site_fract_x" not in data  # Cartesian Å on the CIF's default axes (a along x, b in xy)
+    kind = "cartn" if cartesian else "fract"
+    xs, ys, zs = (data.get(f"_atom_site_{kind}_{axis}") for axis in "xyz")
     if not xs or not structure.is_ordered:
-        return  # Cartesian sites, or disorder the validation refuses with its own message
+        return  # no sites, or disorder the validation refuses with its own message
     labels = data.get("_atom_site_label") or [str(k + 1) for k in range(len(xs))]
     symbols = data.get("_atom_site_type_symbol") or labels
     occupancies = data.get("_atom_site_occupancy") or ["1"] * len(xs)
-    ys, zs = data.get("_atom_site_fract_y"), data.get("_atom_site_fract_z")
     if not (len(labels) == len(symbols) == len(occupancies) == len(xs) == len(ys or []) == len(zs or [])):
         return  # a broken loop: the parser has already said so or read what it could
-    listed = []  # (label, element, fractional position) of every fully occupied site it names
+    listed = []  # (label, element, fractional position, as written) of every fully occupied site it names
     for label, symbol, occupancy, *xyz in zip(labels, symbols, occupancies, xs, ys, zs):
         element = _cif_element(symbol)
         try:
             point = np.array([_cif_number(v) for v in xyz])
+            if cartesian:
+                point = structure.lattice.get_fractional_coords(point)
             occupied = _cif_occupancy(occupancy)
         except ValueError:
             continue
@@ -389,7 +392,7 @@ def _check_cif_sites(block: _CifBlock, structure: Structure, name: str, via_ase:
             raise InvalidStructureError(name, f"partial occupancy / disorder at site {label} (occupancy {occupancy}): "
                                               "only ordered crystals")
         if element is not None and occupied >= 1.0 - 1e-3 and np.isfinite(point).all():
-            listed.append((label, element, point))
+            listed.append((label, element, point, ", ".join(str(v) for v in xyz)))
     lattice = structure.lattice
 
     def distances(frac: np.ndarray, point: np.ndarray) -> np.ndarray:  # Å, nearest periodic image
@@ -398,16 +401,15 @@ def _check_cif_sites(block: _CifBlock, structure: Structure, name: str, via_ase:
 
     frac = structure.frac_coords
     numbers = [site.specie.Z for site in structure]  # by atomic number: deuterium is hydrogen
-    for label, element, point in listed:
+    for label, element, point, where in listed:
         d = distances(frac, point)
         nearest = int(np.argmin(d))
-        where = ", ".join(f"{v:g}" for v in point)
         if d[nearest] >= MIN_INTERATOMIC_DISTANCE:
             raise InvalidStructureError(name, f"atom site {label} ({element}) at ({where}) is not in the crystal "
                                               f"{'ASE' if via_ase else 'pymatgen'} read from the file")
         if numbers[nearest] != element.Z:
             kept = structure[nearest].specie.symbol
-            other = next((lab for lab, el, p in listed if el.Z == numbers[nearest]
+            other = next((lab for lab, el, p, _ in listed if el.Z == numbers[nearest]
                           and distances(p[None], point)[0] < MIN_INTERATOMIC_DISTANCE), None)
             if other is None:
                 raise InvalidStructureError(name, f"atom site {label} ({element}) at ({where}) came out as {kept} "
