@@ -9,6 +9,10 @@ moved back into the cell — and the atoms must form one network connected in al
 refused). Anything else raises :class:`InvalidStructureError`, which names the structure and the
 cause.
 
+A CIF must mean what it says: its cell lengths positive, its angles within (0°, 180°), and every
+fully occupied atom site it lists present in the parsed crystal as its own element, whichever
+parser (pymatgen, or ASE when pymatgen fails) read it.
+
 A file may hold several structures: every data block of a CIF that lists atom sites, every frame
 of an (ext)xyz file. :func:`structure_labels` names them; ``read_structure(path, index)`` reads one.
 """
@@ -122,7 +126,8 @@ def read_structure(path: str | os.PathLike, index: int | None = None) -> Structu
     if structure is None:
         raise InvalidStructureError(name, "cannot be parsed (" + "; ".join(errors) + ")")
     if block is not None:  # whichever parser read it, it must hold the atoms the file lists
-        _check_cif_sites(block, _to_pymatgen(structure, name), name, via_ase)
+        parsed = structure if isinstance(structure, Structure) else _to_pymatgen(structure, name)
+        _check_cif_sites(block, parsed, name, via_ase)
     return as_structure(structure, name=name, copy=False)  # a fresh Structure (or ASE Atoms): no copy
 
 
