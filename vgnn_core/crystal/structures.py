@@ -313,25 +313,24 @@ def _cif_number(value: str) -> float:
     return float(str(value).split("(")[0])
 
 
+#: Each CIF cell tag with the rule its value must obey and what the rule says, for the messages.
+_CIF_CELL_RULES = tuple(
+    [(f"_cell_length_{axis}", " Å", lambda v: v > 0, "a cell length must be positive") for axis in "abc"]
+    + [(f"_cell_angle_{angle}", "°", lambda v: 0 < v < 180, "a cell angle must lie between 0° and 180°")
+       for angle in ("alpha", "beta", "gamma")]
+)
+
+
 def _check_cif_cell(data: dict, name: str) -> None:
     """Cell lengths must be positive and angles strictly between 0° and 180°: pymatgen would
     read a negative length as a vector pointing the other way, i.e. as another crystal."""
-    for axis in "abc":
-        key = f"_cell_length_{axis}"
+    for key, unit, valid, rule in _CIF_CELL_RULES:
         try:
             value = _cif_number(data[key])
         except (KeyError, ValueError, TypeError):
             continue  # missing or unreadable: the parser says so
-        if not value > 0:
-            raise InvalidStructureError(name, f"{key} is {data[key]} Å; a cell length must be positive")
-    for angle in ("alpha", "beta", "gamma"):
-        key = f"_cell_angle_{angle}"
-        try:
-            value = _cif_number(data[key])
-        except (KeyError, ValueError, TypeError):
-            continue
-        if not 0 < value < 180:
-            raise InvalidStructureError(name, f"{key} is {data[key]}°; a cell angle must lie between 0° and 180°")
+        if not valid(value):
+            raise InvalidStructureError(name, f"{key} is {data[key]}{unit}; {rule}")
 
 
 def _cif_element(symbol: str) -> Element | str | None:
