@@ -2,14 +2,13 @@
 of the saved results, so a release cannot ship with last release's numbers in its tables and sentences.
 
 The places and their formatting are `benchmarks/readme_numbers.py`'s slots (the tool that also writes
-them); this file checks each one, and checks the tool itself on a document with a stale number.
+them); this file checks each one, and checks the tool on documents with stale numbers.
 History (earlier releases' numbers) is prose and is not checked here.
 """
 
 from __future__ import annotations
 
 import importlib.util
-import json
 import re
 import sys
 from pathlib import Path
@@ -18,44 +17,66 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 _spec = importlib.util.spec_from_file_location("readme_numbers", ROOT / "benchmarks" / "readme_numbers.py")
-readme_numbers = importlib.util.module_from_spec(_spec)
-sys.modules["readme_numbers"] = readme_numbers  # dataclasses look their module up
-_spec.loader.exec_module(readme_numbers)
+rn = importlib.util.module_from_spec(_spec)
+sys.modules["readme_numbers"] = rn  # dataclasses look their module up
+_spec.loader.exec_module(rn)
 
-DOCUMENTS = {"README": readme_numbers.README.read_text(), "born card": readme_numbers.BORN_CARD.read_text()}
-SOURCES = readme_numbers.Sources()
+DOCUMENTS = {"README": rn.README.read_text(), "born card": rn.BORN_CARD.read_text()}
+SOURCES = rn.Sources()
+SLOT = {slot.name: slot for slot in rn.SLOTS}
 
 
-@pytest.mark.parametrize("slot", readme_numbers.SLOTS, ids=lambda slot: slot.name)
+@pytest.mark.parametrize("slot", rn.SLOTS, ids=lambda slot: slot.name)
 def test_slot_holds_the_shipped_numbers(slot):
-    match = readme_numbers._match(slot, DOCUMENTS[slot.document])  # the words are there, once
-    assert readme_numbers._numbers(slot, match) == slot.values(SOURCES)
+    match = rn.find(slot, DOCUMENTS[slot.document])  # the words are there, once
+    assert rn.shown(slot, match) == slot.values(SOURCES)
 
 
-def test_every_headline_table_is_covered():
-    names = {slot.name for slot in readme_numbers.SLOTS}
-    for expected in ("results table, k-MVN", "results table, MVN", "val sentence", "uncertainty formula",
-                     "instability table, phonondb_test", "vs CHGNet, k-MVN row", "Born card checksum",
-                     "Born card, test row", "LO–TO table, `test` LO error at Γ", "C_v sentence (results)"):
-        assert expected in names
+def test_members_epochs_are_named_alike_in_the_row_and_the_targets_sentence():
+    epochs = rn.members_epochs(DOCUMENTS["README"])
+    assert re.fullmatch(r"\d+, \d+ and \d+", epochs)
+    assert rn.EPOCHS_SENTENCE.search(DOCUMENTS["README"]).group(1) == epochs
 
 
-def test_stale_number_is_found_and_rewritten_with_history():
-    card = json.loads((readme_numbers.CHECKPOINTS / "kmvn.card.json").read_text())
-    band_mean = f"{card['metrics']['test']['bands']['mae']['mean']:.1f}"
-    row = next(line for line in DOCUMENTS["README"].splitlines() if line.startswith("| **this release, k-MVN"))
-    stale_row = row.replace(f"**{band_mean} /", "**99.9 /", 1)
-    stale = dict(DOCUMENTS, README=DOCUMENTS["README"].replace(row, stale_row))
-    findings = readme_numbers.check(stale, SOURCES)
-    assert [f.slot.name for f in findings] == ["results table, k-MVN"] and findings[0].shown[0] == "99.9"
-    with pytest.raises(SystemExit):  # a new results row needs its members' epochs
-        readme_numbers.write(stale, SOURCES)
-    fixed = readme_numbers.write(stale, SOURCES, epochs="1, 2 and 3")["README"]
-    assert readme_numbers.check(dict(stale, README=fixed), SOURCES) == []
-    old_epochs = re.search(r"\(3 members: ([^)]*) epochs\)", row).group(1)
-    history = next(line for line in fixed.splitlines() if line.startswith(f"| three members: {old_epochs} epochs |"))
-    assert "99.9 /" in history and "**" not in history
-    assert "| **this release, k-MVN (3 members: 1, 2 and 3 epochs)** |" in fixed
+def _stale(document: str, slot_name: str, k: int, value: str) -> str:
+    """``document`` with the ``k``-th number of a slot replaced by ``value``."""
+    slot = SLOT[slot_name]
+    match = rn.find(slot, document)
+    group = [g for g, numbered in enumerate(slot.numbered, start=1) if numbered][k]
+    return rn._splice(document, match, {group: value})
+
+
+def test_stale_numbers_are_found_and_written_back():
+    readme = _stale(DOCUMENTS["README"], "vs CHGNet, MVN row", 0, "99.9")
+    readme = _stale(readme, "LO–TO table, `val` LO error at Γ (signed)", 1, "+99.0")
+    readme = _stale(readme, "uncertainty formula", 3, "0.11")
+    card = _stale(DOCUMENTS["born card"], "Born card checksum", 0, "0" * 64)
+    stale = {"README": readme, "born card": card}
+    found = {(f.slot.name, tuple(f.shown)) for f in rn.check(stale, SOURCES)}
+    assert {name for name, _ in found} == {"vs CHGNet, MVN row", "LO–TO table, `val` LO error at Γ (signed)",
+                                          "uncertainty formula", "Born card checksum"}
+    fixed = rn.write(stale, SOURCES)
+    assert fixed == DOCUMENTS  # numbers back, every other character as it was
+
+
+def test_a_wrong_number_in_the_results_row_is_corrected_without_history():
+    stale = dict(DOCUMENTS, README=_stale(DOCUMENTS["README"], "results table, k-MVN", 0, "99.9"))
+    assert [f.slot.name for f in rn.check(stale, SOURCES)] == ["results table, k-MVN"]
+    assert rn.write(stale, SOURCES) == DOCUMENTS
+
+
+def test_a_new_release_keeps_the_last_results_row_as_history():
+    old_epochs = rn.members_epochs(DOCUMENTS["README"])
+    readme = DOCUMENTS["README"].replace(f"(3 members: {old_epochs} epochs)", f"(3 members:  {old_epochs} epochs)")
+    stale = dict(DOCUMENTS, README=_stale(readme, "results table, k-MVN", 0, "99.9"))  # last release's numbers
+    fixed = rn.write(stale, SOURCES, epochs="1, 2 and 3")["README"]
+    assert rn.check(dict(DOCUMENTS, README=fixed), SOURCES) == []
+    assert rn.members_epochs(fixed) == "1, 2 and 3"
+    assert rn.EPOCHS_SENTENCE.search(fixed).group(1) == "1, 2 and 3"
+    history = [line for line in fixed.splitlines() if line.startswith(f"| three members: {old_epochs} epochs |")]
+    assert len(history) == 1 and "| 99.9 /" in history[0] and "**" not in history[0]
+    lines = fixed.splitlines()
+    assert lines[lines.index(history[0]) + 1].startswith("| **this release, k-MVN (3 members:  1, 2 and 3 epochs)** |")
 
 
 def test_acoustic_bound_in_the_readme_holds_on_every_split():
