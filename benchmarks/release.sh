@@ -8,7 +8,7 @@
 # installed into vgnn_core/pretrained/checkpoints only when their k-MVN `val` band MAE (mean of
 # Petretto and phonondb) beats the shipped model's (FORCE=1 installs anyway). Then the Born heads are
 # retrained on the new backbones with the shipped recipe (three seeds at once, averaged) and the
-# LO–TO table's summaries are written to benchmarks/results/nac_eval.json. About 30 minutes on 2 cores.
+# LO–TO table's summaries and the silicon check are written to benchmarks/results/. About 30 minutes on 2 cores.
 # Afterwards: the benchmarks (`bash benchmarks/release.sh --benchmarks OUT`) and
 # `python benchmarks/readme_numbers.py --write --epochs "A, B and C"`; the README's history by hand.
 set -euo pipefail
@@ -102,4 +102,6 @@ $PY - "$OUT/nac/nac_eval.json" <<'PY'
 import json, sys
 json.dump({"summaries": json.load(open(sys.argv[1]))["summaries"]}, open("benchmarks/results/nac_eval.json", "w"), indent=1)
 PY
+log "silicon"
+$PY benchmarks/silicon_check.py > "$OUT/silicon.log" 2>&1
 log "release installed; next: bash benchmarks/release.sh --benchmarks $OUT, then python benchmarks/readme_numbers.py --write --epochs \"A, B and C\""
