@@ -47,8 +47,8 @@ def main(argv: list[str] | None = None) -> int:
     result = {
         "mvn_gamma_optical_cm1": optical,
         "dfpt_gamma_optical_cm1": DFPT_OPTICAL_CM1,
-        "cells": {name: {"atoms": len(s), "spread_cm1": a.spread_cm1, "uncertainty_cm1": r.uncertainty_cm1}
-                  for (name, s), a, r in zip(cells.items(), agreements, results)},
+        "cells": {name: {"atoms": len(cell), "spread_cm1": agreement.spread_cm1, "uncertainty_cm1": result.uncertainty_cm1}
+                  for (name, cell), agreement, result in zip(cells.items(), agreements, results)},
     }
     args.out.write_text(json.dumps(result, indent=1) + "\n")
     print(f"MVN Si Γ optical {optical:.1f} cm⁻¹ (DFPT {DFPT_OPTICAL_CM1}; {optical - DFPT_OPTICAL_CM1:+.1f})")
