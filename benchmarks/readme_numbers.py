@@ -205,6 +205,9 @@ def _model_slots() -> list[Slot]:
                         _f(s.k("phonondb_test.uncertainty.rest_mean_error"))]),
         Slot("uncertainty sentence, Petretto ratio", "README", "the fit leaves this ratio where it was), Petretto {}×.",
              lambda s: [_f(s.k("test.uncertainty.top_to_rest_ratio"))]),
+        Slot("instability flag's recall gain", "README", "The flag raises phonondb's recall by {} % and costs precision",
+             lambda s: [_f(100 * (s.k("phonondb_test.bands.likely_unstable.recall")
+                                  / s.k("phonondb_test.bands.instability.recall") - 1), 0)]),
         Slot("instability val sentence", "README", "this release's `val`: {} → {} and {} → {})",
              lambda s: [_f(s.k(f"{split}.bands.{key}.f1"), 2) for split in ("phonondb_val", "val")
                         for key in ("instability", "likely_unstable")]),
