@@ -26,7 +26,7 @@ from .crystal.graph import CrystalGraph, build_graph, collate
 from .crystal.structures import StructureLike, as_structure
 from .nn.ensemble import MemberAgreement
 from .nn.model import Model
-from .nn.uncertainty import UncertaintyModel
+from .nn.uncertainty import ErrorPredictors, UncertaintyModel
 from .phonons.dynamical_matrix import band_frequencies, gamma_frequencies
 from .phonons.force_constants import ForceConstants
 from .phonons.nac import BornCharges
@@ -366,23 +366,27 @@ class Predictor:
         else:
             results, agreements, companion_out = self._force_constant_results(
                 graphs, crystals, names, bands, thermal, dict(mesh_options, nac_mode=nac_mode), nac, clock, companion)
-        self._add_trust(results, agreements, graphs, clock)
+        self._add_trust(results, agreements, graphs, crystals, clock)
         if companion_out is not None:
-            companion._add_trust(*companion_out, graphs, clock)
+            companion._add_trust(*companion_out, graphs, crystals, clock)
             return results, companion_out[0]
         return results, None
 
     def _add_trust(self, results: list[PhononResult], agreements: Sequence[MemberAgreement | None],
-                   graphs: Sequence[CrystalGraph], clock: StageClock | None = None) -> None:
+                   graphs: Sequence[CrystalGraph], crystals: Sequence[Crystal], clock: StageClock | None = None) -> None:
         """Each result's calibrated uncertainty, members' lowest mode and training-domain flag."""
+        expected_error = self.uncertainty_model
         with maybe_stage(clock, "graph"):
             notes = self.domain_notes(graphs)
+            # the primitive cell's size needs a symmetry analysis (kept on the Crystal): only when used
+            primitive = [c.symmetry.primitive_atoms if expected_error.atoms and a is not None else g.n_atoms
+                         for c, a, g in zip(crystals, agreements, graphs)]
         known_domain = self.domain is not None
-        expected_error = self.uncertainty_model
-        for r, agreement, note, g in zip(results, agreements, notes, graphs):
+        for r, agreement, note, g, n in zip(results, agreements, notes, graphs, primitive):
             if agreement is not None:
-                r.uncertainty_cm1 = expected_error(agreement.spread_cm1, agreement.highest_cm1,
-                                                   bool((g.numbers == 1).any()))
+                r.uncertainty_cm1 = expected_error(ErrorPredictors(
+                    spread_cm1=agreement.spread_cm1, highest_cm1=agreement.highest_cm1, lowest_cm1=agreement.lowest_cm1,
+                    has_hydrogen=bool((g.numbers == 1).any()), primitive_atoms=n))
                 r.member_lowest_cm1 = agreement.lowest_cm1
             r.in_domain = (note is None) if known_domain else None
             r.domain_note = note

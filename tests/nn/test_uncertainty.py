@@ -1,5 +1,7 @@
 """How far to trust a prediction: ensemble spread, calibration, training domain, and the metrics."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -7,7 +9,7 @@ from pymatgen.core import Lattice, Structure
 
 from vgnn_core import VGNN, Predictor, VGNNEnsemble, build_graph, collate
 from vgnn_core.crystal.domain import TrainingDomain, bonded_pairs
-from vgnn_core.nn.uncertainty import UncertaintyModel
+from vgnn_core.nn.uncertainty import ErrorPredictors, UncertaintyModel
 from vgnn_core.training.metrics import instability_scores, uncertainty_scores
 
 
@@ -81,38 +83,59 @@ def lithium_hydride() -> Structure:
 
 def test_predictor_applies_the_fitted_uncertainty_model(rocksalt_nacl, perovskite_srtio3):
     ens = VGNNEnsemble(members())
-    model = UncertaintyModel(log_scale=0.7, spread=0.55, frequency=0.25, hydrogen=-0.3)
+    model = UncertaintyModel(log_scale=0.7, spread=0.55, frequency=0.25, hydrogen=-0.3, atoms=0.2, unstable=0.4)
     ens.checkpoint_metadata = {"uncertainty_model": model.to_dict()}
-    crystals = [rocksalt_nacl, perovskite_srtio3, lithium_hydride()]
+    conventional_nacl = rocksalt_nacl.get_primitive_structure().to_conventional()
+    crystals = [rocksalt_nacl, perovskite_srtio3, lithium_hydride(), conventional_nacl]
     results = Predictor(ens).predict_phonons(crystals, bands=False, thermal=False)
     batch = collate([build_graph(s, 5.0) for s in crystals], dtype=torch.float64)
-    for r, a, h in zip(results, ens.force_constants_and_agreement(batch)[1], (0, 0, 1)):
-        by_hand = np.exp(0.7) * a.spread_cm1 ** 0.55 * a.highest_cm1 ** 0.25 * np.exp(-0.3 * h)
+    agreements = ens.force_constants_and_agreement(batch)[1]
+    for r, a, h, n in zip(results, agreements, (0, 0, 1, 0), (2, 5, 2, 2)):  # n: atoms of the primitive cell
+        unstable = a.lowest_cm1 < -5.0
+        by_hand = (np.exp(0.7) * a.spread_cm1 ** 0.55 * a.highest_cm1 ** 0.25 * np.exp(-0.3 * h) * n ** 0.2
+                   * np.exp(0.4 * unstable))
         assert r.uncertainty_cm1 == pytest.approx(by_hand, rel=1e-9)
+
+
+def test_primitive_atoms_is_the_same_for_every_cell_of_a_crystal(si_primitive):
+    from vgnn_core.crystal.symmetry import analyse_symmetry
+    from vgnn_core.training.evaluation import primitive_atoms
+
+    alumina = Structure.from_spacegroup("R-3c", Lattice.hexagonal(4.76, 12.99), ["Al", "O"],
+                                        [[0, 0, 0.3523], [0.3064, 0, 0.25]])  # corundum: 10 atoms per primitive cell
+    bcc = Structure.from_spacegroup("Im-3m", Lattice.cubic(3.3), ["Nb"], [[0, 0, 0]])
+    for cells, n in (((si_primitive, si_primitive.to_conventional(), si_primitive * (2, 1, 1)), 2),
+                     ((alumina, alumina.get_primitive_structure()), 10), ((bcc, bcc * 2), 1)):
+        assert [analyse_symmetry(c).primitive_atoms for c in cells] == [n] * len(cells), cells[0].formula
+    assert primitive_atoms(build_graph(si_primitive.to_conventional(), 4.0)) == 2
 
 
 def test_uncertainty_model_fit_recovers_a_power_law_and_is_calibrated():
     rng = np.random.default_rng(3)
     n = 400
-    spread, highest, hydrogen = rng.uniform(0.5, 40, n), rng.uniform(100, 3500, n), rng.random(n) < 0.2
-    truth = UncertaintyModel(log_scale=0.3, spread=0.6, frequency=0.2, hydrogen=-0.3)
-    error = np.array([truth(*x) for x in zip(spread, highest, hydrogen)]) * np.exp(rng.normal(0, 0.05, n))
-    fit = UncertaintyModel.fit(spread, highest, hydrogen, error)
-    for name in ("spread", "frequency", "hydrogen"):
-        assert getattr(fit, name) == pytest.approx(getattr(truth, name), abs=0.02), name
-    predicted = np.array([fit(*x) for x in zip(spread, highest, hydrogen)])
-    assert predicted.mean() == pytest.approx(error.mean(), rel=1e-9)  # mean uncertainty = mean MAE
+    x = [ErrorPredictors(spread_cm1=s, highest_cm1=w, lowest_cm1=lo, has_hydrogen=bool(h), primitive_atoms=int(m))
+         for s, w, lo, h, m in zip(rng.uniform(0.5, 40, n), rng.uniform(100, 3500, n), rng.uniform(-60, 20, n),
+                                   rng.random(n) < 0.2, rng.integers(1, 60, n))]
+    truth = UncertaintyModel(log_scale=0.3, spread=0.6, frequency=0.2, hydrogen=-0.3, atoms=0.15, unstable=0.35)
+    error = np.array([truth(p) for p in x]) * np.exp(rng.normal(0, 0.05, n))
+    fit = UncertaintyModel.fit(x, error)
+    for name in ("spread", "frequency", "hydrogen", "atoms", "unstable"):
+        assert getattr(fit, name) == pytest.approx(getattr(truth, name), abs=0.03), name
+    assert np.mean([fit(p) for p in x]) == pytest.approx(error.mean(), rel=1e-9)  # mean uncertainty = mean MAE
     # a term that never varies keeps exponent 0 (no hydrogen at all); non-finite rows are left out
-    no_h = UncertaintyModel.fit(np.r_[spread, np.nan], np.r_[highest, 300.0], np.zeros(n + 1), np.r_[error, 5.0])
+    no_h = [replace(p, has_hydrogen=False) for p in x] + [replace(x[0], spread_cm1=np.nan, has_hydrogen=True)]
+    no_h = UncertaintyModel.fit(no_h, np.r_[error, 5.0])
     assert no_h.hydrogen == 0.0 and no_h.spread == pytest.approx(0.6, abs=0.05)
     # too few materials for a fit: the spread times a factor
-    few = UncertaintyModel.fit([1.0, 3.0], [100.0, 400.0], [False, True], [2.0, 6.0])
+    few = UncertaintyModel.fit([replace(x[0], spread_cm1=1.0), replace(x[1], spread_cm1=3.0)], [2.0, 6.0])
     assert few == UncertaintyModel.proportional(2.0)
-    # the older checkpoints' calibration is the spread times a factor
+    # the older checkpoints' calibration is the spread times a factor; older fits lack the last terms
     old = UncertaintyModel.from_metadata({"uncertainty_scale": 2.5})
-    assert old(4.0, 500.0, True) == pytest.approx(10.0) and UncertaintyModel.from_metadata({}) is None
+    assert old(replace(x[0], spread_cm1=4.0)) == pytest.approx(10.0) and UncertaintyModel.from_metadata({}) is None
     assert UncertaintyModel.from_metadata({"uncertainty_model": fit.to_dict()}) == fit
-    for bad in ({**fit.to_dict(), "atoms": 0.1}, {"spread": 0.5}):
+    three_terms = UncertaintyModel.from_dict({"log_scale": 0.1, "spread": 0.5, "frequency": 0.2, "hydrogen": -0.1})
+    assert three_terms.atoms == three_terms.unstable == 0.0
+    for bad in ({**fit.to_dict(), "volume": 0.1}, {"spread": 0.5}):
         with pytest.raises(ValueError, match="needs log_scale"):
             UncertaintyModel.from_dict(bad)
 
@@ -213,7 +236,8 @@ def test_ship_fits_the_uncertainty_on_val_and_the_card_states_it():
 
     def split(n):
         rows = [{"material_id": f"m{k}", "has_hydrogen": bool(rng.random() < 0.1),
-                 "spread_cm1": float(rng.uniform(1, 30)), "member_highest_cm1": float(rng.uniform(150, 3000))}
+                 "spread_cm1": float(rng.uniform(1, 30)), "member_highest_cm1": float(rng.uniform(150, 3000)),
+                 "member_lowest_cm1": float(rng.uniform(-10, 0)), "primitive_atoms": int(rng.integers(1, 40))}
                 for k in range(n)]
         for r in rows:  # errors that grow with the crystal's frequency scale at equal spread
             r["bands_mae"] = 0.8 * r["spread_cm1"] ** 0.5 * (r["member_highest_cm1"] / 100) ** 0.5 * rng.lognormal(0, 0.2)

@@ -18,6 +18,8 @@ from ..settings import SYMPREC
 
 #: Å: an operation is a true symmetry of the cell (for exact q-mesh reductions) within this.
 EXACT_TOLERANCE = 1e-5
+#: lattice points in a standardised conventional cell, by the centring letter of its symbol
+_LATTICE_POINTS = {"P": 1, "A": 2, "B": 2, "C": 2, "I": 2, "F": 4, "R": 3}
 
 
 @dataclass(frozen=True)
@@ -32,6 +34,13 @@ class CrystalSymmetry:
     std_positions: np.ndarray  # fractional
     std_numbers: np.ndarray
     symprec: float
+
+    @property
+    def primitive_atoms(self) -> int:
+        """Atoms in the primitive cell: the standardised cell's atoms over its lattice points
+        (spglib keeps rhombohedral crystals in hexagonal axes, three lattice points)."""
+        points = _LATTICE_POINTS.get(self.spacegroup_symbol[:1], 1)
+        return max(1, len(self.std_numbers) // points)
 
     def exact_rotations(self, structure: Structure, tol: float = EXACT_TOLERANCE) -> np.ndarray | None:
         """The rotations of the operations that map ``structure`` onto itself within ``tol`` Å.

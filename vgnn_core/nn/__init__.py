@@ -11,6 +11,7 @@ _EXPORTS = {
     "ForceConstantModel": ".model",
     "MemberAgreement": ".ensemble",
     "Model": ".model",
+    "ErrorPredictors": ".uncertainty",
     "UncertaintyModel": ".uncertainty",
     "VGNN": ".model",
     "VGNNConfig": ".config",

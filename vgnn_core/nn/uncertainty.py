@@ -1,10 +1,11 @@
 """How far to trust one prediction: an ensemble's expected per-material error.
 
 The members' spread ranks the error well but not alone: at the same spread a stiff crystal is off
-by more cm⁻¹ than a soft one, and hydrogen's modes by less than the spread suggests.
-:class:`UncertaintyModel` is a power law in those quantities, fitted on validation materials when
-a model is shipped, that turns one :class:`~vgnn_core.nn.ensemble.MemberAgreement` into the
-expected per-material MAE (cm⁻¹). Its inputs do not depend on how many atoms the cell holds.
+by more cm⁻¹ than a soft one, hydrogen's modes by less than the spread suggests, a large
+primitive cell by more, and so is a crystal one member already calls unstable.
+:class:`UncertaintyModel` is a power law in those quantities (:class:`ErrorPredictors`), fitted
+on validation materials when a model is shipped, that turns them into the expected per-material
+MAE (cm⁻¹). None of them depends on which cell of the crystal was given.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
 
 import numpy as np
+
+from ..phonons.units import INSTABILITY_THRESHOLD_CM1
 
 #: Floors that keep the logarithms finite. Identical members have no spread, and an MVN's
 #: one-atom cell has only acoustic modes at Γ (highest frequency 0): such crystals get a
@@ -25,24 +28,42 @@ MIN_MATERIALS_TO_FIT = 50
 
 
 @dataclass(frozen=True)
+class ErrorPredictors:
+    """What one crystal's expected error is computed from."""
+
+    #: the members' spread (cm⁻¹; :class:`~vgnn_core.nn.ensemble.MemberAgreement`)
+    spread_cm1: float
+    #: the highest frequency any member predicts where the spread is measured (cm⁻¹)
+    highest_cm1: float
+    #: the lowest frequency any member predicts there (cm⁻¹, signed)
+    lowest_cm1: float
+    has_hydrogen: bool
+    #: atoms in the primitive cell (the same for any cell of the crystal)
+    primitive_atoms: int
+
+
+@dataclass(frozen=True)
 class UncertaintyModel:
-    """u = exp(log_scale) · s^spread · ω^frequency · exp(hydrogen · [H])  (cm⁻¹).
+    """u = exp(log_scale) · s^spread · ω^frequency · exp(hydrogen·[H]) · n^atoms · exp(unstable·[ω_min < −5])  (cm⁻¹).
 
     s: the members' spread (cm⁻¹), ω: the highest frequency any member predicts where the spread
     is measured (cm⁻¹; k-MVN: Γ and the 2×2×2 zone-boundary points, MVN: Γ), [H]: 1 if the crystal
-    holds hydrogen. The exponents come from a least-squares fit of log MAE on validation materials;
-    ``log_scale`` is then set so the mean u equals their mean MAE. :meth:`proportional` is u = k·s.
+    holds hydrogen, n: atoms in the primitive cell, [ω_min < −5]: 1 if some member predicts a mode
+    below :data:`~vgnn_core.phonons.units.INSTABILITY_THRESHOLD_CM1` there. The exponents come from
+    a least-squares fit of log MAE on validation materials; ``log_scale`` is then set so the mean u
+    equals their mean MAE. :meth:`proportional` is u = k·s.
     """
 
     log_scale: float
     spread: float = 1.0
     frequency: float = 0.0
     hydrogen: float = 0.0
+    atoms: float = 0.0
+    unstable: float = 0.0
 
-    def __call__(self, spread_cm1: float, highest_cm1: float, has_hydrogen: bool) -> float:
+    def __call__(self, x: ErrorPredictors) -> float:
         """Expected per-material MAE (cm⁻¹) of one crystal's prediction."""
-        x = _log_terms(np.array([spread_cm1]), np.array([highest_cm1]), np.array([has_hydrogen]))
-        return float(np.exp(x @ self._coefficients())[0])
+        return float(np.exp(_design([x]) @ self._coefficients())[0])
 
     @classmethod
     def proportional(cls, scale: float) -> UncertaintyModel:
@@ -52,22 +73,23 @@ class UncertaintyModel:
         return cls(log_scale=math.log(scale))
 
     @classmethod
-    def fit(cls, spread_cm1: Sequence[float], highest_cm1: Sequence[float], has_hydrogen: Sequence[bool],
-            error_cm1: Sequence[float]) -> UncertaintyModel:
+    def fit(cls, predictors: Sequence[ErrorPredictors], error_cm1: Sequence[float]) -> UncertaintyModel:
         """Fit to the per-material ``error_cm1`` (MAE, cm⁻¹) of validation materials.
 
         Materials with a non-finite value or no error are left out; a term that does not vary
         among the rest (e.g. no hydrogen at all) keeps exponent 0; with fewer than
         :data:`MIN_MATERIALS_TO_FIT` left, the spread times a factor is returned.
         """
-        s, w, h, e = (np.asarray(v, dtype=float) for v in (spread_cm1, highest_cm1, has_hydrogen, error_cm1))
-        ok = np.isfinite(s) & np.isfinite(w) & np.isfinite(e) & (e > 0) & (s >= 0)
-        s, w, h, e = s[ok], w[ok], h[ok], e[ok]
+        if len(predictors) != len(error_cm1):
+            raise ValueError(f"{len(predictors)} materials but {len(error_cm1)} errors")
+        x, e = _design(predictors), np.asarray(error_cm1, dtype=float)
+        s = np.array([p.spread_cm1 for p in predictors], dtype=float)
+        ok = np.isfinite(x).all(axis=1) & np.isfinite(e) & (e > 0) & (s >= 0)
+        x, s, e = x[ok], s[ok], e[ok]
         if not len(e):
             raise ValueError("no validation material with a finite spread and a positive error")
         if len(e) < MIN_MATERIALS_TO_FIT:
             return cls.proportional(e.sum() / max(s.sum(), MIN_SPREAD_CM1))
-        x = _log_terms(s, w, h)
         varies = np.r_[True, np.ptp(x[:, 1:], axis=0) > 0]
         beta = np.zeros(x.shape[1])
         beta[varies] = np.linalg.lstsq(x[:, varies], np.log(e), rcond=None)[0]
@@ -91,21 +113,26 @@ class UncertaintyModel:
 
     @classmethod
     def from_dict(cls, d: dict) -> UncertaintyModel:
-        unknown = set(d) - {f.name for f in fields(cls)}
+        """The model a :meth:`to_dict` recorded; terms it lacks (older checkpoints) have exponent 0."""
+        names = [f.name for f in fields(cls)]
+        unknown = set(d) - set(names)
         if unknown or "log_scale" not in d:
-            raise ValueError(f"an uncertainty model needs log_scale and takes spread, frequency, hydrogen; got {sorted(d)}")
+            raise ValueError(f"an uncertainty model needs log_scale and takes {', '.join(names[1:])}; got {sorted(d)}")
         return cls(**{k: float(v) for k, v in d.items()})
 
     def describe(self) -> str:
         """One line for model cards."""
         return (f"{math.exp(self.log_scale):.3g} · spread^{self.spread:.2f} · ω_max^{self.frequency:.2f} · "
-                f"{math.exp(self.hydrogen):.2f}^[H]")
+                f"{math.exp(self.hydrogen):.2f}^[H] · n_prim^{self.atoms:.2f} · "
+                f"{math.exp(self.unstable):.2f}^[member ω_min < {INSTABILITY_THRESHOLD_CM1:g} cm⁻¹]")
 
     def _coefficients(self) -> np.ndarray:
-        return np.array([self.log_scale, self.spread, self.frequency, self.hydrogen])
+        return np.array([getattr(self, f.name) for f in fields(self)])
 
 
-def _log_terms(spread: np.ndarray, highest: np.ndarray, hydrogen: np.ndarray) -> np.ndarray:
-    """The fit's design matrix: 1, log s, log ω, [H]."""
-    return np.stack([np.ones(len(spread)), np.log(np.maximum(spread, MIN_SPREAD_CM1)),
-                     np.log(np.maximum(highest, MIN_FREQUENCY_CM1)), hydrogen.astype(float)], axis=1)
+def _design(predictors: Sequence[ErrorPredictors]) -> np.ndarray:
+    """The fit's design matrix: 1, log s, log ω, [H], log n, [ω_min < threshold]."""
+    s, w, lo, h, n = (np.array([getattr(p, k) for p in predictors], dtype=float)
+                      for k in ("spread_cm1", "highest_cm1", "lowest_cm1", "has_hydrogen", "primitive_atoms"))
+    return np.stack([np.ones(len(s)), np.log(np.maximum(s, MIN_SPREAD_CM1)), np.log(np.maximum(w, MIN_FREQUENCY_CM1)),
+                     h, np.log(np.maximum(n, 1.0)), (lo < INSTABILITY_THRESHOLD_CM1).astype(float)], axis=1)

@@ -8,9 +8,11 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from ..crystal.graph import CrystalGraph
+from ..crystal.symmetry import analyse_symmetry
 from ..nn.ensemble import MemberAgreement, VGNNEnsemble
 from ..nn.model import Model
-from ..nn.uncertainty import UncertaintyModel
+from ..nn.uncertainty import ErrorPredictors, UncertaintyModel
 from ..predict import Predictor
 from .metrics import (
     acoustic_gamma,
@@ -78,6 +80,8 @@ def evaluate(model: Model, samples: Sequence[PhononSample], batch_size: int = 32
     if isinstance(model, VGNNEnsemble) and rows:
         for r, a in zip(rows, member_agreement(model, [s.graph for s in samples], batch_size)):
             r["spread_cm1"], r["member_lowest_cm1"], r["member_highest_cm1"] = a.spread_cm1, a.lowest_cm1, a.highest_cm1
+        for r, s in zip(rows, samples):
+            r["primitive_atoms"] = primitive_atoms(s.graph)
         if "bands" in summary:  # PhononResult.likely_unstable: the ensemble or any member below -5 cm⁻¹
             summary["bands"]["likely_unstable"] = instability_scores(
                 [min(r["bands_min_predicted"], r["member_lowest_cm1"]) for r in rows],
@@ -92,7 +96,7 @@ def score_uncertainty(rows: list[dict], error_key: str, expected_error: Uncertai
     """Set every row's ``uncertainty_cm1`` from ``expected_error`` and score how well it ranks the
     rows' actual ``error_key`` (see :func:`~vgnn_core.training.metrics.uncertainty_scores`)."""
     for r in rows:
-        r["uncertainty_cm1"] = expected_error(r["spread_cm1"], r["member_highest_cm1"], r["has_hydrogen"])
+        r["uncertainty_cm1"] = expected_error(error_predictors(r))
     scored = [r for r in rows if error_key in r]
     summary = uncertainty_scores([r["uncertainty_cm1"] for r in scored], [r[error_key] for r in scored])
     return summary | {"error": error_key, "model": expected_error.to_dict()}
@@ -149,3 +153,18 @@ def evaluate_heat_capacity(model: Model, records: Sequence, density: float | Non
         "cv300_relative_error": {"mean": float(np.nanmean(rel)), "median": float(np.nanmedian(rel))} if rows else None,
     }
     return {"summary": summary, "materials": rows}
+
+
+def error_predictors(row: dict) -> ErrorPredictors:
+    """The :class:`~vgnn_core.nn.uncertainty.ErrorPredictors` of one evaluated ensemble row."""
+    return ErrorPredictors(spread_cm1=row["spread_cm1"], highest_cm1=row["member_highest_cm1"],
+                           lowest_cm1=row["member_lowest_cm1"], has_hydrogen=row["has_hydrogen"],
+                           primitive_atoms=row["primitive_atoms"])
+
+
+def primitive_atoms(graph: CrystalGraph) -> int:
+    """Atoms in the primitive cell of a sample's crystal."""
+    from pymatgen.core import Lattice, Structure
+
+    cell = Structure(Lattice(graph.lattice), graph.numbers.tolist(), graph.positions, coords_are_cartesian=True)
+    return analyse_symmetry(cell).primitive_atoms

@@ -18,7 +18,7 @@ from ..pretrained.cards import PUBLISHED, render_markdown, training_summary
 from ..pretrained.registry import load_checkpoint, save_checkpoint
 from . import phonondb
 from .domain import training_domain_of
-from .evaluation import evaluate, evaluate_heat_capacity, score_uncertainty
+from .evaluation import error_predictors, evaluate, evaluate_heat_capacity, score_uncertainty
 from .petretto import iter_petretto, load_samples, load_split
 from .twins import load_twins
 
@@ -93,8 +93,7 @@ def calibrate_uncertainty(val_evals: list[dict]) -> UncertaintyModel | None:
         rows += [(r, r[key]) for r in ev["materials"] if key and key in r and "spread_cm1" in r and r[key] > 0]
     if not rows or sum(r["spread_cm1"] for r, _ in rows) <= 0:
         return None
-    return UncertaintyModel.fit([r["spread_cm1"] for r, _ in rows], [r["member_highest_cm1"] for r, _ in rows],
-                                [r["has_hydrogen"] for r, _ in rows], [e for _, e in rows])
+    return UncertaintyModel.fit([error_predictors(r) for r, _ in rows], [e for _, e in rows])
 
 
 def ship(run_dir: str | Path, name: str, dest: str | Path) -> dict:
