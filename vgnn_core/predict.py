@@ -379,8 +379,8 @@ class Predictor:
         with maybe_stage(clock, "graph"):
             notes = self.domain_notes(graphs)
             # the primitive cell's size needs a symmetry analysis (kept on the Crystal): only when used
-            primitive = [c.symmetry.primitive_atoms if expected_error.atoms and a is not None else g.n_atoms
-                         for c, a, g in zip(crystals, agreements, graphs)]
+            primitive = [c.symmetry.primitive_atoms if expected_error.atoms and a is not None else 1
+                         for c, a in zip(crystals, agreements)]
         known_domain = self.domain is not None
         for r, agreement, note, g, n in zip(results, agreements, notes, graphs, primitive):
             if agreement is not None:

@@ -5,7 +5,8 @@ by more cm⁻¹ than a soft one, hydrogen's modes by less than the spread sugges
 primitive cell by more, and so is a crystal one member already calls unstable.
 :class:`UncertaintyModel` is a power law in those quantities (:class:`ErrorPredictors`), fitted
 on validation materials when a model is shipped, that turns them into the expected per-material
-MAE (cm⁻¹). None of them depends on which cell of the crystal was given.
+MAE (cm⁻¹). The atom count is the primitive cell's, whichever cell is given; the members'
+frequencies are measured on the given cell's own 2×2×2 grid, so a supercell's can differ a little.
 """
 
 from __future__ import annotations
@@ -38,7 +39,8 @@ class ErrorPredictors:
     #: the lowest frequency any member predicts there (cm⁻¹, signed)
     lowest_cm1: float
     has_hydrogen: bool
-    #: atoms in the primitive cell (the same for any cell of the crystal)
+    #: atoms in the primitive cell (the same for any cell of the crystal, unless spglib cannot
+    #: analyse it: then the given cell's; :attr:`~vgnn_core.crystal.symmetry.CrystalSymmetry.primitive_atoms`)
     primitive_atoms: int
 
 
@@ -84,7 +86,8 @@ class UncertaintyModel:
             raise ValueError(f"{len(predictors)} materials but {len(error_cm1)} errors")
         x, e = _design(predictors), np.asarray(error_cm1, dtype=float)
         s = np.array([p.spread_cm1 for p in predictors], dtype=float)
-        ok = np.isfinite(x).all(axis=1) & np.isfinite(e) & (e > 0) & (s >= 0)
+        lowest = np.array([p.lowest_cm1 for p in predictors], dtype=float)
+        ok = np.isfinite(x).all(axis=1) & np.isfinite(lowest) & np.isfinite(e) & (e > 0) & (s >= 0)
         x, s, e = x[ok], s[ok], e[ok]
         if not len(e):
             raise ValueError("no validation material with a finite spread and a positive error")
@@ -121,10 +124,12 @@ class UncertaintyModel:
         return cls(**{k: float(v) for k, v in d.items()})
 
     def describe(self) -> str:
-        """One line for model cards."""
-        return (f"{math.exp(self.log_scale):.3g} · spread^{self.spread:.2f} · ω_max^{self.frequency:.2f} · "
-                f"{math.exp(self.hydrogen):.2f}^[H] · n_prim^{self.atoms:.2f} · "
-                f"{math.exp(self.unstable):.2f}^[member ω_min < {INSTABILITY_THRESHOLD_CM1:g} cm⁻¹]")
+        """One line for model cards (the atom-count and instability terms only where fitted)."""
+        text = (f"{math.exp(self.log_scale):.3g} · spread^{self.spread:.2f} · ω_max^{self.frequency:.2f} · "
+                f"{math.exp(self.hydrogen):.2f}^[H]")
+        if self.atoms or self.unstable:
+            text += f" · n_prim^{self.atoms:.2f} · {math.exp(self.unstable):.2f}^[unstable]"
+        return text
 
     def _coefficients(self) -> np.ndarray:
         return np.array([getattr(self, f.name) for f in fields(self)])

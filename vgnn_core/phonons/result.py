@@ -47,8 +47,9 @@ class PhononResult:
     dos: PhononDOS | None = None
     thermal: ThermalProperties | None = None
     force_constants: ForceConstants | None = None
-    #: expected per-material MAE (cm⁻¹) from an ensemble's spread and the crystal's frequency
-    #: scale, fitted on val (:class:`~vgnn_core.nn.uncertainty.UncertaintyModel`); None for a single network
+    #: expected per-material MAE (cm⁻¹) from an ensemble's spread, the crystal's frequency scale,
+    #: hydrogen, primitive-cell size and the members' lowest mode, fitted on val
+    #: (:class:`~vgnn_core.nn.uncertainty.UncertaintyModel`); None for a single network
     uncertainty_cm1: float | None = None
     #: elements, cell size and bonding all seen in training (None: the model records no domain)
     in_domain: bool | None = None

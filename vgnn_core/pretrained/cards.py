@@ -108,7 +108,9 @@ def _trust_lines(card: dict) -> list[str]:
     if card.get("uncertainty_model"):
         how = (f" = {UncertaintyModel.from_dict(card['uncertainty_model']).describe()} (spread: the members' "
                "spread; ω_max: the highest frequency any member predicts where the spread is measured, cm⁻¹; "
-               "[H]: 1 with hydrogen; fitted on the val splits pooled: their mean uncertainty = their mean MAE)")
+               "[H]: 1 with hydrogen; n_prim: atoms in the primitive cell; [unstable]: 1 when a member "
+               "predicts a mode below -5 cm⁻¹ there; fitted on the val splits pooled: their mean uncertainty = "
+               "their mean MAE)")
     elif card.get("uncertainty_scale"):  # cards written before the uncertainty model
         how = f" = the members' spread × {card['uncertainty_scale']:.2f} (calibrated on val: mean uncertainty = mean MAE)"
     else:
