@@ -190,9 +190,11 @@ def _model_slots() -> list[Slot]:
              lambda s: [_f(s.k(p)) for p in ("test.bands.mae.mean", "reference_test_subset.bands.mae.mean",
                                              "phonondb_test.bands.mae.mean", "phonondb_test.gamma.mae.mean",
                                              "phonondb_test.bands.mae_hydrogen.mean")]),
-        Slot("uncertainty formula", "README", "(k-MVN: u = {} · s^{} · ω_max^{} · {}^[H])",
+        Slot("uncertainty formula", "README", "(k-MVN: u = {} · s^{} · ω_max^{} · {}^[H] · n^{} · {}^[unstable])",
              lambda s: [_f(math.exp(s.kmvn["uncertainty_model"]["log_scale"]), 2), _f(s.kmvn["uncertainty_model"]["spread"], 2),
-                        _f(s.kmvn["uncertainty_model"]["frequency"], 2), _f(math.exp(s.kmvn["uncertainty_model"]["hydrogen"]), 2)]),
+                        _f(s.kmvn["uncertainty_model"]["frequency"], 2), _f(math.exp(s.kmvn["uncertainty_model"]["hydrogen"]), 2),
+                        _f(s.kmvn["uncertainty_model"].get("atoms", 0.0), 2),
+                        _f(math.exp(s.kmvn["uncertainty_model"].get("unstable", 0.0)), 2)]),
         Slot("uncertainty sentence", "README",
              "This release on `val`: {} and {}, {}× and {}×; on `test` as it came: phonondb Spearman {} (target 0.7), "
              "commensurate {}, Petretto {}; the 10 % most uncertain phonondb materials have {}× the error of the rest "
@@ -203,7 +205,7 @@ def _model_slots() -> list[Slot]:
                         _f(s.k("phonondb_test_commensurate.uncertainty.spearman"), 2), _f(s.k("test.uncertainty.spearman"), 2),
                         _f(s.k("phonondb_test.uncertainty.top_to_rest_ratio")), _f(s.k("phonondb_test.uncertainty.top_mean_error")),
                         _f(s.k("phonondb_test.uncertainty.rest_mean_error"))]),
-        Slot("uncertainty sentence, Petretto ratio", "README", "the fit leaves this ratio where it was), Petretto {}×.",
+        Slot("uncertainty sentence, Petretto ratio", "README", "the worst errors most), Petretto {}×",
              lambda s: [_f(s.k("test.uncertainty.top_to_rest_ratio"))]),
         Slot("instability flag's recall gain", "README", "The flag raises phonondb's recall by {} % and costs precision",
              lambda s: [_f(100 * (s.k("phonondb_test.bands.likely_unstable.recall")

@@ -99,7 +99,8 @@ for pid in "${pids[@]}"; do wait "$pid"; done
     --average "$OUT/born_s0/born_heads.pt" "$OUT/born_s1/born_heads.pt" "$OUT/born_s2/born_heads.pt" > "$OUT/born_avg.log" 2>&1
 
 log "LO–TO table"
-"$PY" -m vgnn_core.training.nac_eval "$OUT/nac" "$OUT/kmvn_ens/best.pt" > "$OUT/nac.log" 2>&1
+"$PY" -m vgnn_core.training.nac_eval "$OUT/nac" "$OUT/kmvn_ens/best.pt" --born-heads "$OUT/born_avg/born_heads.pt" \
+    > "$OUT/nac.log" 2>&1
 
 log "installing models, cards, registry entries, member lists, Born heads and LO–TO summaries"
 "$PY" - "$OUT" "$CK" "$TR" <<'PY'

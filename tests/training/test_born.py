@@ -150,6 +150,13 @@ def test_fine_tuned_backbones_learn_and_ship_with_the_heads(val_samples, backbon
     monkeypatch.setattr(registry, "shipped_file", lambda name: tmp_path / "h.pt")
     shipped = registry.load_born_model()
     assert isinstance(shipped.model, BornBackbones) and shipped.member_positions(backbone) is None
+    # a release's new heads, not yet shipped, load the same way from their own file
+    monkeypatch.setattr(registry, "shipped_file", lambda name: tmp_path / "missing.pt")
+    unshipped = registry.load_born_model(heads_file=tmp_path / "h.pt")
+    batch = collate([x.graph for x in train[:2]], dtype=torch.float64)
+    for a, b in zip(shipped.predict(batch), unshipped.predict(batch)):
+        np.testing.assert_allclose(b.born, a.born, atol=1e-6)
+    monkeypatch.setattr(registry, "shipped_file", lambda name: tmp_path / "h.pt")
     from vgnn_core.nn import make_model
 
     with pytest.raises(ValueError, match="stop at 3.0 Å"):  # a model whose graphs are too short for them

@@ -1,8 +1,8 @@
 """How far to trust one prediction: an ensemble's expected per-material error.
 
 The members' spread ranks the error well but not alone: at the same spread a stiff crystal is off
-by more cm⁻¹ than a soft one, hydrogen's modes by less than the spread suggests, a large
-primitive cell by more, and so is a crystal one member already calls unstable.
+by more cm⁻¹ than a soft one, and so is a crystal one member already calls unstable, while
+hydrogen's modes and a large primitive cell are off by less than the spread suggests.
 :class:`UncertaintyModel` is a power law in those quantities (:class:`ErrorPredictors`), fitted
 on validation materials when a model is shipped, that turns them into the expected per-material
 MAE (cm⁻¹). The atom count is the primitive cell's, whichever cell is given; the members'

@@ -144,9 +144,10 @@ def shipped_file(name: str) -> Path:
 BORN_HEADS = "born_heads"
 
 
-def load_born_model(model: Model | None = None, device: str = "cpu"):
+def load_born_model(model: Model | None = None, device: str = "cpu", heads_file: str | Path | None = None):
     """The shipped Born heads on ``model``'s backbone (default: the shipped ``kmvn``), as a
-    :class:`~vgnn_core.nn.born.BornModel` predicting Z* (e) and ε∞ per crystal.
+    :class:`~vgnn_core.nn.born.BornModel` predicting Z* (e) and ε∞ per crystal; ``heads_file``:
+    heads not (yet) shipped, e.g. a release's new ones, in place of the shipped file.
 
     Heads fine-tuned with backbones of their own carry them and ignore ``model``; heads trained
     on the frozen backbones of particular ensemble members (named by their weights' sha256 in the
@@ -156,7 +157,7 @@ def load_born_model(model: Model | None = None, device: str = "cpu"):
     from ..nn.born import BornModel
     from ..training.born import load_born
 
-    heads, meta, own = load_born(shipped_file(BORN_HEADS))
+    heads, meta, own = load_born(heads_file if heads_file is not None else shipped_file(BORN_HEADS))
     if own is not None:
         needed = max(m.config.r_max for m in own.members)
         if model is not None and model.config.graph_cutoff < needed:

@@ -261,14 +261,15 @@ def table(summaries: dict[str, dict]) -> str:
 
 
 def run(out: str | Path, model_path: str | Path | None = None, splits: Sequence[str] = ("val", "test"),
-        split_file: str | Path | None = None, log=print) -> dict:
+        split_file: str | Path | None = None, log=print, born_heads: str | Path | None = None) -> dict:
     """The measurement on ``splits`` of Petretto: ``out/nac_eval.json`` (summaries and per-material
     rows) and ``out/nac_eval.md`` (the table). ``model_path``: a k-MVN checkpoint (default: the
-    shipped ``kmvn``); the Born model is the shipped heads on its matching members."""
+    shipped ``kmvn``); the Born model is the heads of ``born_heads`` (default: the shipped heads)
+    on its matching members."""
     from ..pretrained.registry import load_born_model, load_checkpoint, load_pretrained_model
 
     model = load_checkpoint(model_path) if model_path else load_pretrained_model("kmvn")
-    born_model = load_born_model(model)
+    born_model = load_born_model(model, heads_file=born_heads)
     split = petretto.load_split(split_file)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -286,15 +287,16 @@ def run(out: str | Path, model_path: str | Path | None = None, splits: Sequence[
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
-    """``python -m vgnn_core.training.nac_eval OUT [MODEL.pt] [--splits val,test]``."""
+    """``python -m vgnn_core.training.nac_eval OUT [MODEL.pt] [--splits val,test] [--born-heads HEADS.pt]``."""
     import argparse
 
     parser = argparse.ArgumentParser(prog="python -m vgnn_core.training.nac_eval", description=run.__doc__)
     parser.add_argument("out", help="output folder (nac_eval.json, nac_eval.md)")
     parser.add_argument("model", nargs="?", help="k-MVN checkpoint (default: the shipped kmvn)")
     parser.add_argument("--splits", default="val,test", help="comma-separated Petretto splits (default: val,test)")
+    parser.add_argument("--born-heads", help="Born heads file (default: the shipped heads)")
     args = parser.parse_args(argv)
-    return run(args.out, args.model, splits=[s for s in args.splits.split(",") if s])
+    return run(args.out, args.model, splits=[s for s in args.splits.split(",") if s], born_heads=args.born_heads)
 
 
 if __name__ == "__main__":
