@@ -196,7 +196,7 @@ def _model_slots() -> list[Slot]:
                         _f(s.kmvn["uncertainty_model"].get("atoms", 0.0), 2),
                         _f(math.exp(s.kmvn["uncertainty_model"].get("unstable", 0.0)), 2)]),
         Slot("uncertainty sentence", "README",
-             "This release on `val`: {} and {}, {}× and {}×; on `test` as it came: phonondb Spearman {} (target 0.7), "
+             "This release on `val`, Petretto and phonondb: {} and {}, {}× and {}×; on `test` as it came: phonondb Spearman {} (target 0.7), "
              "commensurate {}, Petretto {}; the 10 % most uncertain phonondb materials have {}× the error of the rest "
              "({} against {}; target ≥ 3×,",
              lambda s: [_f(s.k("val.uncertainty.spearman"), 2), _f(s.k("phonondb_val.uncertainty.spearman"), 2),
