@@ -112,6 +112,9 @@ for kind in ("kmvn", "mvn"):
     shutil.copy(f"{out}/{kind}_ens/ensemble.json", f"{tr}/{kind}_pdb_ens.ensemble.json")
 shutil.copy(f"{out}/born_avg/born_heads.pt", f"{ck}/born_heads.pt")
 shutil.copy(f"{out}/born_avg/metrics.json", f"{tr}/born_heads.metrics.json")
+seeds = [json.load(open(f"{out}/born_s{k}/metrics.json")) for k in range(3)]  # each seed alone, for the Born card
+json.dump({"seeds": [{"seed": k, "best": m["best"], "test": m["test"]} for k, m in enumerate(seeds)]},
+          open(f"{tr}/born_heads.seeds.json", "w"), indent=1)
 summaries = json.load(open(f"{out}/nac/nac_eval.json"))["summaries"]
 json.dump({"summaries": summaries}, open("benchmarks/results/nac_eval.json", "w"), indent=1)
 registry, shipped = json.load(open(f"{ck}/registry.json")), json.load(open(f"{out}/ship/registry.json"))
