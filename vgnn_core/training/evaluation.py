@@ -164,7 +164,6 @@ def error_predictors(row: dict) -> ErrorPredictors:
 
 def primitive_atoms(graph: CrystalGraph) -> int:
     """Atoms in the primitive cell of a sample's crystal."""
-    from pymatgen.core import Lattice, Structure
+    from .twins import graph_structure
 
-    cell = Structure(Lattice(graph.lattice), graph.numbers.tolist(), graph.positions, coords_are_cartesian=True)
-    return analyse_symmetry(cell).primitive_atoms
+    return analyse_symmetry(graph_structure(graph)).primitive_atoms
