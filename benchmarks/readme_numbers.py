@@ -44,50 +44,42 @@ _SPACE = r"(?:[ \t]+\n?|\n)[ \t]*"  # a template's space: spaces, or one line br
 HISTORY_MARKERS = ("release back", "release before", "releases before", "runs before", "then 10 more: `val`")
 
 
+class _ReleaseFile:
+    """A JSON file of the release, an attribute of :class:`Sources` read on first use."""
+
+    def __init__(self, path: Path, key: str | None = None):
+        self.path, self.key = path.relative_to(ROOT), key
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, sources: Sources | None, owner: type | None = None):
+        if sources is None:
+            return self
+        if self.name not in sources.__dict__:  # kept on the instance: read once
+            data = json.loads((sources.root / self.path).read_text())
+            sources.__dict__[self.name] = data if self.key is None else data[self.key]
+        return sources.__dict__[self.name]
+
+
 class Sources:
     """The release's files, each read on first use."""
+
+    kmvn = _ReleaseFile(CHECKPOINTS / "kmvn.card.json")
+    mvn = _ReleaseFile(CHECKPOINTS / "mvn.card.json")
+    born = _ReleaseFile(RESULTS / "training" / "born_heads.metrics.json")
+    born_seeds = _ReleaseFile(RESULTS / "training" / "born_heads.seeds.json", key="seeds")
+    nac_eval = _ReleaseFile(RESULTS / "nac_eval.json")
+    vs_mlip = _ReleaseFile(RESULTS / "vs_mlip.json")
+    queries = _ReleaseFile(RESULTS / "queries.json")
+    silicon = _ReleaseFile(RESULTS / "silicon.json")
 
     def __init__(self, root: Path = ROOT):
         self.root = root
 
-    def _json(self, path: Path) -> dict:
-        return json.loads((self.root / path.relative_to(ROOT)).read_text())
-
-    @cached_property
-    def kmvn(self) -> dict:
-        return self._json(CHECKPOINTS / "kmvn.card.json")
-
-    @cached_property
-    def mvn(self) -> dict:
-        return self._json(CHECKPOINTS / "mvn.card.json")
-
-    @cached_property
-    def born(self) -> dict:
-        return self._json(RESULTS / "training" / "born_heads.metrics.json")
-
-    @cached_property
-    def born_seeds(self) -> list[dict]:
-        return self._json(RESULTS / "training" / "born_heads.seeds.json")["seeds"]
-
     @cached_property
     def born_sha256(self) -> str:
         return hashlib.sha256((self.root / (CHECKPOINTS / "born_heads.pt").relative_to(ROOT)).read_bytes()).hexdigest()
-
-    @cached_property
-    def nac_eval(self) -> dict:
-        return self._json(RESULTS / "nac_eval.json")
-
-    @cached_property
-    def vs_mlip(self) -> dict:
-        return self._json(RESULTS / "vs_mlip.json")
-
-    @cached_property
-    def queries(self) -> dict:
-        return self._json(RESULTS / "queries.json")
-
-    @cached_property
-    def silicon(self) -> dict:
-        return self._json(RESULTS / "silicon.json")
 
     def k(self, path: str):
         """A value of the k-MVN card's metrics by dotted path: ``s.k("test.bands.mae")``."""
@@ -162,14 +154,16 @@ def _thousands(x: float) -> str:
 RESULTS_ROW = "| **this release, k-MVN (3 members: {*} epochs)** | **{} / {}** | **{} / {}** | **{} / {}** | {} / {} | **{}** |"
 HISTORY_ROW = "| three members: {epochs} epochs | {} / {} | {} / {} | {} / {} | {} / {} | {} |"
 EPOCHS_SENTENCE = re.compile(r"the members trained ([\d, and]+?) epochs on this")
+#: the k-MVN's row of the results table: a new release (``--epochs``) keeps the old one as history
+RESULTS_SLOT = Slot("results table, k-MVN", "README", RESULTS_ROW,
+                    lambda s: (_pair(s.k("test.bands.mae")) + _pair(s.k("reference_test_subset.bands.mae"))
+                               + _pair(s.k("phonondb_test.bands.mae")) + _pair(s.k("phonondb_test.gamma.mae"))
+                               + [_f(s.k("phonondb_test.bands.mae_hydrogen.mean"))]))
 
 
 def _model_slots() -> list[Slot]:
     slots = [
-        Slot("results table, k-MVN", "README", RESULTS_ROW,
-             lambda s: (_pair(s.k("test.bands.mae")) + _pair(s.k("reference_test_subset.bands.mae"))
-                        + _pair(s.k("phonondb_test.bands.mae")) + _pair(s.k("phonondb_test.gamma.mae"))
-                        + [_f(s.k("phonondb_test.bands.mae_hydrogen.mean"))])),
+        RESULTS_SLOT,
         Slot("results table, MVN", "README", "| **this release, MVN (Γ)** | Γ {} / {} | Γ {} / {} | – | **{} / {}** | – |",
              lambda s: (_pair(s.m("test.gamma.mae")) + _pair(s.m("reference_test_subset.gamma.mae"))
                         + _pair(s.m("phonondb_test.gamma.mae")))),
@@ -453,35 +447,39 @@ def _splice(text: str, match: re.Match, replacements: dict[int, str]) -> str:
 
 def members_epochs(readme: str) -> str:
     """The new members' epochs as the results row names them."""
-    return find(SLOTS[0], readme).group(1)
+    return find(RESULTS_SLOT, readme).group(1)
+
+
+def start_release(readme: str, epochs: str) -> str:
+    """The README with a new release's k-MVN results row: the current row, its numbers as shown,
+    stays above it as history, and the members' ``epochs`` replace the old ones in the row and in
+    the targets sentence (the new row's numbers are then written like any slot's)."""
+    match = find(RESULTS_SLOT, readme)
+    old = match.group(1)
+    if epochs == old:
+        return readme
+    history = HISTORY_ROW.replace("{epochs}", old).format(*shown(RESULTS_SLOT, match))
+    text = _splice(readme, match, {1: epochs})
+    text = text[:match.start()] + history + "\n" + text[match.start():]
+    sentence = EPOCHS_SENTENCE.search(text)
+    if sentence and sentence.group(1) == old:
+        text = _splice(text, sentence, {1: epochs})
+    return text
 
 
 def write(documents: dict[str, str], sources: Sources, epochs: str | None = None) -> dict[str, str]:
-    """The documents with every slot's numbers replaced by the files'. With ``epochs`` (a new
-    release), the k-MVN results row the new one replaces stays above it as history, and the
-    members' epochs are renamed in the row and in the targets sentence."""
+    """The documents with every slot's numbers replaced by the files'; with ``epochs``, after
+    starting a new release's results row (:func:`start_release`)."""
     out = dict(documents)
+    if epochs is not None:
+        out[RESULTS_SLOT.document] = start_release(out[RESULTS_SLOT.document], epochs)
     for slot in SLOTS:
         text = out[slot.document]
         match = find(slot, text)
         groups = [k for k, numbered in enumerate(slot.numbered, start=1) if numbered]
-        values = slot.values(sources)
-        changes = {g: v for g, v in zip(groups, values) if match.group(g) != v}
-        new_release = slot is SLOTS[0] and epochs is not None and epochs != match.group(1)
-        if not changes and not new_release:
-            continue
-        if new_release:
-            old = match.group(1)
-            changes[1] = epochs
-            history = HISTORY_ROW.replace("{epochs}", old).format(*shown(slot, match))
-            text = _splice(text, match, changes)
-            text = text[:match.start()] + history + "\n" + text[match.start():]
-            sentence = EPOCHS_SENTENCE.search(text)
-            if sentence and sentence.group(1) == old:
-                text = _splice(text, sentence, {1: epochs})
-        else:
-            text = _splice(text, match, changes)
-        out[slot.document] = text
+        changes = {g: v for g, v in zip(groups, slot.values(sources)) if match.group(g) != v}
+        if changes:
+            out[slot.document] = _splice(text, match, changes)
     return out
 
 

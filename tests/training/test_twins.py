@@ -7,7 +7,7 @@ from pymatgen.core.operations import SymmOp
 from vgnn_core.crystal.graph import build_graph
 from vgnn_core.training import petretto, phonondb
 from vgnn_core.training import twins as twins_module
-from vgnn_core.training.twins import TWINS_FILE, find_twins, graph_structure, load_twins, twin_free
+from vgnn_core.training.twins import TWINS_FILE, find_twins, load_twins, twin_free
 
 
 def _rocksalt(a: float) -> Structure:
@@ -27,9 +27,9 @@ def test_same_crystal_relaxed_differently_is_a_twin_other_polymorphs_are_not():
     assert find_twins(held_out, reference) == {"a": "train-nacl", "b": "train-nacl", "d": "train-nacl"}
 
 
-def test_graph_structure_round_trip():
+def test_crystal_graph_structure_round_trip():
     s = _rocksalt(5.64).get_primitive_structure()
-    back = graph_structure(build_graph(s, r_max=4.0))
+    back = build_graph(s, r_max=4.0).structure()
     np.testing.assert_allclose(back.lattice.matrix, s.lattice.matrix)
     np.testing.assert_allclose(back.cart_coords, s.cart_coords, atol=1e-12)
     assert back.species == s.species

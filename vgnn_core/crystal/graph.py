@@ -49,6 +49,11 @@ class CrystalGraph:
     def n_edges(self) -> int:
         return int(self.edge_src.shape[0])
 
+    def structure(self) -> Structure:
+        """The crystal as a pymatgen structure (Cartesian positions, Å; its masses are the
+        elements' own)."""
+        return Structure(self.lattice, self.numbers.tolist(), self.positions, coords_are_cartesian=True)
+
 
 def build_graph(structure: Structure, r_max: float = DEFAULT_R_MAX) -> CrystalGraph:
     """Neighbour list of a (validated) structure within ``r_max`` Å.

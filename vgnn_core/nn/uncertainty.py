@@ -43,6 +43,12 @@ class ErrorPredictors:
     #: analyse it: then the given cell's; :attr:`~vgnn_core.crystal.symmetry.CrystalSymmetry.primitive_atoms`)
     primitive_atoms: int
 
+    @property
+    def usable(self) -> bool:
+        """Every value finite and the spread not negative: the crystal can enter a fit."""
+        values = (self.spread_cm1, self.highest_cm1, self.lowest_cm1, self.primitive_atoms)
+        return all(math.isfinite(v) for v in values) and self.spread_cm1 >= 0
+
 
 @dataclass(frozen=True)
 class UncertaintyModel:
@@ -84,15 +90,13 @@ class UncertaintyModel:
         """
         if len(predictors) != len(error_cm1):
             raise ValueError(f"{len(predictors)} materials but {len(error_cm1)} errors")
-        x, e = _design(predictors), np.asarray(error_cm1, dtype=float)
-        s = np.array([p.spread_cm1 for p in predictors], dtype=float)
-        lowest = np.array([p.lowest_cm1 for p in predictors], dtype=float)
-        ok = np.isfinite(x).all(axis=1) & np.isfinite(lowest) & np.isfinite(e) & (e > 0) & (s >= 0)
-        x, s, e = x[ok], s[ok], e[ok]
-        if not len(e):
+        kept = [(p, float(err)) for p, err in zip(predictors, error_cm1) if p.usable and math.isfinite(err) and err > 0]
+        if not kept:
             raise ValueError("no validation material with a finite spread and a positive error")
+        e = np.array([err for _, err in kept])
         if len(e) < MIN_MATERIALS_TO_FIT:
-            return cls.proportional(e.sum() / max(s.sum(), MIN_SPREAD_CM1))
+            return cls.proportional(e.sum() / max(sum(p.spread_cm1 for p, _ in kept), MIN_SPREAD_CM1))
+        x = _design([p for p, _ in kept])
         varies = np.r_[True, np.ptp(x[:, 1:], axis=0) > 0]
         beta = np.zeros(x.shape[1])
         beta[varies] = np.linalg.lstsq(x[:, varies], np.log(e), rcond=None)[0]

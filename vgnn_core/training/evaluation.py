@@ -164,6 +164,4 @@ def error_predictors(row: dict) -> ErrorPredictors:
 
 def primitive_atoms(graph: CrystalGraph) -> int:
     """Atoms in the primitive cell of a sample's crystal."""
-    from .twins import graph_structure
-
-    return analyse_symmetry(graph_structure(graph)).primitive_atoms
+    return analyse_symmetry(graph.structure()).primitive_atoms

@@ -21,16 +21,9 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from pymatgen.core import Lattice, Structure
-
-from ..crystal.graph import CrystalGraph
+from pymatgen.core import Structure
 
 TWINS_FILE = Path(__file__).with_name("twins.json")
-
-
-def graph_structure(graph: CrystalGraph) -> Structure:
-    """The pymatgen structure of a crystal graph (Cartesian positions, Å)."""
-    return Structure(Lattice(graph.lattice), graph.numbers.tolist(), graph.positions, coords_are_cartesian=True)
 
 
 def find_twins(held_out: Mapping[str, Structure], reference: Mapping[str, Structure]) -> dict[str, str]:
@@ -54,13 +47,13 @@ def find_twins(held_out: Mapping[str, Structure], reference: Mapping[str, Struct
 def _phonondb_structures(ids: Iterable[str]) -> dict[str, Structure]:
     from .phonondb import load_samples
 
-    return {s.material_id: graph_structure(s.graph) for s in load_samples(list(ids), 6.0, 6.0)}
+    return {s.material_id: s.graph.structure() for s in load_samples(list(ids), 6.0, 6.0)}
 
 
 def _petretto_structures(ids: Iterable[str]) -> dict[str, Structure]:
     from .petretto import load_samples
 
-    return {s.material_id: graph_structure(s.graph) for s in load_samples(list(ids))}
+    return {s.material_id: s.graph.structure() for s in load_samples(list(ids))}
 
 
 def held_out_twins() -> dict[str, dict[str, dict[str, str]]]:
