@@ -8,11 +8,12 @@ the way the README rounds them.
 
     python benchmarks/readme_numbers.py            # list every slot whose numbers are not the files'
     python benchmarks/readme_numbers.py --write    # put the files' numbers in those slots
-    python benchmarks/readme_numbers.py --write --epochs "166, 174 and 168"   # ... for a new release
 
 A space in a template stands for spaces or one line break, so prose can be re-wrapped freely.
-``--epochs`` starts a new release's k-MVN results row: the last release's row stays above it as
-history (without ``--epochs`` a wrong number in the row is simply corrected). The history chains
+When the members' epochs (summed over their runs as the k-MVN card records them,
+``train_members.py``) differ from the results row's, ``--write`` starts a new release's row: the
+last release's row stays above it as history (otherwise a wrong number in the row is simply
+corrected); ``--epochs`` names them by hand. The history chains
 in prose ("… one release back, …") are not slots: ``--write`` lists where they are, to edit by
 hand. ``tests/test_readme_numbers.py`` checks every slot.
 """
@@ -483,6 +484,18 @@ def write(documents: dict[str, str], sources: Sources, epochs: str | None = None
     return out
 
 
+def card_epochs() -> str:
+    """The members' epochs, all their runs together, as the k-MVN card records them: "176, 184 and 178"."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("train_members", ROOT / "benchmarks" / "train_members.py")
+    module = sys.modules.setdefault("train_members", importlib.util.module_from_spec(spec))
+    if not hasattr(module, "member_epochs"):
+        spec.loader.exec_module(module)
+    *first, last = module.member_epochs(json.loads((CHECKPOINTS / "kmvn.card.json").read_text()))
+    return f"{', '.join(map(str, first))} and {last}"
+
+
 def history_lines(text: str) -> list[tuple[int, str]]:
     """Lines holding a history chain (for hand edits after a release)."""
     return [(n, line) for n, line in enumerate(text.splitlines(), start=1) if any(m in line for m in HISTORY_MARKERS)]
@@ -491,12 +504,15 @@ def history_lines(text: str) -> list[tuple[int, str]]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--write", action="store_true", help="put the files' numbers into the documents")
-    parser.add_argument("--epochs", help='a new release: its members\' epochs for the results row, e.g. "166, 174 and 168"')
+    parser.add_argument("--epochs", help='the members\' epochs for the results row, e.g. "166, 174 and 168" '
+                        "(default: the k-MVN card's)")
     parser.add_argument("--readme", type=Path, default=README)
     parser.add_argument("--born-card", type=Path, default=BORN_CARD)
     args = parser.parse_args(argv)
     if args.epochs and not args.write:
         parser.error("--epochs names a new release's row: use it with --write")
+    if args.write and args.epochs is None:
+        args.epochs = card_epochs()
     paths = {"README": args.readme, "born card": args.born_card}
     documents = {name: path.read_text() for name, path in paths.items()}
     sources = Sources()

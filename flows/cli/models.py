@@ -7,21 +7,32 @@ import argparse
 import sys
 from pathlib import Path
 
+#: ``vgnn train`` options that set the TrainConfig field of the same name when given
+TRAIN_OPTIONS = ("lr", "batch_size", "q_per_material", "patience", "weight_decay", "ema_decay", "select_on", "loss",
+                 "block_weight", "val_q_stride")
 
-def _cmd_train(args: argparse.Namespace) -> int:
+
+def train_config(args: argparse.Namespace):
+    """The :class:`~vgnn_core.training.train.TrainConfig` a parsed ``vgnn train`` line asks for."""
     import json
 
-    from vgnn_core.training.data import training_data
-    from vgnn_core.training.train import TrainConfig, train
+    from vgnn_core.training.train import TrainConfig
 
     cfg = TrainConfig(device=args.device, seed=args.seed, model={"kind": args.model, **json.loads(args.arch)},
                       data=args.data.split(","))
     if args.epochs:
         cfg.epochs = args.epochs
-    for key in ("lr", "batch_size", "q_per_material", "patience", "weight_decay", "ema_decay", "select_on", "loss",
-                "block_weight", "val_q_stride"):
+    for key in TRAIN_OPTIONS:
         if getattr(args, key) is not None:
             setattr(cfg, key, getattr(args, key))
+    return cfg
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from vgnn_core.training.data import training_data
+    from vgnn_core.training.train import train
+
+    cfg = train_config(args)
     train_samples, val_samples = training_data(cfg, args.split_file)
     out = Path(args.out or f"runs/{args.model}")
     state = train(train_samples, val_samples, cfg, out, resume=args.resume, init_from=args.init,
