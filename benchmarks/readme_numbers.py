@@ -204,7 +204,7 @@ def _model_slots() -> list[Slot]:
                         _f(s.k("phonondb_test_commensurate.uncertainty.spearman"), 2), _f(s.k("test.uncertainty.spearman"), 2),
                         _f(s.k("phonondb_test.uncertainty.top_to_rest_ratio")), _f(s.k("phonondb_test.uncertainty.top_mean_error")),
                         _f(s.k("phonondb_test.uncertainty.rest_mean_error"))]),
-        Slot("uncertainty sentence, Petretto ratio", "README", "the worst errors most), Petretto {}×",
+        Slot("uncertainty sentence, Petretto ratio", "README", "), Petretto {}× ({*}× the release before)",
              lambda s: [_f(s.k("test.uncertainty.top_to_rest_ratio"))]),
         Slot("instability flag's recall gain", "README", "The flag raises phonondb's recall by {} % and costs precision",
              lambda s: [_f(100 * (s.k("phonondb_test.bands.likely_unstable.recall")
@@ -267,7 +267,7 @@ def _vs_mlip_slots() -> list[Slot]:
                         _f(sp(s, "force_constants_batched"), 0), _f(1000 * sm(s, "kmvn_fc_batched_s"))]),
         Slot("vs CHGNet, error ratio", "README", "k-MVN has {}× CHGNet's band error (lower on {} % of the materials; on the 66 "
              "`reference_test_subset` materials {} vs {} cm⁻¹).", _error_ratio),
-        Slot("vs CHGNet, CHGNet's seconds", "README", "its mean was {} s per material this run (median {} s) against",
+        Slot("vs CHGNet, CHGNet's seconds", "README", "its mean was {} s per material this run (median {} s) and",
              lambda s: [_f(sm(s, "mlip_s"), 2), _f(sm(s, "mlip_s", "median"), 2)]),
         Slot("vs CHGNet, speed-up sentence", "README", "{}× now, for a {} % lower band error (18.36 → {} cm⁻¹).",
              lambda s: [_f(sp(s, "kmvn_batched"), 0), _f(100 * (1 - sm(s, "kmvn_bands_mae") / 18.36), 0),
@@ -281,7 +281,7 @@ def _vs_mlip_slots() -> list[Slot]:
         Slot("vs CHGNet, median", "README", "takes only {} s (median) here.", lambda s: [_f(sm(s, "mlip_s", "median"))]),
         Slot("vs CHGNet, force-constant ratio", "README", "the force-constant step, is {}× faster batched (median per material "
              "{}×, range {}–{}×).", _force_constant_ratios),
-        Slot("MVN batched time", "README", "the machine's speed varies) and {} ms in this release's",
+        Slot("MVN batched time", "README", "(MVN Γ spectra batched: {} ms per material in this release's run",
              lambda s: [_f(1000 * sm(s, "mvn_batched_s"))]),
     ]
 
