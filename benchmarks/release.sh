@@ -15,7 +15,8 @@
 # averaged) and the LO–TO evaluation. Only when all of that succeeded is it installed, in one step,
 # into vgnn_core/pretrained/checkpoints and benchmarks/results (then the silicon check runs on the
 # installed models). About 30 minutes on 2 cores. Afterwards: `--benchmarks OUT`, then
-# `python benchmarks/readme_numbers.py --write --epochs "A, B and C"` and the README's history by hand.
+# `python benchmarks/readme_numbers.py --write` (a new results row when the members' epochs changed),
+# the prose values it lists as history by hand, and a paragraph in benchmarks/results/training/ROUNDS.md.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 trap 'echo "release.sh failed at line $LINENO (logs in ${OUT:-OUT}/); nothing installed unless the install step finished" >&2; kill $(jobs -p) 2>/dev/null || true' ERR
@@ -125,4 +126,4 @@ PY
 
 log "silicon"
 "$PY" benchmarks/silicon_check.py > "$OUT/silicon.log" 2>&1
-log "release installed; next: bash benchmarks/release.sh --benchmarks $OUT, then python benchmarks/readme_numbers.py --write --epochs \"A, B and C\""
+log "release installed; next: bash benchmarks/release.sh --benchmarks $OUT, then python benchmarks/readme_numbers.py --write"
