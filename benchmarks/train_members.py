@@ -163,6 +163,19 @@ class Invocation:
     out: Path
     until: int
 
+    def check_folder(self) -> None:
+        """Refuse a folder that holds another run (other settings or another starting point):
+        skipping or resuming it would put a stranger in the chain."""
+        path = self.out / "train_config.json"
+        if not path.is_file():
+            return
+        def key(config: dict) -> dict:  # a run's settings; its schedule's length may change on resume
+            return {k: v for k, v in config.items() if k not in ("epochs", "device", "resumed")}
+        held, wanted = json.loads(path.read_text()), train_config_of(self.argv)
+        if key(held) != key(wanted):
+            raise ValueError(f"{self.out} holds another run (seed {held.get('seed')}, started from "
+                             f"{held.get('init_from')}); remove it or train into another --out")
+
     def finished(self) -> bool:
         log = self.out / "log.jsonl"
         lines = log.read_text().splitlines() if log.is_file() else []
@@ -171,14 +184,19 @@ class Invocation:
 
 def member_invocations(runs: list[Run], member: int, out: Path, first_run: int = 1) -> list[Invocation]:
     """The ``vgnn train`` calls of a member's runs from ``first_run`` (1-based) on."""
+    if not 1 <= first_run <= len(runs):
+        raise ValueError(f"member {member} has runs 1 to {len(runs)}, not {first_run}")
     calls = []
     for n, run in enumerate(runs, start=1):
         folder = out / (f"kmvn_{member}" if n == len(runs) else f"kmvn_{member}.{n:02d}")
         if n < first_run:
             continue
-        init = run.init if n == first_run else str(out / (f"kmvn_{member}.{n - 1:02d}") / "best.pt")
-        if n == first_run and n > 1 and init is None:
-            raise ValueError(f"member {member}'s run {n} records no committed starting point")
+        if n == first_run:  # the committed checkpoint it started from, wherever this runs
+            init = None if run.init is None else str(ROOT / run.init)
+            if n > 1 and init is None:
+                raise ValueError(f"member {member}'s run {n} records no committed starting point")
+        else:
+            init = str(out / f"kmvn_{member}.{n - 1:02d}" / "best.pt")
         for k, (config, until) in enumerate(run.schedules()):
             argv = ["vgnn", "train", *options(config), "--epochs", str(config["epochs"])]
             if until < config["epochs"]:
@@ -189,6 +207,15 @@ def member_invocations(runs: list[Run], member: int, out: Path, first_run: int =
                 argv.append("--resume")
             calls.append(Invocation(argv + ["--out", str(folder)], folder, until))
     return calls
+
+
+def train_config_of(argv: list[str]) -> dict:
+    """The train_config.json a ``vgnn train`` line records (``init_from`` as given)."""
+    from flows.cli import build_parser
+    from flows.cli.models import train_config
+
+    args = build_parser().parse_args(argv[1:])
+    return {**asdict(train_config(args)), **({"init_from": args.init} if args.init else {})}
 
 
 def _vgnn() -> str:
@@ -210,18 +237,21 @@ def main(argv: list[str] | None = None) -> int:
     card = json.loads(args.card.read_text())
     members = args.member or list(range(len(card["training"]["ensemble_of"])))
     epochs = member_epochs(card)
+    try:
+        plans = {m: member_invocations(member_runs(card, m), m, args.out, args.first_run) for m in members}
+    except (ValueError, IndexError) as exc:
+        parser.error(str(exc))
     for member in members:
         if args.history:
             print(f"member {member}, {epochs[member]} epochs:\n\n{history(card, member)}\n")
             continue
-        runs = member_runs(card, member)
-        calls = member_invocations(runs, member, args.out, args.first_run)
-        print(f"# member {member}: {len(runs)} runs, {epochs[member]} epochs")
-        for call in calls:
+        print(f"# member {member}: {len(member_runs(card, member))} runs, {epochs[member]} epochs")
+        for call in plans[member]:
             argv = call.argv + (["--device", args.device] if args.device else [])
             if args.print:
                 print(shlex.join(argv))
                 continue
+            call.check_folder()
             if call.finished():
                 print(f"done: {shlex.join(argv)}")
                 continue

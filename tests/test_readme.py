@@ -31,6 +31,7 @@ README = ROOT / "README.md"
 #: ``vgnn`` lines that are parsed but not run: (regex searched in the line, why not run).
 PARSE_ONLY: tuple[tuple[str, str], ...] = (
     (r"^vgnn prepare-phonondb", "phonopy on 9,534 force sets: hours of CPU and the shared data"),
+    (r"^vgnn train ", "training: hours of CPU"),
     (r"^vgnn (ensemble|ship) ", "needs the trained runs/ of the lines above"),
     (r"^vgnn evaluate ", "a held-out set through the models: minutes of CPU and the shared data"),
     (r"^vgnn download-data", "downloads from figshare / GitHub"),

@@ -84,24 +84,86 @@ def _config(seed: int, epochs: int, **extra) -> dict:
             "seed": seed, "device": "cpu", "model": {"kind": "kmvn", "r_bond": 6.0}, **extra}
 
 
-def test_finished_runs_are_skipped_and_a_killed_one_resumes(tmp_path, monkeypatch):
+def _two_run_card(tmp_path: Path) -> Path:
+    """Run 1 under two schedules (to epoch 2 of 4, then 6), run 2 from run 1's best."""
     first = _config(1, 6, resumed=[{"until_epoch": 2, "config": _config(1, 4)}])
     second = _config(2, 10, init_from="/elsewhere/kmvn_0.01/best.pt")
     card = {"training": {"ensemble_of": [{"train_config": second, "epochs_run": 10,
                                           "initialised_from": {"train_config": first, "epochs_run": 6}}]}}
     (tmp_path / "card.json").write_text(json.dumps(card))
-    out = tmp_path / "runs"
-    for folder, epochs in (("kmvn_0.01", 6), ("kmvn_0", 3)):
-        (out / folder).mkdir(parents=True)
-        (out / folder / "log.jsonl").write_text("".join(json.dumps({"epoch": e}) + "\n" for e in range(1, epochs + 1)))
-    (out / "kmvn_0" / "last.pt").write_bytes(b"")
+    return tmp_path / "card.json"
+
+
+def _trained(folder: Path, epochs: int, argv: list[str] | None = None, killed: bool = False) -> None:
+    """A run folder as ``vgnn train`` leaves it after ``epochs`` epochs (of the line ``argv``)."""
+    folder.mkdir(parents=True)
+    (folder / "log.jsonl").write_text("".join(json.dumps({"epoch": e}) + "\n" for e in range(1, epochs + 1)))
+    if argv is not None:
+        (folder / "train_config.json").write_text(json.dumps(tm.train_config_of(argv)))
+    if killed:
+        (folder / "last.pt").write_bytes(b"")
+
+
+def _run_main(argv: list[str], monkeypatch) -> list[object]:
     called = []
-    monkeypatch.setattr(tm.subprocess, "run", lambda argv, check: called.append(argv))
-    assert tm.main(["--card", str(tmp_path / "card.json"), "--out", str(out)]) == 0
-    assert len(called) == 1
-    args = _parse(["vgnn", *called[0][1:]])
-    assert (args.out, args.seed, args.epochs, args.resume, args.init) == (
-        str(out / "kmvn_0"), 2, 10, True, str(out / "kmvn_0.01" / "best.pt"))
+    monkeypatch.setattr(tm.subprocess, "run", lambda line, check: called.append(_parse(["vgnn", *line[1:]])))
+    assert tm.main(argv) == 0
+    return called
+
+
+def _lines(card: Path, out: Path) -> list[list[str]]:
+    runs = tm.member_runs(json.loads(card.read_text()), 0)
+    return [c.argv for c in tm.member_invocations(runs, 0, out)]
+
+
+def test_a_fresh_chain_runs_every_schedule_in_order(tmp_path, monkeypatch):
+    card, out = _two_run_card(tmp_path), tmp_path / "runs"
+    called = _run_main(["--card", str(card), "--out", str(out), "--device", "cuda"], monkeypatch)
+    assert [(a.epochs, a.stop_after, a.resume, a.init, a.out, a.device) for a in called] == [
+        (4, 2, False, None, str(out / "kmvn_0.01"), "cuda"),
+        (6, None, True, None, str(out / "kmvn_0.01"), "cuda"),
+        (10, None, False, str(out / "kmvn_0.01" / "best.pt"), str(out / "kmvn_0"), "cuda"),  # --init, no --resume
+    ]
+
+
+def test_finished_runs_are_skipped_and_a_killed_one_resumes(tmp_path, monkeypatch):
+    card, out = _two_run_card(tmp_path), tmp_path / "runs"
+    lines = _lines(card, out)
+    _trained(out / "kmvn_0.01", 6, lines[1])
+    _trained(out / "kmvn_0", 3, lines[2], killed=True)
+    called = _run_main(["--card", str(card), "--out", str(out)], monkeypatch)
+    assert [(a.out, a.seed, a.epochs, a.resume, a.init) for a in called] == [
+        (str(out / "kmvn_0"), 2, 10, True, str(out / "kmvn_0.01" / "best.pt"))]
+
+
+def test_a_run_killed_in_its_first_schedule_goes_on_through_both(tmp_path, monkeypatch):
+    card, out = _two_run_card(tmp_path), tmp_path / "runs"
+    _trained(out / "kmvn_0.01", 1, _lines(card, out)[0], killed=True)
+    called = _run_main(["--card", str(card), "--out", str(out)], monkeypatch)
+    assert [(a.epochs, a.stop_after, a.resume) for a in called] == [(4, 2, True), (6, None, True), (10, None, False)]
+
+
+def test_a_folder_holding_another_run_is_refused(tmp_path, monkeypatch):
+    card, out = _two_run_card(tmp_path), tmp_path / "runs"
+    lines = _lines(card, out)
+    _trained(out / "kmvn_0.01", 6, lines[1])
+    stranger = [a if a != "2" else "7" for a in lines[2]]  # another seed
+    _trained(out / "kmvn_0", 10, stranger)
+    monkeypatch.setattr(tm.subprocess, "run", lambda line, check: None)
+    with pytest.raises(ValueError, match="holds another run"):
+        tm.main(["--card", str(card), "--out", str(out)])
+
+
+def test_first_run_is_checked_and_starts_from_the_committed_checkpoint(tmp_path, capsys):
+    runs = tm.member_runs(CARD, 2)
+    with pytest.raises(SystemExit):
+        tm.main(["--print", "--member", "2", "--first-run", str(len(runs) + 1)])
+    with pytest.raises(SystemExit):
+        tm.main(["--print", "--first-run", "0"])
+    assert "has runs 1 to" in capsys.readouterr().err
+    first = tm.member_invocations(runs, 2, tmp_path, first_run=len(runs))[0]
+    init = Path(_parse(first.argv).init)
+    assert init.is_absolute() and init.is_file()  # runs from any folder
 
 
 def test_a_start_nobody_committed_is_refused():

@@ -126,6 +126,10 @@ def test_uncertainty_model_fit_recovers_a_power_law_and_is_calibrated():
     no_h = [replace(p, has_hydrogen=False) for p in x] + [replace(x[0], spread_cm1=np.nan, has_hydrogen=True)]
     no_h = UncertaintyModel.fit(no_h, np.r_[error, 5.0])
     assert no_h.hydrogen == 0.0 and no_h.spread == pytest.approx(0.6, abs=0.05)
+    # unusable materials (negative spread, a non-finite frequency) and non-positive errors change nothing
+    bad = [replace(x[0], spread_cm1=-1.0), replace(x[1], lowest_cm1=-np.inf), replace(x[2], highest_cm1=np.nan), x[3]]
+    assert [p.usable for p in bad] == [False, False, False, True]
+    assert UncertaintyModel.fit(x + bad, np.r_[error, 50.0, 50.0, 50.0, 0.0]) == fit
     # too few materials for a fit: the spread times a factor
     few = UncertaintyModel.fit([replace(x[0], spread_cm1=1.0), replace(x[1], spread_cm1=3.0)], [2.0, 6.0])
     assert few == UncertaintyModel.proportional(2.0)
