@@ -492,8 +492,8 @@ def card_epochs() -> str:
     module = sys.modules.setdefault("train_members", importlib.util.module_from_spec(spec))
     if not hasattr(module, "member_epochs"):
         spec.loader.exec_module(module)
-    *first, last = module.member_epochs(json.loads((CHECKPOINTS / "kmvn.card.json").read_text()))
-    return f"{', '.join(map(str, first))} and {last}"
+    *first, last = map(str, module.member_epochs(json.loads((CHECKPOINTS / "kmvn.card.json").read_text())))
+    return f"{', '.join(first)} and {last}" if first else last
 
 
 def history_lines(text: str) -> list[tuple[int, str]]:
