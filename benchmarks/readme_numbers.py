@@ -336,6 +336,15 @@ def _born_test(test: dict) -> list[str]:
     return [_f(test["heads"]["born_mae"], 3), _pct(test["heads"]["eps_rel_median"]), _f(test["lo_to"]["split_mae_cm1"])]
 
 
+def _born_splitting(s: Sources) -> list[str]:
+    """The Born card's LO–TO sentence: DFPT splittings and the predicted charges' errors (test)."""
+    rows, summary = s.born["lo_to_rows"], s.born["test"]["lo_to"]
+    dfpt = np.array([r["dfpt"] for r in rows])
+    error = np.abs(np.array([r["predicted"] for r in rows]) - dfpt)
+    return [_f(dfpt.mean(), 0), _f(np.median(dfpt), 0), _f(error.mean()), _f(np.median(error)), _f(error.max(), 0),
+            _f(100 * summary["split_rel_median_split"], 0), str(summary["n_split"])]
+
+
 def _born_slots() -> list[Slot]:
     slots = []
     for label, split, key in NAC_ROWS:
@@ -355,6 +364,9 @@ def _born_slots() -> list[Slot]:
              lambda s: ([str(a["best"]["epoch"]) for a in s.born["averaged"]]
                         + [_f(min(a["best"]["seconds"] for a in s.born["averaged"]) / 60),
                            _f(max(a["best"]["seconds"] for a in s.born["averaged"]) / 60)])),
+        Slot("Born card, LO–TO splitting", "born card",
+             "DFPT-charge splitting: mean {} cm⁻¹, median {} cm⁻¹; error of the predicted-charge splitting: MAE {} cm⁻¹, "
+             "median {} cm⁻¹, max {} cm⁻¹; median relative error {} % over the {} materials", _born_splitting),
         Slot("Born card, train against val", "born card", "On the physical `train` records the heads reach {} e against {} on `val`",
              lambda s: [_f(s.born["train"]["heads"]["born_mae"], 3), _f(s.born["val"]["heads"]["born_mae"], 3)]),
     ]
