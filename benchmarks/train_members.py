@@ -22,6 +22,7 @@ what ``--first-run`` starts from.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import shlex
 import shutil
@@ -92,22 +93,30 @@ def member_runs(card: dict, member: int) -> list[Run]:
     return runs[::-1]
 
 
+def _same_start(config: dict) -> dict:
+    """A train_config with its starting point as the repository's copy, where there is one."""
+    try:
+        return {**config, "init_from": committed(config.get("init_from"))}
+    except ValueError:
+        return config
+
+
+@functools.cache
+def _committed_runs() -> tuple[tuple[Path, dict], ...]:
+    """(log.jsonl, settings) of every committed run, read once; ``resume/`` folders (with best.pt) first."""
+    folders = sorted((ROOT / TRAINING).glob("resume/*/train_config.json"))
+    runs = []
+    for path in folders + sorted((ROOT / TRAINING).glob("*.train_config.json")):
+        log = path.with_name("log.jsonl") if path.name == "train_config.json" else (
+            path.with_name(path.name.replace(".train_config.json", ".log.jsonl")))
+        runs.append((log, _same_start(json.loads(path.read_text()))))
+    return tuple(runs)
+
+
 def committed_log(run: Run) -> Path | None:
     """The committed log.jsonl of a run (found by its settings), or ``None``."""
-    def same_start(config: dict) -> dict:  # a recorded path as the repository's copy, where there is one
-        try:
-            return {**config, "init_from": committed(config.get("init_from"))}
-        except ValueError:
-            return config
-
-    key = same_start(run.config)
-    folders = sorted((ROOT / TRAINING).glob("resume/*/train_config.json"))  # with best.pt: preferred
-    for path in folders + sorted((ROOT / TRAINING).glob("*.train_config.json")):
-        config = json.loads(path.read_text())
-        if same_start(config) == key:
-            return path.with_name("log.jsonl") if path.name == "train_config.json" else (
-                path.with_name(path.name.replace(".train_config.json", ".log.jsonl")))
-    return None
+    key = _same_start(run.config)
+    return next((log for log, config in _committed_runs() if config == key), None)
 
 
 def history(card: dict, member: int) -> str:
@@ -209,12 +218,18 @@ def member_invocations(runs: list[Run], member: int, out: Path, first_run: int =
     return calls
 
 
+@functools.cache
+def _cli():
+    from flows.cli import build_parser
+
+    return build_parser()
+
+
 def train_config_of(argv: list[str]) -> dict:
     """The train_config.json a ``vgnn train`` line records (``init_from`` as given)."""
-    from flows.cli import build_parser
     from flows.cli.models import train_config
 
-    args = build_parser().parse_args(argv[1:])
+    args = _cli().parse_args(argv[1:])
     return {**asdict(train_config(args)), **({"init_from": args.init} if args.init else {})}
 
 
@@ -236,16 +251,17 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     card = json.loads(args.card.read_text())
     members = args.member or list(range(len(card["training"]["ensemble_of"])))
-    epochs = member_epochs(card)
     try:
-        plans = {m: member_invocations(member_runs(card, m), m, args.out, args.first_run) for m in members}
+        runs = {m: member_runs(card, m) for m in members}
+        plans = {m: member_invocations(runs[m], m, args.out, args.first_run) for m in members}
     except (ValueError, IndexError) as exc:
         parser.error(str(exc))
     for member in members:
+        epochs = sum(run.epochs_run for run in runs[member])
         if args.history:
-            print(f"member {member}, {epochs[member]} epochs:\n\n{history(card, member)}\n")
+            print(f"member {member}, {epochs} epochs:\n\n{history(card, member)}\n")
             continue
-        print(f"# member {member}: {len(member_runs(card, member))} runs, {epochs[member]} epochs")
+        print(f"# member {member}: {len(runs[member])} runs, {epochs} epochs")
         for call in plans[member]:
             argv = call.argv + (["--device", args.device] if args.device else [])
             if args.print:
