@@ -71,7 +71,7 @@ class UncertaintyModel:
 
     def __call__(self, x: ErrorPredictors) -> float:
         """Expected per-material MAE (cm⁻¹) of one crystal's prediction."""
-        return float(np.exp(_design([x]) @ self._coefficients())[0])
+        return float(np.exp(design_matrix([x]) @ self._coefficients())[0])
 
     @classmethod
     def proportional(cls, scale: float) -> UncertaintyModel:
@@ -96,7 +96,7 @@ class UncertaintyModel:
         e = np.array([err for _, err in kept])
         if len(e) < MIN_MATERIALS_TO_FIT:
             return cls.proportional(e.sum() / max(sum(p.spread_cm1 for p, _ in kept), MIN_SPREAD_CM1))
-        x = _design([p for p, _ in kept])
+        x = design_matrix([p for p, _ in kept])
         varies = np.r_[True, np.ptp(x[:, 1:], axis=0) > 0]
         beta = np.zeros(x.shape[1])
         beta[varies] = np.linalg.lstsq(x[:, varies], np.log(e), rcond=None)[0]
@@ -139,8 +139,8 @@ class UncertaintyModel:
         return np.array([getattr(self, f.name) for f in fields(self)])
 
 
-def _design(predictors: Sequence[ErrorPredictors]) -> np.ndarray:
-    """The fit's design matrix: 1, log s, log ω, [H], log n, [ω_min < threshold]."""
+def design_matrix(predictors: Sequence[ErrorPredictors]) -> np.ndarray:
+    """The fit's design matrix, one row per crystal: 1, log s, log ω, [H], log n, [ω_min < threshold]."""
     s, w, lo, h, n = (np.array([getattr(p, k) for p in predictors], dtype=float)
                       for k in ("spread_cm1", "highest_cm1", "lowest_cm1", "has_hydrogen", "primitive_atoms"))
     return np.stack([np.ones(len(s)), np.log(np.maximum(s, MIN_SPREAD_CM1)), np.log(np.maximum(w, MIN_FREQUENCY_CM1)),
