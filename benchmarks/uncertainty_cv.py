@@ -92,15 +92,17 @@ def _lstsq_out_of_fold(x: np.ndarray, error: np.ndarray, fold: np.ndarray, f: in
 
 
 def _element_prior(rows: list[dict], residual: np.ndarray, train: np.ndarray) -> np.ndarray:
-    """Each crystal's mean over its elements of their shrunk mean residual on the ``train`` rows."""
+    """Each crystal's mean over its elements of their shrunk mean residual on the ``train`` rows; a
+    ``train`` row's own residual is left out of its prior, so the fit sees what a held-out row sees."""
     total: dict[int, float] = {}
     count: dict[int, int] = {}
     for i in np.flatnonzero(train):
         for z in rows[i]["elements"]:
             total[z] = total.get(z, 0.0) + residual[i]
             count[z] = count.get(z, 0) + 1
-    return np.array([np.mean([total.get(z, 0.0) / (count.get(z, 0) + PRIOR_SHRINK) for z in r["elements"]])
-                     for r in rows])
+    own = np.where(train, residual, 0.0)
+    return np.array([np.mean([(total.get(z, 0.0) - own[i]) / (count.get(z, 0) - train[i] + PRIOR_SHRINK)
+                              for z in r["elements"]]) for i, r in enumerate(rows)])
 
 
 def candidate_out_of_fold(rows: list[dict], candidate: str, seed: int, folds: int = 5) -> np.ndarray:

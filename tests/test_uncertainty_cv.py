@@ -49,12 +49,16 @@ def test_element_prior_finds_a_hard_element():
     without = uncertainty_scores(cv.candidate_out_of_fold(rows, cv.CANDIDATES[0], seed=1), error)
     prior = uncertainty_scores(cv.candidate_out_of_fold(rows, "+ per-element error prior", seed=1), error)
     assert prior["spearman"] > without["spearman"] + 0.1
-    # out of fold: a crystal's own error never enters its prior
+    # a crystal's own error never enters its prior, held out or in the training folds
     residual = np.zeros(len(rows))
     residual[0] = 5.0
     train = np.ones(len(rows), dtype=bool)
-    train[0] = False
-    assert np.all(cv._element_prior(rows, residual, train) == 0.0)
+    held_out = train.copy()
+    held_out[0] = False
+    assert np.all(cv._element_prior(rows, residual, held_out) == 0.0)
+    prior = cv._element_prior(rows, residual, train)
+    shares = np.array([bool(set(r["elements"]) & set(rows[0]["elements"])) for r in rows])
+    assert prior[0] == 0.0 and np.all(prior[1:][shares[1:]] > 0) and np.all(prior[~shares] == 0.0)
 
 
 def test_every_candidate_is_scored():
