@@ -10,7 +10,7 @@ by giving every material the same value for it (the fit then keeps its exponent 
 materials are never read.
 
 A second table scores candidate terms the shipped model does not have, added to its terms in the
-same folds (the same least squares on log MAE as ``UncertaintyModel.fit``): the number of
+same folds (``UncertaintyModel.fit``'s own least squares, ``fit_log_mae``): the number of
 elements, a per-element error prior (each element's mean log residual over the training folds'
 materials holding it, shrunk towards 0 by ``PRIOR_SHRINK`` materials; averaged over the
 crystal's elements), the depth of the members' lowest mode, log(1 + max(0, −ω_min)), in place of
@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vgnn_core.nn.uncertainty import UncertaintyModel, design_matrix
+from vgnn_core.nn.uncertainty import UncertaintyModel, design_matrix, fit_log_mae
 from vgnn_core.pretrained.registry import load_pretrained_model
 from vgnn_core.training import phonondb
 from vgnn_core.training.evaluation import error_predictors, evaluate
@@ -83,14 +83,6 @@ def out_of_fold(rows: list[dict], terms: tuple[str, ...], seed: int, folds: int 
     return u
 
 
-def _lstsq_out_of_fold(x: np.ndarray, error: np.ndarray, fold: np.ndarray, f: int) -> np.ndarray:
-    """exp of a least-squares fit of log MAE on the other folds, calibrated to their mean MAE."""
-    train, held = fold != f, fold == f
-    beta = np.linalg.lstsq(x[train], np.log(error[train]), rcond=None)[0]
-    beta[0] += np.log(error[train].mean() / np.exp(x[train] @ beta).mean())
-    return np.exp(x[held] @ beta)
-
-
 def _element_prior(rows: list[dict], residual: np.ndarray, train: np.ndarray) -> np.ndarray:
     """Each crystal's mean over its elements of their shrunk mean residual on the ``train`` rows; a
     ``train`` row's own residual is left out of its prior, so the fit sees what a held-out row sees."""
@@ -112,7 +104,7 @@ def candidate_out_of_fold(rows: list[dict], candidate: str, seed: int, folds: in
     lowest = np.array([r["member_lowest_cm1"] for r in rows])
     extra = {"+ number of elements": np.array([[len(r["elements"])] for r in rows], dtype=float),
              "+ (log spread)²": base[:, 1:2] ** 2}
-    if candidate == CANDIDATES[3]:
+    if candidate == "lowest mode's depth for [unstable]":
         x = np.c_[base[:, :-1], np.log1p(np.maximum(0.0, -lowest))]
     else:
         x = np.c_[base, extra.get(candidate, np.empty((len(rows), 0)))]
@@ -124,7 +116,7 @@ def candidate_out_of_fold(rows: list[dict], candidate: str, seed: int, folds: in
             train = fold != f
             beta = np.linalg.lstsq(base[train], np.log(error[train]), rcond=None)[0]
             xf = np.c_[base, _element_prior(rows, np.log(error) - base @ beta, train)]
-        u[fold == f] = _lstsq_out_of_fold(xf, error, fold, f)
+        u[fold == f] = np.exp(xf[fold == f] @ fit_log_mae(xf[fold != f], error[fold != f]))
     return u
 
 

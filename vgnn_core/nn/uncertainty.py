@@ -96,11 +96,7 @@ class UncertaintyModel:
         e = np.array([err for _, err in kept])
         if len(e) < MIN_MATERIALS_TO_FIT:
             return cls.proportional(e.sum() / max(sum(p.spread_cm1 for p, _ in kept), MIN_SPREAD_CM1))
-        x = design_matrix([p for p, _ in kept])
-        varies = np.r_[True, np.ptp(x[:, 1:], axis=0) > 0]
-        beta = np.zeros(x.shape[1])
-        beta[varies] = np.linalg.lstsq(x[:, varies], np.log(e), rcond=None)[0]
-        beta[0] += math.log(e.mean() / np.exp(x @ beta).mean())  # calibrated: mean u = mean MAE
+        beta = fit_log_mae(design_matrix([p for p, _ in kept]), e)
         if not np.isfinite(beta).all():
             raise ValueError(f"uncertainty fit did not converge: {beta}")
         return cls(*(float(b) for b in beta))
@@ -137,6 +133,16 @@ class UncertaintyModel:
 
     def _coefficients(self) -> np.ndarray:
         return np.array([getattr(self, f.name) for f in fields(self)])
+
+
+def fit_log_mae(x: np.ndarray, error_cm1: np.ndarray) -> np.ndarray:
+    """Least-squares coefficients of log MAE on the columns of ``x`` (the first all ones); a column
+    that does not vary keeps 0, and the intercept is then set so the mean exp(x·β) is the mean MAE."""
+    varies = np.r_[True, np.ptp(x[:, 1:], axis=0) > 0]
+    beta = np.zeros(x.shape[1])
+    beta[varies] = np.linalg.lstsq(x[:, varies], np.log(error_cm1), rcond=None)[0]
+    beta[0] += math.log(error_cm1.mean() / np.exp(x @ beta).mean())  # calibrated: mean u = mean MAE
+    return beta
 
 
 def design_matrix(predictors: Sequence[ErrorPredictors]) -> np.ndarray:
