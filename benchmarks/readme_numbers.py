@@ -498,13 +498,11 @@ def write(documents: dict[str, str], sources: Sources, epochs: str | None = None
 
 def card_epochs() -> str:
     """The members' epochs, all their runs together, as the k-MVN card records them: "176, 184 and 178"."""
-    import importlib.util
+    if str(ROOT / "benchmarks") not in sys.path:  # its sibling script, also when the tests import this one
+        sys.path.insert(0, str(ROOT / "benchmarks"))
+    from train_members import member_epochs
 
-    spec = importlib.util.spec_from_file_location("train_members", ROOT / "benchmarks" / "train_members.py")
-    module = sys.modules.setdefault("train_members", importlib.util.module_from_spec(spec))
-    if not hasattr(module, "member_epochs"):
-        spec.loader.exec_module(module)
-    *first, last = map(str, module.member_epochs(json.loads((CHECKPOINTS / "kmvn.card.json").read_text())))
+    *first, last = map(str, member_epochs(json.loads((CHECKPOINTS / "kmvn.card.json").read_text())))
     return f"{', '.join(first)} and {last}" if first else last
 
 

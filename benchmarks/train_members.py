@@ -119,13 +119,13 @@ def committed_log(run: Run) -> Path | None:
     return next((log for log, config in _committed_runs() if config == key), None)
 
 
-def history(card: dict, member: int) -> str:
-    """A markdown table of a member's runs: seed, epochs, best ``val`` of the network alone
-    (cm⁻¹; the training log's, every 4th path q-point) and the committed log."""
+def history(runs: list[Run]) -> str:
+    """A markdown table of a member's runs (:func:`member_runs`): seed, epochs, best ``val`` of the
+    network alone (cm⁻¹; the training log's, every 4th path q-point) and the committed log."""
     lines = ["| run | seed | lr | epochs (in all) | best `val` alone: Petretto / phonondb / mean | committed |",
              "|---|---|---|---|---|---|"]
     total = 0
-    for n, run in enumerate(member_runs(card, member), start=1):
+    for n, run in enumerate(runs, start=1):
         total += run.epochs_run
         log = committed_log(run)
         val = where = "–"
@@ -259,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
     for member in members:
         epochs = sum(run.epochs_run for run in runs[member])
         if args.history:
-            print(f"member {member}, {epochs} epochs:\n\n{history(card, member)}\n")
+            print(f"member {member}, {epochs} epochs:\n\n{history(runs[member])}\n")
             continue
         print(f"# member {member}: {len(runs[member])} runs, {epochs} epochs")
         for call in plans[member]:
