@@ -174,7 +174,7 @@ def test_a_start_nobody_committed_is_refused():
 @pytest.mark.parametrize("member", MEMBERS)
 def test_every_run_is_committed_with_its_log(member):
     runs = tm.member_runs(CARD, member)
-    table = tm.history(tm.member_runs(CARD, member)).splitlines()[2:]
+    table = tm.history(runs).splitlines()[2:]
     assert len(table) == len(runs) and not any("| – |" in row for row in table)
     logs = [tm.committed_log(run) for run in runs]
     assert all(log.is_file() for log in logs)
