@@ -3,7 +3,10 @@ lattice constants (no data files needed)."""
 
 from __future__ import annotations
 
+import functools
+
 from pymatgen.core import Lattice, Structure
+from pymatgen.symmetry.groups import SpaceGroup
 
 from .item import SourceItem
 
@@ -41,12 +44,31 @@ for m_el, a, c, u in (("Ti", 4.594, 2.959, 0.305), ("Sn", 4.737, 3.186, 0.307)):
     _PROTOTYPES.append((f"{m_el}O2-rutile", "P4_2/mnm", Lattice.tetragonal(a, c), [m_el, "O"], [[0, 0, 0], [u, u, 0]]))
 
 
-def demo_structures() -> list[tuple[str, Structure]]:
-    """~35 real crystals (primitive cells) built from prototypes: the ``demo`` source."""
+@functools.cache
+def _space_group(symbol: str) -> SpaceGroup:
+    """pymatgen's space group (building one closes its operations under products: ~1 s for Fm-3m)."""
+    return SpaceGroup(symbol)
+
+
+@functools.cache
+def _primitive_cells() -> tuple[tuple[str, Structure], ...]:
+    """The demo crystals, built once per process: each asymmetric-unit site's orbit in the
+    conventional cell (what ``Structure.from_spacegroup`` gives, with each group built once), then the
+    primitive cell."""
     out = []
     for name, sg, lattice, species, coords in _PROTOTYPES:
-        s = Structure.from_spacegroup(sg, lattice, species, coords).get_primitive_structure()
-        material_id = f"demo-{name}"
+        orbits = [_space_group(sg).get_orbit(c) for c in coords]
+        conventional = Structure(lattice, [el for el, orbit in zip(species, orbits) for _ in orbit],
+                                 [site for orbit in orbits for site in orbit])
+        out.append((f"demo-{name}", conventional.get_primitive_structure()))
+    return tuple(out)
+
+
+def demo_structures() -> list[tuple[str, Structure]]:
+    """~35 real crystals (primitive cells) built from prototypes: the ``demo`` source (fresh copies)."""
+    out = []
+    for material_id, cell in _primitive_cells():
+        s = cell.copy()
         s.properties = {"material_id": material_id}
         out.append((material_id, s))
     return out

@@ -197,3 +197,36 @@ def test_a_503_whose_url_holds_403_is_retried_not_taken_for_a_refusal():
     assert c._call(flaky) == "ok" and len(calls) == 2
     with pytest.raises(MPError, match="refused"):
         c._call(lambda: (_ for _ in ()).throw(RuntimeError("error status code 403 on URL http://h:8080/")))
+
+
+def test_demo_crystals_are_the_prototypes_and_each_call_gets_its_own_copies():
+    """The demo source (built once per process, its space groups built once) gives exactly pymatgen's
+    ``Structure.from_spacegroup`` primitive cells, with the atoms per primitive cell and the space group
+    each prototype has; a caller editing its structures changes no one else's."""
+    from pymatgen.core import Structure
+    from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
+
+    from flows.sources.demo import _PROTOTYPES
+
+    crystals = dict(demo_structures())
+    assert len(crystals) == len(_PROTOTYPES) == 35
+    atoms = {"Si-diamond": 2, "Cu-fcc": 1, "W-bcc": 1, "Mg-hcp": 2, "NaCl-rocksalt": 2, "GaAs-zincblende": 2,
+             "ZnO-wurtzite": 4, "CsCl-B2": 2, "CaF2-fluorite": 3, "SrTiO3-perovskite": 5, "TiO2-rutile": 6}
+    numbers = {"Si-diamond": 227, "Cu-fcc": 225, "W-bcc": 229, "Mg-hcp": 194, "NaCl-rocksalt": 225,
+               "GaAs-zincblende": 216, "ZnO-wurtzite": 186, "CsCl-B2": 221, "CaF2-fluorite": 225,
+               "SrTiO3-perovskite": 221, "TiO2-rutile": 136}
+    for name, n in atoms.items():
+        s = crystals[f"demo-{name}"]
+        assert len(s) == n and SpacegroupAnalyzer(s).get_space_group_number() == numbers[name], name
+        assert s.properties == {"material_id": f"demo-{name}"}
+    for name, sg, lattice, species, coords in _PROTOTYPES[::7]:  # pymatgen's own construction, site by site
+        reference = Structure.from_spacegroup(sg, lattice, species, coords).get_primitive_structure()
+        ours = crystals[f"demo-{name}"]
+        assert [str(x.specie) for x in ours] == [str(x.specie) for x in reference], name
+        np.testing.assert_array_equal(ours.frac_coords, reference.frac_coords)
+        np.testing.assert_array_equal(ours.lattice.matrix, reference.lattice.matrix)
+    crystals["demo-Si-diamond"].translate_sites([0], [0.1, 0.0, 0.0])
+    crystals["demo-Si-diamond"].properties["material_id"] = "edited"
+    fresh = dict(demo_structures())["demo-Si-diamond"]
+    assert fresh.properties["material_id"] == "demo-Si-diamond"
+    assert not np.allclose(fresh.frac_coords, crystals["demo-Si-diamond"].frac_coords)

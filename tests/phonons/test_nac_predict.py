@@ -240,18 +240,25 @@ def test_heads_on_reordered_members_read_the_right_features(rocksalt_nacl, wurtz
         np.testing.assert_allclose(r.born_charges, z.born, rtol=0, atol=1e-6)
 
 
-def test_a_kmvn_without_fitting_heads_builds_without_nac(rocksalt_nacl):
+def test_a_kmvn_without_fitting_heads_builds_without_nac(rocksalt_nacl, monkeypatch):
     """A k-MVN the shipped Born heads do not fit (another backbone): the predictor says so once,
-    and the build writes its rows without the LO–TO columns instead of failing them."""
+    before building the heads (seconds of e3nn code generation in every build worker), and the build
+    writes its rows without the LO–TO columns instead of failing them."""
     from flows.models import BuildModels, LoadedModel
     from flows.plan import BuildSettings
     from flows.shard import predict_shard
     from vgnn_core import VGNN, Predictor
     from vgnn_core.crystal.crystal import as_crystal
+    from vgnn_core.training import born
 
+    def no_heads(*args):
+        raise AssertionError("heads built for a backbone they do not fit")
+
+    monkeypatch.setattr(born, "_heads_from", no_heads)
     torch.manual_seed(1)
     predictor = Predictor(VGNN(kind="kmvn"))
     assert not predictor.predicts_born_charges and not predictor.predicts_born_charges  # remembered
+    assert "lacks the backbone member(s)" in predictor._born_error
     with pytest.raises(ValueError, match="shipped k-MVN's backbone"):
         predictor.predict_phonons([rocksalt_nacl], nac=True, thermal=False)
     model = LoadedModel("custom", "0" * 64, predictor)

@@ -157,7 +157,7 @@ def load_born_model(model: Model | None = None, device: str = "cpu", heads_file:
     from ..nn.born import BornModel
     from ..training.born import load_born
 
-    heads, meta, own = load_born(heads_file if heads_file is not None else shipped_file(BORN_HEADS))
+    heads, meta, own = load_born(heads_file if heads_file is not None else shipped_file(BORN_HEADS), backbone=model)
     if own is not None:
         needed = max(m.config.r_max for m in own.members)
         if model is not None and model.config.graph_cutoff < needed:

@@ -38,6 +38,7 @@ from ..nn.born import (
     BornHeadsEnsemble,
     backbone_features,
     backbone_irreps,
+    select_members,
     symmetric_logm,
 )
 from ..phonons.nac import BornCharges, enforce_charge_neutrality
@@ -477,11 +478,17 @@ def save_heads(heads: BornHeads | BornHeadsEnsemble, path: str | Path, metadata:
     atomic_write(Path(path), lambda fh: torch.save(data, fh))
 
 
-def load_born(path: str | Path) -> tuple[BornHeads | BornHeadsEnsemble, dict, BornBackbones | None]:
+def load_born(path: str | Path, backbone: torch.nn.Module | None = None,
+              ) -> tuple[BornHeads | BornHeadsEnsemble, dict, BornBackbones | None]:
     """Everything :func:`save_heads` wrote to ``path``, read once: the heads (one set, or an averaged
     :class:`BornHeadsEnsemble`), their metadata, and their own fine-tuned backbones (``None`` when
-    the heads read a k-MVN's frozen backbones)."""
+    the heads read a k-MVN's frozen backbones). With ``backbone``, heads that read frozen members
+    are first checked to find them in it (``ValueError`` if not), before seconds go into building
+    the heads' tensor products."""
     data = torch.load(Path(path), map_location="cpu", weights_only=True)
+    digests = data["metadata"].get("backbone_members_sha256")
+    if backbone is not None and digests and "backbones" not in data:
+        select_members(backbone, digests)
     return _heads_from(data, path), data["metadata"], _backbones_from(data, path)
 
 
@@ -598,7 +605,7 @@ def run(out: str | Path, model_name: str = "kmvn", cfg: BornTrainConfig | None =
     ``cfg.physical_only`` (the default) training records no insulator has are left out of the fit
     and of the baseline (:func:`physical_targets`)."""
     from ..files import file_digest
-    from ..nn.born import member_digest, networks, select_members
+    from ..nn.born import member_digest, networks
 
     cfg = cfg or BornTrainConfig()
     model, backbone = _load_kmvn(model_name)
@@ -654,7 +661,6 @@ def average(out: str | Path, heads_files: Sequence[str | Path], model_name: str 
     ``model_name``: the k-MVN (shipped name or checkpoint path) whose members the heads read; every
     file must name the same members (``backbone_members_sha256``)."""
     from ..files import file_digest
-    from ..nn.born import select_members
 
     loaded = [load_heads(p) for p in heads_files]
     digests = {tuple(meta.get("backbone_members_sha256") or ()) for _, meta in loaded}
