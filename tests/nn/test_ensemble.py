@@ -13,6 +13,7 @@ from vgnn_core import (
     load_checkpoint,
     save_checkpoint,
 )
+from tests.conftest import TINY_ARCH as TINY
 
 
 def members(kind: str, n: int = 3, **kw) -> list[VGNN]:
@@ -66,11 +67,11 @@ def test_ensemble_checkpoint_roundtrip(tmp_path, wurtzite_zno):
 
 def test_ensemble_refuses_mismatched_members():
     with pytest.raises(ValueError, match="at least two"):
-        VGNNEnsemble(members("kmvn", 1))
+        VGNNEnsemble(members("kmvn", 1, **TINY))
     with pytest.raises(ValueError, match="share the kind and the graph"):
-        VGNNEnsemble([VGNN(kind="kmvn"), VGNN(kind="kmvn", r_bond=6.0)])
+        VGNNEnsemble([VGNN(kind="kmvn", **TINY), VGNN(kind="kmvn", r_bond=6.0, **TINY)])
     with pytest.raises(ValueError, match="share the kind"):
-        VGNNEnsemble([VGNN(kind="kmvn"), VGNN(kind="mvn")])
+        VGNNEnsemble([VGNN(kind="kmvn", **TINY), VGNN(kind="mvn", **TINY)])
     with pytest.raises(ValueError, match="VVN"):
         VGNNEnsemble([VVN(), VVN()])
 
@@ -109,7 +110,7 @@ def test_kmvn_runs_read_as_an_mvn_give_the_kmvn_gamma(tmp_path, wurtzite_zno):
         torch.manual_seed(20 + k)
         run = tmp_path / f"run{k}"
         run.mkdir()
-        save_checkpoint(VGNN(kind="kmvn", r_bond=5.0, full_blocks=True), run / "best.pt")
+        save_checkpoint(VGNN(kind="kmvn", r_bond=5.0, full_blocks=True, **TINY), run / "best.pt")
     kmvn = combine_runs([tmp_path / "run0", tmp_path / "run1"], tmp_path / "k")
     mvn = combine_runs([tmp_path / "run0", tmp_path / "run1"], tmp_path / "m", kind="mvn")
     assert mvn.kind == "mvn" and not mvn.supports_bands
