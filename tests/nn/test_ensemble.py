@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 
+from tests.conftest import TINY_ARCH as TINY
 from vgnn_core import (
     VGNN,
     VVN,
@@ -13,7 +14,6 @@ from vgnn_core import (
     load_checkpoint,
     save_checkpoint,
 )
-from tests.conftest import TINY_ARCH as TINY
 
 
 def members(kind: str, n: int = 3, **kw) -> list[VGNN]:
