@@ -350,7 +350,7 @@ def _born_splitting(s: Sources) -> list[str]:
 
 
 def _born_slots() -> list[Slot]:
-    slots = [Slot("MVN Γ with the jump at Γ", "README", "same networks' whole Γ spectrum to {} cm⁻¹ on `test` and {} on `val`",
+    slots = [Slot("MVN Γ with the jump at Γ", "README", "same networks' whole Γ spectrum to {} cm⁻¹ on `test` and {} on `val` (target ≤ 13)",
                   lambda s: [_f(s.nac_eval["summaries"][split]["all"]["gamma_only"]["gamma_end_mae"], 2)
                              for split in ("test", "val")])]
     for label, split, key in NAC_ROWS:
@@ -507,7 +507,11 @@ def _sibling(name: str) -> ModuleType:
     if name not in sys.modules:  # registered before it runs: its dataclasses look their module up
         spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name(f"{name}.py"))
         sys.modules[name] = module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
+        try:
+            spec.loader.exec_module(module)
+        except BaseException:
+            del sys.modules[name]  # as a failed import leaves nothing behind
+            raise
     return sys.modules[name]
 
 

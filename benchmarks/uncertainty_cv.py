@@ -113,7 +113,8 @@ def candidate_out_of_fold(rows: list[dict], candidate: str, seed: int, folds: in
     for f in range(folds):
         xf = x
         if candidate == "+ per-element error prior":  # residuals of the shipped terms, training folds only
-            train = fold != f  # plain least squares: the residuals' mean is 0, which is what the prior shrinks to
+            train = fold != f
+            # plain least squares (an intercept column): the residuals' mean is 0, what the prior shrinks to
             beta = np.linalg.lstsq(base[train], np.log(error[train]), rcond=None)[0]
             xf = np.c_[base, _element_prior(rows, np.log(error) - base @ beta, train)]
         u[fold == f] = np.exp(xf[fold == f] @ fit_log_mae(xf[fold != f], error[fold != f]))

@@ -3,6 +3,7 @@ lattice constants (no data files needed)."""
 
 from __future__ import annotations
 
+import copy
 import functools
 
 from pymatgen.core import Lattice, Structure
@@ -57,6 +58,8 @@ def _primitive_cells() -> tuple[tuple[str, Structure], ...]:
     primitive cell."""
     out = []
     for name, sg, lattice, species, coords in _PROTOTYPES:
+        if not _space_group(sg).is_compatible(lattice):
+            raise ValueError(f"demo-{name}: lattice {lattice.parameters} does not fit space group {sg}")
         orbits = [_space_group(sg).get_orbit(c) for c in coords]
         conventional = Structure(lattice, [el for el, orbit in zip(species, orbits) for _ in orbit],
                                  [site for orbit in orbits for site in orbit])
@@ -68,7 +71,7 @@ def demo_structures() -> list[tuple[str, Structure]]:
     """~35 real crystals (primitive cells) built from prototypes: the ``demo`` source (fresh copies)."""
     out = []
     for material_id, cell in _primitive_cells():
-        s = cell.copy()
+        s = copy.deepcopy(cell)  # Structure.copy() would share the lattice (its pbc is mutable)
         s.properties = {"material_id": material_id}
         out.append((material_id, s))
     return out
