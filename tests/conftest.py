@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import os
 
 import numpy as np
@@ -71,9 +72,15 @@ def monoclinic_zro2() -> Structure:
     )
 
 
-@pytest.fixture
-def rocksalt_nacl() -> Structure:
+@pytest.fixture(scope="session")
+def _rocksalt_nacl_cell() -> Structure:
+    """Built once: pymatgen's Fm-3m (192 operations) takes about a second to build."""
     return Structure.from_spacegroup("Fm-3m", Lattice.cubic(5.64), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]]).get_primitive_structure()
+
+
+@pytest.fixture
+def rocksalt_nacl(_rocksalt_nacl_cell) -> Structure:
+    return copy.deepcopy(_rocksalt_nacl_cell)  # each test its own (Structure.copy would share the lattice)
 
 
 @pytest.fixture
