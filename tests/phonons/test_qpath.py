@@ -100,3 +100,31 @@ def test_density_controls_sampling(si_primitive):
     fine = high_symmetry_path(si_primitive, line_density=40)
     assert fine.n_qpoints > 4 * coarse.n_qpoints / 2
     assert fine.distances[-1] == pytest.approx(coarse.distances[-1])
+
+
+@pytest.mark.parametrize("where", ["coordinate", "lattice"])
+def test_non_finite_cell_is_refused_before_spglib(where):
+    """spglib and seekpath crash the interpreter on NaN; the path and the symmetry analysis
+    raise InvalidStructureError naming the crystal instead (run in a child process, so a crash
+    fails this test rather than the whole session)."""
+    import subprocess
+    import sys
+
+    lattice = "[[4, 0, 0], [0, 4, 0], [0, 0, float('nan')]]" if where == "lattice" else "np.eye(3) * 4"
+    coords = "[[0, 0, 0], [0.5, 0.5, 0.5]]" if where == "lattice" else "[[0, 0, 0], [np.nan, 0.5, 0.5]]"
+    code = f"""
+import numpy as np
+from pymatgen.core import Lattice, Structure
+from vgnn_core.crystal.structures import InvalidStructureError
+from vgnn_core.crystal.symmetry import analyse_symmetry
+from vgnn_core.phonons.qpath import high_symmetry_path
+s = Structure(Lattice({lattice}), ["Na", "Cl"], {coords})
+for f in (high_symmetry_path, analyse_symmetry):
+    try:
+        f(s)
+    except InvalidStructureError as e:
+        print(e)
+"""
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr[-500:]
+    assert run.stdout.splitlines() == ["NaCl: lattice or coordinates contain NaN or infinity"] * 2

@@ -15,6 +15,7 @@ import numpy as np
 from pymatgen.core import Structure
 
 from ..settings import SYMPREC
+from .structures import InvalidStructureError, structure_name
 
 #: Å: an operation is a true symmetry of the cell (for exact q-mesh reductions) within this.
 EXACT_TOLERANCE = 1e-5
@@ -87,9 +88,13 @@ class CrystalSymmetry:
 
 def spglib_cell(structure: Structure) -> tuple[np.ndarray, np.ndarray, list[int]]:
     """``(lattice rows Å, fractional positions, atomic numbers)``: the cell as spglib and
-    seekpath take it."""
-    return (np.asarray(structure.lattice.matrix, dtype=float), np.asarray(structure.frac_coords, dtype=float),
-            [site.specie.Z for site in structure])
+    seekpath take it. Raises :class:`~vgnn_core.crystal.structures.InvalidStructureError` for a
+    NaN or infinite lattice or position, on which spglib's C code crashes the process."""
+    lattice = np.asarray(structure.lattice.matrix, dtype=float)
+    positions = np.asarray(structure.frac_coords, dtype=float).reshape(-1, 3)
+    if not (np.all(np.isfinite(lattice)) and np.all(np.isfinite(positions))):
+        raise InvalidStructureError(structure_name(structure), "lattice or coordinates contain NaN or infinity")
+    return lattice, positions, [site.specie.Z for site in structure]
 
 
 def analyse_symmetry(structure: Structure, symprec: float = SYMPREC) -> CrystalSymmetry:
