@@ -4,7 +4,7 @@ Plain functions (no Prefect): read the inputs, predict with a shipped model, and
 table, JSON, YAML or Parquet; optional plots and phonopy / band.yaml exports per material.
 A bad input is reported with its name and cause and the others still go through; inputs get the
 database build's validation and size limits (a cell above ``BuildSettings.bands_max_atoms``
-atoms gets its Γ modes only).
+atoms gets its Γ modes only, from the MVN when the k-MVN's networks are the shipped pair's).
 """
 
 from __future__ import annotations
@@ -184,6 +184,20 @@ def plot_path(base: str, name: str, many: bool) -> Path:
     return p.with_name(f"{p.stem}_{safe_name(name)}{p.suffix or '.png'}") if many else p
 
 
+def gamma_predictor(predictor, model: str):
+    """The predictor of a cell above the band limit, as a database build has it: the shipped MVN
+    when it runs ``predictor``'s networks (the shipped k-MVN's, summed per atom pair: the same Γ
+    spectrum, with the MVN's uncertainty, whose members agree at Γ alone: one eigen-solve per
+    member instead of eight), else ``predictor`` itself."""
+    from vgnn_core import load_pretrained
+    from vgnn_core.predict import networks_shared
+
+    if model != "kmvn":
+        return predictor
+    mvn = load_pretrained("mvn", device=predictor.device)
+    return mvn if networks_shared(mvn, predictor) else predictor
+
+
 def predict_files(
     items: Sequence[str],
     model: str = "kmvn",
@@ -229,6 +243,7 @@ def predict_files(
     for name, cause in failures:
         log(f"error: {name}: {cause}")
     predictor = load_pretrained(model) if inputs else None
+    gamma_only = None  # the predictor of cells above the band limit, loaded with the first one
     records, many = [], len(inputs) > 1
     limit = BuildSettings.bands_max_atoms
     for name, structure in tqdm(inputs, desc="predicting", disable=len(inputs) < 3 or not sys.stderr.isatty()):
@@ -244,8 +259,12 @@ def predict_files(
                 from vgnn_core.io.phonopy import read_born_file
 
                 charges = read_born_file(born, getattr(structure, "structure", structure)).neutral()
-            result = predictor.predict_phonons([structure], names=[name], bands=full, thermal=full,
-                                               density=mesh_density or DEFAULT_MESH_DENSITY, nac=charges)[0]
+            use = predictor
+            if not full and charges is None:
+                gamma_only = gamma_only or gamma_predictor(predictor, model)
+                use = gamma_only
+            result = use.predict_phonons([structure], names=[name], bands=full, thermal=full,
+                                         density=mesh_density or DEFAULT_MESH_DENSITY, nac=charges)[0]
         except Exception as exc:  # noqa: BLE001 - one material's failure must not stop the others
             failures.append((name, failure_cause(exc)))
             log(f"error: {name}: {failures[-1][1]}")

@@ -203,6 +203,11 @@ def test_predict_isolates_each_input_with_the_build_limits(hostile_folder, tmp_p
     assert "bands_cm1" in records["dup.vasp"] and "thermal_per_cell" in records["dup.vasp"]  # 2 atoms: all of it
     si = records["POSCAR.a"]  # 8 atoms > 4: Γ only, said so
     assert "bands_cm1" not in si and len(si["gamma_cm1"]) == 24 and "Γ modes only" in si["note"]
+    # ... and, as in a build, from the shipped MVN (the k-MVN's networks): its Γ row and uncertainty
+    code = main(["predict", str(folder / "POSCAR.a"), "--model", "mvn", "--format", "json", "--out", str(out),
+                 "--keep-cell"])
+    mvn = json.loads(out.read_text())[0]
+    assert code == 0 and mvn["gamma_cm1"] == si["gamma_cm1"] and mvn["uncertainty_cm1"] == si["uncertainty_cm1"]
 
 
 def test_a_build_of_the_hostile_folder_writes_every_good_structure_and_one_row_per_bad_input(
