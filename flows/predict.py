@@ -191,10 +191,14 @@ def gamma_predictor(predictor, model: str):
     member instead of eight), else ``predictor`` itself."""
     from vgnn_core import load_pretrained
     from vgnn_core.predict import networks_shared
+    from vgnn_core.pretrained.registry import ChecksumError, PretrainedNotAvailableError
 
     if model != "kmvn":
         return predictor
-    mvn = load_pretrained("mvn", device=predictor.device)
+    try:
+        mvn = load_pretrained("mvn", device=predictor.device)
+    except (PretrainedNotAvailableError, ChecksumError, FileNotFoundError):  # a k-MVN-only install
+        return predictor
     return mvn if networks_shared(mvn, predictor) else predictor
 
 
@@ -271,7 +275,8 @@ def predict_files(
             continue
         record = result_record(result, temperature, full=fmt != "table")
         if not full:
-            record["note"] = note
+            record["note"] = note + ("; Γ modes and uncertainty from the MVN (the same networks)"
+                                     if use is not predictor else "")
         records.append(record)
         if plot and result.bands is not None:
             import matplotlib.pyplot as plt

@@ -208,6 +208,24 @@ def test_predict_isolates_each_input_with_the_build_limits(hostile_folder, tmp_p
                  "--keep-cell"])
     mvn = json.loads(out.read_text())[0]
     assert code == 0 and mvn["gamma_cm1"] == si["gamma_cm1"] and mvn["uncertainty_cm1"] == si["uncertainty_cm1"]
+    assert "from the MVN" in si["note"] and "from the MVN" not in mvn["note"]
+
+
+def test_predict_above_the_band_limit_without_a_shipped_mvn_uses_the_kmvn(hostile_folder, tmp_path, monkeypatch):
+    """A k-MVN-only install: a cell above the band limit still gets the k-MVN's Γ modes."""
+    from flows.predict import predict_files
+    from vgnn_core.pretrained import registry
+
+    shipped = registry.shipped_checkpoints()
+    monkeypatch.setattr(registry, "shipped_checkpoints", lambda: {"kmvn": shipped["kmvn"]})
+    monkeypatch.setattr(BuildSettings, "bands_max_atoms", 4)
+    folder, _, _ = hostile_folder
+    errors = []
+    text, failures = predict_files([str(folder / "POSCAR.a")], model="kmvn", fmt="json", keep_cell=True,
+                                   log=lambda line: errors.append(line) if line.startswith("error") else None)
+    record = json.loads(text)[0]
+    assert failures == [] and errors == [] and len(record["gamma_cm1"]) == 24
+    assert "Γ modes only" in record["note"] and "from the MVN" not in record["note"]
 
 
 def test_a_build_of_the_hostile_folder_writes_every_good_structure_and_one_row_per_bad_input(

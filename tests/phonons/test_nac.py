@@ -244,3 +244,21 @@ def test_wrong_shapes_raise():
         NonAnalyticCorrection.from_structure(s, np.zeros((3, 3, 3)), np.eye(3))
     with pytest.raises(ValueError, match="positive definite"):
         NonAnalyticCorrection.from_structure(s, np.zeros((2, 3, 3)), -np.eye(3))
+
+
+def test_born_expansion_refuses_a_non_finite_cell_before_spglib():
+    """spglib crashes the interpreter on NaN (a child process, so a crash fails only this test)."""
+    import subprocess
+    import sys
+
+    code = """
+import numpy as np
+from vgnn_core.phonons.nac import expand_born_charges
+try:
+    expand_born_charges(np.zeros((2, 3, 3)), np.eye(3) * 4, [[0, 0, 0], [np.nan, 0.5, 0.5]], [11, 17])
+except ValueError as e:
+    print(e)
+"""
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr[-500:]
+    assert run.stdout.strip() == "lattice or coordinates contain NaN or infinity"

@@ -82,6 +82,8 @@ def expand_born_charges(
     lattice = np.asarray(lattice, dtype=float)
     frac = np.asarray(frac_coords, dtype=float)
     numbers = np.asarray(numbers)
+    if not (np.all(np.isfinite(lattice)) and np.all(np.isfinite(frac))):  # spglib's C code would crash
+        raise ValueError("lattice or coordinates contain NaN or infinity")
     try:
         data = spglib.get_symmetry_dataset((lattice, frac, numbers), symprec=symprec)
     except Exception:  # noqa: BLE001 - spglib raises on degenerate cells: identity only then
