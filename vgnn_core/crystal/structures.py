@@ -41,6 +41,17 @@ MIN_PLANE_SPACING = 0.5
 MAX_ATOMS = 5000
 
 
+#: The cause given for a lattice or positions holding NaN or infinity.
+NON_FINITE_CELL = "lattice or coordinates contain NaN or infinity"
+
+
+def is_finite_cell(lattice, frac_coords) -> bool:
+    """Whether a lattice (Å) and fractional positions are all finite: spglib's and seekpath's C
+    code crash the interpreter on NaN, so every call into them checks this first."""
+    return bool(np.all(np.isfinite(np.asarray(lattice, dtype=float)))
+                and np.all(np.isfinite(np.asarray(frac_coords, dtype=float))))
+
+
 class InvalidStructureError(ValueError):
     """A structure that cannot be a phonon calculation's input.
 
@@ -495,7 +506,7 @@ def _validate(structure: Structure, name: str, check_overlaps: bool = True) -> N
         raise InvalidStructureError(name, f"{len(structure)} atoms in the cell, above the limit of {MAX_ATOMS}")
     check_cell(structure.lattice.matrix, len(structure), name)
     if not np.all(np.isfinite(structure.frac_coords)):
-        raise InvalidStructureError(name, "lattice or coordinates contain NaN or infinity")
+        raise InvalidStructureError(name, NON_FINITE_CELL)
     _wrap_far_sites(structure, name)
     if check_overlaps:
         centers, neighbors, _, distances = structure.get_neighbor_list(
@@ -537,7 +548,7 @@ def check_cell(matrix, n_atoms: int, name: str) -> None:
     or with lattice planes closer than ``MIN_PLANE_SPACING``. Costs no allocation."""
     matrix = np.asarray(matrix, dtype=float)
     if not np.all(np.isfinite(matrix)):
-        raise InvalidStructureError(name, "lattice or coordinates contain NaN or infinity")
+        raise InvalidStructureError(name, NON_FINITE_CELL)
     lengths = np.linalg.norm(matrix, axis=1)
     if lengths.max() > MAX_CELL_LENGTH:
         raise InvalidStructureError(

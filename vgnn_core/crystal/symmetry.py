@@ -15,7 +15,7 @@ import numpy as np
 from pymatgen.core import Structure
 
 from ..settings import SYMPREC
-from .structures import InvalidStructureError, structure_name
+from .structures import NON_FINITE_CELL, InvalidStructureError, is_finite_cell, structure_name
 
 #: Å: an operation is a true symmetry of the cell (for exact q-mesh reductions) within this.
 EXACT_TOLERANCE = 1e-5
@@ -92,8 +92,8 @@ def spglib_cell(structure: Structure) -> tuple[np.ndarray, np.ndarray, list[int]
     NaN or infinite lattice or position, on which spglib's C code crashes the process."""
     lattice = np.asarray(structure.lattice.matrix, dtype=float)
     positions = np.asarray(structure.frac_coords, dtype=float).reshape(-1, 3)
-    if not (np.all(np.isfinite(lattice)) and np.all(np.isfinite(positions))):
-        raise InvalidStructureError(structure_name(structure), "lattice or coordinates contain NaN or infinity")
+    if not is_finite_cell(lattice, positions):
+        raise InvalidStructureError(structure_name(structure), NON_FINITE_CELL)
     return lattice, positions, [site.specie.Z for site in structure]
 
 

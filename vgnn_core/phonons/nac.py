@@ -42,6 +42,7 @@ import numpy as np
 import torch
 from scipy import constants as _c
 
+from ..crystal.structures import NON_FINITE_CELL, is_finite_cell
 from .force_constants import ForceConstants
 
 #: e²/(4πε₀·1 Å) in eV: the Coulomb energy of two elementary charges 1 Å apart (CODATA).
@@ -82,8 +83,8 @@ def expand_born_charges(
     lattice = np.asarray(lattice, dtype=float)
     frac = np.asarray(frac_coords, dtype=float)
     numbers = np.asarray(numbers)
-    if not (np.all(np.isfinite(lattice)) and np.all(np.isfinite(frac))):  # spglib's C code would crash
-        raise ValueError("lattice or coordinates contain NaN or infinity")
+    if not is_finite_cell(lattice, frac):
+        raise ValueError(NON_FINITE_CELL)
     try:
         data = spglib.get_symmetry_dataset((lattice, frac, numbers), symprec=symprec)
     except Exception:  # noqa: BLE001 - spglib raises on degenerate cells: identity only then
