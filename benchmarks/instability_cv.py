@@ -7,7 +7,7 @@ with different draws; the decision threshold is chosen on the training folds, to
 
 * ``frequencies``: the bands' lowest ω and the members' lowest ω (asinh(ω / 5 cm⁻¹));
 * ``+ agreement``: and log spread, log uncertainty;
-* ``+ size``: and log atoms, log primitive atoms, hydrogen present.
+* ``+ size``: and log atoms (the evaluated cells are primitive), hydrogen present.
 
 One caveat: a row's ``uncertainty_cm1`` comes from the shipped uncertainty model, whose few terms
 were fitted on the whole pooled `val`, so the last two sets are not strictly out of fold; it can only
@@ -39,10 +39,9 @@ from scipy.special import expit
 from vgnn_core.phonons.result import INSTABILITY_THRESHOLD_CM1
 
 RESULTS = Path(__file__).resolve().parent / "results"
-FEATURES = ("bands' lowest", "members' lowest", "log spread", "log uncertainty", "log atoms",
-            "log primitive atoms", "hydrogen")
+FEATURES = ("bands' lowest", "members' lowest", "log spread", "log uncertainty", "log atoms", "hydrogen")
 #: how many of :data:`FEATURES` each logistic regression reads
-FEATURE_SETS = {"frequencies": 2, "+ agreement": 4, "+ size": 7}
+FEATURE_SETS = {"frequencies": 2, "+ agreement": 4, "+ size": 6}
 THRESHOLDS = np.linspace(0.05, 0.95, 19)
 
 
@@ -50,7 +49,7 @@ def features(row: dict) -> list[float]:
     """The row's :data:`FEATURES`, the lowest frequencies as asinh(ω / 5 cm⁻¹)."""
     return [np.arcsinh(row["bands_min_predicted"] / 5.0), np.arcsinh(row["member_lowest_cm1"] / 5.0),
             np.log(row["spread_cm1"] + 1e-3), np.log(row["uncertainty_cm1"]),
-            np.log(row["n_atoms"]), np.log(row["primitive_atoms"]), float(row["has_hydrogen"])]
+            np.log(row["n_atoms"]), float(row["has_hydrogen"])]
 
 
 def f1(truth: np.ndarray, flag: np.ndarray) -> float:

@@ -30,7 +30,7 @@ def _rows(n: int, seed: int, decisive: bool) -> list[dict]:
         rows.append({"bands_min_reference": -20.0 if unstable else 0.0, "bands_min_predicted": bands,
                      "member_lowest_cm1": member, "spread_cm1": rng.lognormal(1, 0.5),
                      "uncertainty_cm1": rng.lognormal(2, 0.3), "n_atoms": int(rng.integers(2, 60)),
-                     "primitive_atoms": int(rng.integers(2, 30)), "has_hydrogen": bool(rng.random() < 0.1)})
+                     "has_hydrogen": bool(rng.random() < 0.1)})
     return rows
 
 
