@@ -37,6 +37,7 @@ from scipy.optimize import minimize
 from scipy.special import expit
 
 from vgnn_core.phonons.result import INSTABILITY_THRESHOLD_CM1
+from vgnn_core.training.metrics import flag_f1
 
 RESULTS = Path(__file__).resolve().parent / "results"
 FEATURES = ("bands' lowest", "members' lowest", "log spread", "log uncertainty", "log atoms", "hydrogen")
@@ -53,9 +54,8 @@ def features(row: dict) -> list[float]:
 
 
 def f1(truth: np.ndarray, flag: np.ndarray) -> float:
-    """F1 of boolean ``flag`` against boolean ``truth`` (nan when both are empty)."""
-    denominator = truth.sum() + flag.sum()
-    return 2 * int((truth & flag).sum()) / denominator if denominator else float("nan")
+    """F1 of boolean ``flag`` against boolean ``truth``: the metrics module's, argument order of this script."""
+    return flag_f1(flag, truth)
 
 
 def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = 1.0) -> tuple[Callable[[np.ndarray], np.ndarray], np.ndarray]:

@@ -40,6 +40,13 @@ def summarize(rows: Sequence[dict[str, float]], key: str) -> dict[str, float]:
     return {"mean": float(values.mean()), "median": float(np.median(values)), "max": float(values.max())}
 
 
+def flag_f1(flag: Sequence[bool], truth: Sequence[bool]) -> float:
+    """F1 of boolean ``flag`` against boolean ``truth`` (nan when neither flags anything)."""
+    p, t = np.asarray(flag, dtype=bool), np.asarray(truth, dtype=bool)
+    denominator = int(p.sum() + t.sum())
+    return 2 * int((p & t).sum()) / denominator if denominator else float("nan")
+
+
 def instability_scores(pred_min: Sequence[float], true_min: Sequence[float],
                        threshold: float = INSTABILITY_THRESHOLD_CM1) -> dict[str, float]:
     """Precision, recall and F1 of "lowest ω below ``threshold``" (predicted vs reference)."""
@@ -48,8 +55,7 @@ def instability_scores(pred_min: Sequence[float], true_min: Sequence[float],
     tp, fp, fn = int((p & t).sum()), int((p & ~t).sum()), int((~p & t).sum())
     precision = tp / (tp + fp) if tp + fp else float("nan")
     recall = tp / (tp + fn) if tp + fn else float("nan")
-    f1 = 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else float("nan")
-    return {"precision": precision, "recall": recall, "f1": f1, "n_unstable": int(t.sum()),
+    return {"precision": precision, "recall": recall, "f1": flag_f1(p, t), "n_unstable": int(t.sum()),
             "n_predicted_unstable": int(p.sum()), "accuracy": float((p == t).mean()) if len(t) else float("nan")}
 
 
