@@ -76,6 +76,9 @@ class Sources:
     vs_mlip = _ReleaseFile(RESULTS / "vs_mlip.json")
     queries = _ReleaseFile(RESULTS / "queries.json")
     silicon = _ReleaseFile(RESULTS / "silicon.json")
+    nac_cost = _ReleaseFile(RESULTS / "nac_cost.json")
+    uncertainty_cv = _ReleaseFile(RESULTS / "uncertainty_cv.json")
+    instability_cv = _ReleaseFile(RESULTS / "instability_cv.json", key="splits")
 
     def __init__(self, root: Path = ROOT):
         self.root = root
@@ -373,6 +376,10 @@ def _born_slots() -> list[Slot]:
         Slot("Born card, LO–TO splitting", "born card",
              "DFPT-charge splitting: mean {} cm⁻¹, median {} cm⁻¹; error of the predicted-charge splitting: MAE {} cm⁻¹, "
              "median {} cm⁻¹, max {} cm⁻¹; median relative error {} % over the {} materials", _born_splitting),
+        Slot("Born card, targets", "born card", "Z* MAE ≤ 0.15 e (**not met**: {} e; {*} one release back",
+             lambda s: [_f(s.born["test"]["heads"]["born_mae"], 3)]),
+        Slot("Born card, ε∞ target", "born card", "ε∞ median relative error ≤ 10 % (met on test, {} %;",
+             lambda s: [_pct(s.born["test"]["heads"]["eps_rel_median"])]),
         Slot("Born card, train against val", "born card", "On the physical `train` records the heads reach {} e against {} on `val`",
              lambda s: [_f(s.born["train"]["heads"]["born_mae"], 3), _f(s.born["val"]["heads"]["born_mae"], 3)]),
     ]
@@ -413,7 +420,81 @@ def _query_slots() -> list[Slot]:
                  lambda s: [_f(min(latency(s)), 0), _f(max(latency(s)), 0)])]
 
 
-SLOTS = _model_slots() + _vs_mlip_slots() + _born_slots() + _silicon_slots() + _query_slots()
+def _nac_cost_slots() -> list[Slot]:
+    def rounds(s: Sources, variant: str) -> list[float]:
+        r = s.nac_cost["rounds_seconds_per_material"]
+        return [v / off for v, off in zip(r[variant], r["off"], strict=True)]
+
+    return [
+        Slot("NAC cost", "README", "{} s/material without, {} s with NAC ({}×,",
+             lambda s: [_f(s.nac_cost["seconds_per_material"]["off"], 3), _f(s.nac_cost["seconds_per_material"]["nac"], 3),
+                        _f(s.nac_cost["ratio_to_off"]["nac"], 2)]),
+        Slot("NAC cost, rounds", "README", "round by round {}×, {}× and {}×;", lambda s: [_f(r, 2) for r in rounds(s, "nac")]),
+        Slot("NAC cost, second pass", "README", "the benchmark's last row, measured {}× here against the shared pass's {}×",
+             lambda s: [_f(s.nac_cost["ratio_to_off"][k], 2) for k in ("nac_second_pass", "nac")]),
+    ]
+
+
+#: uncertainty_cv.json's rows: the release-25 terms and the shipped ones (out of fold), and the candidates
+UCV_BEFORE, UCV_SHIPPED = "spread, ω_max, [H] (release 25)", "+ both (release 26)"
+UCV_CANDIDATES_BASE = "shipped terms (check: the table above's last row)"
+UCV_CANDIDATES = ("+ number of elements", "+ per-element error prior", "lowest mode's depth for [unstable]",
+                  "+ (log spread)²")
+#: instability_cv.json's splits, in the README's order, and the classifier it quotes
+ICV_SPLITS = ("phonondb path val", "phonondb commensurate val", "petretto2018 path val")
+ICV_CLASSIFIER = "logistic, + size"
+ICV_RULES = ("bands' own minimum", "likely_unstable", "flag every material")
+
+
+def _ucv(s: Sources, label: str, source: str, key: str, table: str = "out_of_fold") -> float:
+    rows = s.uncertainty_cv["candidates"]["out_of_fold"] if table == "candidates" else s.uncertainty_cv["out_of_fold"]
+    return rows[label][source][key]
+
+
+def _icv_margins(s: Sources) -> list[str]:
+    """The classifier's F1 minus the best simple rule's, per split (signed, three decimals)."""
+    out = []
+    for split in ICV_SPLITS:
+        f1 = s.instability_cv[split]["F1"]
+        margin = f1[ICV_CLASSIFIER] - max(f1[rule] for rule in ICV_RULES)
+        out.append(f"{'+' if margin >= 0 else '−'}{abs(margin):.3f}")
+    return out
+
+
+def _cv_slots() -> list[Slot]:
+    sources = ("phonondb", "petretto2018")
+    return [
+        Slot("uncertainty out of fold", "README",
+             "`benchmarks/results/uncertainty_cv.json`): {} → {} and {} → {}, {} → {}× and {} → {}×.",
+             lambda s: ([_f(_ucv(s, label, src, "spearman"), 3) for src in sources for label in (UCV_BEFORE, UCV_SHIPPED)]
+                        + [_f(_ucv(s, label, src, "top_to_rest_ratio"), 2) for src in sources
+                           for label in (UCV_BEFORE, UCV_SHIPPED)])),
+        Slot("uncertainty candidates, Spearman", "README",
+             "The prior lifts Spearman to {} and {} (from {} and {}, phonondb and Petretto)",
+             lambda s: [_f(_ucv(s, label, src, "spearman", "candidates"), 3)
+                        for label in (UCV_CANDIDATES[1], UCV_CANDIDATES_BASE) for src in sources]),
+        Slot("uncertainty candidates, top 10 %", "README",
+             "(phonondb and Petretto, from {}× and {}×: the number of elements {}× and {}×, the prior {}× and {}×, "
+             "the lowest mode's depth {}× and {}×, the squared log spread {}× and {}×)",
+             lambda s: [_f(_ucv(s, label, src, "top_to_rest_ratio", "candidates"), 3)
+                        for label in (UCV_CANDIDATES_BASE,) + UCV_CANDIDATES for src in sources]),
+        Slot("instability classifier", "README",
+             "scores F1 {} on phonondb's path (the flag {}, flagging every material {}), {} at the commensurate q-points "
+             "(the flag {}, the bands' own minimum {}) and {} on Petretto's {} unstable of {} (the flag {}, the bands' own "
+             "minimum {}): the classifier minus the best simple rule {}, {} and {},",
+             lambda s: ([_f(s.instability_cv[ICV_SPLITS[0]]["F1"][k], 2)
+                         for k in (ICV_CLASSIFIER, "likely_unstable", "flag every material")]
+                        + [_f(s.instability_cv[ICV_SPLITS[1]]["F1"][k], 2)
+                           for k in (ICV_CLASSIFIER, "likely_unstable", "bands' own minimum")]
+                        + [_f(s.instability_cv[ICV_SPLITS[2]]["F1"][ICV_CLASSIFIER], 2),
+                           str(s.instability_cv[ICV_SPLITS[2]]["n_unstable"]), str(s.instability_cv[ICV_SPLITS[2]]["n"])]
+                        + [_f(s.instability_cv[ICV_SPLITS[2]]["F1"][k], 2) for k in ("likely_unstable", "bands' own minimum")]
+                        + _icv_margins(s))),
+    ]
+
+
+SLOTS = (_model_slots() + _vs_mlip_slots() + _born_slots() + _silicon_slots() + _query_slots() + _nac_cost_slots()
+         + _cv_slots())
 
 
 # ---------------------------------------------------------------- check and write

@@ -50,11 +50,15 @@ def test_stale_numbers_are_found_and_written_back():
     readme = _stale(DOCUMENTS["README"], "vs CHGNet, MVN row", 0, "99.9")
     readme = _stale(readme, "LO–TO table, `val` LO error at Γ (signed)", 1, "+99.0")
     readme = _stale(readme, "uncertainty formula", 3, "0.11")
+    readme = _stale(readme, "NAC cost, rounds", 2, "9.99")
+    readme = _stale(readme, "instability classifier", 13, "+9.999")
     card = _stale(DOCUMENTS["born card"], "Born card checksum", 0, "0" * 64)
+    card = _stale(card, "Born card, targets", 0, "0.999")
     stale = {"README": readme, "born card": card}
     found = {(f.slot.name, tuple(f.shown)) for f in rn.check(stale, SOURCES)}
     assert {name for name, _ in found} == {"vs CHGNet, MVN row", "LO–TO table, `val` LO error at Γ (signed)",
-                                          "uncertainty formula", "Born card checksum"}
+                                          "uncertainty formula", "NAC cost, rounds", "instability classifier",
+                                          "Born card checksum", "Born card, targets"}
     fixed = rn.write(stale, SOURCES)
     assert fixed == DOCUMENTS  # numbers back, every other character as it was
 
@@ -85,3 +89,13 @@ def test_acoustic_bound_in_the_readme_holds_on_every_split():
         for split in card["metrics"].values():
             if isinstance(split, dict) and "acoustic_gamma_cm1" in split:
                 assert split["acoustic_gamma_cm1"]["max"] < bound
+
+
+def test_the_classifier_margins_are_against_the_best_simple_rule():
+    """The instability classifier's margin is its F1 minus the best of the three rules, per split, signed."""
+    margins = rn._icv_margins(SOURCES)
+    for split, margin in zip(rn.ICV_SPLITS, margins, strict=True):
+        f1 = SOURCES.instability_cv[split]["F1"]
+        expected = f1[rn.ICV_CLASSIFIER] - max(f1[rule] for rule in rn.ICV_RULES)
+        assert abs(float(margin.replace("−", "-")) - expected) <= 5e-4
+        assert margin[0] == ("+" if expected >= 0 else "−")
