@@ -146,8 +146,10 @@ def _prf(d: dict) -> list[str]:
     return [_f(d["precision"], 2), _f(d["recall"], 2), _f(d["f1"], 2)]
 
 
-def _signed(x: float) -> str:
-    return f"{'+' if x >= 0 else '−'}{abs(x):.1f}"
+def _signed(x: float, digits: int = 1) -> str:
+    """``x`` with its sign (U+2212 for minus) as printed: a value that rounds to zero is +0."""
+    r = round(x, digits)
+    return f"{'−' if r < 0 else '+'}{abs(r):.{digits}f}"
 
 
 def _thousands(x: float) -> str:
@@ -376,7 +378,7 @@ def _born_slots() -> list[Slot]:
         Slot("Born card, LO–TO splitting", "born card",
              "DFPT-charge splitting: mean {} cm⁻¹, median {} cm⁻¹; error of the predicted-charge splitting: MAE {} cm⁻¹, "
              "median {} cm⁻¹, max {} cm⁻¹; median relative error {} % over the {} materials", _born_splitting),
-        Slot("Born card, targets", "born card", "Z* MAE ≤ 0.15 e (**not met**: {} e; {*} one release back",
+        Slot("Born card, targets", "born card", "Z* MAE ≤ 0.15 e (**not met**: {} e;",
              lambda s: [_f(s.born["test"]["heads"]["born_mae"], 3)]),
         Slot("Born card, ε∞ target", "born card", "ε∞ median relative error ≤ 10 % (met on test, {} %;",
              lambda s: [_pct(s.born["test"]["heads"]["eps_rel_median"])]),
@@ -453,12 +455,8 @@ def _ucv(s: Sources, label: str, source: str, key: str, table: str = "out_of_fol
 
 def _icv_margins(s: Sources) -> list[str]:
     """The classifier's F1 minus the best simple rule's, per split (signed, three decimals)."""
-    out = []
-    for split in ICV_SPLITS:
-        f1 = s.instability_cv[split]["F1"]
-        margin = f1[ICV_CLASSIFIER] - max(f1[rule] for rule in ICV_RULES)
-        out.append(f"{'+' if margin >= 0 else '−'}{abs(margin):.3f}")
-    return out
+    return [_signed(f1[ICV_CLASSIFIER] - max(f1[rule] for rule in ICV_RULES), 3)
+            for f1 in (s.instability_cv[split]["F1"] for split in ICV_SPLITS)]
 
 
 def _cv_slots() -> list[Slot]:

@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from vgnn_core.nn.uncertainty import UncertaintyModel, design_matrix, fit_log_mae
-from vgnn_core.pretrained.registry import load_pretrained_model
+from vgnn_core.pretrained.registry import load_pretrained_model, shipped_checkpoints
 from vgnn_core.training import phonondb
 from vgnn_core.training.evaluation import error_predictors, evaluate
 from vgnn_core.training.metrics import uncertainty_scores
@@ -152,7 +152,8 @@ def main() -> None:
         candidates[name] = _scores(by_source, source_of, error,
                                    (candidate_out_of_fold(rows, name, seed) for seed in range(args.repeats)))
         _print(name, candidates[name])
-    out = {"model": args.model, "repeats": args.repeats, "folds": 5,
+    out = {"model": args.model, "checkpoint_sha256": shipped_checkpoints()[args.model]["sha256"],
+           "repeats": args.repeats, "folds": 5,
            "materials": {s: len(v) for s, v in by_source.items()}, "out_of_fold": table,
            "candidates": {"prior_shrink": PRIOR_SHRINK, "out_of_fold": candidates}}
     RESULTS.mkdir(exist_ok=True)

@@ -10,7 +10,7 @@ from pymatgen.core import Lattice, Structure
 from vgnn_core import VGNN, Predictor, VGNNEnsemble, build_graph, collate
 from vgnn_core.crystal.domain import TrainingDomain, bonded_pairs
 from vgnn_core.nn.uncertainty import ErrorPredictors, UncertaintyModel
-from vgnn_core.training.metrics import instability_scores, uncertainty_scores
+from vgnn_core.training.metrics import flag_f1, instability_scores, uncertainty_scores
 
 
 def members(n=3, kind="kmvn", same=False):
@@ -270,3 +270,14 @@ def test_ship_fits_the_uncertainty_on_val_and_the_card_states_it():
     card.pop("uncertainty_model")
     card["uncertainty_scale"] = 2.13
     assert "Uncertainty = the members' spread × 2.13 (calibrated on val" in render_markdown(card)
+
+
+def test_flag_f1_counts_and_the_empty_cases():
+    flag = np.array([True, True, True, False, False])
+    truth = np.array([True, True, False, True, False])  # TP 2, FP 1, FN 1
+    assert flag_f1(flag, truth) == pytest.approx(2 * 2 / (3 + 3))
+    assert flag_f1(truth, flag) == pytest.approx(2 / 3)  # symmetric
+    assert flag_f1(np.ones(4, bool), np.zeros(4, bool)) == 0.0  # flags, but nothing to find
+    assert np.isnan(flag_f1(np.zeros(4, bool), np.zeros(4, bool)))  # nothing flagged, nothing true
+    assert np.isnan(flag_f1([], []))
+    assert np.isnan(instability_scores([1.0, 2.0], [3.0, 4.0])["f1"])  # all stable on both sides
