@@ -459,6 +459,22 @@ def _icv_margins(s: Sources) -> list[str]:
             for f1 in (s.instability_cv[split]["F1"] for split in ICV_SPLITS)]
 
 
+def _icv_sentence(s: Sources) -> list[str]:
+    """The classifier sentence: per split the classifier's F1 and the rules the README names beside it
+    (Petretto's also its counts), then the margins."""
+    path, commensurate, petretto = (s.instability_cv[split] for split in ICV_SPLITS)
+    named = ((path, ("likely_unstable", "flag every material")),
+             (commensurate, ("likely_unstable", "bands' own minimum")),
+             (petretto, ("likely_unstable", "bands' own minimum")))
+    out = []
+    for split, rules in named:
+        out.append(_f(split["F1"][ICV_CLASSIFIER], 2))
+        if split is petretto:
+            out += [str(split["n_unstable"]), str(split["n"])]
+        out += [_f(split["F1"][rule], 2) for rule in rules]
+    return out + _icv_margins(s)
+
+
 def _cv_slots() -> list[Slot]:
     sources = ("phonondb", "petretto2018")
     return [
@@ -480,14 +496,7 @@ def _cv_slots() -> list[Slot]:
              "scores F1 {} on phonondb's path (the flag {}, flagging every material {}), {} at the commensurate q-points "
              "(the flag {}, the bands' own minimum {}) and {} on Petretto's {} unstable of {} (the flag {}, the bands' own "
              "minimum {}): the classifier minus the best simple rule {}, {} and {},",
-             lambda s: ([_f(s.instability_cv[ICV_SPLITS[0]]["F1"][k], 2)
-                         for k in (ICV_CLASSIFIER, "likely_unstable", "flag every material")]
-                        + [_f(s.instability_cv[ICV_SPLITS[1]]["F1"][k], 2)
-                           for k in (ICV_CLASSIFIER, "likely_unstable", "bands' own minimum")]
-                        + [_f(s.instability_cv[ICV_SPLITS[2]]["F1"][ICV_CLASSIFIER], 2),
-                           str(s.instability_cv[ICV_SPLITS[2]]["n_unstable"]), str(s.instability_cv[ICV_SPLITS[2]]["n"])]
-                        + [_f(s.instability_cv[ICV_SPLITS[2]]["F1"][k], 2) for k in ("likely_unstable", "bands' own minimum")]
-                        + _icv_margins(s))),
+             _icv_sentence),
     ]
 
 
