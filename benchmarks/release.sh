@@ -19,12 +19,13 @@
 # the prose values it lists as history by hand, and a paragraph in benchmarks/results/training/ROUNDS.md.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
+PY=${PYTHON:-.venv/bin/python}  # both relative to the repository root, where each part runs
+VGNN=${VGNN:-.venv/bin/vgnn}
 trap 'echo "release.sh failed at line $LINENO (logs in ${OUT:-OUT}/); nothing installed unless the install step finished" >&2; kill $(jobs -p) 2>/dev/null || true' ERR
 
 if [ "${1:-}" = "--benchmarks" ]; then  # the benchmarks every release reruns (nothing else should run)
   [ $# -eq 2 ] || { echo "usage: $0 --benchmarks OUT" >&2; exit 2; }
   OUT=$(realpath -m "$2"); mkdir -p "$OUT"; cd "$ROOT"
-  PY=${PYTHON:-.venv/bin/python}
   "$PY" benchmarks/bench_nac.py --limit 60 > "$OUT/bench_nac.log" 2>&1
   "$PY" benchmarks/bench_vs_mlip.py > "$OUT/bench_vs_mlip.log" 2>&1
   rm -rf demo-db && make demo > "$OUT/demo.log" 2>&1
@@ -35,7 +36,7 @@ if [ "${1:-}" = "--benchmarks" ]; then  # the benchmarks every release reruns (n
   mkdir -p "$OUT/flag"
   for run in "phonondb path" "phonondb commensurate" "petretto2018 path"; do
     set -- $run
-    "${VGNN:-.venv/bin/vgnn}" evaluate --model kmvn --data "$1" --split val --points "$2" \
+    "$VGNN" evaluate --model kmvn --data "$1" --split val --points "$2" \
       --out "$OUT/flag/val_$1_$2.json" > "$OUT/flag/val_$1_$2.log" 2>&1
   done
   "$PY" benchmarks/instability_cv.py "$OUT"/flag/val_phonondb_path.json "$OUT"/flag/val_phonondb_commensurate.json \
@@ -51,8 +52,6 @@ for m in "$@"; do  # repository-relative where possible: the member lists and ca
   MEMBERS+=("$(realpath -m --relative-base="$ROOT" "$m")")
 done
 cd "$ROOT"
-PY=${PYTHON:-.venv/bin/python}
-VGNN=${VGNN:-.venv/bin/vgnn}
 CK=vgnn_core/pretrained/checkpoints
 TR=benchmarks/results/training
 mkdir -p "$OUT"
