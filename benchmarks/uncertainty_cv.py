@@ -17,8 +17,11 @@ crystal's elements), the depth of the members' lowest mode, log(1 + max(0, −ω
 the [unstable] flag, and the squared log spread.
 
     python benchmarks/uncertainty_cv.py [--repeats 10] [--model kmvn]
+    python benchmarks/uncertainty_cv.py --rows PETRETTO.json PHONONDB.json
 
-Writes ``benchmarks/results/uncertainty_cv.json`` and prints a table.
+``--rows`` reads two ``vgnn evaluate --model kmvn --split val --points path --out`` files (Petretto,
+then phonondb) instead of evaluating again; ``release.sh --benchmarks`` passes the ones it makes for
+``instability_cv.py``. Writes ``benchmarks/results/uncertainty_cv.json`` and prints a table.
 """
 
 from __future__ import annotations
@@ -62,11 +65,20 @@ def val_rows(model_name: str) -> dict[str, list[dict]]:
     cutoff, r_bond = model.config.graph_cutoff, model.config.r_bond or model.config.r_max
     by_source = {"petretto2018": load_samples(load_split()["val"], r_max=cutoff),
                  "phonondb": phonondb.load_samples(phonondb.load_split()["val"], cutoff, r_bond, evaluation=True)}
+    return {source: evaluate(model, samples)["materials"] for source, samples in by_source.items()}
+
+
+def read_rows(petretto: Path, phonondb_rows: Path) -> dict[str, list[dict]]:
+    """The same rows from two ``vgnn evaluate --out`` files of the shipped ensemble on `val` paths."""
     rows = {}
-    for source, samples in by_source.items():
-        rows[source] = evaluate(model, samples)["materials"]
-        for row, sample in zip(rows[source], samples, strict=True):
-            row["elements"] = sorted({int(z) for z in sample.graph.numbers})
+    for source, path in (("petretto2018", petretto), ("phonondb", phonondb_rows)):
+        result = json.loads(Path(path).read_text())
+        got = {k: result["summary"].get(k) for k in ("data", "split", "points")}
+        if got != {"data": source, "split": "val", "points": "path"}:
+            raise SystemExit(f"{path}: an evaluation of {got}, not of {source}'s val path")
+        if not result["materials"] or "spread_cm1" not in result["materials"][0]:
+            raise SystemExit(f"{path}: no ensemble rows (evaluate the shipped --model kmvn)")
+        rows[source] = result["materials"]
     return rows
 
 
@@ -138,8 +150,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="kmvn", help="shipped ensemble (k-MVN: band MAE)")
     parser.add_argument("--repeats", type=int, default=10, help="fold draws averaged")
+    parser.add_argument("--rows", nargs=2, type=Path, metavar=("PETRETTO", "PHONONDB"),
+                        help="`vgnn evaluate --out` files of --model on the val paths, read instead of evaluating")
     args = parser.parse_args()
-    by_source = val_rows(args.model)
+    by_source = read_rows(*args.rows) if args.rows else val_rows(args.model)
     rows = [r for source in by_source.values() for r in source]
     source_of = np.array([s for s, source in by_source.items() for _ in source])
     error = np.array([r["bands_mae"] for r in rows])

@@ -1,13 +1,16 @@
 """``benchmarks/uncertainty_cv.py``: its candidate-term fits must reproduce the shipped terms' own
-out-of-fold uncertainty, and its per-element prior must find an element that doubles the error."""
+out-of-fold uncertainty, its per-element prior must find an element that doubles the error, and it
+reads the rows of ``vgnn evaluate --out`` files only when they are the `val` paths of an ensemble."""
 
 from __future__ import annotations
 
 import importlib.util
+import json
 import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from vgnn_core.training.metrics import uncertainty_scores
 
@@ -66,3 +69,26 @@ def test_every_candidate_is_scored():
     for name in cv.CANDIDATES:
         u = cv.candidate_out_of_fold(rows, name, seed=0)
         assert u.shape == (len(rows),) and np.all(np.isfinite(u)) and np.all(u > 0)
+
+
+def _evaluate_file(path: Path, data: str, rows: list[dict], split: str = "val") -> Path:
+    """What ``vgnn evaluate --out`` writes: a summary naming the evaluation, and the rows."""
+    path.write_text(json.dumps({"summary": {"data": data, "split": split, "points": "path"}, "materials": rows}))
+    return path
+
+
+def test_rows_are_read_from_the_evaluate_files(tmp_path):
+    petretto, pdb = _rows(n=40, seed=1), _rows(n=60, seed=2)
+    files = (_evaluate_file(tmp_path / "p.json", "petretto2018", petretto),
+             _evaluate_file(tmp_path / "d.json", "phonondb", pdb))
+    rows = cv.read_rows(*files)
+    assert rows == {"petretto2018": petretto, "phonondb": pdb}
+    # the files swapped, a test split, or a single model's rows (no member spread) are refused by name
+    with pytest.raises(SystemExit, match="d.json.*not of petretto2018's val path"):
+        cv.read_rows(files[1], files[0])
+    test_split = _evaluate_file(tmp_path / "t.json", "phonondb", pdb, split="test")
+    with pytest.raises(SystemExit, match="t.json.*'split': 'test'"):
+        cv.read_rows(files[0], test_split)
+    single = _evaluate_file(tmp_path / "s.json", "phonondb", [{"bands_mae": 3.0, "elements": [14]}])
+    with pytest.raises(SystemExit, match="s.json: no ensemble rows"):
+        cv.read_rows(files[0], single)

@@ -53,6 +53,7 @@ def evaluate(model: Model, samples: Sequence[PhononSample], batch_size: int = 32
             row.update({f"bands_{k}": v for k, v in material_metrics(pb, s.bands).items()})
             row.update(bands_min_predicted=float(np.min(pb)), bands_min_reference=float(np.min(s.bands)))
         row["has_hydrogen"] = bool((s.graph.numbers == 1).any())
+        row["elements"] = sorted({int(z) for z in s.graph.numbers})  # atomic numbers present
         rows.append(row)
     summary: dict = {"n_materials": len(samples), "seconds_per_material": seconds / max(1, len(samples))}
     with_gamma = [r for r in rows if "gamma_mae" in r]
