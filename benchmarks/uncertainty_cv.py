@@ -68,18 +68,35 @@ def val_rows(model_name: str) -> dict[str, list[dict]]:
     return {source: evaluate(model, samples)["materials"] for source, samples in by_source.items()}
 
 
-def read_rows(petretto: Path, phonondb_rows: Path) -> dict[str, list[dict]]:
-    """The same rows from two ``vgnn evaluate --out`` files of the shipped ensemble on `val` paths."""
-    rows = {}
-    for source, path in (("petretto2018", petretto), ("phonondb", phonondb_rows)):
+#: what the fits read from every evaluated row
+ROW_KEYS = ("bands_mae", "spread_cm1", "member_lowest_cm1", "member_highest_cm1", "has_hydrogen", "primitive_atoms",
+            "elements")
+
+
+def evaluation_rows(path: Path, source: str, sha256: str) -> list[dict]:
+    """The rows of one ``vgnn evaluate --out`` file, refused (one line naming the file) unless it is the
+    whole `val` path of ``source`` evaluated by the checkpoint ``sha256`` with every key the fits need."""
+    try:
         result = json.loads(Path(path).read_text())
-        got = {k: result["summary"].get(k) for k in ("data", "split", "points")}
-        if got != {"data": source, "split": "val", "points": "path"}:
-            raise SystemExit(f"{path}: an evaluation of {got}, not of {source}'s val path")
-        if not result["materials"] or "spread_cm1" not in result["materials"][0]:
-            raise SystemExit(f"{path}: no ensemble rows (evaluate the shipped --model kmvn)")
-        rows[source] = result["materials"]
+        summary, rows = result["summary"], result["materials"]
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise SystemExit(f"{path}: not a `vgnn evaluate --out` file ({type(error).__name__}: {error})") from None
+    want = {"data": source, "split": "val", "points": "path", "twin_free": False, "split_file": None}
+    got = {k: summary.get(k) for k in want}
+    if got != want:
+        raise SystemExit(f"{path}: an evaluation of {got}, not of {source}'s whole val path")
+    if summary.get("checkpoint_sha256") != sha256:
+        raise SystemExit(f"{path}: evaluated by checkpoint {summary.get('checkpoint_sha256')}, not the shipped {sha256}")
+    missing = sorted({k for r in rows for k in ROW_KEYS if k not in r})
+    if not rows or missing:
+        raise SystemExit(f"{path}: rows without {', '.join(missing) or 'materials'} (a k-MVN ensemble's, from this code)")
     return rows
+
+
+def read_rows(petretto: Path, phonondb_rows: Path, sha256: str) -> dict[str, list[dict]]:
+    """What :func:`val_rows` returns, from the two evaluate files (Petretto's, then phonondb's)."""
+    return {"petretto2018": evaluation_rows(petretto, "petretto2018", sha256),
+            "phonondb": evaluation_rows(phonondb_rows, "phonondb", sha256)}
 
 
 def out_of_fold(rows: list[dict], terms: tuple[str, ...], seed: int, folds: int = 5) -> np.ndarray:
@@ -153,7 +170,8 @@ def main() -> None:
     parser.add_argument("--rows", nargs=2, type=Path, metavar=("PETRETTO", "PHONONDB"),
                         help="`vgnn evaluate --out` files of --model on the val paths, read instead of evaluating")
     args = parser.parse_args()
-    by_source = read_rows(*args.rows) if args.rows else val_rows(args.model)
+    sha256 = shipped_checkpoints()[args.model]["sha256"]
+    by_source = read_rows(*args.rows, sha256) if args.rows else val_rows(args.model)
     rows = [r for source in by_source.values() for r in source]
     source_of = np.array([s for s, source in by_source.items() for _ in source])
     error = np.array([r["bands_mae"] for r in rows])
@@ -166,7 +184,7 @@ def main() -> None:
         candidates[name] = _scores(by_source, source_of, error,
                                    (candidate_out_of_fold(rows, name, seed) for seed in range(args.repeats)))
         _print(name, candidates[name])
-    out = {"model": args.model, "checkpoint_sha256": shipped_checkpoints()[args.model]["sha256"],
+    out = {"model": args.model, "checkpoint_sha256": sha256,
            "repeats": args.repeats, "folds": 5,
            "materials": {s: len(v) for s, v in by_source.items()}, "out_of_fold": table,
            "candidates": {"prior_shrink": PRIOR_SHRINK, "out_of_fold": candidates}}

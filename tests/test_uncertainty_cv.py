@@ -71,9 +71,14 @@ def test_every_candidate_is_scored():
         assert u.shape == (len(rows),) and np.all(np.isfinite(u)) and np.all(u > 0)
 
 
-def _evaluate_file(path: Path, data: str, rows: list[dict], split: str = "val") -> Path:
+SHA = "0" * 64
+
+
+def _evaluate_file(path: Path, data: str, rows: list[dict], **summary) -> Path:
     """What ``vgnn evaluate --out`` writes: a summary naming the evaluation, and the rows."""
-    path.write_text(json.dumps({"summary": {"data": data, "split": split, "points": "path"}, "materials": rows}))
+    summary = {"data": data, "split": "val", "points": "path", "twin_free": False, "split_file": None,
+               "checkpoint_sha256": SHA} | summary
+    path.write_text(json.dumps({"summary": summary, "materials": rows}))
     return path
 
 
@@ -81,14 +86,48 @@ def test_rows_are_read_from_the_evaluate_files(tmp_path):
     petretto, pdb = _rows(n=40, seed=1), _rows(n=60, seed=2)
     files = (_evaluate_file(tmp_path / "p.json", "petretto2018", petretto),
              _evaluate_file(tmp_path / "d.json", "phonondb", pdb))
-    rows = cv.read_rows(*files)
-    assert rows == {"petretto2018": petretto, "phonondb": pdb}
-    # the files swapped, a test split, or a single model's rows (no member spread) are refused by name
-    with pytest.raises(SystemExit, match="d.json.*not of petretto2018's val path"):
-        cv.read_rows(files[1], files[0])
-    test_split = _evaluate_file(tmp_path / "t.json", "phonondb", pdb, split="test")
-    with pytest.raises(SystemExit, match="t.json.*'split': 'test'"):
-        cv.read_rows(files[0], test_split)
+    assert cv.read_rows(*files, SHA) == {"petretto2018": petretto, "phonondb": pdb}
+    # refused by name: the files swapped, another checkpoint, a test split, twin-free or another split
+    # file, a single model's rows (no member spread), rows from before `elements`, not an evaluation
+    with pytest.raises(SystemExit, match="d.json.*not of petretto2018's whole val path"):
+        cv.read_rows(files[1], files[0], SHA)
+    with pytest.raises(SystemExit, match=f"p.json: evaluated by checkpoint {SHA}, not the shipped 1111"):
+        cv.read_rows(*files, "1" * 64)
+    for name, summary in {"t": {"split": "test"}, "w": {"twin_free": True}, "f": {"split_file": "my.json"}}.items():
+        bad = _evaluate_file(tmp_path / f"{name}.json", "phonondb", pdb, **summary)
+        with pytest.raises(SystemExit, match=f"{name}.json: an evaluation of .*{list(summary.values())[0]}"):
+            cv.read_rows(files[0], bad, SHA)
     single = _evaluate_file(tmp_path / "s.json", "phonondb", [{"bands_mae": 3.0, "elements": [14]}])
-    with pytest.raises(SystemExit, match="s.json: no ensemble rows"):
-        cv.read_rows(files[0], single)
+    with pytest.raises(SystemExit, match="s.json: rows without has_hydrogen, member_highest_cm1, member_lowest"):
+        cv.read_rows(files[0], single, SHA)
+    old = _evaluate_file(tmp_path / "o.json", "phonondb", [{k: v for k, v in r.items() if k != "elements"} for r in pdb])
+    with pytest.raises(SystemExit, match="o.json: rows without elements "):
+        cv.read_rows(files[0], old, SHA)
+    (tmp_path / "x.json").write_text("[1, 2]")
+    with pytest.raises(SystemExit, match="x.json: not a `vgnn evaluate --out` file"):
+        cv.read_rows(files[0], tmp_path / "x.json", SHA)
+
+
+def test_the_cli_evaluation_is_what_the_fits_read(petretto_archive, tmp_path):
+    """``vgnn evaluate --out`` of the shipped k-MVN names its checkpoint and gives every row the
+    crystal's elements (against pymatgen's composition of the DFPT record) and the keys the fits read."""
+    from flows.cli import main
+    from vgnn_core.pretrained.registry import shipped_checkpoints
+    from vgnn_core.training.petretto import iter_petretto, load_split
+
+    ids = load_split()["val"][:3]
+    split_file, out = tmp_path / "split.json", tmp_path / "val.json"
+    split_file.write_text(json.dumps({"val": ids}))
+    assert main(["evaluate", "--model", "kmvn", "--data", "petretto2018", "--split", "val",
+                 "--split-file", str(split_file), "--out", str(out)]) == 0
+    sha = shipped_checkpoints()["kmvn"]["sha256"]
+    with pytest.raises(SystemExit, match="split.json"):  # a split file of its own is not the whole val
+        cv.evaluation_rows(out, "petretto2018", sha)
+    result = json.loads(out.read_text())
+    result["summary"]["split_file"] = None
+    out.write_text(json.dumps(result))
+    rows = cv.evaluation_rows(out, "petretto2018", sha)
+    elements = {r.material_id: sorted(el.Z for el in r.structure.composition) for r in iter_petretto(ids=ids)}
+    assert [r["material_id"] for r in rows] == ids
+    assert all(r["elements"] == elements[r["material_id"]] for r in rows)
+    assert np.all(np.isfinite(cv.design_matrix([cv.error_predictors(r) for r in rows])))

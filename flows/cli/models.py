@@ -73,7 +73,9 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         result = evaluate(model, samples)
     else:
         result = evaluate(model, petretto.load_samples(ids, r_max=model.config.graph_cutoff))
-    result["summary"].update(data=args.data, split=args.split, points=args.points, twin_free=args.twin_free)
+    result["summary"].update(data=args.data, split=args.split, points=args.points, twin_free=args.twin_free,
+                             split_file=str(args.split_file) if args.split_file else None,
+                             checkpoint_sha256=model.checkpoint_sha256)
     print(json.dumps(result["summary"], indent=1))
     if args.out:
         Path(args.out).write_text(json.dumps(result, indent=1))
