@@ -129,7 +129,13 @@ class BornHeads(torch.nn.Module):
     message-passing layers of the heads' own on the compressed features, over the bonds within
     ``r_max`` (0: none; ``interaction_hidden`` the width of their radial MLPs, messages summed
     and divided by ``avg_num_neighbors``), so a charge can depend on its neighbours' features
-    beyond what the frozen backbone passed on. ``hyper`` holds these for checkpoints.
+    beyond what the frozen backbone passed on. ``crystal_context``: the MLPs that mix the
+    readouts' channels also read the crystal's mean invariants (a charge can depend on the whole
+    crystal, e.g. its gap, beyond the atom's neighbourhood). ``neutrality``: how the crystal's
+    net charge Σ_i z_i is taken out — ``"uniform"`` subtracts the mean from every atom,
+    ``"weighted"`` gives atom i the share w_i / Σ_j w_j with w_i > 0 from an MLP of its
+    invariants (charge equilibration: atoms whose charge is less certain absorb more); both
+    make Σ_i Z*_i = 0 exact. ``hyper`` holds these for checkpoints.
     """
 
     def __init__(
@@ -145,6 +151,8 @@ class BornHeads(torch.nn.Module):
         interactions: int = 0,
         interaction_hidden: int = 64,
         avg_num_neighbors: float = 10.0,
+        crystal_context: bool = False,
+        neutrality: str = "uniform",
     ) -> None:
         super().__init__()
         self.irreps_in = o3.Irreps(irreps_in)
@@ -154,6 +162,12 @@ class BornHeads(torch.nn.Module):
         if interactions:  # only then: heads saved without layers stay readable by older code
             self.hyper.update(interactions=interactions, interaction_hidden=interaction_hidden,
                               avg_num_neighbors=avg_num_neighbors)
+        if neutrality not in ("uniform", "weighted"):
+            raise ValueError(f"neutrality must be 'uniform' or 'weighted', not {neutrality!r}")
+        for key, value, default in (("crystal_context", crystal_context, False), ("neutrality", neutrality, "uniform")):
+            if value != default:  # likewise: only then, so older heads keep their hyper-parameters
+                self.hyper[key] = value
+        self.crystal_context = bool(crystal_context)
         mid = o3.Irreps(mid_irreps)
         self.pre = o3.Linear(self.irreps_in, mid)
         self.r_max = float(r_max)
@@ -172,8 +186,12 @@ class BornHeads(torch.nn.Module):
         self._scalar_slices = [sl for (mul, ir), sl in zip(joined, joined.slices()) if ir.l == 0 and ir.p == 1]
         self.born_tensor = CartesianTensor(GENERAL_RANK2)
         self.eps_tensor = CartesianTensor(SYMMETRIC_RANK2)
-        self.born_readout = _MixedReadout(joined, self.born_tensor, n_scalars, n_mix, hidden)
-        self.eps_readout = _MixedReadout(joined, self.eps_tensor, n_scalars, n_mix, hidden)
+        n_mixing = 2 * n_scalars if crystal_context else n_scalars
+        self.born_readout = _MixedReadout(joined, self.born_tensor, n_mixing, n_mix, hidden)
+        self.eps_readout = _MixedReadout(joined, self.eps_tensor, n_mixing, n_mix, hidden)
+        self.share_mlp = (torch.nn.Sequential(torch.nn.Linear(n_scalars, hidden), torch.nn.SiLU(),
+                                              torch.nn.Linear(hidden, 1))
+                          if neutrality == "weighted" else None)
         if bond_hidden > 0:
             self.bond_mlp = torch.nn.Sequential(
                 torch.nn.Linear(2 * n_scalars + n_radial, bond_hidden), torch.nn.SiLU(),
@@ -207,14 +225,23 @@ class BornHeads(torch.nn.Module):
         scalars = torch.cat([joined[:, sl] for sl in self._scalar_slices], dim=1)
         index = atom_crystal_index(n_atoms)
         n_crystals = len(n_atoms)
-        z = torch.einsum("nk,kij->nij", self.born_readout(joined, scalars), self.born_basis.to(x.dtype))
-        s_atoms = torch.einsum("nk,kij->nij", self.eps_readout(joined, scalars), self.eps_basis.to(x.dtype))
+        mixing = scalars
+        if self.crystal_context:
+            mixing = torch.cat([scalars, crystal_mean(scalars, index, n_crystals)[index]], dim=1)
+        z = torch.einsum("nk,kij->nij", self.born_readout(joined, mixing), self.born_basis.to(x.dtype))
+        s_atoms = torch.einsum("nk,kij->nij", self.eps_readout(joined, mixing), self.eps_basis.to(x.dtype))
         if self.bond_mlp is not None:
             if near is None:
                 raise ValueError("these Born heads have a bond term: pass the crystal graph's bonds")
             dz, ds = self._bond_terms(scalars, *near)
             z, s_atoms = z + dz, s_atoms + ds
-        born = z - crystal_mean(z, index, n_crystals)[index]
+        if self.share_mlp is None:
+            born = z - crystal_mean(z, index, n_crystals)[index]
+        else:  # atom i takes w_i / Σ_j w_j of the net charge: Σ_i Z*_i = 0 still exactly
+            w = torch.nn.functional.softplus(self.share_mlp(scalars))[:, 0] + 1e-3
+            share = w / torch.zeros(n_crystals, dtype=w.dtype, device=w.device).index_add_(0, index, w)[index]
+            net = torch.zeros(n_crystals, 9, dtype=z.dtype, device=z.device).index_add_(0, index, z.reshape(-1, 9))
+            born = z - share[:, None, None] * net[index].reshape(-1, 3, 3)
         s = crystal_mean(s_atoms, index, n_crystals)
         s = 0.5 * (s + s.transpose(-1, -2)) + self.log_eps_offset * torch.eye(3, dtype=s.dtype, device=s.device)
         eye = torch.eye(3, dtype=s.dtype, device=s.device)
