@@ -2,7 +2,8 @@
 
 For N Materials Project structures from the Togo phonondb set (default 100, evenly spread over
 the 10,034), the work ``vgnn build`` does per material with the shipped k-MVN, timed stage by
-stage in one process: graph + network (batched), high-symmetry path, band eigen-solves, q-mesh
+stage in one process: graph + network (batched), symmetry (spglib, the inversion centre),
+high-symmetry path, band eigen-solves, q-mesh
 (point group), mesh eigenvectors, DOS with partial DOS, thermal properties. The DOS is timed two
 ways on the same frequencies: the default (each Gaussian summed within 10 σ of its centre) and
 the reference it equals (``cutoff=None``: every Gaussian over the whole grid), which is what the
@@ -10,7 +11,10 @@ code did before. Then the whole per-material calculation after the network
 (:func:`~vgnn_core.phonons.result.phonon_properties`, what ``Predictor.predict_phonons`` runs) for all N
 materials three ways: one crystal at a time with torch's threads inside each eigen-solve (what
 ``predict_phonons`` did before), in one thread, and in ``--threads`` threads (default: every core)
-each on one crystal at a time, as it does now; checks the last two are bitwise equal. Prints a table, writes
+each on one crystal at a time, as it does now; checks the last two are bitwise equal. Last, that
+threaded calculation with the real symmetric form of the centrosymmetric crystals' D(q)
+(:mod:`vgnn_core.phonons.centrosymmetric`, the default) against complex matrices for every
+crystal, three interleaved rounds, with the largest band difference. Prints a table, writes
 ``benchmarks/results/properties.json``. Run: ``python benchmarks/bench_properties.py [--limit N]``.
 """
 
@@ -29,6 +33,7 @@ import torch
 from flows.plan import BuildSettings
 from flows.sources import togo_source
 from vgnn_core import load_pretrained
+from vgnn_core.crystal.crystal import Crystal, as_crystal
 from vgnn_core.phonons.dos import phonon_dos
 from vgnn_core.phonons.dynamical_matrix import band_frequencies
 from vgnn_core.phonons.modes import modes
@@ -59,11 +64,13 @@ def timed(fn, *args, **kwargs):
 def material_stages(fc, structure) -> dict[str, float]:
     """Seconds of each stage after the network for one material (the pipeline's defaults)."""
     t = {}
+    crystal = as_crystal(structure)
+    inversion, t["symmetry"] = timed(lambda: crystal.inversion)  # spglib once, then the inversion centre
     path, t["path"] = timed(high_symmetry_path, structure)
-    _, t["bands"] = timed(band_frequencies, [fc], [torch.as_tensor(path.qpoints)])
-    mesh, t["mesh"] = timed(crystal_mesh, structure, density=SETTINGS.mesh_density)
+    _, t["bands"] = timed(band_frequencies, [fc], [torch.as_tensor(path.qpoints)], inversions=[inversion])
+    mesh, t["mesh"] = timed(crystal_mesh, crystal, density=SETTINGS.mesh_density)
     groups, names = element_groups(structure)
-    (freqs, proj), t["mesh_modes"] = timed(modes, fc, mesh.qpoints, groups=groups)
+    (freqs, proj), t["mesh_modes"] = timed(modes, fc, mesh.qpoints, groups=groups, inversion=inversion)
     windowed, t["dos"] = timed(phonon_dos, freqs, mesh.weights, projections=proj, group_names=names)
     full, t["dos_full_grid"] = timed(phonon_dos, freqs, mesh.weights, projections=proj, group_names=names, cutoff=None)
     assert np.abs(windowed.total - full.total).max() <= 1e-12 * full.total.max(), "windowed DOS differs"
@@ -108,6 +115,19 @@ def main() -> None:
     threaded, t_threaded = threaded_properties(fcs, structures, args.threads)
     for a, b in zip(serial, threaded):
         assert np.array_equal(a.bands, b.bands) and np.array_equal(a.dos.total, b.dos.total), "threads changed a result"
+    # the real form of centrosymmetric crystals' D(q) against the complex matrices, on the same
+    # crystals told they have no inversion: rounds interleaved, each variant's fastest kept
+    crystals = [as_crystal(s) for s in structures]
+    # the same crystals declared without an inversion (symmetry analysed once, shared)
+    plain = [Crystal(c.name, c.structure, c.symmetry, _inversion=None) for c in crystals]
+    real_times, complex_times = [], []
+    for _ in range(3):
+        real_results, seconds = threaded_properties(fcs, crystals, args.threads)
+        real_times.append(seconds)
+        complex_results, seconds = threaded_properties(fcs, plain, args.threads)
+        complex_times.append(seconds)
+    band_diff = max(float(np.abs(a.bands - b.bands).max()) for a, b in zip(real_results, complex_results))
+    n_centro = sum(c.inversion is not None for c in crystals)
     atoms = np.array([len(s) for s in structures])
     print(f"{n} Togo structures ({atoms.mean():.1f} atoms mean, {atoms.max()} max), shipped k-MVN "
           f"({len(getattr(kmvn.model, 'members', [])) or 1} member(s)) — {platform.machine()}, {os.cpu_count()} CPUs, "
@@ -122,6 +142,11 @@ def main() -> None:
           f"threads (before) {1e3 * t_loop / n:.1f}, 1 thread {1e3 * t_serial / n:.1f}, {args.threads} threads one "
           f"crystal each (now) {1e3 * t_threaded / n:.1f}: {t_loop / t_threaded:.2f}× faster than before, "
           f"{t_serial / t_threaded:.2f}× than 1 thread, results bitwise equal")
+    print(f"after the network, {args.threads} threads, {n_centro} of {n} crystals centrosymmetric: D(q) complex "
+          f"{1e3 * min(complex_times) / n:.1f} ms / material, real form where there is an inversion "
+          f"{1e3 * min(real_times) / n:.1f} (fastest of 3 interleaved rounds: {min(complex_times) / min(real_times):.2f}×; "
+          f"rounds {', '.join(f'{a / b:.2f}×' for a, b in zip(complex_times, real_times))}); bands differ by "
+          f"≤ {band_diff:.1e} cm⁻¹ (the force constants made exactly inversion-symmetric)")
     end_to_end = {}
     if args.baseline:
         from vgnn_core import Predictor, load_checkpoint
@@ -145,7 +170,10 @@ def main() -> None:
         "speedup_whole": before / now, "threads": args.threads,
         "properties_seconds_loop_torch_threads": t_loop, "properties_seconds_1_thread": t_serial, "properties_seconds_threads": t_threaded,
         "speedup_threads": t_serial / t_threaded,
-        "speedup_threads_vs_loop": t_loop / t_threaded}, indent=1))
+        "speedup_threads_vs_loop": t_loop / t_threaded,
+        "centrosymmetric": n_centro, "properties_seconds_complex_rounds": complex_times,
+        "properties_seconds_real_form_rounds": real_times,
+        "speedup_real_form": min(complex_times) / min(real_times), "real_form_max_band_diff_cm1": band_diff}, indent=1))
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 
-def _bond_keys(
+def bond_keys(
     src: np.ndarray, dst: np.ndarray, shift: np.ndarray, n_atoms: int, bound: int
 ) -> np.ndarray:
     """One integer per bond (i, j, T), for translations with |T_k| <= bound."""
@@ -36,8 +36,8 @@ def reverse_bond_index(
     if len(src) == 0:
         return np.zeros(0, dtype=np.int64)
     bound = int(np.abs(shift).max())
-    keys = _bond_keys(src, dst, shift, n_atoms, bound)
-    rkeys = _bond_keys(dst, src, -shift, n_atoms, bound)
+    keys = bond_keys(src, dst, shift, n_atoms, bound)
+    rkeys = bond_keys(dst, src, -shift, n_atoms, bound)
     order = np.argsort(keys, kind="stable")
     pos = np.minimum(np.searchsorted(keys[order], rkeys), len(src) - 1)
     rev = order[pos]

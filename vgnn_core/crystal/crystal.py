@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass, field
 
 from pymatgen.core import Structure
 
 from .structures import StructureLike, as_structure, structure_name
-from .symmetry import CrystalSymmetry, analyse_symmetry
+from .symmetry import CrystalSymmetry, Inversion, analyse_symmetry
+
+
+class _Search(enum.Enum):
+    """``Crystal._inversion`` before the cell was searched for an inversion centre (an enum
+    member: the same object again after pickling, e.g. on a Dask worker)."""
+
+    NOT_YET = 0
 
 
 @dataclass
@@ -21,6 +29,7 @@ class Crystal:
     name: str
     structure: Structure
     _symmetry: CrystalSymmetry | None = field(default=None, repr=False)
+    _inversion: Inversion | None | _Search = field(default=_Search.NOT_YET, repr=False, compare=False)
 
     @property
     def symmetry(self) -> CrystalSymmetry:
@@ -32,6 +41,16 @@ class Crystal:
     def mesh_rotations(self):
         """Point-group rotations that are exact symmetries of this cell (for q-mesh reductions)."""
         return self.symmetry.exact_rotations(self.structure)
+
+    @property
+    def inversion(self) -> Inversion | None:
+        """The cell's atoms under an exact inversion centre (:class:`~vgnn_core.crystal.symmetry.Inversion`),
+        or ``None`` (found on first use, then kept; ``Crystal(..., _inversion=None)`` declares none).
+        With one, the force constants are made exactly inversion-symmetric and D(q) is solved as a
+        real symmetric matrix at every q (:mod:`vgnn_core.phonons.centrosymmetric`)."""
+        if self._inversion is _Search.NOT_YET:
+            self._inversion = self.symmetry.inversion(self.structure)
+        return self._inversion
 
     @property
     def n_atoms(self) -> int:

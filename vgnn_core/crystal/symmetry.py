@@ -24,6 +24,20 @@ _LATTICE_POINTS = {"P": 1, "A": 2, "B": 2, "C": 2, "I": 2, "F": 4, "R": 3}
 
 
 @dataclass(frozen=True)
+class Inversion:
+    """An inversion centre of a cell, as a map of its atoms: the operation x → t − x takes atom i
+    onto atom ``partner[i]`` in the cell translated by ``lattice_shift[i]``,
+    t − x_i = x_partner[i] + L_i (fractional; ``partner`` is its own inverse, L_partner[i] = L_i).
+
+    With it every D(q) is unitarily equivalent to a real symmetric matrix
+    (:func:`~vgnn_core.phonons.centrosymmetric.centrosymmetric_matrices`): time reversal and
+    inversion together act on D(q) as complex conjugation."""
+
+    partner: np.ndarray  # (m,) int
+    lattice_shift: np.ndarray  # (m, 3) int
+
+
+@dataclass(frozen=True)
 class CrystalSymmetry:
     """What spglib found for one crystal (rotations in the cell's fractional basis)."""
 
@@ -65,6 +79,29 @@ class CrystalSymmetry:
             if dist.min(axis=1).max() <= tol:
                 keep.append(rot)
         return np.unique(np.asarray(keep, dtype=int), axis=0) if keep else None
+
+    def inversion(self, structure: Structure, tol: float = EXACT_TOLERANCE) -> Inversion | None:
+        """The cell's atoms under an inversion of the space group that maps ``structure`` onto
+        itself within ``tol`` Å (:class:`Inversion`), or ``None`` (no inversion, or none exact)."""
+        if self.operations is None:
+            return None
+        lattice = np.asarray(structure.lattice.matrix, dtype=float)
+        frac = np.asarray(structure.frac_coords, dtype=float)
+        numbers = np.array([site.specie.Z for site in structure])
+        for rot, trans in zip(*self.operations):
+            if not np.array_equal(rot, -np.eye(3, dtype=int)):
+                continue
+            image = trans - frac
+            diff = image[:, None, :] - frac[None, :, :]
+            diff -= np.rint(diff)
+            dist = np.linalg.norm(diff @ lattice, axis=-1)
+            dist[numbers[:, None] != numbers[None, :]] = np.inf
+            partner = dist.argmin(axis=1)
+            if dist[np.arange(len(frac)), partner].max() > tol or not np.array_equal(partner[partner], np.arange(len(frac))):
+                continue
+            shift = np.rint(image - frac[partner]).astype(np.int64)
+            return Inversion(partner=partner.astype(np.int64), lattice_shift=shift)
+        return None
 
     def content_hash(self) -> str:
         """A hash of the standardised cell that is the same for every cell of the crystal.

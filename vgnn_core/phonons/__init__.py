@@ -15,12 +15,14 @@ _EXPORTS = {
     "QPath": ".qpath",
     "band_frequencies": ".dynamical_matrix",
     "central_spring_force_constants": ".force_constants",
+    "centrosymmetric_matrices": ".centrosymmetric",
     "dynamical_matrices": ".dynamical_matrix",
     "from_phonopy": ".force_constants",
     "gamma_frequencies": ".dynamical_matrix",
     "high_symmetry_path": ".qpath",
     "phonon_properties": ".result",
     "real_dynamical_matrices": ".dynamical_matrix",
+    "symmetrized_under_inversion": ".centrosymmetric",
 }
 __all__ = sorted(_EXPORTS)
 __getattr__, __dir__ = lazy(__name__, _EXPORTS)

@@ -23,6 +23,7 @@ import torch
 
 from ..crystal.crystal import as_crystal
 from ..timing import StageClock, maybe_stage
+from .centrosymmetric import symmetrized_under_inversion
 from .dos import DEFAULT_SIGMA_CM1, PhononDOS, phonon_dos
 from .dynamical_matrix import band_frequencies, gamma_frequencies
 from .force_constants import ForceConstants
@@ -184,7 +185,7 @@ def mesh_properties(
     structure = crystal.structure
     qmesh = crystal_mesh(crystal, mesh, density, symmetry)
     groups, names = element_groups(structure)
-    freqs, proj = modes(fc, qmesh.qpoints, groups=groups if partial else None, nac=nac)
+    freqs, proj = modes(fc, qmesh.qpoints, groups=groups if partial else None, nac=nac, inversion=crystal.inversion)
     dos = phonon_dos(freqs, qmesh.weights, sigma=sigma, projections=proj, group_names=names)
     thermal = thermal_properties(freqs, qmesh.weights, temperatures, formula_units(structure))
     return qmesh, dos, thermal
@@ -218,7 +219,8 @@ def mesh_thermal(
     structures = [c.structure for c in crystals]
     meshes = [crystal_mesh(c, density=density, symmetry=symmetry) for c in crystals]
     freqs = band_frequencies([fc.cpu().to(torch.float64) for fc in fcs],
-                             [torch.as_tensor(m.qpoints, dtype=torch.float64) for m in meshes], nacs=nacs)
+                             [torch.as_tensor(m.qpoints, dtype=torch.float64) for m in meshes], nacs=nacs,
+                             inversions=[c.inversion for c in crystals])
     return [
         (m, thermal_properties(f.numpy(), m.weights, temperatures, formula_units(s)))
         for m, f, s in zip(meshes, freqs, structures)
@@ -255,7 +257,8 @@ def phonon_properties(
     if nac_mode not in ("full", "gamma"):
         raise ValueError(f"nac_mode must be 'full' or 'gamma', not {nac_mode!r}")
     with maybe_stage(clock, "bands"):
-        result, crystal = _gamma_and_path(fc, structure, name, qpath, bands, born, supercell_matrix, nac_mode)
+        result, crystal = _gamma_and_path(fc, structure, name, qpath, bands, born, supercell_matrix, nac_mode,
+                                          symmetrize=bands or thermal)
     if thermal:
         with maybe_stage(clock, "dos_thermo"):
             result.mesh, result.dos, result.thermal = mesh_properties(result.force_constants, crystal,
@@ -263,9 +266,11 @@ def phonon_properties(
     return result
 
 
-def _gamma_and_path(fc, structure, name, qpath, bands, born, supercell_matrix, nac_mode):
+def _gamma_and_path(fc, structure, name, qpath, bands, born, supercell_matrix, nac_mode, symmetrize=True):
     """:func:`phonon_properties` up to the mesh: the result with Γ (and the path's bands), and the
-    crystal; the result's force constants are short-range when a supercell's were split."""
+    crystal; the result's force constants are short-range when a supercell's were split, and
+    (``symmetrize``) made exactly inversion-symmetric in a centrosymmetric cell, which the bands
+    and the mesh are then solved real for (Γ alone is real anyway: not worth the search)."""
     fc = fc.cpu().to(torch.float64)
     crystal = as_crystal(structure)
     structure = crystal.structure
@@ -280,6 +285,8 @@ def _gamma_and_path(fc, structure, name, qpath, bands, born, supercell_matrix, n
     elif supercell_matrix is not None:
         raise ValueError(f"{name or structure.composition.reduced_formula}: a supercell matrix without Born "
                          "charges has no meaning (it only splits off the dipole–dipole force constants)")
+    if symmetrize and crystal.inversion is not None:  # the force constants exactly as symmetric as the crystal
+        fc = symmetrized_under_inversion(fc, crystal.inversion) or fc
     nacs = None if nac is None else [nac]
     result = PhononResult(name or structure.composition.reduced_formula, structure,
                           gamma_frequencies([fc], nacs)[0].numpy(), force_constants=fc, born=born, nac=nac)
@@ -287,5 +294,6 @@ def _gamma_and_path(fc, structure, name, qpath, bands, born, supercell_matrix, n
         result.qpath = qpath or high_symmetry_path(structure)
         q = result.qpath.qpoints
         dirs = None if nac is None else [path_q_directions(q, result.qpath.segments, structure.lattice.matrix)]
-        result.bands = band_frequencies([fc], [torch.as_tensor(q)], nacs=nacs, q_directions=dirs)[0].numpy()
+        result.bands = band_frequencies([fc], [torch.as_tensor(q)], nacs=nacs, q_directions=dirs,
+                                        inversions=[crystal.inversion])[0].numpy()
     return result, crystal

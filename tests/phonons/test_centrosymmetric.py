@@ -1,0 +1,248 @@
+"""The real symmetric form of D(q) for crystals with an inversion centre: the same eigenvalues
+(and per-element mode weights) as the complex Hermitian D(q), on phonopy's force constants of
+the centrosymmetric examples, with and without the Gonze–Lee term; the inversion itself (which
+atoms it pairs, which cells have none); and the symmetrisation of the force constants (sum
+rules kept, round-off only, refused for a cell without the symmetry)."""
+
+import numpy as np
+import pytest
+import torch
+from pymatgen.core import Lattice, Structure
+from pymatgen.io.phonopy import get_pmg_structure
+
+from vgnn_core import band_frequencies, from_phonopy
+from vgnn_core.crystal.crystal import as_crystal
+from vgnn_core.io.phonopy import load_force_sets, read_born_file
+from vgnn_core.phonons.centrosymmetric import (
+    centrosymmetric_matrices,
+    inversion_pairs,
+    symmetrized_under_inversion,
+)
+from vgnn_core.phonons.dynamical_matrix import dynamical_matrices
+from vgnn_core.phonons.force_constants import ForceConstants, central_spring_force_constants
+from vgnn_core.phonons.modes import modes
+from vgnn_core.phonons.nac import (
+    GammaJumpCorrection,
+    NonAnalyticCorrection,
+    WangCorrection,
+    path_q_directions,
+)
+from vgnn_core.phonons.qpath import high_symmetry_path
+from vgnn_core.phonons.result import element_groups
+
+#: the examples with an inversion centre (ZnO, wurtzite, has none), BORN files where they have one
+CENTROSYMMETRIC = ["Al2O3", "CaTiO3", "Cr", "MgB2", "MgO", "NaCl", "SiO2-HP", "SnO2", "TiO2-anatase"]
+WITH_BORN = ["Al2O3", "MgO", "NaCl", "SiO2-HP", "SnO2", "TiO2-anatase"]
+
+
+def example(root, name):
+    ph = load_force_sets(root / name)
+    ph.symmetrize_force_constants()
+    structure = get_pmg_structure(ph.primitive)
+    return ph, structure, from_phonopy(ph)
+
+
+def deviation(ours, ref) -> float:
+    """Largest |Δω| (cm⁻¹), modes within 1e-3 cm⁻¹ of zero in both counting as equal (acoustic at
+    Γ, where √λ turns round-off of λ into ~1e-5 cm⁻¹)."""
+    ours, ref = np.asarray(ours), np.asarray(ref)
+    diff = np.abs(ours - ref)
+    diff[(np.abs(ours) < 1e-3) & (np.abs(ref) < 1e-3)] = 0.0
+    return float(diff.max())
+
+
+def random_q(n=30, seed=0):
+    return torch.as_tensor(np.random.default_rng(seed).uniform(-0.5, 0.5, (n, 3)))
+
+
+@pytest.mark.parametrize("name", CENTROSYMMETRIC)
+def test_real_form_has_the_eigenvalues_of_the_complex_matrix(phonopy_examples_dir, name):
+    _, structure, fc = example(phonopy_examples_dir, name)
+    inversion = as_crystal(structure).inversion
+    assert inversion is not None
+    pairs = inversion_pairs(fc, inversion)
+    assert pairs is not None  # phonopy's symmetrised force constants have the inversion to round-off
+    q = torch.cat([random_q(), torch.as_tensor(high_symmetry_path(structure).qpoints)])
+    real = centrosymmetric_matrices(fc, pairs, q)
+    assert not real.is_complex()
+    # against the complex D(q) of the same (symmetrised) force constants …
+    reference = torch.linalg.eigvalsh(dynamical_matrices(pairs.force_constants, q))
+    lam = torch.linalg.eigvalsh(real)
+    scale = float(reference.abs().max())
+    assert float((lam - reference).abs().max()) < 1e-12 * scale
+    # … and of phonopy's own, which the symmetrisation moved by round-off only
+    raw = torch.linalg.eigvalsh(dynamical_matrices(fc, q))
+    assert float((lam - raw).abs().max()) < 1e-9 * scale
+    # band_frequencies takes that route when given the inversion: frequencies to 1e-9 cm⁻¹
+    assert deviation(band_frequencies([fc], [q], inversions=[inversion])[0],
+                     band_frequencies([pairs.force_constants], [q])[0]) < 1e-9
+
+
+@pytest.mark.parametrize("name", WITH_BORN)
+def test_real_form_with_the_dipole_dipole_term(phonopy_examples_dir, name):
+    """Gonze–Lee on short-range force constants at general q, and the jump at Γ along a path
+    through Γ from each segment's direction: the same eigenvalues, solved real."""
+    ph, structure, fc = example(phonopy_examples_dir, name)
+    charges = read_born_file(phonopy_examples_dir / name / "BORN", structure).neutral()
+    inversion = as_crystal(structure).inversion
+    supercell = np.rint(np.asarray(ph.supercell.cell) @ np.linalg.inv(ph.primitive.cell))
+    full = NonAnalyticCorrection.from_born(structure, charges)
+    short = full.short_range(fc, supercell)
+    q = random_q(12, seed=1)
+    sym_short = symmetrized_under_inversion(short, inversion)
+    ours = band_frequencies([short], [q], nacs=[full], inversions=[inversion])[0]
+    ref = band_frequencies([sym_short], [q], nacs=[full])[0]
+    assert deviation(ours, ref) < 1e-8
+    path = high_symmetry_path(structure)
+    dirs = path_q_directions(path.qpoints, path.segments, structure.lattice.matrix)
+    jump = GammaJumpCorrection.from_born(structure, charges)
+    path_q = torch.as_tensor(path.qpoints)
+    ours = band_frequencies([fc], [path_q], nacs=[jump], q_directions=[dirs], inversions=[inversion])[0]
+    ref = band_frequencies([symmetrized_under_inversion(fc, inversion)], [path_q], nacs=[jump], q_directions=[dirs])[0]
+    assert deviation(ours, ref) < 1e-8
+    assert float(ours.max() - ours.min()) > 100  # a real spectrum, LO modes included
+
+
+@pytest.mark.parametrize("name", ["Al2O3", "SnO2", "TiO2-anatase", "CaTiO3"])
+def test_mesh_modes_and_element_weights_are_unchanged(phonopy_examples_dir, name):
+    """The partial DOS's weights from the real eigenvectors equal the complex ones (a pair's two
+    columns carry the pair's |e|²), also where modes are degenerate (sums per element are)."""
+    _, structure, fc = example(phonopy_examples_dir, name)
+    crystal = as_crystal(structure)
+    groups, _ = element_groups(structure)
+    q = random_q(10, seed=2).numpy()
+    sym = symmetrized_under_inversion(fc, crystal.inversion)
+    f_real, p_real = modes(fc, q, groups=groups, inversion=crystal.inversion)
+    f_ref, p_ref = modes(sym, q, groups=groups)
+    assert deviation(f_real, f_ref) < 1e-8
+    np.testing.assert_allclose(p_real.sum(-1), 1.0, atol=1e-12)
+    # per frequency, not per mode index: degenerate modes may share their weight differently
+    for k in range(len(q)):
+        for level in np.unique(np.round(f_ref[k], 4)):
+            sel = np.abs(f_ref[k] - level) < 1e-3
+            np.testing.assert_allclose(p_real[k][sel].sum(0), p_ref[k][sel].sum(0), atol=1e-8)
+
+
+def diamond(shift=0.0) -> Structure:
+    s = Structure(Lattice.cubic(5.43), ["Si"] * 8, [[0, 0, 0], [0, 0.5, 0.5], [0.5, 0, 0.5], [0.5, 0.5, 0],
+                                                   [0.25, 0.25, 0.25], [0.25, 0.75, 0.75], [0.75, 0.25, 0.75],
+                                                   [0.75, 0.75, 0.25]])
+    if shift:
+        s.translate_sites([4], [shift, 0, 0], frac_coords=False)
+    return s
+
+
+def test_inversion_pairs_atoms_and_is_exact_or_absent():
+    """Diamond's inversion centre lies between the two sublattices: every atom has a partner on
+    the other one (t − x_i = x_p(i) + L_i). A cell displaced by 1e-3 Å has none within the
+    exact tolerance (its q-mesh, too, keeps only exact symmetries); wurtzite has none at all."""
+    s = diamond()
+    inv = as_crystal(s).inversion
+    frac = s.frac_coords
+    assert inv is not None and np.array_equal(inv.partner[inv.partner], np.arange(8))
+    assert set(inv.partner[:4].tolist()) == {4, 5, 6, 7}
+    centre_twice = frac[0] + frac[inv.partner[0]] + inv.lattice_shift[0]
+    for i in range(8):  # one centre for every atom
+        np.testing.assert_allclose(frac[i] + frac[inv.partner[i]] + inv.lattice_shift[i], centre_twice, atol=1e-9)
+    assert as_crystal(diamond(shift=1e-3)).inversion is None
+    wurtzite = Structure(Lattice.hexagonal(3.25, 5.2), ["Zn", "Zn", "O", "O"],
+                         [[1 / 3, 2 / 3, 0], [2 / 3, 1 / 3, 0.5], [1 / 3, 2 / 3, 0.382], [2 / 3, 1 / 3, 0.882]])
+    assert as_crystal(wurtzite).inversion is None
+
+
+def test_symmetrisation_keeps_the_sum_rules_and_refuses_a_broken_symmetry(phonopy_examples_dir):
+    _, structure, fc = example(phonopy_examples_dir, "SnO2")
+    inversion = as_crystal(structure).inversion
+    sym = symmetrized_under_inversion(fc, inversion)
+    assert float(sym.acoustic_sum_residual()) < 1e-10
+    # Φ_ji(−T) = Φ_ij(T)ᵀ, bond by bond
+    torch.testing.assert_close(sym.blocks[sym.reverse_index()], sym.blocks.transpose(-1, -2), atol=1e-12, rtol=0)
+    again = symmetrized_under_inversion(sym, inversion)  # idempotent
+    torch.testing.assert_close(again.blocks, sym.blocks, atol=1e-14, rtol=0)
+    # one block moved by 1e-3 of the largest: not the crystal's symmetry, nothing symmetrised
+    broken = fc.blocks.clone()
+    broken[7] += 1e-3 * float(fc.blocks.abs().max())
+    distorted = ForceConstants(fc.masses, fc.src, fc.dst, fc.shift, broken)
+    assert symmetrized_under_inversion(distorted, inversion) is None
+    assert inversion_pairs(distorted, inversion) is None
+    # band_frequencies then solves the complex matrices, as given
+    q = random_q(5)
+    np.testing.assert_array_equal(band_frequencies([distorted], [q], inversions=[inversion])[0].numpy(),
+                                  band_frequencies([distorted], [q])[0].numpy())
+
+
+def test_what_breaks_the_inversion_is_solved_complex(phonopy_examples_dir):
+    """Partners of different masses (isotopes), Born charges that differ between partners, and
+    Wang's correction (built on the bonds, not checked): no real form, the complex path as given."""
+    _, structure, fc = example(phonopy_examples_dir, "SnO2")
+    crystal = as_crystal(structure)
+    inversion = crystal.inversion
+    assert inversion_pairs(fc, inversion) is not None
+    pair = int(np.flatnonzero(inversion.partner != np.arange(len(structure)))[0])
+    masses = fc.masses.clone()
+    masses[pair] *= 1.05
+    isotope = ForceConstants(masses, fc.src, fc.dst, fc.shift, fc.blocks)
+    assert inversion_pairs(isotope, inversion) is None
+    q = random_q(6)
+    np.testing.assert_array_equal(band_frequencies([isotope], [q], inversions=[inversion])[0].numpy(),
+                                  band_frequencies([isotope], [q])[0].numpy())
+    charges = read_born_file(phonopy_examples_dir / "SnO2" / "BORN", structure).neutral()
+    symmetric = NonAnalyticCorrection.from_born(structure, charges)
+    assert inversion_pairs(fc, inversion, symmetric) is not None  # the BORN file's charges keep it
+    born = charges.born.copy()
+    born[pair] = born[pair] @ np.diag([1.2, 1.0, 1.0])
+    lopsided = NonAnalyticCorrection(structure.lattice.matrix, structure.frac_coords, born, charges.epsilon)
+    assert inversion_pairs(fc, inversion, lopsided) is None
+    np.testing.assert_array_equal(band_frequencies([fc], [q], nacs=[lopsided], inversions=[inversion])[0].numpy(),
+                                  band_frequencies([fc], [q], nacs=[lopsided])[0].numpy())
+    wang = WangCorrection(structure.lattice.matrix, charges.born, charges.epsilon, np.diag([2, 2, 3]))
+    assert inversion_pairs(fc, inversion, wang) is None
+
+
+def test_mesh_groups_that_split_a_pair_get_complex_eigenvectors(phonopy_examples_dir):
+    """Projections onto groups that put an atom and its inversion partner apart need the
+    complex eigenvectors: modes() then takes the complex path (bitwise its result)."""
+    _, structure, fc = example(phonopy_examples_dir, "TiO2-anatase")
+    inversion = as_crystal(structure).inversion
+    groups = np.arange(len(structure))  # every atom its own group: partners apart
+    q = random_q(4, seed=3).numpy()
+    f_a, p_a = modes(fc, q, groups=groups, inversion=inversion)
+    f_b, p_b = modes(fc, q, groups=groups)
+    np.testing.assert_array_equal(f_a, f_b)
+    np.testing.assert_array_equal(p_a, p_b)
+
+
+def test_large_cells_keep_every_bond():
+    """A 512-atom cell (diamond 4×4×4 conventional cells, nearest-neighbour springs, exactly
+    inversion-symmetric): the symmetrisation keeps every bond and every block as it is."""
+    big = diamond()
+    big.make_supercell([4, 4, 4])
+    fc = central_spring_force_constants(big, 10.0, r_max=2.5)
+    inversion = as_crystal(big).inversion
+    assert inversion is not None and fc.n_atoms == 512
+    sym = symmetrized_under_inversion(fc, inversion)
+    assert sym is not None and sym.n_bonds == fc.coalesced().n_bonds
+    torch.testing.assert_close(sym.blocks, fc.coalesced().blocks, atol=1e-12, rtol=0)
+
+
+def test_phonon_properties_equal_the_complex_route(phonopy_examples_dir):
+    """End to end (bands, DOS, thermal properties): a crystal with its inversion against the same
+    crystal declared without one, on phonopy's force constants of SnO2."""
+    from vgnn_core.crystal.crystal import Crystal
+    from vgnn_core.phonons.result import phonon_properties
+
+    _, structure, fc = example(phonopy_examples_dir, "SnO2")
+    real = phonon_properties(fc, as_crystal(structure))
+    plain = phonon_properties(fc, Crystal("SnO2", structure, _inversion=None))
+    assert deviation(real.bands, plain.bands) < 1e-8
+    # the DOS to 1e-6 of its peak: its frequency grid starts at the lowest mode, a Γ acoustic one
+    # at ~1e-5 cm⁻¹ of round-off (√λ of λ ≈ 0) that differs between the routes, which shifts the
+    # grid; the mesh frequencies themselves agree to 1e-11 cm⁻¹
+    peak = plain.dos.total.max()
+    np.testing.assert_allclose(real.dos.total, plain.dos.total, rtol=0, atol=1e-6 * peak)
+    for name in real.dos.partial:
+        np.testing.assert_allclose(real.dos.partial[name], plain.dos.partial[name], rtol=0, atol=1e-6 * peak)
+    # C_v(T) to 1e-8 of its high-temperature value (at 1 K it is ~1e-9 J/K/mol: √λ of the acoustic
+    # modes near Γ carries the symmetrisation's round-off there)
+    cv = plain.thermal.heat_capacity
+    np.testing.assert_allclose(real.thermal.heat_capacity, cv, rtol=0, atol=1e-8 * cv.max())
