@@ -225,6 +225,22 @@ def test_large_cells_keep_every_bond():
     torch.testing.assert_close(sym.blocks, fc.coalesced().blocks, atol=1e-12, rtol=0)
 
 
+def test_bond_merging_compares_rows_where_a_key_would_overflow():
+    """Distinct bonds stay distinct and equal ones merge on both routes: one int64 key per bond,
+    and rows compared where m²(2·max|T| + 1)³ would overflow it."""
+    from vgnn_core.phonons.centrosymmetric import _unique_bonds
+
+    rng = np.random.default_rng(4)
+    for m, bound in ((7, 2), (3000, 5000)):  # the second forces the row comparison
+        src, dst = rng.integers(0, m, 400), rng.integers(0, m, 400)
+        cells = rng.integers(-bound, bound + 1, (400, 3))
+        src, dst, cells = np.tile(src, 2), np.tile(dst, 2), np.tile(cells, (2, 1))  # every bond twice
+        first, inverse = _unique_bonds(src, dst, cells, m)
+        rows = np.column_stack([src, dst, cells])
+        assert len(first) == len(np.unique(rows, axis=0))
+        np.testing.assert_array_equal(rows[first][inverse], rows)
+
+
 def test_phonon_properties_equal_the_complex_route(phonopy_examples_dir):
     """End to end (bands, DOS, thermal properties): a crystal with its inversion against the same
     crystal declared without one, on phonopy's force constants of SnO2."""

@@ -23,7 +23,7 @@ EXACT_TOLERANCE = 1e-5
 _LATTICE_POINTS = {"P": 1, "A": 2, "B": 2, "C": 2, "I": 2, "F": 4, "R": 3}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Inversion:
     """An inversion centre of a cell, as a map of its atoms: the operation x → t − x takes atom i
     onto atom ``partner[i]`` in the cell translated by ``lattice_shift[i]``,

@@ -23,7 +23,7 @@ import torch
 
 from ..crystal.crystal import as_crystal
 from ..timing import StageClock, maybe_stage
-from .centrosymmetric import symmetrized_under_inversion
+from .centrosymmetric import inversion_pairs
 from .dos import DEFAULT_SIGMA_CM1, PhononDOS, phonon_dos
 from .dynamical_matrix import band_frequencies, gamma_frequencies
 from .force_constants import ForceConstants
@@ -286,7 +286,8 @@ def _gamma_and_path(fc, structure, name, qpath, bands, born, supercell_matrix, n
         raise ValueError(f"{name or structure.composition.reduced_formula}: a supercell matrix without Born "
                          "charges has no meaning (it only splits off the dipole–dipole force constants)")
     if symmetrize and crystal.inversion is not None:  # the force constants exactly as symmetric as the crystal
-        fc = symmetrized_under_inversion(fc, crystal.inversion) or fc
+        pairs = inversion_pairs(fc, crystal.inversion, nac)  # None where masses, Z* or Φ break it: as given
+        fc = fc if pairs is None else pairs.force_constants
     nacs = None if nac is None else [nac]
     result = PhononResult(name or structure.composition.reduced_formula, structure,
                           gamma_frequencies([fc], nacs)[0].numpy(), force_constants=fc, born=born, nac=nac)
