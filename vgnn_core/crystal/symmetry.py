@@ -23,6 +23,18 @@ EXACT_TOLERANCE = 1e-5
 _LATTICE_POINTS = {"P": 1, "A": 2, "B": 2, "C": 2, "I": 2, "F": 4, "R": 3}
 
 
+def image_distances(lattice: np.ndarray, frac: np.ndarray, numbers: np.ndarray, rotation: np.ndarray,
+                    translation: np.ndarray) -> np.ndarray:
+    """(m, m) Å: from the image of atom a under x → R x + t (fractional) to the nearest lattice
+    image of atom b, ``inf`` where a and b are different species. An operation maps the cell onto
+    itself within ``tol`` when every row's minimum is ≤ ``tol``; the row's argmin is a's image."""
+    diff = (frac @ np.asarray(rotation).T + translation)[:, None, :] - frac[None, :, :]
+    diff -= np.rint(diff)
+    dist = np.linalg.norm(diff @ lattice, axis=-1)
+    dist[numbers[:, None] != numbers[None, :]] = np.inf
+    return dist
+
+
 @dataclass(frozen=True, eq=False)
 class Inversion:
     """An inversion centre of a cell, as a map of its atoms: the operation x → t − x takes atom i
@@ -69,15 +81,8 @@ class CrystalSymmetry:
         lattice = np.asarray(structure.lattice.matrix, dtype=float)
         frac = np.asarray(structure.frac_coords, dtype=float)
         numbers = np.array([site.specie.Z for site in structure])
-        keep = []
-        for rot, trans in zip(*self.operations):
-            image = frac @ rot.T + trans
-            diff = image[:, None, :] - frac[None, :, :]
-            diff -= np.rint(diff)
-            dist = np.linalg.norm(diff @ lattice, axis=-1)
-            dist[numbers[:, None] != numbers[None, :]] = np.inf
-            if dist.min(axis=1).max() <= tol:
-                keep.append(rot)
+        keep = [rot for rot, trans in zip(*self.operations)
+                if image_distances(lattice, frac, numbers, rot, trans).min(axis=1).max() <= tol]
         return np.unique(np.asarray(keep, dtype=int), axis=0) if keep else None
 
     def inversion(self, structure: Structure, tol: float = EXACT_TOLERANCE) -> Inversion | None:
@@ -91,15 +96,11 @@ class CrystalSymmetry:
         for rot, trans in zip(*self.operations):
             if not np.array_equal(rot, -np.eye(3, dtype=int)):
                 continue
-            image = trans - frac
-            diff = image[:, None, :] - frac[None, :, :]
-            diff -= np.rint(diff)
-            dist = np.linalg.norm(diff @ lattice, axis=-1)
-            dist[numbers[:, None] != numbers[None, :]] = np.inf
+            dist = image_distances(lattice, frac, numbers, rot, trans)
             partner = dist.argmin(axis=1)
             if dist[np.arange(len(frac)), partner].max() > tol or not np.array_equal(partner[partner], np.arange(len(frac))):
                 continue
-            shift = np.rint(image - frac[partner]).astype(np.int64)
+            shift = np.rint(trans - frac - frac[partner]).astype(np.int64)
             return Inversion(partner=partner.astype(np.int64), lattice_shift=shift)
         return None
 

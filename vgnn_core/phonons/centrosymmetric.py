@@ -58,6 +58,13 @@ class InversionPairs:
     force_constants: ForceConstants
 
     @property
+    def partner(self) -> np.ndarray:
+        """p(i) of every atom (the :class:`~vgnn_core.crystal.symmetry.Inversion`'s map)."""
+        p = np.arange(len(self.lattice_shift))
+        p[self.first.numpy()], p[self.second.numpy()] = self.second.numpy(), self.first.numpy()
+        return p
+
+    @property
     def column_components(self) -> torch.Tensor:
         """Index 3a + α of the Cartesian displacement of atom a each column of the real form
         stands for ([first, fixed, first] atoms, α = x, y, z each): a mode's weight on a pair's
@@ -123,6 +130,12 @@ def inversion_pairs(fc: ForceConstants, inversion: Inversion, nac=None,
                           fixed=torch.as_tensor(atoms[atoms == partner]),
                           lattice_shift=torch.as_tensor(np.asarray(inversion.lattice_shift, dtype=np.int64)),
                           force_constants=sym)
+
+
+def prepared_pairs(fc: ForceConstants, inversion: Inversion | InversionPairs, nac=None) -> InversionPairs | None:
+    """``inversion`` itself when the caller already made it the :class:`InversionPairs` of these
+    force constants (once per crystal, for its path and its mesh), else :func:`inversion_pairs`."""
+    return inversion if isinstance(inversion, InversionPairs) else inversion_pairs(fc, inversion, nac)
 
 
 def _unique_bonds(src: np.ndarray, dst: np.ndarray, cells: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray]:

@@ -31,6 +31,7 @@ from .units import EV_ANGSTROM2_AMU_TO_CM1
 
 if TYPE_CHECKING:
     from ..crystal.symmetry import Inversion
+    from .centrosymmetric import InversionPairs
     from .nac import NonAnalyticCorrection, WangCorrection
 
     Correction = NonAnalyticCorrection | WangCorrection
@@ -186,7 +187,7 @@ def band_frequencies(
     max_bytes: int = 256 * 2**20,
     nacs: Sequence[Correction | None] | None = None,
     q_directions: Sequence[np.ndarray | None] | None = None,
-    inversions: Sequence[Inversion | None] | None = None,
+    inversions: Sequence[Inversion | InversionPairs | None] | None = None,
 ) -> list[torch.Tensor]:
     """Signed frequencies (cm⁻¹), (n_q, 3m) per crystal, sorted per q-point.
 
@@ -207,13 +208,14 @@ def band_frequencies(
     exactly inversion-symmetric, half the assembly, a real solve 2–3× faster than a complex one),
     unless the force constants, masses or Born charges break the inversion
     (:func:`~vgnn_core.phonons.centrosymmetric.inversion_pairs`: by more than 1e-5 of their
-    largest entry); a crystal whose q-points all have 2q integer is solved real anyway, as given.
+    largest entry; an :class:`~vgnn_core.phonons.centrosymmetric.InversionPairs` already prepared
+    for these force constants is taken as it is); a crystal whose q-points all have 2q integer is
+    solved real anyway, as given.
     """
-    from .centrosymmetric import centrosymmetric_matrices, inversion_pairs
+    from .centrosymmetric import centrosymmetric_matrices, prepared_pairs
 
     nacs = list(nacs) if nacs is not None else [None] * len(fcs)
     inversions = list(inversions) if inversions is not None else [None] * len(fcs)
-    pairs = [None if inv is None else inversion_pairs(fc, inv, nac) for fc, inv, nac in zip(fcs, inversions, nacs)]
     dirs_in = list(q_directions) if q_directions is not None else [None] * len(fcs)
     dirs: list[np.ndarray | None] = []
     distinct = []
@@ -237,6 +239,8 @@ def band_frequencies(
         distinct.append((both[:, :3].to(dtype=q.dtype, device=q.device), rows.to(q.device)))
         dirs.append(both[:, 3:].numpy())
     qpoints = [q for q, _ in distinct]
+    pairs = [None if inv is None or real[k] else prepared_pairs(fcs[k], inv, nacs[k])
+             for k, inv in enumerate(inversions)]
     jobs: list[tuple[int, int, int]] = []  # (crystal, first q, end q)
     for k, (fc, q) in enumerate(zip(fcs, qpoints)):
         per_q = 16 * (3 * fc.n_atoms) ** 2

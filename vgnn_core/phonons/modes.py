@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from .centrosymmetric import centrosymmetric_matrices, inversion_pairs
+from .centrosymmetric import InversionPairs, centrosymmetric_matrices, prepared_pairs
 from .dynamical_matrix import dynamical_matrices, eigenvalues_to_cm1
 from .force_constants import ForceConstants
 from .nac import NonAnalyticCorrection
@@ -27,7 +27,7 @@ def modes(
     groups: np.ndarray | None = None,
     max_bytes: int = 256 * 2**20,
     nac: NonAnalyticCorrection | None = None,
-    inversion: Inversion | None = None,
+    inversion: Inversion | InversionPairs | None = None,
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Signed frequencies (cm⁻¹, (n_q, 3m)) and, with ``groups``, projections (n_q, 3m, n_groups).
 
@@ -42,7 +42,8 @@ def modes(
     constants made exactly inversion-symmetric), unless the force constants, masses or Born
     charges break the inversion (:func:`~vgnn_core.phonons.centrosymmetric.inversion_pairs`) or
     a group splits a pair of inversion partners (then the projections would need the complex
-    eigenvectors).
+    eigenvectors); :class:`~vgnn_core.phonons.centrosymmetric.InversionPairs` already prepared for
+    these force constants are taken as they are.
     """
     fc = fc.cpu().to(torch.float64)
     q = torch.as_tensor(np.asarray(qpoints, dtype=float).reshape(-1, 3), dtype=torch.float64)
@@ -56,7 +57,7 @@ def modes(
         selector[torch.arange(dim), torch.as_tensor(np.repeat(groups, 3))] = 1.0
         if inversion is not None and not np.array_equal(groups, groups[np.asarray(inversion.partner)]):
             inversion = None
-    pairs = None if inversion is None else inversion_pairs(fc, inversion, nac)
+    pairs = None if inversion is None else prepared_pairs(fc, inversion, nac)
     rows = None if groups is None else selector if pairs is None else selector[pairs.column_components]
     for start in range(0, q.shape[0], step):
         chunk = q[start : start + step]

@@ -43,6 +43,7 @@ import torch
 from scipy import constants as _c
 
 from ..crystal.structures import NON_FINITE_CELL, is_finite_cell
+from ..crystal.symmetry import image_distances
 from .force_constants import ForceConstants
 
 #: e²/(4πε₀·1 Å) in eV: the Coulomb energy of two elementary charges 1 Å apart (CODATA).
@@ -97,10 +98,7 @@ def expand_born_charges(
     # images[o, a] = atom that operation o sends atom a to
     images = np.full((len(rotations), n), -1, dtype=int)
     for o, (rot, trans) in enumerate(zip(rotations, translations)):
-        diff = (frac @ rot.T + trans)[:, None, :] - frac[None, :, :]
-        diff -= np.rint(diff)
-        dist = np.linalg.norm(diff @ lattice, axis=-1)
-        dist[numbers[:, None] != numbers[None, :]] = np.inf
+        dist = image_distances(lattice, frac, numbers, rot, trans)
         images[o] = np.where(dist.min(axis=1) < symprec * 10, dist.argmin(axis=1), -1)
     representative = np.arange(n)
     for a in range(n):

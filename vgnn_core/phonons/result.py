@@ -17,13 +17,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import torch
 
 from ..crystal.crystal import as_crystal
 from ..timing import StageClock, maybe_stage
-from .centrosymmetric import inversion_pairs
+from .centrosymmetric import InversionPairs, inversion_pairs
 from .dos import DEFAULT_SIGMA_CM1, PhononDOS, phonon_dos
 from .dynamical_matrix import band_frequencies, gamma_frequencies
 from .force_constants import ForceConstants
@@ -33,6 +34,9 @@ from .nac import BornCharges, GammaJumpCorrection, NonAnalyticCorrection, path_q
 from .qpath import QPath, high_symmetry_path
 from .thermal import ThermalProperties, thermal_properties
 from .units import INSTABILITY_THRESHOLD_CM1
+
+if TYPE_CHECKING:
+    from ..crystal.symmetry import Inversion
 
 
 @dataclass
@@ -176,16 +180,20 @@ def mesh_properties(
     partial: bool = True,
     symmetry: bool = True,
     nac: NonAnalyticCorrection | None = None,
+    inversion: Inversion | InversionPairs | None | Literal["crystal"] = "crystal",
 ) -> tuple[QMesh, PhononDOS, ThermalProperties]:
     """DOS (with per-element partial DOS) and thermal properties on a Γ-centred mesh, reduced
     to its irreducible points by the crystal's point group (``symmetry``) and time reversal.
     With ``nac`` every D(q) gets its dipole–dipole term (Gonze–Lee on short-range ``fc``; Γ: the
-    TO modes); the jump at Γ adds nothing on a mesh, which has no direction of approach."""
+    TO modes); the jump at Γ adds nothing on a mesh, which has no direction of approach.
+    ``inversion``: the crystal's own (``"crystal"``), one given, or ``None``; with one, D(q) is
+    solved real (:func:`~vgnn_core.phonons.modes.modes`)."""
     crystal = as_crystal(structure)
     structure = crystal.structure
     qmesh = crystal_mesh(crystal, mesh, density, symmetry)
     groups, names = element_groups(structure)
-    freqs, proj = modes(fc, qmesh.qpoints, groups=groups if partial else None, nac=nac, inversion=crystal.inversion)
+    inversion = crystal.inversion if isinstance(inversion, str) else inversion
+    freqs, proj = modes(fc, qmesh.qpoints, groups=groups if partial else None, nac=nac, inversion=inversion)
     dos = phonon_dos(freqs, qmesh.weights, sigma=sigma, projections=proj, group_names=names)
     thermal = thermal_properties(freqs, qmesh.weights, temperatures, formula_units(structure))
     return qmesh, dos, thermal
@@ -257,20 +265,21 @@ def phonon_properties(
     if nac_mode not in ("full", "gamma"):
         raise ValueError(f"nac_mode must be 'full' or 'gamma', not {nac_mode!r}")
     with maybe_stage(clock, "bands"):
-        result, crystal = _gamma_and_path(fc, structure, name, qpath, bands, born, supercell_matrix, nac_mode,
-                                          symmetrize=bands or thermal)
+        result, crystal, pairs = _gamma_and_path(fc, structure, name, qpath, bands, born, supercell_matrix,
+                                                 nac_mode, symmetrize=bands or thermal)
     if thermal:
         with maybe_stage(clock, "dos_thermo"):
-            result.mesh, result.dos, result.thermal = mesh_properties(result.force_constants, crystal,
-                                                                      nac=result.nac, **mesh_options)
+            result.mesh, result.dos, result.thermal = mesh_properties(result.force_constants, crystal, nac=result.nac,
+                                                                      inversion=pairs, **mesh_options)
     return result
 
 
 def _gamma_and_path(fc, structure, name, qpath, bands, born, supercell_matrix, nac_mode, symmetrize=True):
-    """:func:`phonon_properties` up to the mesh: the result with Γ (and the path's bands), and the
-    crystal; the result's force constants are short-range when a supercell's were split, and
-    (``symmetrize``) made exactly inversion-symmetric in a centrosymmetric cell, which the bands
-    and the mesh are then solved real for (Γ alone is real anyway: not worth the search)."""
+    """:func:`phonon_properties` up to the mesh: the result with Γ (and the path's bands), the
+    crystal, and its :class:`~vgnn_core.phonons.centrosymmetric.InversionPairs` (or None); the
+    result's force constants are short-range when a supercell's were split, and (``symmetrize``)
+    made exactly inversion-symmetric in a centrosymmetric cell, which the bands and the mesh are
+    then solved real for, from these pairs (Γ alone is real anyway: not worth the search)."""
     fc = fc.cpu().to(torch.float64)
     crystal = as_crystal(structure)
     structure = crystal.structure
@@ -285,6 +294,7 @@ def _gamma_and_path(fc, structure, name, qpath, bands, born, supercell_matrix, n
     elif supercell_matrix is not None:
         raise ValueError(f"{name or structure.composition.reduced_formula}: a supercell matrix without Born "
                          "charges has no meaning (it only splits off the dipole–dipole force constants)")
+    pairs = None
     if symmetrize and crystal.inversion is not None:  # the force constants exactly as symmetric as the crystal
         pairs = inversion_pairs(fc, crystal.inversion, nac)  # None where masses, Z* or Φ break it: as given
         fc = fc if pairs is None else pairs.force_constants
@@ -296,5 +306,5 @@ def _gamma_and_path(fc, structure, name, qpath, bands, born, supercell_matrix, n
         q = result.qpath.qpoints
         dirs = None if nac is None else [path_q_directions(q, result.qpath.segments, structure.lattice.matrix)]
         result.bands = band_frequencies([fc], [torch.as_tensor(q)], nacs=nacs, q_directions=dirs,
-                                        inversions=[crystal.inversion])[0].numpy()
-    return result, crystal
+                                        inversions=[pairs])[0].numpy()
+    return result, crystal, pairs
