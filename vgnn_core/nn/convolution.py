@@ -13,6 +13,8 @@ import torch
 from e3nn import nn as enn
 from e3nn import o3
 
+from .fused import TensorProductLinear, gated, irrep_pieces
+
 
 def tensor_product_paths(
     irreps_in: o3.Irreps, irreps_sh: o3.Irreps, irreps_target: o3.Irreps
@@ -65,6 +67,7 @@ class Interaction(torch.nn.Module):
             [n_radial, radial_hidden, radial_hidden, self.tp.weight_numel], torch.nn.functional.silu
         )
         self.linear_out = o3.Linear(mid, self.gate.irreps_in)
+        self.message = TensorProductLinear(self.tp, self.linear_out)  # linear_out(tp(...)) per edge
         self.self_connection = o3.Linear(self.irreps_in, self.gate.irreps_in)
         self.avg_num_neighbors = float(avg_num_neighbors)
         self.residual = self.irreps_in == self.irreps_out
@@ -77,9 +80,10 @@ class Interaction(torch.nn.Module):
         edge_sh: torch.Tensor,
         edge_radial: torch.Tensor,
     ) -> torch.Tensor:
-        x = self.linear_in(h)
-        messages = self.tp(x[edge_dst], edge_sh, self.radial(edge_radial))
+        x = [piece[edge_dst] for piece in irrep_pieces(self.linear_in(h), self.irreps_in)]
+        # linear_out is linear, so it mixes each edge's message before the sum over neighbours
+        messages = self.message(x, edge_sh, self.radial(edge_radial), self.linear_out.weight)
         agg = torch.zeros(h.shape[0], messages.shape[1], dtype=h.dtype, device=h.device)
         agg.index_add_(0, edge_src, messages)
-        out = self.gate(self.linear_out(agg / self.avg_num_neighbors) + self.self_connection(h))
+        out = gated(self.gate, agg / self.avg_num_neighbors + self.self_connection(h))
         return out + h if self.residual else out

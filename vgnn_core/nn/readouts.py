@@ -21,6 +21,7 @@ from ..crystal.graph import GraphBatch
 from ..phonons.force_constants import ForceConstants, divergence_free_antisymmetric, with_onsite
 from .config import VGNNConfig
 from .convolution import gate_for, tensor_product_paths
+from .fused import TensorProductLinear, gated, irrep_pieces
 from .radial import BesselBasis, polynomial_envelope
 
 #: 0e + 2e: the irreps of a symmetric 3×3 tensor.
@@ -63,6 +64,8 @@ class BondReadout(torch.nn.Module):
         )
         self.linear_even = o3.Linear(mid_e, self.gate.irreps_in)
         self.linear_odd = o3.Linear(mid_o, self.gate.irreps_in)
+        self.even = TensorProductLinear(self.tp_even, self.linear_even)
+        self.odd = TensorProductLinear(self.tp_odd, self.linear_odd)
         self.linear_out = o3.Linear(self.gate.irreps_out, SYMMETRIC_TENSOR)
         self.register_buffer("to_cartesian", CartesianTensor("ij=ji").to_cartesian(torch.eye(6)))
         self.full_blocks = cfg.full_blocks
@@ -81,6 +84,8 @@ class BondReadout(torch.nn.Module):
             )
             self.linear_anti_even = o3.Linear(amid_e, ANTISYMMETRIC_TENSOR)
             self.linear_anti_odd = o3.Linear(amid_o, ANTISYMMETRIC_TENSOR)
+            self.anti_even = TensorProductLinear(self.tp_anti_even, self.linear_anti_even)
+            self.anti_odd = TensorProductLinear(self.tp_anti_odd, self.linear_anti_odd)
             self.register_buffer("anti_to_cartesian", CartesianTensor("ij=-ji").to_cartesian(torch.eye(3)))
         self.fc_scale = cfg.fc_scale
         self.r_bond = cfg.r_bond or cfg.r_max
@@ -92,15 +97,17 @@ class BondReadout(torch.nn.Module):
         # one bond of each (bond, reverse) pair, within the bond cutoff
         index = torch.arange(len(batch.edge_reverse), device=h.device)
         half = torch.nonzero((batch.edge_reverse > index) & (length < self.r_bond))[:, 0]
-        h_i, h_j = h[batch.edge_src[half]], h[batch.edge_dst[half]]
+        pieces = irrep_pieces(h, self.tp_even.irreps_in1)
+        src, dst = batch.edge_src[half], batch.edge_dst[half]
+        h_i, h_j = [p[src] for p in pieces], [p[dst] for p in pieces]
+        h_plus, h_minus = [a + b for a, b in zip(h_i, h_j)], [a - b for a, b in zip(h_i, h_j)]
         y = sh[half]
         y_even = torch.cat([y[:, s] for s in self.sh_even], dim=1)
         y_odd = torch.cat([y[:, s] for s in self.sh_odd], dim=1)
         w = self.radial(self.radial_basis(length[half]))
-        v = self.linear_even(self.tp_even(h_i + h_j, y_even, w[:, : self.n_even])) + self.linear_odd(
-            self.tp_odd(h_i - h_j, y_odd, w[:, self.n_even :])
-        )
-        out = self.linear_out(self.gate(v))
+        v = (self.even(h_plus, y_even, w[:, : self.n_even], self.linear_even.weight)
+             + self.odd(h_minus, y_odd, w[:, self.n_even :], self.linear_odd.weight))
+        out = self.linear_out(gated(self.gate, v))
         envelope = (self.fc_scale * polynomial_envelope(length[half], self.r_bond))[:, None]
         out = out * envelope
         half_blocks = torch.einsum("ek,kab->eab", out, self.to_cartesian.to(out.dtype))
@@ -109,8 +116,8 @@ class BondReadout(torch.nn.Module):
         blocks[batch.edge_reverse[half]] = half_blocks
         if self.full_blocks:
             wa = self.radial_anti(self.radial_basis(length[half]))
-            axial = self.linear_anti_even(self.tp_anti_even(h_i - h_j, y_even, wa[:, : self.n_anti_even]))
-            axial = axial + self.linear_anti_odd(self.tp_anti_odd(h_i + h_j, y_odd, wa[:, self.n_anti_even :]))
+            axial = (self.anti_even(h_minus, y_even, wa[:, : self.n_anti_even], self.linear_anti_even.weight)
+                     + self.anti_odd(h_plus, y_odd, wa[:, self.n_anti_even :], self.linear_anti_odd.weight))
             anti = torch.einsum("ek,kab->eab", axial * envelope, self.anti_to_cartesian.to(out.dtype))
             blocks = blocks.index_add(0, half, anti).index_add(0, batch.edge_reverse[half], -anti)
         return blocks
