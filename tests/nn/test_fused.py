@@ -2,20 +2,33 @@
 
 Checked in float64 (where round-off is ~1e-15), against the two e3nn modules it is built from:
 alone for several irreps, inside the shipped networks (the message passing and the bond
-read-out evaluated the e3nn way), and for the gradients that training takes through it.
+read-out evaluated the e3nn way: ``benchmarks/bench_fused.py``'s ``unfused``), and for the
+gradients that training takes through it; and on rows with nothing to sum (a batch without a
+bond shorter than the message-passing cutoff).
 """
 
-from unittest import mock
+import importlib.util
+import sys
+from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from e3nn import o3
 
 from vgnn_core import VGNN, build_graph, collate
-from vgnn_core.nn.convolution import Interaction, gate_for, tensor_product_paths
+from vgnn_core.nn.convolution import gate_for, tensor_product_paths
 from vgnn_core.nn.fused import TensorProductLinear, gated, irrep_pieces
-from vgnn_core.nn.readouts import BondReadout
+from vgnn_core.predict import load_pretrained
 from vgnn_core.pretrained import load_pretrained_model
+
+# the reference: the networks evaluated the e3nn way (benchmarks/bench_fused.py, which times both)
+_spec = importlib.util.spec_from_file_location(
+    "bench_fused", Path(__file__).resolve().parents[2] / "benchmarks" / "bench_fused.py")
+bench_fused = importlib.util.module_from_spec(_spec)
+sys.modules["bench_fused"] = bench_fused
+_spec.loader.exec_module(bench_fused)
+unfused = bench_fused.unfused
 
 
 @pytest.fixture(autouse=True)
@@ -57,48 +70,13 @@ def test_refuses_what_it_does_not_compute():
     tp = o3.TensorProduct(irreps, sh, mid, instructions, shared_weights=False, internal_weights=False)
     with pytest.raises(ValueError, match="no biases"):
         TensorProductLinear(tp, o3.Linear(mid, irreps, biases=True))
+    with pytest.raises(ValueError, match="f_in"):
+        TensorProductLinear(tp, o3.Linear(mid, irreps, f_in=2, f_out=2))
     with pytest.raises(ValueError, match="takes"):
         TensorProductLinear(tp, o3.Linear(irreps, irreps))
     shared = o3.TensorProduct(irreps, sh, mid, instructions)
     with pytest.raises(ValueError, match="per-row weights"):
         TensorProductLinear(shared, o3.Linear(mid, irreps))
-
-
-def _interaction_the_e3nn_way(self, h, edge_src, edge_dst, edge_sh, edge_radial):
-    messages = self.tp(self.linear_in(h)[edge_dst], edge_sh, self.radial(edge_radial))
-    agg = torch.zeros(h.shape[0], messages.shape[1], dtype=h.dtype).index_add_(0, edge_src, messages)
-    out = self.gate(self.linear_out(agg / self.avg_num_neighbors) + self.self_connection(h))
-    return out + h if self.residual else out
-
-
-def _readout_the_e3nn_way(self, h, batch, sh, length):
-    from vgnn_core.nn.radial import polynomial_envelope
-
-    index = torch.arange(len(batch.edge_reverse))
-    half = torch.nonzero((batch.edge_reverse > index) & (length < self.r_bond))[:, 0]
-    h_i, h_j = h[batch.edge_src[half]], h[batch.edge_dst[half]]
-    y = sh[half]
-    y_even = torch.cat([y[:, s] for s in self.sh_even], dim=1)
-    y_odd = torch.cat([y[:, s] for s in self.sh_odd], dim=1)
-    w = self.radial(self.radial_basis(length[half]))
-    v = (self.linear_even(self.tp_even(h_i + h_j, y_even, w[:, : self.n_even]))
-         + self.linear_odd(self.tp_odd(h_i - h_j, y_odd, w[:, self.n_even:])))
-    envelope = (self.fc_scale * polynomial_envelope(length[half], self.r_bond))[:, None]
-    out = self.linear_out(self.gate(v)) * envelope
-    half_blocks = torch.einsum("ek,kab->eab", out, self.to_cartesian)
-    blocks = torch.zeros(len(batch.edge_reverse), 3, 3)
-    blocks[half] = half_blocks
-    blocks[batch.edge_reverse[half]] = half_blocks
-    wa = self.radial_anti(self.radial_basis(length[half]))
-    axial = (self.linear_anti_even(self.tp_anti_even(h_i - h_j, y_even, wa[:, : self.n_anti_even]))
-             + self.linear_anti_odd(self.tp_anti_odd(h_i + h_j, y_odd, wa[:, self.n_anti_even:])))
-    anti = torch.einsum("ek,kab->eab", axial * envelope, self.anti_to_cartesian)
-    return blocks.index_add(0, half, anti).index_add(0, batch.edge_reverse[half], -anti)
-
-
-def _the_e3nn_way():
-    return (mock.patch.object(Interaction, "forward", _interaction_the_e3nn_way),
-            mock.patch.object(BondReadout, "forward", _readout_the_e3nn_way))
 
 
 def test_shipped_networks_give_the_e3nn_blocks(monoclinic_zro2, perovskite_srtio3, wurtzite_zno):
@@ -114,8 +92,7 @@ def test_shipped_networks_give_the_e3nn_blocks(monoclinic_zro2, perovskite_srtio
                     dtype=torch.float64)
     with torch.no_grad():
         got = model.bond_blocks(batch)
-        a, b = _the_e3nn_way()
-        with a, b:
+        with unfused():
             reference = model.bond_blocks(batch)
     assert reference.abs().max() > 1.0
     assert torch.allclose(got, reference, rtol=0, atol=1e-12 * float(reference.abs().max()))
@@ -132,8 +109,7 @@ def test_training_gradients_are_the_e3nn_ones(monoclinic_zro2):
         return {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
 
     got = gradients()
-    a, b = _the_e3nn_way()
-    with a, b:
+    with unfused():
         reference = gradients()
     assert got.keys() == reference.keys() and len(got) > 20
     for name, g in reference.items():
@@ -151,3 +127,29 @@ def test_gate_equals_e3nns(irreps):
     gate = gate_for(irreps)  # the third is stored unsorted: e3nn's own cut is kept for it
     x = torch.randn(300, gate.irreps_in.dim)
     assert torch.allclose(gated(gate, x), gate(x), rtol=0, atol=1e-14)
+    x = x.reshape(3, 100, -1)  # any leading dimensions, as e3nn's
+    assert torch.allclose(gated(gate, x), gate(x), rtol=0, atol=1e-14)
+
+
+def test_no_rows_gives_no_rows():
+    irreps, sh = o3.Irreps("32x0e + 16x1o + 8x2e"), o3.Irreps.spherical_harmonics(2)
+    mid, instructions = tensor_product_paths(irreps, sh, "56x0e + 16x1o + 8x2e")
+    tp = o3.TensorProduct(irreps, sh, mid, instructions, shared_weights=False, internal_weights=False)
+    linear = o3.Linear(mid, "56x0e + 16x1o + 8x2e")
+    out = TensorProductLinear(tp, linear)(irrep_pieces(torch.zeros(0, irreps.dim), irreps), torch.zeros(0, sh.dim),
+                                          torch.zeros(0, tp.weight_numel), linear.weight)
+    assert out.shape == (0, linear.irreps_out.dim)
+
+
+def test_crystal_without_message_passing_bonds():
+    """bcc K: nearest neighbours at 4.5 Å, beyond the 4 Å of message passing but within the 6 Å bonds."""
+    from pymatgen.core import Lattice, Structure
+
+    torch.set_default_dtype(torch.float32)
+    potassium = Structure(Lattice.cubic(5.23), ["K", "K"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    predictor = load_pretrained("kmvn")
+    (result,) = predictor.predict_phonons([potassium], thermal=False)
+    with unfused():
+        (reference,) = predictor.predict_phonons([potassium], thermal=False)
+    assert np.abs(result.bands).max() > 10.0  # the bonds within 6 Å still carry force constants
+    np.testing.assert_allclose(result.bands, reference.bands, atol=1e-3)

@@ -59,8 +59,8 @@ class TensorProductLinear(torch.nn.Module):
         super().__init__()
         if tp.irreps_out != linear.irreps_in:
             raise ValueError(f"the product gives {tp.irreps_out}, the linear map takes {linear.irreps_in}")
-        if linear.bias_numel or not linear.internal_weights:
-            raise ValueError("fusing needs a linear map with internal weights and no biases")
+        if linear.bias_numel or not linear.internal_weights or tuple(linear.weight.shape) != (linear.weight_numel,):
+            raise ValueError("fusing needs a linear map with internal weights, no biases and no f_in / f_out")
         if tp.shared_weights or tp.internal_weights:
             raise ValueError("fusing needs a tensor product with per-row weights given at each call")
         self.irreps_in1 = tp.irreps_in1
@@ -116,18 +116,18 @@ class TensorProductLinear(torch.nn.Module):
                 wp = w[:, p.w_slice]  # (Z, U): the weights commute with the coupling
                 if p.scalar_y:  # C[i, 0, k] = c δ_ik: the coupling scales each row
                     xw = x[p.i_in1] * (wp * (y[:, p.y_slice] * cp[0, 0])).unsqueeze(1)  # (Z, K, U)
-                    mixed.view(-1, mul_out).addmm_(xw.view(-1, p.mul), block)
+                    mixed.view(-1, mul_out).addmm_(xw.reshape(-1, p.mul), block)
                     continue
-                b = (y[:, p.y_slice] @ cp).view(rows, k_dim, -1)  # (Z, K, I)
+                b = (y[:, p.y_slice] @ cp).reshape(rows, k_dim, x[p.i_in1].shape[1])  # (Z, K, I); Z may be 0
                 xw = x[p.i_in1] * wp.unsqueeze(1)  # (Z, I, U)
                 if xw.shape[1] == 1:  # a scalar input: mix its channels first, then couple
-                    mixed.addcmul_(b, (xw.view(rows, p.mul) @ block).unsqueeze(1))
+                    mixed.addcmul_(b, (xw.reshape(rows, p.mul) @ block).unsqueeze(1))
                     continue
                 # bmm(b, xw) as 2l₁+1 broadcast products: faster than batched tiny matrices on a CPU
                 t = b[:, :, :1] * xw[:, None, 0]  # (Z, K, U)
                 for i in range(1, xw.shape[1]):
                     t.addcmul_(b[:, :, i : i + 1], xw[:, None, i])
-                mixed.view(-1, mul_out).addmm_(t.view(-1, p.mul), block)
+                mixed.view(-1, mul_out).addmm_(t.reshape(-1, p.mul), block)
             out[:, s].view(rows, mul_out, k_dim).copy_(mixed.transpose(1, 2))
         return out
 
@@ -135,20 +135,20 @@ class TensorProductLinear(torch.nn.Module):
 def gated(gate: enn.Gate, x: torch.Tensor) -> torch.Tensor:
     """``gate(x)`` for an e3nn ``Gate`` whose input is its scalars, gates and gated irreps in that
     order (every gate here): the same activations, without e3nn's cut into three copies, its
-    elementwise product module and the concatenation after it."""
+    elementwise product module and the concatenation after it. ``x``: (..., irreps_in.dim)."""
     n = len(gate.irreps_scalars) + len(gate.irreps_gates) + len(gate.irreps_gated)
-    if (gate.irreps_scalars + gate.irreps_gates + gate.irreps_gated).sort().p != tuple(range(n)):
-        return gate(x)  # e3nn sorts the input irreps: another order needs its cut
     n_scalars, n_gates = gate.irreps_scalars.dim, gate.irreps_gates.dim
-    if not n_gates:
-        return gate(x)
+    if not n_gates or (gate.irreps_scalars + gate.irreps_gates + gate.irreps_gated).sort().p != tuple(range(n)):
+        return gate(x)  # e3nn sorts the input irreps: another order needs its cut
+    lead = x.shape[:-1]
+    x = x.reshape(-1, x.shape[-1])
     out = x.new_empty(x.shape[0], gate.irreps_out.dim)
     out[:, :n_scalars] = gate.act_scalars(x[:, :n_scalars])
     gates = gate.act_gates(x[:, n_scalars:n_scalars + n_gates])
     start, g = n_scalars + n_gates, 0
     for (mul, ir), part in zip(gate.irreps_gated, gate.irreps_gated.slices()):
         rows = slice(n_scalars + part.start, n_scalars + part.stop)
-        piece = x[:, start + part.start:start + part.stop].view(-1, mul, ir.dim)
+        piece = x[:, start + part.start:start + part.stop].reshape(-1, mul, ir.dim)
         out[:, rows].view(-1, mul, ir.dim).copy_(piece * gates[:, g:g + mul, None])
         g += mul
-    return out
+    return out.reshape(*lead, gate.irreps_out.dim)
