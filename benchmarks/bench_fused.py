@@ -30,7 +30,6 @@ import numpy as np
 import torch
 
 from vgnn_core.nn.convolution import Interaction
-from vgnn_core.nn.radial import polynomial_envelope
 from vgnn_core.nn.readouts import BondReadout
 
 RESULTS = Path(__file__).parent / "results" / "fused"
@@ -43,29 +42,18 @@ def _interaction_unfused(self, h, edge_src, edge_dst, edge_sh, edge_radial):
     return out + h if self.residual else out
 
 
-def _readout_unfused(self, h, batch, sh, length):
-    index = torch.arange(len(batch.edge_reverse), device=h.device)
-    half = torch.nonzero((batch.edge_reverse > index) & (length < self.r_bond))[:, 0]
-    h_i, h_j = h[batch.edge_src[half]], h[batch.edge_dst[half]]
-    y = sh[half]
-    y_even = torch.cat([y[:, s] for s in self.sh_even], dim=1)
-    y_odd = torch.cat([y[:, s] for s in self.sh_odd], dim=1)
-    w = self.radial(self.radial_basis(length[half]))
+def _bond_messages_unfused(self, h, src, dst, y_even, y_odd, radial):
+    h_i, h_j = h[src], h[dst]
+    w = self.radial(radial)
     v = (self.linear_even(self.tp_even(h_i + h_j, y_even, w[:, : self.n_even]))
          + self.linear_odd(self.tp_odd(h_i - h_j, y_odd, w[:, self.n_even:])))
-    envelope = (self.fc_scale * polynomial_envelope(length[half], self.r_bond))[:, None]
-    out = self.linear_out(self.gate(v)) * envelope
-    half_blocks = torch.einsum("ek,kab->eab", out, self.to_cartesian.to(out.dtype))
-    blocks = torch.zeros(len(batch.edge_reverse), 3, 3, dtype=out.dtype, device=out.device)
-    blocks[half] = half_blocks
-    blocks[batch.edge_reverse[half]] = half_blocks
-    if self.full_blocks:
-        wa = self.radial_anti(self.radial_basis(length[half]))
-        axial = (self.linear_anti_even(self.tp_anti_even(h_i - h_j, y_even, wa[:, : self.n_anti_even]))
-                 + self.linear_anti_odd(self.tp_anti_odd(h_i + h_j, y_odd, wa[:, self.n_anti_even:])))
-        anti = torch.einsum("ek,kab->eab", axial * envelope, self.anti_to_cartesian.to(out.dtype))
-        blocks = blocks.index_add(0, half, anti).index_add(0, batch.edge_reverse[half], -anti)
-    return blocks
+    symmetric = self.linear_out(self.gate(v))
+    if not self.full_blocks:
+        return symmetric, None
+    wa = self.radial_anti(radial)
+    axial = (self.linear_anti_even(self.tp_anti_even(h_i - h_j, y_even, wa[:, : self.n_anti_even]))
+             + self.linear_anti_odd(self.tp_anti_odd(h_i + h_j, y_odd, wa[:, self.n_anti_even:])))
+    return symmetric, axial
 
 
 @contextlib.contextmanager
@@ -74,7 +62,7 @@ def unfused() -> Iterator[None]:
     from unittest import mock
 
     with mock.patch.object(Interaction, "forward", _interaction_unfused), \
-            mock.patch.object(BondReadout, "forward", _readout_unfused):
+            mock.patch.object(BondReadout, "bond_messages", _bond_messages_unfused):
         yield
 
 

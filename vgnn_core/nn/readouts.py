@@ -97,30 +97,38 @@ class BondReadout(torch.nn.Module):
         # one bond of each (bond, reverse) pair, within the bond cutoff
         index = torch.arange(len(batch.edge_reverse), device=h.device)
         half = torch.nonzero((batch.edge_reverse > index) & (length < self.r_bond))[:, 0]
-        pieces = irrep_pieces(h, self.tp_even.irreps_in1)
-        src, dst = batch.edge_src[half], batch.edge_dst[half]
-        h_i, h_j = [p[src] for p in pieces], [p[dst] for p in pieces]
-        h_plus, h_minus = [a + b for a, b in zip(h_i, h_j)], [a - b for a, b in zip(h_i, h_j)]
         y = sh[half]
         y_even = torch.cat([y[:, s] for s in self.sh_even], dim=1)
         y_odd = torch.cat([y[:, s] for s in self.sh_odd], dim=1)
-        w = self.radial(self.radial_basis(length[half]))
-        v = (self.even(h_plus, y_even, w[:, : self.n_even], self.linear_even.weight)
-             + self.odd(h_minus, y_odd, w[:, self.n_even :], self.linear_odd.weight))
-        out = self.linear_out(gated(self.gate, v))
+        symmetric, axial = self.bond_messages(h, batch.edge_src[half], batch.edge_dst[half], y_even, y_odd,
+                                              self.radial_basis(length[half]))
         envelope = (self.fc_scale * polynomial_envelope(length[half], self.r_bond))[:, None]
-        out = out * envelope
-        half_blocks = torch.einsum("ek,kab->eab", out, self.to_cartesian.to(out.dtype))
-        blocks = torch.zeros(len(batch.edge_reverse), 3, 3, dtype=out.dtype, device=out.device)
+        half_blocks = torch.einsum("ek,kab->eab", symmetric * envelope, self.to_cartesian.to(symmetric.dtype))
+        blocks = torch.zeros(len(batch.edge_reverse), 3, 3, dtype=symmetric.dtype, device=symmetric.device)
         blocks[half] = half_blocks
         blocks[batch.edge_reverse[half]] = half_blocks
-        if self.full_blocks:
-            wa = self.radial_anti(self.radial_basis(length[half]))
-            axial = (self.anti_even(h_minus, y_even, wa[:, : self.n_anti_even], self.linear_anti_even.weight)
-                     + self.anti_odd(h_plus, y_odd, wa[:, self.n_anti_even :], self.linear_anti_odd.weight))
-            anti = torch.einsum("ek,kab->eab", axial * envelope, self.anti_to_cartesian.to(out.dtype))
+        if axial is not None:
+            anti = torch.einsum("ek,kab->eab", axial * envelope, self.anti_to_cartesian.to(symmetric.dtype))
             blocks = blocks.index_add(0, half, anti).index_add(0, batch.edge_reverse[half], -anti)
         return blocks
+
+    def bond_messages(self, h: torch.Tensor, src: torch.Tensor, dst: torch.Tensor, y_even: torch.Tensor,
+                      y_odd: torch.Tensor, radial: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The virtual node's symmetric-tensor irreps (0e + 2e) and, with ``full_blocks``, its axial
+        vector (1e) for bonds ``src → dst``, before the cutoff envelope."""
+        pieces = irrep_pieces(h, self.tp_even.irreps_in1)
+        h_i, h_j = [p[src] for p in pieces], [p[dst] for p in pieces]
+        h_plus, h_minus = [a + b for a, b in zip(h_i, h_j)], [a - b for a, b in zip(h_i, h_j)]
+        w = self.radial(radial)
+        v = (self.even(h_plus, y_even, w[:, : self.n_even], self.linear_even.weight)
+             + self.odd(h_minus, y_odd, w[:, self.n_even :], self.linear_odd.weight))
+        symmetric = self.linear_out(gated(self.gate, v))
+        if not self.full_blocks:
+            return symmetric, None
+        wa = self.radial_anti(radial)
+        axial = (self.anti_even(h_minus, y_even, wa[:, : self.n_anti_even], self.linear_anti_even.weight)
+                 + self.anti_odd(h_plus, y_odd, wa[:, self.n_anti_even :], self.linear_anti_odd.weight))
+        return symmetric, axial
 
 
 class VVNReadout(torch.nn.Module):
