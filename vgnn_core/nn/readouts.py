@@ -115,7 +115,8 @@ class BondReadout(torch.nn.Module):
     def bond_messages(self, h: torch.Tensor, src: torch.Tensor, dst: torch.Tensor, y_even: torch.Tensor,
                       y_odd: torch.Tensor, radial: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The virtual node's symmetric-tensor irreps (0e + 2e) and, with ``full_blocks``, its axial
-        vector (1e) for bonds ``src → dst``, before the cutoff envelope."""
+        vector (1e) for bonds ``src → dst`` (atom indices), before the cutoff envelope; ``y_even`` /
+        ``y_odd`` the bonds' even / odd spherical harmonics, ``radial`` their radial basis."""
         pieces = irrep_pieces(h, self.tp_even.irreps_in1)
         h_i, h_j = [p[src] for p in pieces], [p[dst] for p in pieces]
         h_plus, h_minus = [a + b for a, b in zip(h_i, h_j)], [a - b for a, b in zip(h_i, h_j)]
