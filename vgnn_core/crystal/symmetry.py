@@ -78,9 +78,8 @@ class CrystalSymmetry:
         """
         if self.operations is None:
             return None
-        lattice = np.asarray(structure.lattice.matrix, dtype=float)
-        frac = np.asarray(structure.frac_coords, dtype=float)
-        numbers = np.array([site.specie.Z for site in structure])
+        lattice, frac, numbers = spglib_cell(structure)
+        numbers = np.asarray(numbers)
         keep = [rot for rot, trans in zip(*self.operations)
                 if image_distances(lattice, frac, numbers, rot, trans).min(axis=1).max() <= tol]
         return np.unique(np.asarray(keep, dtype=int), axis=0) if keep else None
@@ -90,9 +89,8 @@ class CrystalSymmetry:
         itself within ``tol`` Å (:class:`Inversion`), or ``None`` (no inversion, or none exact)."""
         if self.operations is None:
             return None
-        lattice = np.asarray(structure.lattice.matrix, dtype=float)
-        frac = np.asarray(structure.frac_coords, dtype=float)
-        numbers = np.array([site.specie.Z for site in structure])
+        lattice, frac, numbers = spglib_cell(structure)
+        numbers = np.asarray(numbers)
         for rot, trans in zip(*self.operations):
             if not np.array_equal(rot, -np.eye(3, dtype=int)):
                 continue

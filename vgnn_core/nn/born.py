@@ -65,13 +65,17 @@ def atom_crystal_index(n_atoms: torch.Tensor) -> torch.Tensor:
     return torch.repeat_interleave(torch.arange(len(n_atoms), device=n_atoms.device), n_atoms)
 
 
-def crystal_mean(x: torch.Tensor, index: torch.Tensor, n_crystals: int) -> torch.Tensor:
-    """Mean over each crystal's atoms of per-atom ``x`` (N, ...) → (B, ...)."""
+def crystal_sum(x: torch.Tensor, index: torch.Tensor, n_crystals: int) -> torch.Tensor:
+    """Sum over each crystal's atoms of per-atom ``x`` (N, ...) → (B, ...)."""
     flat = x.reshape(x.shape[0], -1)
     total = torch.zeros(n_crystals, flat.shape[1], dtype=x.dtype, device=x.device).index_add_(0, index, flat)
-    count = torch.zeros(n_crystals, dtype=x.dtype, device=x.device).index_add_(
-        0, index, torch.ones_like(index, dtype=x.dtype))
-    return (total / count.clamp(min=1)[:, None]).reshape(n_crystals, *x.shape[1:])
+    return total.reshape(n_crystals, *x.shape[1:])
+
+
+def crystal_mean(x: torch.Tensor, index: torch.Tensor, n_crystals: int) -> torch.Tensor:
+    """Mean over each crystal's atoms of per-atom ``x`` (N, ...) → (B, ...)."""
+    count = crystal_sum(torch.ones_like(index, dtype=x.dtype), index, n_crystals)
+    return crystal_sum(x, index, n_crystals) / count.clamp(min=1).reshape(-1, *([1] * (x.dim() - 1)))
 
 
 def _symmetric_apply(a: torch.Tensor, fn) -> torch.Tensor:
@@ -239,9 +243,8 @@ class BornHeads(torch.nn.Module):
             born = z - crystal_mean(z, index, n_crystals)[index]
         else:  # atom i takes w_i / Σ_j w_j of the net charge: Σ_i Z*_i = 0 still exactly
             w = torch.nn.functional.softplus(self.share_mlp(scalars))[:, 0] + 1e-3
-            share = w / torch.zeros(n_crystals, dtype=w.dtype, device=w.device).index_add_(0, index, w)[index]
-            net = torch.zeros(n_crystals, 9, dtype=z.dtype, device=z.device).index_add_(0, index, z.reshape(-1, 9))
-            born = z - share[:, None, None] * net[index].reshape(-1, 3, 3)
+            share = w / crystal_sum(w, index, n_crystals)[index]
+            born = z - share[:, None, None] * crystal_sum(z, index, n_crystals)[index]
         s = crystal_mean(s_atoms, index, n_crystals)
         s = 0.5 * (s + s.transpose(-1, -2)) + self.log_eps_offset * torch.eye(3, dtype=s.dtype, device=s.device)
         eye = torch.eye(3, dtype=s.dtype, device=s.device)

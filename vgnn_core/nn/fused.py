@@ -63,9 +63,7 @@ class TensorProductLinear(torch.nn.Module):
             raise ValueError("fusing needs a linear map with internal weights, no biases and no f_in / f_out")
         if tp.shared_weights or tp.internal_weights:
             raise ValueError("fusing needs a tensor product with per-row weights given at each call")
-        self.irreps_in1 = tp.irreps_in1
         self.irreps_out = linear.irreps_out
-        self.weight_numel = tp.weight_numel
         y_slices = tp.irreps_in2.slices()
         w_start = {}  # product instruction → first column of its weights
         offset = 0

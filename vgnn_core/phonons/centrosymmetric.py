@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from ..crystal.bonds import bond_keys
-from .dynamical_matrix import _q_chunk
+from .dynamical_matrix import _phase_sum, _q_chunk
 from .force_constants import ForceConstants
 from .nac import NonAnalyticCorrection
 
@@ -184,6 +184,7 @@ def centrosymmetric_matrices(
     keep = row_of[fc.src] >= 0
     w = w_all[keep].reshape(-1, 9)
     src, dst = row_of[fc.src[keep]], fc.dst[keep]
+    pair = src * m + dst  # (row atom, column atom) of every kept bond
     lshift = pairs.lattice_shift.to(device=w.device, dtype=dtype)
     # the bond phases of D̃: at T + (L_i − L_j)/2
     shift = fc.shift[keep].to(dtype) + 0.5 * (lshift[fc.src[keep]] - lshift[dst])
@@ -195,8 +196,7 @@ def centrosymmetric_matrices(
     step = _q_chunk(fc, q_all.shape[0])
     for start in range(0, q_all.shape[0], step):
         angle = 2 * torch.pi * (q_all[start : start + step] @ shift.T)
-        re = _row_sum(torch.cos(angle), w, src, dst, r, m)
-        im = _row_sum(torch.sin(angle), w, src, dst, r, m)
+        re, im = (_phase_sum(wave, w, pair, r * m).reshape(-1, r, m, 3, 3) for wave in (torch.cos(angle), torch.sin(angle)))
         blocks.append((re, im))
     re = torch.cat([b[0] for b in blocks])  # (n_q, r, m, 3, 3)
     im = torch.cat([b[1] for b in blocks])
@@ -222,9 +222,3 @@ def centrosymmetric_matrices(
     d = full.permute(0, 1, 3, 2, 4).reshape(n, 3 * m, 3 * m)
     return 0.5 * (d + d.transpose(-1, -2))
 
-
-def _row_sum(phase: torch.Tensor, w: torch.Tensor, src: torch.Tensor, dst: torch.Tensor, r: int, m: int) -> torch.Tensor:
-    """Σ over bonds of phase · w per (row atom, column atom): (n_q, r, m, 3, 3)."""
-    acc = torch.zeros(phase.shape[0], r * m, 9, dtype=w.dtype, device=w.device)
-    acc.index_add_(1, src * m + dst, phase[:, :, None] * w[None, :, :])
-    return acc.reshape(phase.shape[0], r, m, 3, 3)

@@ -92,7 +92,7 @@ def dynamical_matrices(
         q = qpoints[start : start + step]
         angle = 2 * torch.pi * (q @ shift.T)  # (nq, E)
         # the blocks are real: Re D and Im D are sums of cos·Φ and sin·Φ (half a complex product's work)
-        parts = [_phase_sum(wave, w, pair, m) for wave in (torch.cos(angle), torch.sin(angle))]
+        parts = [_phase_sum(wave, w, pair, m * m) for wave in (torch.cos(angle), torch.sin(angle))]
         out.append(_blocks_to_matrix(torch.complex(*parts), m))
     d = torch.cat(out, dim=0)
     if nac is not None:
@@ -125,7 +125,7 @@ def real_dynamical_matrices(fc: ForceConstants, qpoints: torch.Tensor) -> torch.
     for start in range(0, twice.shape[0], step):
         # exp(2πi q·T) = (−1)^(2q·T): integers held exactly in float64
         sign = (1.0 - 2.0 * torch.remainder(twice[start : start + step] @ shift.T, 2.0)).to(w.dtype)
-        out.append(_blocks_to_matrix(_phase_sum(sign, w, pair, m), m))
+        out.append(_blocks_to_matrix(_phase_sum(sign, w, pair, m * m), m))
     return torch.cat(out, dim=0)
 
 
@@ -152,10 +152,11 @@ def _q_chunk(fc: ForceConstants, n_q: int) -> int:
     return max(1, min(n_q, int(4e7 // max(1, 9 * fc.n_bonds))))
 
 
-def _phase_sum(phase: torch.Tensor, w: torch.Tensor, pair: torch.Tensor, m: int) -> torch.Tensor:
-    """Σ over bonds of phase(q, bond) · w(bond), per atom pair: (n_q, m·m, 9) from phases (n_q, E)
-    and mass-weighted blocks (E, 9)."""
-    acc = torch.zeros(phase.shape[0], m * m, 9, dtype=w.dtype, device=w.device)
+def _phase_sum(phase: torch.Tensor, w: torch.Tensor, pair: torch.Tensor, n_pairs: int) -> torch.Tensor:
+    """Σ over bonds of phase(q, bond) · w(bond), per atom pair: (n_q, n_pairs, 9) from phases
+    (n_q, E), mass-weighted blocks (E, 9) and each bond's pair index (E,) (row atom · m + column
+    atom: ``n_pairs`` = m·m for a whole D(q))."""
+    acc = torch.zeros(phase.shape[0], n_pairs, 9, dtype=w.dtype, device=w.device)
     return acc.index_add_(1, pair, phase[:, :, None] * w[None, :, :])
 
 
