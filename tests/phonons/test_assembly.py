@@ -135,3 +135,51 @@ def test_zone_boundary_points_solved_real(phonopy_examples_dir, name, monkeypatc
     np.testing.assert_allclose(both[1].numpy()[: len(q)], both[0].numpy(), atol=1e-8)
     np.testing.assert_allclose(ours[8:], ours[1:8], atol=1e-9)
     assert np.abs(ours - phonopy_frequencies_cm1(ph, q)).max() < 1e-3
+
+
+@pytest.mark.parametrize("name", ["ZnO", "Al2O3", "MgB2"])
+def test_shift_table_equals_the_sum_over_bonds(phonopy_examples_dir, name, monkeypatch):
+    """D(q) from the force constants summed per lattice translation (one matrix product for all
+    q-points) equals the sum over bonds at each q-point — complex at general q, real at 2q
+    integer — and so do its gradients in the blocks; a bond given twice counts twice."""
+    from vgnn_core.phonons import dynamical_matrix as dm
+    from vgnn_core.phonons.force_constants import ForceConstants
+
+    fc = from_phonopy(load_force_sets(phonopy_examples_dir / name))
+    rng = np.random.default_rng(3)
+    q = torch.as_tensor(np.vstack([rng.random((25, 3)) - 0.5, [[0.5, 0, 0.5], [0, 0, 0]]]))
+    half = torch.as_tensor([[a / 2, b / 2, c / 2] for a in (0, 1) for b in (0, 1) for c in (0, 1)], dtype=torch.float64)
+    weights = torch.as_tensor(rng.standard_normal((len(q), 3 * fc.n_atoms, 3 * fc.n_atoms)))
+
+    def assembled():
+        blocks = fc.blocks.clone().requires_grad_(True)
+        live = ForceConstants(fc.masses, fc.src, fc.dst, fc.shift, blocks)
+        d = dm.dynamical_matrices(live, q)
+        (d.real * weights + d.imag * weights.flip(0)).sum().backward()
+        return d.detach(), dm.real_dynamical_matrices(fc, half), blocks.grad
+
+    assert dm.ShiftTable.from_bonds(fc.blocks.reshape(-1, 9), dm.block_entries(fc.src, fc.dst, fc.n_atoms),
+                                    fc.shift, 9 * fc.n_atoms**2) is not None
+    table_d, table_real, table_grad = assembled()
+    monkeypatch.setattr(dm, "SHIFT_TABLE_MAX", 0)  # every table too large: bond by bond
+    bond_d, bond_real, bond_grad = assembled()
+    scale = float(bond_d.abs().max())
+    assert torch.allclose(table_d, bond_d, rtol=0, atol=1e-13 * scale)
+    assert torch.allclose(table_real, bond_real, rtol=0, atol=1e-13 * scale)
+    assert torch.allclose(table_grad, bond_grad, rtol=0, atol=1e-12 * float(bond_grad.abs().max()))
+    monkeypatch.undo()
+    doubled = ForceConstants(fc.masses, torch.cat([fc.src, fc.src]), torch.cat([fc.dst, fc.dst]),
+                             torch.cat([fc.shift, fc.shift]), torch.cat([fc.blocks, fc.blocks]) / 2)
+    assert torch.allclose(dm.dynamical_matrices(doubled, q), table_d, rtol=0, atol=1e-13 * scale)
+
+
+def test_distinct_shifts_exact_keys_and_general_values():
+    """Half-integer shifts (lattice translations, T + ΔL/2) by exact keys, any others by value:
+    each row maps to its distinct shift."""
+    from vgnn_core.phonons.dynamical_matrix import distinct_shifts
+
+    for shift in (torch.tensor([[0, 0, 1.0], [0.5, -1, 0], [0, 0, 1], [-3, 2.5, 7], [0.5, -1, 0]]),
+                  torch.tensor([[0.1, 0, 0], [0.2, 0, 0], [0.1, 0, 0]], dtype=torch.float64)):
+        distinct, inverse = distinct_shifts(shift)
+        assert torch.equal(distinct[inverse], shift)
+        assert len(distinct) == len({tuple(r) for r in shift.tolist()})

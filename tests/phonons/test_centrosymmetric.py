@@ -4,6 +4,8 @@ the centrosymmetric examples, with and without the Gonze–Lee term; the inversi
 atoms it pairs, which cells have none); and the symmetrisation of the force constants (sum
 rules kept, round-off only, refused for a cell without the symmetry)."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -101,6 +103,52 @@ def test_real_form_with_the_dipole_dipole_term(phonopy_examples_dir, name):
     ref = band_frequencies([symmetrized_under_inversion(fc, inversion)], [path_q], nacs=[jump], q_directions=[dirs])[0]
     assert deviation(ours, ref) < 1e-8
     assert float(ours.max() - ours.min()) > 100  # a real spectrum, LO modes included
+
+
+@pytest.mark.parametrize("name", ["Al2O3", "SnO2", "CaTiO3"])
+def test_real_form_table_equals_the_real_form_summed_bond_by_bond(phonopy_examples_dir, name, monkeypatch):
+    """The real form from its table (Σ_s of cos and sin tables, one matrix product) equals the one
+    assembled from D̃'s blocks summed bond by bond, the jump at Γ included where the path passes
+    Γ, and is exactly symmetric."""
+    from vgnn_core.phonons import dynamical_matrix as dm
+
+    ph, structure, fc = example(phonopy_examples_dir, name)
+    inversion = as_crystal(structure).inversion
+    path = high_symmetry_path(structure)
+    q = torch.cat([torch.as_tensor(path.qpoints), random_q(15, seed=4)])
+    dirs = np.vstack([path_q_directions(path.qpoints, path.segments, structure.lattice.matrix), np.zeros((15, 3))])
+    nac = None
+    if name in WITH_BORN:
+        nac = GammaJumpCorrection.from_born(structure, read_born_file(phonopy_examples_dir / name / "BORN",
+                                                                      structure).neutral())
+    pairs = inversion_pairs(fc, inversion, nac)
+    assert pairs.real_form_table() is not None
+    table = centrosymmetric_matrices(fc, pairs, q, nac=nac, q_directions=dirs)
+    scale = float(table.abs().max())
+    assert torch.allclose(table, table.transpose(-1, -2), rtol=0, atol=1e-15 * scale)
+    monkeypatch.setattr(dm, "SHIFT_TABLE_MAX", 0)
+    by_bonds = inversion_pairs(fc, inversion, nac)  # a table of its own is now too large
+    assert by_bonds.real_form_table() is None
+    bond = centrosymmetric_matrices(fc, by_bonds, q, nac=nac, q_directions=dirs)
+    assert torch.allclose(table, bond, rtol=0, atol=1e-13 * scale)
+    if nac is not None:  # the jump was there to be added
+        plain = centrosymmetric_matrices(fc, by_bonds, q)
+        assert float((bond - plain).abs().max()) > 1e-3 * scale
+    monkeypatch.undo()
+    # gradients in the blocks: a table of their own (the kept one has none), equal to the bonds'
+    weights = torch.as_tensor(np.random.default_rng(5).standard_normal(tuple(table.shape)))
+    grads = []
+    for limit in (dm.SHIFT_TABLE_MAX, 0):
+        monkeypatch.setattr(dm, "SHIFT_TABLE_MAX", limit)
+        blocks = pairs.force_constants.blocks.clone().requires_grad_(True)
+        live = ForceConstants(fc.masses, pairs.force_constants.src, pairs.force_constants.dst,
+                              pairs.force_constants.shift, blocks)
+        live_pairs = dataclasses.replace(pairs, force_constants=live)
+        (centrosymmetric_matrices(fc, live_pairs, q) * weights).sum().backward()
+        grads.append(blocks.grad)
+        assert pairs.real_form_table() is not None and not pairs.real_form_table().stacked.requires_grad
+    assert float(grads[0].abs().max()) > 0
+    assert torch.allclose(grads[0], grads[1], rtol=0, atol=1e-12 * float(grads[1].abs().max()))
 
 
 @pytest.mark.parametrize("name", ["Al2O3", "SnO2", "TiO2-anatase", "CaTiO3"])

@@ -190,6 +190,18 @@ def test_gamma_jump_closed_form_equals_the_ewald_difference(polar):
     np.testing.assert_allclose(closed, ewald, atol=1e-12 * np.abs(ewald).max())
     away = jump.dynamical_term(polar.full, [[0.1, 0, 0], [0, 0, 0]], [[1.0, 0, 0], [0, 0, 0]])
     assert not away.any()
+    # the assemblies add it only where it acts: at Γ reached from a direction
+    q = np.array([[0.0, 0, 0], [0.1, 0, 0], [0, 0, 0], [1.0, 0, 0], [0, 0, 0]])
+    d = np.array([[1.0, 0, 0], [1.0, 0, 0], [0, 0, 0], [0, 1.0, 0], [0, 0, 1.0]])
+    assert jump.acting_qpoints(q, d).tolist() == [0, 4]  # q = (1, 0, 0) is not Γ for the jump
+    assert jump.acting_qpoints(q).tolist() == []
+    term = jump.dynamical_term(polar.full, q, d)
+    acting = np.flatnonzero(np.abs(term).reshape(len(q), -1).max(axis=1) > 0)
+    assert acting.tolist() == [0, 4]
+    assert polar.nac.acting_qpoints(q, d).tolist() == [0, 1, 2, 3, 4]  # Gonze–Lee acts everywhere
+    with_jump = dynamical_matrices(polar.full, torch.as_tensor(q), nac=jump, q_directions=d)
+    without = dynamical_matrices(polar.full, torch.as_tensor(q))
+    np.testing.assert_allclose((with_jump - without).numpy(), term, atol=1e-12 * np.abs(term).max())
 
 
 def test_wang_method_matches_phonopy(polar):

@@ -18,20 +18,24 @@ of D̃:
      [ ·ᵀ,             ·ᵀ,          Re(D̃₁₁ − D̃₁₂)]]
 
 (1: the first atoms of the pairs, 2: their partners, f: atoms their own partner). Same
-eigenvalues as D(q), from half the assembly and a real eigen-solve. It relies on the force
+eigenvalues as D(q), from a real eigen-solve. Every entry is a sum over bonds of a block times
+the cosine or the sine of 2π q·s, s = T + (L_i − L_j)/2, and a crystal's bonds share few
+distinct s (tens; up to ~80 on Togo cells of up to 100 atoms): :class:`RealFormTable` sums the blocks per s once, into the entries they feed, and
+the matrix at any number of q-points is then one matrix product. It relies on the force
 constants having the inversion symmetry, which :func:`inversion_pairs` checks first.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from ..crystal.bonds import bond_keys
-from .dynamical_matrix import _phase_sum, _q_chunk
+from . import dynamical_matrix
+from .dynamical_matrix import _phase_sum, _q_chunk, block_entries, correction_at, distinct_shifts
 from .force_constants import ForceConstants
 from .nac import NonAnalyticCorrection
 
@@ -56,6 +60,17 @@ class InversionPairs:
     fixed: torch.Tensor
     lattice_shift: torch.Tensor
     force_constants: ForceConstants
+    _kept: dict = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    def real_form_table(self) -> RealFormTable | None:
+        """:func:`real_form_table` of these force constants, built on first use and kept (a
+        crystal's path, mesh and modes share it) — except where gradients are recorded through
+        the blocks, which get a table of their own each time; ``None`` for a cell too large."""
+        if torch.is_grad_enabled() and self.force_constants.blocks.requires_grad:
+            return real_form_table(self)
+        if "table" not in self._kept:  # two threads may both build it: the same table
+            self._kept["table"] = real_form_table(self)
+        return self._kept["table"]
 
     @property
     def partner(self) -> np.ndarray:
@@ -173,11 +188,104 @@ def centrosymmetric_matrices(
     """The real symmetric form of D(q) (module docstring): (n_q, 3m, 3m) in eV/Å²/amu, the
     eigenvalues of :func:`~vgnn_core.phonons.dynamical_matrix.dynamical_matrices` with the same
     arguments and ``pairs.force_constants`` (``fc`` made exactly inversion-symmetric; ``fc``
-    itself only names the cell for ``nac``); columns as ``pairs.column_components``."""
+    itself only names the cell for ``nac``); columns as ``pairs.column_components``. Built from
+    ``pairs.real_form_table()`` (one matrix product for all q-points), or, for a cell too large
+    for that table, bond by bond."""
     nac_fc, fc = fc, pairs.force_constants
     m = fc.n_atoms
+    dtype = fc.blocks.dtype
+    q_all = qpoints.to(dtype=dtype, device=fc.blocks.device).reshape(-1, 3)
+    table = pairs.real_form_table()
+    d = table(q_all) if table is not None else _real_form(*_tilde_blocks(pairs, q_all), pairs)
+    at, extra = correction_at(nac, nac_fc, q_all.detach().cpu().numpy(), q_directions) if nac is not None else ([], None)
+    if len(at):  # the correction in the gauge of D̃ and the real form, at the q-points where it acts
+        at = torch.as_tensor(at)
+        extra = torch.as_tensor(extra).reshape(-1, m, 3, m, 3).permute(0, 1, 3, 2, 4)
+        phase = torch.exp(1j * torch.pi * (q_all.cpu().double()[at] @ pairs.lattice_shift.double().T))  # (k, m)
+        extra = extra * phase[:, :, None, None, None] * phase.conj()[:, None, :, None, None]
+        extra = extra[:, torch.cat([pairs.first, pairs.fixed])].to(device=d.device)
+        d.index_add_(0, at.to(d.device), _real_form(extra.real.to(dtype), extra.imag.to(dtype), pairs))
+    return d
+
+
+@dataclass(frozen=True)
+class RealFormTable:
+    """The real form of D(q) as Σ_s [cos(2π q·s) C_s + sin(2π q·s) S_s] over the distinct bond
+    shifts s = T + (L_i − L_j)/2 (``shifts``, (S, 3)): ``stacked`` (2S, 9m²) holds the flattened
+    C_s then S_s, each exactly symmetric."""
+
+    shifts: torch.Tensor
+    stacked: torch.Tensor
+    n_atoms: int
+
+    def __call__(self, qpoints: torch.Tensor) -> torch.Tensor:
+        """The real form at ``qpoints`` (n_q, 3): (n_q, 3m, 3m)."""
+        angle = 2 * torch.pi * (qpoints.to(self.shifts.dtype) @ self.shifts.T)
+        d = torch.cat([torch.cos(angle), torch.sin(angle)], dim=1).to(self.stacked.dtype) @ self.stacked
+        return d.reshape(-1, 3 * self.n_atoms, 3 * self.n_atoms)
+
+
+def real_form_table(pairs: InversionPairs, max_numbers: int | None = None) -> RealFormTable | None:
+    """The :class:`RealFormTable` of ``pairs.force_constants``, or ``None`` when it would hold more
+    than ``max_numbers`` (default :data:`~vgnn_core.phonons.dynamical_matrix.SHIFT_TABLE_MAX`).
+
+    The matrix (module docstring) needs D̃'s blocks of first-atom rows, and of fixed rows in
+    fixed columns only: each such bond adds its block, under the phase of its shift, to the
+    entries its pair feeds (a first–first or first–partner bond to both diagonal blocks of the
+    pair and to the block between them, first–fixed to two blocks, fixed–fixed to one); the
+    other bonds (partner rows; fixed rows in first or partner columns) hold nothing more, being
+    inversion images or transposes of these, and are left out. The blocks below the diagonal
+    are the transposes of those above, and the diagonal blocks are symmetrized."""
+    fc = pairs.force_constants
+    m, device = fc.n_atoms, fc.blocks.device
+    w = fc.mass_weighted_blocks()
+    lshift = pairs.lattice_shift.to(device=device, dtype=w.dtype)
+    shifts, column = distinct_shifts(fc.shift.to(w.dtype) + 0.5 * (lshift[fc.src] - lshift[fc.dst]))
+    n_shifts = len(shifts)
+    if 2 * n_shifts * 9 * m * m > (dynamical_matrix.SHIFT_TABLE_MAX if max_numbers is None else max_numbers):
+        return None
+    n1, nf = len(pairs.first), len(pairs.fixed)
+    first, second, fixed = (t.to(device) for t in (pairs.first, pairs.second, pairs.fixed))
+    role = torch.full((m,), -1, dtype=torch.long, device=device)  # 0 first, 1 partner, 2 fixed
+    index = torch.zeros(m, dtype=torch.long, device=device)  # among the first atoms / the fixed
+    for k, atoms in enumerate((first, second, fixed)):
+        role[atoms] = k
+        index[atoms] = torch.arange(len(atoms), device=device)
+    top, mid, bottom = (lambda a: a), (lambda c: n1 + c), (lambda a: n1 + nf + a)
+    ri, rj, ii, jj = role[fc.src], role[fc.dst], index[fc.src], index[fc.dst]
+    root2 = 2.0**0.5
+    # (bonds, sine?, block row, block column, factor, transposed block?)
+    terms = []
+    for partner, sign in ((0, 1.0), (1, -1.0)):  # j the first atom b of a pair, or its partner
+        b = (ri == 0) & (rj == partner)
+        terms += [(b, 0, top(ii[b]), top(jj[b]), 1.0, False), (b, 0, bottom(ii[b]), bottom(jj[b]), sign, False),
+                  (b, 1, top(ii[b]), bottom(jj[b]), -sign, False)]
+    b = (ri == 0) & (rj == 2)
+    terms += [(b, 0, top(ii[b]), mid(jj[b]), root2, False), (b, 1, mid(jj[b]), bottom(ii[b]), root2, True)]
+    b = (ri == 2) & (rj == 2)
+    terms.append((b, 0, mid(ii[b]), mid(jj[b]), 1.0, False))
+    rows, entries, values = [], [], []
+    for bonds, sine, block_row, block_col, factor, transposed in terms:
+        blocks = w[bonds].transpose(-1, -2) if transposed else w[bonds]
+        rows.append((column[bonds] + sine * n_shifts)[:, None].expand(-1, 9))
+        entries.append(block_entries(block_row, block_col, m))
+        values.append(factor * blocks.reshape(-1, 9))
+    upper = torch.zeros(2 * n_shifts, 9 * m * m, dtype=w.dtype, device=device)
+    upper.index_put_((torch.cat(rows).reshape(-1), torch.cat(entries).reshape(-1)), torch.cat(values).reshape(-1),
+                     accumulate=True)
+    upper = upper.reshape(2 * n_shifts, 3 * m, 3 * m)
+    full = upper + upper.transpose(-1, -2)
+    for lo, hi in ((0, n1), (n1, n1 + nf), (n1 + nf, m)):  # the diagonal blocks: their symmetric part
+        full[:, 3 * lo : 3 * hi, 3 * lo : 3 * hi] *= 0.5
+    return RealFormTable(shifts, full.reshape(2 * n_shifts, 9 * m * m), m)
+
+
+def _tilde_blocks(pairs: InversionPairs, qpoints: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Re and Im of D̃'s blocks in the rows of the first and the fixed atoms, bond by bond:
+    each (n_q, r, m, 3, 3) (r = first + fixed atoms)."""
+    fc = pairs.force_constants
+    m = fc.n_atoms
     w_all = fc.mass_weighted_blocks()
-    dtype = w_all.dtype
     rows = torch.cat([pairs.first, pairs.fixed]).to(fc.src.device)
     row_of = torch.full((m,), -1, dtype=torch.long, device=fc.src.device)
     row_of[rows] = torch.arange(len(rows), device=fc.src.device)
@@ -185,40 +293,50 @@ def centrosymmetric_matrices(
     w = w_all[keep].reshape(-1, 9)
     src, dst = row_of[fc.src[keep]], fc.dst[keep]
     pair = src * m + dst  # (row atom, column atom) of every kept bond
-    lshift = pairs.lattice_shift.to(device=w.device, dtype=dtype)
+    lshift = pairs.lattice_shift.to(device=w.device, dtype=w.dtype)
     # the bond phases of D̃: at T + (L_i − L_j)/2
-    shift = fc.shift[keep].to(dtype) + 0.5 * (lshift[fc.src[keep]] - lshift[dst])
-    q_all = qpoints.to(dtype=dtype, device=w.device).reshape(-1, 3)
-    if q_all.shape[0] == 0:
-        return torch.zeros(0, 3 * m, 3 * m, dtype=dtype, device=w.device)
+    shift = fc.shift[keep].to(w.dtype) + 0.5 * (lshift[fc.src[keep]] - lshift[dst])
     r = len(rows)
-    blocks = []
-    step = _q_chunk(fc, q_all.shape[0])
-    for start in range(0, q_all.shape[0], step):
-        angle = 2 * torch.pi * (q_all[start : start + step] @ shift.T)
-        re, im = (_phase_sum(wave, w, pair, r * m).reshape(-1, r, m, 3, 3) for wave in (torch.cos(angle), torch.sin(angle)))
-        blocks.append((re, im))
-    re = torch.cat([b[0] for b in blocks])  # (n_q, r, m, 3, 3)
-    im = torch.cat([b[1] for b in blocks])
-    if nac is not None:
-        extra = nac.dynamical_term(nac_fc, q_all.detach().cpu().numpy(), q_directions)
-        extra = torch.as_tensor(extra).reshape(-1, m, 3, m, 3).permute(0, 1, 3, 2, 4)
-        phase = torch.exp(1j * torch.pi * (q_all.cpu().double() @ pairs.lattice_shift.double().T))  # (n_q, m)
-        extra = extra * phase[:, :, None, None, None] * phase.conj()[:, None, :, None, None]
-        extra = extra[:, rows.cpu()].to(device=re.device)
-        re, im = re + extra.real.to(dtype), im + extra.imag.to(dtype)
-    n1 = len(pairs.first)
+    re, im = [], []
+    step = _q_chunk(fc, qpoints.shape[0])
+    for start in range(0, qpoints.shape[0], step):
+        angle = 2 * torch.pi * (qpoints[start : start + step] @ shift.T)
+        re.append(_phase_sum(torch.cos(angle), w, pair, r * m).reshape(-1, r, m, 3, 3))
+        im.append(_phase_sum(torch.sin(angle), w, pair, r * m).reshape(-1, r, m, 3, 3))
+    empty = torch.zeros(0, r, m, 3, 3, dtype=w.dtype, device=w.device)
+    return torch.cat(re) if re else empty, torch.cat(im) if im else empty
+
+
+def _real_form(re: torch.Tensor, im: torch.Tensor, pairs: InversionPairs) -> torch.Tensor:
+    """The module docstring's real symmetric matrix (n, 3m, 3m) from Re and Im of D̃'s blocks in
+    the rows of the first and the fixed atoms, (n, r, m, 3, 3)."""
+    m = re.shape[2]
+    n1, nf = len(pairs.first), len(pairs.fixed)
     first, second, fixed = (t.to(re.device) for t in (pairs.first, pairs.second, pairs.fixed))
-    re11, re12, re1f = re[:, :n1][:, :, first], re[:, :n1][:, :, second], re[:, :n1][:, :, fixed]
-    im11, im12, im1f = im[:, :n1][:, :, first], im[:, :n1][:, :, second], im[:, :n1][:, :, fixed]
+    re1, im1 = re[:, :n1], im[:, :n1]
+    re11, re12, re1f = re1[:, :, first], re1[:, :, second], re1[:, :, fixed]
+    im11, im12, im1f = im1[:, :, first], im1[:, :, second], im1[:, :, fixed]
     reff = re[:, n1:][:, :, fixed]
     root2 = 2.0**0.5
-    top = torch.cat([re11 + re12, root2 * re1f, im12 - im11], dim=2)  # block rows of atoms
-    mid_f = torch.cat([root2 * re1f.transpose(1, 2).transpose(-1, -2), reff,
-                       root2 * im1f.transpose(1, 2).transpose(-1, -2)], dim=2)
-    bottom = torch.cat([(im12 - im11).transpose(1, 2).transpose(-1, -2), root2 * im1f, re11 - re12], dim=2)
-    full = torch.cat([top, mid_f, bottom], dim=1)  # (n_q, m, m, 3, 3)
-    n = full.shape[0]
-    d = full.permute(0, 1, 3, 2, 4).reshape(n, 3 * m, 3 * m)
-    return 0.5 * (d + d.transpose(-1, -2))
+    # block rows and columns of atoms [first, fixed, first]; the off-diagonal blocks below the
+    # diagonal are the transposes of those above, the diagonal ones are symmetrized
+    n = re.shape[0]
+    d = torch.empty(n, m, 3, m, 3, dtype=re.dtype, device=re.device)
+    cut = (0, n1, n1 + nf, m)
+    blocks = {(0, 0): _symmetric(re11 + re12), (0, 1): root2 * re1f, (0, 2): im12 - im11,
+              (1, 1): _symmetric(reff), (1, 2): root2 * _transposed(im1f), (2, 2): _symmetric(re11 - re12)}
+    for (a, b), block in blocks.items():
+        d[:, cut[a]:cut[a + 1], :, cut[b]:cut[b + 1]] = block.permute(0, 1, 3, 2, 4)
+        if a != b:
+            d[:, cut[b]:cut[b + 1], :, cut[a]:cut[a + 1]] = _transposed(block).permute(0, 1, 3, 2, 4)
+    return d.reshape(n, 3 * m, 3 * m)
 
+
+def _transposed(blocks: torch.Tensor) -> torch.Tensor:
+    """(n, a, b, 3, 3) blocks X_ij → the blocks of the transposed matrix, X_jiᵀ, (n, b, a, 3, 3)."""
+    return blocks.transpose(1, 2).transpose(-1, -2)
+
+
+def _symmetric(blocks: torch.Tensor) -> torch.Tensor:
+    """The symmetric part of a square block matrix (n, a, a, 3, 3) (round-off of the sums removed)."""
+    return 0.5 * (blocks + _transposed(blocks))

@@ -73,7 +73,8 @@ def dynamical_matrices(
 ) -> torch.Tensor:
     """D(q) of one crystal at ``qpoints`` (n_q, 3): a complex (n_q, 3m, 3m) tensor in eV/Å²/amu.
 
-    ``q_chunk`` bounds memory for large cells by assembling that many q-points at a time.
+    Assembled from the force constants summed per lattice translation (:class:`ShiftTable`);
+    for a cell too large for that, bond by bond, ``q_chunk`` q-points at a time.
     With ``nac`` the dipole–dipole term is added (``fc`` then short-range for Gonze–Lee, full
     for :class:`~vgnn_core.phonons.nac.WangCorrection` and the jump at Γ); ``q_directions``
     ((n_q, 3) or (3,), fractional) is the direction from which Γ is approached, used at Γ only.
@@ -84,21 +85,40 @@ def dynamical_matrices(
     qpoints = qpoints.to(dtype=weighted.dtype, device=weighted.device).reshape(-1, 3)
     pair = fc.src * m + fc.dst
     shift = fc.shift.to(weighted.dtype)
-    n_q = qpoints.shape[0]
-    step = q_chunk or _q_chunk(fc, n_q)
-    out = []
     w = weighted.reshape(-1, 9)
-    for start in range(0, n_q, step):
-        q = qpoints[start : start + step]
-        angle = 2 * torch.pi * (q @ shift.T)  # (nq, E)
-        # the blocks are real: Re D and Im D are sums of cos·Φ and sin·Φ (half a complex product's work)
-        parts = [_phase_sum(wave, w, pair, m * m) for wave in (torch.cos(angle), torch.sin(angle))]
-        out.append(_blocks_to_matrix(torch.complex(*parts), m))
-    d = torch.cat(out, dim=0)
+    # the blocks are real: Re D and Im D are sums of cos·Φ and sin·Φ (half a complex product's work)
+    table = ShiftTable.from_bonds(w, block_entries(fc.src, fc.dst, m), shift, 9 * m * m)
+    if table is not None:
+        d = torch.complex(*table.cos_sin(qpoints)).reshape(-1, 3 * m, 3 * m)
+    else:  # bond by bond, a chunk of q-points at a time
+        n_q = qpoints.shape[0]
+        step = q_chunk or _q_chunk(fc, n_q)
+        out = []
+        for start in range(0, n_q, step):
+            angle = 2 * torch.pi * (qpoints[start : start + step] @ shift.T)  # (nq, E)
+            parts = [_phase_sum(wave, w, pair, m * m) for wave in (torch.cos(angle), torch.sin(angle))]
+            out.append(_blocks_to_matrix(torch.complex(*parts), m))
+        d = torch.cat(out, dim=0)
     if nac is not None:
-        extra = nac.dynamical_term(fc, qpoints.detach().cpu().numpy(), q_directions)
-        d = d + torch.as_tensor(extra, dtype=cdtype, device=d.device)
+        at, extra = correction_at(nac, fc, qpoints.detach().cpu().numpy(), q_directions)
+        if len(at):
+            d.index_add_(0, torch.as_tensor(at, device=d.device), torch.as_tensor(extra, dtype=cdtype, device=d.device))
     return d
+
+
+def correction_at(nac: Correction, fc: ForceConstants, qpoints: np.ndarray,
+                  q_directions: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Where a dipole–dipole correction acts among ``qpoints`` (n_q, 3), and what it adds there:
+    the indices of those q-points and its term at them, (k, 3m, 3m) in eV/Å²/amu (the jump at Γ
+    acts at a path's Γ ends only, so a path or a mesh skips computing zeros everywhere else)."""
+    qpoints = np.asarray(qpoints, dtype=float).reshape(-1, 3)
+    at = nac.acting_qpoints(qpoints, q_directions)
+    if not len(at):
+        return at, np.zeros((0, 3 * fc.n_atoms, 3 * fc.n_atoms), dtype=complex)
+    dirs = None
+    if q_directions is not None:
+        dirs = np.broadcast_to(np.asarray(q_directions, dtype=float).reshape(-1, 3), qpoints.shape)[at]
+    return at, nac.dynamical_term(fc, qpoints[at], dirs)
 
 
 def is_time_reversal_invariant(qpoints: torch.Tensor, tol: float = 1e-9) -> bool:
@@ -120,10 +140,13 @@ def real_dynamical_matrices(fc: ForceConstants, qpoints: torch.Tensor) -> torch.
     twice = torch.round(2 * qpoints.detach().reshape(-1, 3).to(device=w.device, dtype=torch.float64))
     pair = fc.src * m + fc.dst
     shift = fc.shift.to(torch.float64)
+    table = ShiftTable.from_bonds(w, block_entries(fc.src, fc.dst, m), shift, 9 * m * m)
+    if table is not None:  # exp(2πi q·T) = (−1)^(2q·T): integers held exactly in float64
+        sign = 1.0 - 2.0 * torch.remainder(twice @ table.shifts.T, 2.0)
+        return table(sign).reshape(-1, 3 * m, 3 * m)
     step = _q_chunk(fc, twice.shape[0])
     out = []
     for start in range(0, twice.shape[0], step):
-        # exp(2πi q·T) = (−1)^(2q·T): integers held exactly in float64
         sign = (1.0 - 2.0 * torch.remainder(twice[start : start + step] @ shift.T, 2.0)).to(w.dtype)
         out.append(_blocks_to_matrix(_phase_sum(sign, w, pair, m * m), m))
     return torch.cat(out, dim=0)
@@ -155,9 +178,84 @@ def _q_chunk(fc: ForceConstants, n_q: int) -> int:
 def _phase_sum(phase: torch.Tensor, w: torch.Tensor, pair: torch.Tensor, n_pairs: int) -> torch.Tensor:
     """Σ over bonds of phase(q, bond) · w(bond), per atom pair: (n_q, n_pairs, 9) from phases
     (n_q, E), mass-weighted blocks (E, 9) and each bond's pair index (E,) (row atom · m + column
-    atom: ``n_pairs`` = m·m for a whole D(q))."""
+    atom: ``n_pairs`` = m·m for a whole D(q)). The bond-by-bond sum, for cells too large for a
+    :class:`ShiftTable`."""
     acc = torch.zeros(phase.shape[0], n_pairs, 9, dtype=w.dtype, device=w.device)
     return acc.index_add_(1, pair, phase[:, :, None] * w[None, :, :])
+
+
+#: Largest :class:`ShiftTable` (distinct shifts × matrix entries; 128 MB in float64) an
+#: assembly builds; beyond it (cells of a few hundred atoms, or over a hundred in the real form
+#: of centrosymmetric crystals, whose eigen-solves dominate anyway) the bonds are summed one by
+#: one at every q-point.
+SHIFT_TABLE_MAX = 2**24
+
+
+class ShiftTable:
+    """A crystal's mass-weighted force constants summed per distinct bond shift s:
+    ``table[s]`` is the matrix (flattened) that the phase of s multiplies, so that
+    D(q) = Σ_s exp(2πi q·s) table[s].
+
+    A crystal's bonds share few distinct shifts (the k-MVN's bonds on Togo cells of 10–154
+    atoms: 21–37 lattice translations T), so D at n_q q-points is one product of the phases
+    (n_q, S) with the table (S, entries), every entry already where the matrix wants it: on this
+    CPU 2–6× faster than adding every bond's block at every q-point, at every cell size measured
+    (``benchmarks/bench_assembly.py``); differentiable in the blocks.
+    """
+
+    def __init__(self, shifts: torch.Tensor, table: torch.Tensor):
+        self.shifts = shifts  # (S, 3) fractional
+        self.table = table  # (S, entries)
+
+    @classmethod
+    def from_bonds(cls, values: torch.Tensor, entries: torch.Tensor, shift: torch.Tensor, n_entries: int,
+                   max_numbers: int | None = None) -> ShiftTable | None:
+        """The table of bonds whose numbers ``values`` (E, k) go to the flat matrix ``entries``
+        (E, k) under each bond's phase vector ``shift`` (E, 3) (values of equal entry and shift
+        are summed); ``None`` when it would hold more than ``max_numbers`` (default
+        :data:`SHIFT_TABLE_MAX`)."""
+        shifts, column = distinct_shifts(shift)
+        if len(shifts) * n_entries > (SHIFT_TABLE_MAX if max_numbers is None else max_numbers):
+            return None
+        table = torch.zeros(len(shifts), n_entries, dtype=values.dtype, device=values.device)
+        rows = column[:, None].expand(entries.shape)
+        return cls(shifts, table.index_put((rows.reshape(-1), entries.reshape(-1)), values.reshape(-1), accumulate=True))
+
+    def __call__(self, phase: torch.Tensor) -> torch.Tensor:
+        """Σ_s phase[:, s] table[s]: (n_q, entries) from ``phase`` (n_q, S)."""
+        return phase.to(self.table.dtype) @ self.table
+
+    def cos_sin(self, qpoints: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Σ_s cos(2π q·s) table[s] and the same with sin at ``qpoints`` (n_q, 3): the real
+        and imaginary parts of D(q), each (n_q, entries); one product for both."""
+        angle = 2 * torch.pi * (qpoints.to(self.shifts.dtype) @ self.shifts.T)  # (n_q, S)
+        both = self(torch.cat([torch.cos(angle), torch.sin(angle)]))
+        return both[: len(angle)], both[len(angle) :]
+
+
+def block_entries(row: torch.Tensor, col: torch.Tensor, n: int) -> torch.Tensor:
+    """Flat index, in a (3n, 3n) matrix, of the 9 entries (α-major) of each 3×3 block at block
+    row ``row`` and block column ``col``: (E, 9)."""
+    k = torch.arange(3, device=row.device)
+    r = (3 * row)[:, None, None] + k[None, :, None]
+    c = (3 * col)[:, None, None] + k[None, None, :]
+    return (r * (3 * n) + c).reshape(-1, 9)
+
+
+def distinct_shifts(shift: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The distinct rows of ``shift`` (E, 3) and, for each row, its index among them; shifts
+    that are multiples of ½ (lattice translations, and the centrosymmetric form's T + ΔL/2)
+    are told apart by an exact integer key, any others by their values."""
+    shift = shift.detach().reshape(-1, 3)
+    twice = torch.round(2 * shift)
+    if len(shift) and bool(torch.all(twice == 2 * shift)) and float(twice.abs().max()) < 2**20:
+        ints = twice.to(torch.int64) + 2**20
+        key = (ints[:, 0] * 2**21 + ints[:, 1]) * 2**21 + ints[:, 2]
+        _, first, inverse = np.unique(key.cpu().numpy(), return_index=True, return_inverse=True)
+        inverse = torch.as_tensor(inverse.reshape(-1), device=shift.device)
+        return shift[torch.as_tensor(first, device=shift.device)], inverse
+    distinct, inverse = torch.unique(shift, dim=0, return_inverse=True)
+    return distinct, inverse.reshape(-1)
 
 
 def _blocks_to_matrix(acc: torch.Tensor, m: int) -> torch.Tensor:
@@ -206,7 +304,7 @@ def band_frequencies(
     force constants' cell or None per crystal, e.g. :attr:`~vgnn_core.crystal.crystal.Crystal.inversion`):
     a centrosymmetric crystal's D(q) is solved in its real symmetric form
     (:mod:`~vgnn_core.phonons.centrosymmetric`: the eigenvalues of its force constants made
-    exactly inversion-symmetric, half the assembly, a real solve 2–3× faster than a complex one),
+    exactly inversion-symmetric, a real solve 2–3× faster than a complex one),
     unless the force constants, masses or Born charges break the inversion
     (:func:`~vgnn_core.phonons.centrosymmetric.inversion_pairs`: by more than 1e-5 of their
     largest entry; an :class:`~vgnn_core.phonons.centrosymmetric.InversionPairs` already prepared

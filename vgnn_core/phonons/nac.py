@@ -280,6 +280,10 @@ class NonAnalyticCorrection:
         """What the correction adds to D(q) of the short-range ``fc``: C(q)/√(M_i M_j), (n_q, 3m, 3m)."""
         return self.mass_weighted(qpoints, fc.masses.detach().cpu().numpy(), q_directions)
 
+    def acting_qpoints(self, qpoints: np.ndarray, q_directions: np.ndarray | None = None) -> np.ndarray:
+        """Indices of the q-points where :meth:`dynamical_term` may be non-zero: all of them."""
+        return np.arange(len(np.asarray(qpoints).reshape(-1, 3)))
+
     # --- short-range force constants ---------------------------------------------------------
 
     def dipole_force_constants(self, src: np.ndarray, dst: np.ndarray, shift: np.ndarray,
@@ -352,15 +356,22 @@ class GammaJumpCorrection(NonAnalyticCorrection):
         q = np.asarray(qpoints, dtype=float).reshape(-1, 3)
         m3 = 3 * self.n_atoms
         out = np.zeros((len(q), m3, m3), dtype=complex)
-        if q_directions is None:
-            return out
-        d = np.broadcast_to(np.asarray(q_directions, dtype=float).reshape(-1, 3), q.shape)
-        rows = np.flatnonzero((np.abs(q).max(axis=1) < GAMMA_TOLERANCE) & (np.linalg.norm(d, axis=1) > 0))
+        rows = self.acting_qpoints(q, q_directions)
         if len(rows):
+            d = np.broadcast_to(np.asarray(q_directions, dtype=float).reshape(-1, 3), q.shape)
             w = long_wavelength_term(d[rows] @ self.reciprocal, self.born, self.epsilon, self.factor, self.volume)
             inv = np.repeat(1.0 / np.sqrt(fc.masses.detach().cpu().numpy().astype(float)), 3)
             out[rows] = w * np.outer(inv, inv)[None]
         return out
+
+    def acting_qpoints(self, qpoints: np.ndarray, q_directions: np.ndarray | None = None) -> np.ndarray:
+        """Indices of the q-points where :meth:`dynamical_term` is non-zero: Γ approached from a
+        direction (a path's Γ ends); a band path or a mesh needs the jump at a few points only."""
+        q = np.asarray(qpoints, dtype=float).reshape(-1, 3)
+        if q_directions is None:
+            return np.zeros(0, dtype=np.int64)
+        d = np.broadcast_to(np.asarray(q_directions, dtype=float).reshape(-1, 3), q.shape)
+        return np.flatnonzero((np.abs(q).max(axis=1) < GAMMA_TOLERANCE) & (np.linalg.norm(d, axis=1) > 0))
 
     def ewald_jump(self, fc: ForceConstants, q_directions: np.ndarray) -> np.ndarray:
         """The same jump as the difference of two Gonze–Lee Ewald sums at Γ, C(Γ, q̂) − C(Γ)
@@ -396,6 +407,10 @@ class WangCorrection:
     @property
     def n_atoms(self) -> int:
         return int(self.born.shape[0])
+
+    def acting_qpoints(self, qpoints: np.ndarray, q_directions: np.ndarray | None = None) -> np.ndarray:
+        """Indices of the q-points where :meth:`dynamical_term` may be non-zero: all of them."""
+        return np.arange(len(np.asarray(qpoints).reshape(-1, 3)))
 
     def dynamical_term(self, fc: ForceConstants, qpoints: np.ndarray,
                        q_directions: np.ndarray | None = None) -> np.ndarray:
