@@ -17,6 +17,11 @@ spread over the 10,034 (every tenth, the first ``--limit``), in batches of ``--b
    the bands, Γ, the mesh's heat capacity and the members' spread (cm⁻¹, J/K/mol).
 
 Prints a table and writes ``results/assembly/assembly.json``. Run: ``python benchmarks/bench_assembly.py``.
+
+``--by-size``: instead, against cell size (three Togo cells per size range, 10–200 atoms, the
+shipped k-MVN's force constants in float64, one thread, 100 random q-points): the time of D(q)
+with a table and bond by bond, complex and (where there is an inversion) in the real form, the
+table's build, and the distinct shifts; writes ``results/assembly/by_size.json``.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from bench_fused import every_tenth_togo
 
 RESULTS = Path(__file__).parent / "results" / "assembly"
 
@@ -63,16 +69,65 @@ def as_before() -> Iterator[None]:
         yield
 
 
-def _togo_structures(limit: int) -> list:
+def by_size(json_path: Path) -> None:
+    """The ``--by-size`` table (module docstring)."""
     from flows.sources.phonondb import togo_source
+    from vgnn_core.crystal.crystal import as_crystal
+    from vgnn_core.phonons import dynamical_matrix as dm
+    from vgnn_core.phonons.centrosymmetric import (
+        centrosymmetric_matrices,
+        inversion_pairs,
+        real_form_table,
+    )
+    from vgnn_core.predict import load_pretrained
 
-    out = []
-    for k, item in enumerate(togo_source()):
-        if k % 10 == 0:
-            out.append(item.structure)
-            if len(out) >= limit:
-                break
-    return out
+    torch.set_num_threads(1)
+    ranges = [(10, 16), (20, 28), (36, 48), (56, 72), (80, 100), (110, 140), (150, 200)]
+    picked: dict[tuple[int, int], list] = {r: [] for r in ranges}
+    for item in togo_source():
+        for lo, hi in ranges:
+            if lo <= len(item.structure) <= hi and len(picked[(lo, hi)]) < 3:
+                picked[(lo, hi)].append(item.structure)
+        if all(len(v) == 3 for v in picked.values()):
+            break
+    predictor = load_pretrained("kmvn")
+    q = torch.as_tensor(np.random.default_rng(0).uniform(-0.5, 0.5, (100, 3)))
+
+    def ms(fn, repeats: int = 2) -> float:
+        fn()
+        t0 = time.perf_counter()
+        for _ in range(repeats):
+            fn()
+        return 1000 * (time.perf_counter() - t0) / repeats
+
+    rows = []
+    print(f"{'atoms':>5s} {'bonds':>6s} {'S':>4s} {'complex: table':>15s} {'bonds':>8s} {'real: S':>8s} "
+          f"{'table':>8s} {'build':>7s} {'bonds':>8s}   ms, 100 q-points, one thread")
+    with torch.no_grad():
+        for structures in picked.values():
+            for structure in structures:
+                crystal = as_crystal(structure)
+                fc = predictor.predict_force_constants([structure])[0].to(torch.float64)
+                row = {"atoms": fc.n_atoms, "bonds": fc.n_bonds, "shifts": len(dm.distinct_shifts(fc.shift)[0]),
+                       "complex_table_ms": ms(lambda: dm.dynamical_matrices(fc, q))}
+                with bond_by_bond():
+                    row["complex_bonds_ms"] = ms(lambda: dm.dynamical_matrices(fc, q))
+                pairs = inversion_pairs(fc, crystal.inversion) if crystal.inversion is not None else None
+                table = real_form_table(pairs) if pairs is not None else None
+                if table is not None:
+                    row.update(real_shifts=len(table.shifts), real_table_ms=ms(lambda: table(q)),
+                               real_build_ms=ms(lambda: real_form_table(pairs)))
+                    with bond_by_bond():
+                        plain = inversion_pairs(fc, crystal.inversion)
+                        row["real_bonds_ms"] = ms(lambda: centrosymmetric_matrices(fc, plain, q))
+                rows.append(row)
+                real = (f"{row['real_shifts']:8d} {row['real_table_ms']:8.1f} {row['real_build_ms']:7.1f} "
+                        f"{row['real_bonds_ms']:8.1f}" if "real_shifts" in row else f"{'–':>8s}")
+                print(f"{row['atoms']:5d} {row['bonds']:6d} {row['shifts']:4d} {row['complex_table_ms']:15.1f} "
+                      f"{row['complex_bonds_ms']:8.1f} {real}", flush=True)
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    json_path.write_text(json.dumps({"rows": rows, "q_points": len(q), "torch": torch.__version__,
+                                     "machine": f"{platform.machine()}, 1 thread, {platform.platform()}"}, indent=1) + "\n")
 
 
 def main() -> None:
@@ -84,11 +139,16 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=200, help="Togo structures (every tenth of the 10,034)")
     parser.add_argument("--batch-size", type=int, default=50)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--json", default=str(RESULTS / "assembly.json"))
+    parser.add_argument("--json", default=None, help="default: results/assembly/assembly.json (by_size.json)")
+    parser.add_argument("--by-size", action="store_true", help="the table against cell size instead")
     args = parser.parse_args()
+    if args.by_size:
+        by_size(Path(args.json or RESULTS / "by_size.json"))
+        return
+    args.json = args.json or str(RESULTS / "assembly.json")
 
     torch.set_num_threads(2)
-    crystals = [as_crystal(s) for s in _togo_structures(args.limit)]
+    crystals = [as_crystal(s) for s in every_tenth_togo(args.limit)]
     predictor = load_pretrained("kmvn")
     batches = [crystals[i:i + args.batch_size] for i in range(0, len(crystals), args.batch_size)]
 

@@ -66,7 +66,8 @@ def unfused() -> Iterator[None]:
         yield
 
 
-def _togo_structures(limit: int) -> list:
+def every_tenth_togo(limit: int) -> list:
+    """Togo structures spread over the 10,034: every tenth, the first ``limit`` of them."""
     from flows.sources.phonondb import togo_source
 
     out = []
@@ -108,7 +109,7 @@ def main() -> None:
     args = parser.parse_args()
 
     torch.set_num_threads(2)
-    structures = _togo_structures(args.limit)
+    structures = every_tenth_togo(args.limit)
     model = load_pretrained_model("kmvn").eval()
     graphs = [build_graph(s, model.config.graph_cutoff) for s in structures]
     batches = [collate(graphs[i:i + args.batch_size]) for i in range(0, len(graphs), args.batch_size)]

@@ -199,8 +199,8 @@ class ShiftTable:
     A crystal's bonds share few distinct shifts (the k-MVN's bonds on Togo cells of 10–154
     atoms: 21–37 lattice translations T), so D at n_q q-points is one product of the phases
     (n_q, S) with the table (S, entries), every entry already where the matrix wants it: on this
-    CPU 2–6× faster than adding every bond's block at every q-point, at every cell size measured
-    (``benchmarks/bench_assembly.py``); differentiable in the blocks.
+    CPU 2–5× faster than adding every bond's block at every q-point, at every cell size measured
+    (``benchmarks/bench_assembly.py --by-size``); differentiable in the blocks.
     """
 
     def __init__(self, shifts: torch.Tensor, table: torch.Tensor):
