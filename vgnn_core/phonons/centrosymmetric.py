@@ -20,9 +20,10 @@ of D̃:
 (1: the first atoms of the pairs, 2: their partners, f: atoms their own partner). Same
 eigenvalues as D(q), from a real eigen-solve. Every entry is a sum over bonds of a block times
 the cosine or the sine of 2π q·s, s = T + (L_i − L_j)/2, and a crystal's bonds share few
-distinct s (tens; up to ~80 on Togo cells of up to 100 atoms): :class:`RealFormTable` sums the blocks per s once, into the entries they feed, and
-the matrix at any number of q-points is then one matrix product. It relies on the force
-constants having the inversion symmetry, which :func:`inversion_pairs` checks first.
+distinct s (tens; up to ~80 on Togo cells of up to 100 atoms): :class:`RealFormTable` sums the
+blocks per s once, into the entries they feed, and the matrix at any number of q-points is then
+one matrix product. It relies on the force constants having the inversion symmetry, which
+:func:`inversion_pairs` checks first.
 """
 
 from __future__ import annotations
