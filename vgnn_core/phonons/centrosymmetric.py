@@ -240,8 +240,7 @@ def real_form_table(pairs: InversionPairs, max_numbers: int | None = None) -> Re
     fc = pairs.force_constants
     m, device = fc.n_atoms, fc.blocks.device
     w = fc.mass_weighted_blocks()
-    lshift = pairs.lattice_shift.to(device=device, dtype=w.dtype)
-    shifts, column = distinct_shifts(fc.shift.to(w.dtype) + 0.5 * (lshift[fc.src] - lshift[fc.dst]))
+    shifts, column = distinct_shifts(_tilde_shifts(pairs))
     n_shifts = len(shifts)
     if 2 * n_shifts * 9 * m * m > (dynamical_matrix.SHIFT_TABLE_MAX if max_numbers is None else max_numbers):
         return None
@@ -281,6 +280,13 @@ def real_form_table(pairs: InversionPairs, max_numbers: int | None = None) -> Re
     return RealFormTable(shifts, full.reshape(2 * n_shifts, 9 * m * m), m)
 
 
+def _tilde_shifts(pairs: InversionPairs) -> torch.Tensor:
+    """Every bond's phase vector in D̃'s gauge, T + (L_i − L_j)/2: (E, 3), the blocks' dtype."""
+    fc = pairs.force_constants
+    lshift = pairs.lattice_shift.to(device=fc.blocks.device, dtype=fc.blocks.dtype)
+    return fc.shift.to(fc.blocks.dtype) + 0.5 * (lshift[fc.src] - lshift[fc.dst])
+
+
 def _tilde_blocks(pairs: InversionPairs, qpoints: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Re and Im of D̃'s blocks in the rows of the first and the fixed atoms, bond by bond:
     each (n_q, r, m, 3, 3) (r = first + fixed atoms)."""
@@ -294,9 +300,7 @@ def _tilde_blocks(pairs: InversionPairs, qpoints: torch.Tensor) -> tuple[torch.T
     w = w_all[keep].reshape(-1, 9)
     src, dst = row_of[fc.src[keep]], fc.dst[keep]
     pair = src * m + dst  # (row atom, column atom) of every kept bond
-    lshift = pairs.lattice_shift.to(device=w.device, dtype=w.dtype)
-    # the bond phases of D̃: at T + (L_i − L_j)/2
-    shift = fc.shift[keep].to(w.dtype) + 0.5 * (lshift[fc.src[keep]] - lshift[dst])
+    shift = _tilde_shifts(pairs)[keep]
     r = len(rows)
     re, im = [], []
     step = _q_chunk(fc, qpoints.shape[0])

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from ..crystal.bonds import bond_keys
 from .force_constants import ForceConstants
 from .units import EV_ANGSTROM2_AMU_TO_CM1
 
@@ -83,7 +84,6 @@ def dynamical_matrices(
     weighted = fc.mass_weighted_blocks()
     cdtype = torch.complex128 if weighted.dtype == torch.float64 else torch.complex64
     qpoints = qpoints.to(dtype=weighted.dtype, device=weighted.device).reshape(-1, 3)
-    pair = fc.src * m + fc.dst
     shift = fc.shift.to(weighted.dtype)
     w = weighted.reshape(-1, 9)
     # the blocks are real: Re D and Im D are sums of cos·Φ and sin·Φ (half a complex product's work)
@@ -91,6 +91,7 @@ def dynamical_matrices(
     if table is not None:
         d = torch.complex(*table.cos_sin(qpoints)).reshape(-1, 3 * m, 3 * m)
     else:  # bond by bond, a chunk of q-points at a time
+        pair = fc.src * m + fc.dst
         n_q = qpoints.shape[0]
         step = q_chunk or _q_chunk(fc, n_q)
         out = []
@@ -138,12 +139,12 @@ def real_dynamical_matrices(fc: ForceConstants, qpoints: torch.Tensor) -> torch.
     m = fc.n_atoms
     w = fc.mass_weighted_blocks().reshape(-1, 9)
     twice = torch.round(2 * qpoints.detach().reshape(-1, 3).to(device=w.device, dtype=torch.float64))
-    pair = fc.src * m + fc.dst
     shift = fc.shift.to(torch.float64)
     table = ShiftTable.from_bonds(w, block_entries(fc.src, fc.dst, m), shift, 9 * m * m)
     if table is not None:  # exp(2πi q·T) = (−1)^(2q·T): integers held exactly in float64
         sign = 1.0 - 2.0 * torch.remainder(twice @ table.shifts.T, 2.0)
         return table(sign).reshape(-1, 3 * m, 3 * m)
+    pair = fc.src * m + fc.dst
     step = _q_chunk(fc, twice.shape[0])
     out = []
     for start in range(0, twice.shape[0], step):
@@ -249,9 +250,10 @@ def distinct_shifts(shift: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     shift = shift.detach().reshape(-1, 3)
     twice = torch.round(2 * shift)
     if len(shift) and bool(torch.all(twice == 2 * shift)) and float(twice.abs().max()) < 2**20:
-        ints = twice.to(torch.int64) + 2**20
-        key = (ints[:, 0] * 2**21 + ints[:, 1]) * 2**21 + ints[:, 2]
-        _, first, inverse = np.unique(key.cpu().numpy(), return_index=True, return_inverse=True)
+        ints = twice.cpu().numpy().astype(np.int64)
+        zero = np.zeros(len(ints), dtype=np.int64)  # one "bond" 0 → 0 per shift: its key is the shift's
+        key = bond_keys(zero, zero, ints, 1, int(np.abs(ints).max()))
+        _, first, inverse = np.unique(key, return_index=True, return_inverse=True)
         inverse = torch.as_tensor(inverse.reshape(-1), device=shift.device)
         return shift[torch.as_tensor(first, device=shift.device)], inverse
     distinct, inverse = torch.unique(shift, dim=0, return_inverse=True)
