@@ -117,7 +117,7 @@ def nac_columns(result) -> dict:
     if not getattr(result, "has_nac", False):
         return dict(NO_NAC)
     lattice = np.asarray(result.structure.lattice.matrix)
-    split = max(float(result.lo_to_splitting(d).max()) for d in LO_TO_DIRECTIONS @ lattice.T)  # Cartesian → fractional q
+    split = float(result.lo_to_splitting(LO_TO_DIRECTIONS @ lattice.T).max())  # Cartesian → fractional q, solved together
     return {
         "has_nac": True,
         "born_charges": np.asarray(result.born_charges, dtype=np.float32).reshape(-1),

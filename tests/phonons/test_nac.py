@@ -12,6 +12,7 @@ from pymatgen.io.phonopy import get_pmg_structure
 
 from vgnn_core import band_frequencies, dynamical_matrices, from_phonopy, gamma_frequencies
 from vgnn_core.io.phonopy import load_force_sets, read_born_file
+from vgnn_core.phonons.dynamical_matrix import eigenvalues_to_cm1, gamma_dynamical_matrices_along
 from vgnn_core.phonons.nac import (
     BornCharges,
     GammaJumpCorrection,
@@ -219,6 +220,30 @@ def test_wang_method_matches_phonopy(polar):
         assert np.all(ours[3:6, -1] * RESCALE > gamma_frequencies([polar.full])[0].numpy()[-1] * RESCALE - 1e-6)
     finally:
         polar.ph.nac_params = saved
+
+
+def test_gamma_along_directions_is_a_real_solve(polar):
+    """D at Γ along a direction, built real (:func:`gamma_dynamical_matrices_along`), for
+    Gonze–Lee on the short-range force constants, the closed-form jump and Wang's method on the
+    full ones: the correction's term is real there, and the real solve gives phonopy's LO and TO
+    modes (a zero direction: TO) and the complex route's."""
+    dm = polar.ph.dynamical_matrix
+    directions = np.vstack([GAMMA_DIRECTIONS, np.zeros((1, 3))])
+    jump = GammaJumpCorrection.from_structure(polar.structure, polar.nac.born, polar.nac.epsilon,
+                                              factor=polar.nac.factor)
+    wang = WangCorrection(polar.nac.lattice, dm.born, dm.dielectric_constant, polar.supercell, factor=polar.nac.factor)
+    ref = np.vstack([polar.phonopy_cm1(np.zeros(3), d if d.any() else None) for d in directions])
+    for fc, correction in ((polar.short, polar.nac), (polar.full, jump), (polar.full, wang)):
+        term = correction.dynamical_term(fc, np.zeros_like(directions), directions)
+        assert np.abs(term.imag).max() <= 1e-12 * np.abs(term).max()
+        mats = gamma_dynamical_matrices_along(fc, correction, directions)
+        assert mats.dtype == torch.float64 and mats.shape == (5, 3 * fc.n_atoms, 3 * fc.n_atoms)
+        torch.testing.assert_close(mats, mats.mT, rtol=0, atol=1e-12)
+        ours = eigenvalues_to_cm1(torch.linalg.eigvalsh(mats)).numpy()
+        assert max_deviation(ours * RESCALE, ref) < TOL, type(correction).__name__
+        complex_route = band_frequencies([fc], [torch.zeros(5, 3, dtype=torch.float64)], nacs=[correction],
+                                         q_directions=[directions])[0].numpy()
+        assert max_deviation(ours, complex_route) < 1e-6
 
 
 def from_phonopy_blocks(ph, supercell_fc: np.ndarray) -> np.ndarray:

@@ -86,6 +86,21 @@ def test_gamma_is_to_and_gamma_along_gives_lo(polar):
     assert result.summary()["has_nac"] is True and "has_nac" not in plain.summary()
 
 
+def test_gamma_along_takes_several_directions_at_once(polar):
+    """Directions (k, 3) are solved together, each as alone; without NAC every row is Γ."""
+    name, _, _, result, plain = polar
+    directions = np.array([[1.0, 0, 0], [0, 0, 1.0], [0.3, -0.2, 0.5], [0, 0, 0]])
+    together = result.gamma_along(directions)
+    assert together.shape == (4, len(result.gamma))
+    for d, row in zip(directions, together):
+        assert max_deviation(row, result.gamma_along(d)) < 1e-9, name
+    assert max_deviation(together[3], result.gamma) < 1e-6, name  # no direction: TO
+    assert result.lo_to_splitting(directions).shape == (4, len(result.gamma))
+    np.testing.assert_array_equal(plain.lo_to_splitting(directions), 0)
+    with pytest.raises(ValueError, match="direction"):
+        result.gamma_along(np.zeros((2, 2)))
+
+
 def test_mesh_and_thermal_use_nac(polar):
     name, ph, _, result, plain = polar
     q = result.mesh.qpoints

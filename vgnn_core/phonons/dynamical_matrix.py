@@ -171,6 +171,18 @@ def gamma_dynamical_matrix(fc: ForceConstants, nac: Correction | None = None) ->
     return d
 
 
+def gamma_dynamical_matrices_along(fc: ForceConstants, nac: Correction, q_directions: np.ndarray) -> torch.Tensor:
+    """Real symmetric D at Γ approached along each of ``q_directions`` ((k, 3), fractional in the
+    reciprocal basis, as phonopy's ``nac_q_direction``): (k, 3m, 3m) in eV/Å²/amu, the analytic
+    D(Γ) plus the dipole–dipole term of the limit q → 0 along each direction. That term is real at
+    Γ (every phase is 1; the Ewald sums pair G with −G), so the LO and TO modes need only a real
+    eigen-solve; a zero direction gives the TO matrix (:func:`gamma_dynamical_matrix` with ``nac``)."""
+    d = np.asarray(q_directions, dtype=float).reshape(-1, 3)
+    analytic = gamma_dynamical_matrix(fc)
+    extra = nac.dynamical_term(fc, np.zeros_like(d), d).real
+    return analytic[None] + torch.as_tensor(extra, dtype=analytic.dtype, device=analytic.device)
+
+
 def _q_chunk(fc: ForceConstants, n_q: int) -> int:
     """q-points assembled at once: the (n_q, bonds, 9) products stay under ~4e7 numbers."""
     return max(1, min(n_q, int(4e7 // max(1, 9 * fc.n_bonds))))

@@ -26,7 +26,12 @@ from ..crystal.crystal import as_crystal
 from ..timing import StageClock, maybe_stage
 from .centrosymmetric import InversionPairs, inversion_pairs
 from .dos import DEFAULT_SIGMA_CM1, PhononDOS, phonon_dos
-from .dynamical_matrix import band_frequencies, gamma_frequencies
+from .dynamical_matrix import (
+    band_frequencies,
+    eigenvalues_to_cm1,
+    gamma_dynamical_matrices_along,
+    gamma_frequencies,
+)
 from .force_constants import ForceConstants
 from .mesh import DEFAULT_MESH_DENSITY, QMesh, mesh_for
 from .modes import modes
@@ -103,19 +108,26 @@ class PhononResult:
         """ε∞ (3, 3), dimensionless (None without NAC)."""
         return None if self.born is None else self.born.epsilon
 
-    def gamma_along(self, direction: Sequence[float]) -> np.ndarray:
-        """Frequencies (cm⁻¹, (3m,)) at Γ approached along ``direction`` (fractional, in the
-        reciprocal basis, as phonopy's ``nac_q_direction``): the LO modes split from the TO
-        ones. Without NAC, or with a zero direction, they are :attr:`gamma`."""
+    def gamma_along(self, direction: Sequence[float] | np.ndarray) -> np.ndarray:
+        """Frequencies (cm⁻¹) at Γ approached along ``direction`` (fractional, in the reciprocal
+        basis, as phonopy's ``nac_q_direction``): the LO modes split from the TO ones. One
+        direction (3,) gives (3m,); several (k, 3) give (k, 3m), solved together. Without NAC, or
+        with a zero direction, they are :attr:`gamma`."""
         if self.force_constants is None:
             raise ValueError(f"{self.name}: the result holds no force constants to solve Γ along a direction")
-        d = np.asarray(direction, dtype=float).reshape(1, 3)
-        q = torch.zeros(1, 3, dtype=torch.float64)
-        nacs = [self.nac] if self.nac is not None else None
-        return band_frequencies([self.force_constants], [q], nacs=nacs, q_directions=[d])[0][0].numpy()
+        d = np.asarray(direction, dtype=float)
+        if not (d.shape == (3,) or (d.ndim == 2 and d.shape[1] == 3)):
+            raise ValueError(f"{self.name}: a direction is (3,) and several are (k, 3), got shape {d.shape}")
+        if self.nac is None:
+            w = np.repeat(np.asarray(self.gamma)[None], len(d.reshape(-1, 3)), axis=0)
+        else:  # D at Γ along a direction is real: one real eigen-solve per direction
+            mats = gamma_dynamical_matrices_along(self.force_constants, self.nac, d.reshape(-1, 3))
+            w = eigenvalues_to_cm1(torch.linalg.eigvalsh(mats)).numpy()
+        return w if d.ndim == 2 else w[0]
 
-    def lo_to_splitting(self, direction: Sequence[float]) -> np.ndarray:
-        """ω(Γ along ``direction``) − ω_TO(Γ) per mode (cm⁻¹, (3m,)), both sorted: zero without NAC."""
+    def lo_to_splitting(self, direction: Sequence[float] | np.ndarray) -> np.ndarray:
+        """ω(Γ along ``direction``) − ω_TO(Γ) per mode (cm⁻¹; (3m,), or (k, 3m) for k directions as
+        in :meth:`gamma_along`), both sorted: zero without NAC."""
         return self.gamma_along(direction) - self.gamma
 
     def summary(self, temperature: float = 300.0) -> dict:
