@@ -227,13 +227,18 @@ class Predictor:
 
     def _force_constants_and_agreement(
         self, graphs: Sequence[CrystalGraph], born: list | None = None, companion: Predictor | None = None,
+        rotations: Sequence[np.ndarray | None] | None = None,
     ) -> list[tuple[list[ForceConstants], list[MemberAgreement | None]]]:
         """Force constants and, for an ensemble, how far its members agree on each crystal
         (None for a single network): ``[(fcs, agreements)]``, then the same for ``companion``
         (a predictor running the same networks, :func:`networks_shared`) from the same passes.
 
         With a list ``born``, the Born model's charges of every crystal are appended to it,
-        predicted on the same batches."""
+        predicted on the same batches. ``rotations`` (each crystal's exact point-group rotations,
+        :attr:`~vgnn_core.crystal.crystal.Crystal.mesh_rotations`) let an ensemble measure its
+        members' agreement at the q-points that differ under them only."""
+        if rotations is not None and len(rotations) != len(graphs):
+            raise ValueError(f"{len(rotations)} crystals' rotations for {len(graphs)} graphs")
         if not self.model.has_force_constants:
             raise ValueError(f"a {self.kind.upper()} predicts frequencies directly; it has no force constants")
         models = [self.model] + ([companion.model] if companion is not None else [])
@@ -242,8 +247,9 @@ class Predictor:
         positions = getattr(self.born_model, "member_positions", None) if born is not None else None
         shared = positions(self.model) if positions is not None else None
         with torch.inference_mode():
-            for _, batch in self._each_batch(graphs):
+            for idx, batch in self._each_batch(graphs):
                 features = None  # the backbones' output, when the Born heads need it too
+                symmetry = {} if rotations is None else {"rotations": [rotations[k] for k in idx]}
                 if shared is not None:
                     features = self.model.encode(batch)
                     per_member = features if isinstance(features, list) else [features]
@@ -258,7 +264,7 @@ class Predictor:
                         fcs += model.force_constants(batch) if features is None else model.force_constants(batch, features)
                         agreements += [None] * batch.n_graphs
                         continue
-                    f, agreement = agreement_of(batch, features, member_blocks=member_blocks)
+                    f, agreement = agreement_of(batch, features, member_blocks=member_blocks, **symmetry)
                     fcs += f
                     agreements += agreement
         return out
@@ -410,8 +416,10 @@ class Predictor:
         predicted: list | None = [] if nac is True else None
         if predicted is not None:
             self.born_model  # noqa: B018 - loaded (once) before the network is timed
+        with maybe_stage(clock, "graph"):  # kept on each Crystal: its mesh is reduced by them too
+            rotations = [c.mesh_rotations for c in crystals]
         with maybe_stage(clock, "network"):
-            outputs = self._force_constants_and_agreement(graphs, predicted, companion)
+            outputs = self._force_constants_and_agreement(graphs, predicted, companion, rotations)
             outputs = [([fc.cpu() for fc in fcs], agreements) for fcs, agreements in outputs]  # the rest runs on the CPU
         fcs, agreements = outputs[0]
         companion_out = None

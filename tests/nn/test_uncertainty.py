@@ -8,6 +8,7 @@ import torch
 from pymatgen.core import Lattice, Structure
 
 from vgnn_core import VGNN, Predictor, VGNNEnsemble, build_graph, collate
+from vgnn_core.crystal.crystal import as_crystal
 from vgnn_core.crystal.domain import TrainingDomain, bonded_pairs
 from vgnn_core.nn.uncertainty import ErrorPredictors, UncertaintyModel
 from vgnn_core.training.metrics import flag_f1, instability_scores, uncertainty_scores
@@ -53,6 +54,32 @@ def test_spread_is_the_members_disagreement_and_frame_free(monoclinic_zro2):
     assert agreement[0].highest_cm1 == pytest.approx(float(each.max().detach()), rel=1e-9)
 
 
+def test_agreement_at_the_points_that_differ_under_the_point_group(rocksalt_nacl, perovskite_srtio3,
+                                                                    monoclinic_zro2):
+    """With each cell's exact rotations the members are solved only at the 2×2×2 grid's points
+    that differ under them, weighted by how many each stands for: the same spread and extremes."""
+    from vgnn_core.nn.ensemble import uncertainty_qpoints
+
+    crystals = [as_crystal(s) for s in (rocksalt_nacl, perovskite_srtio3, monoclinic_zro2)]
+    grids = [uncertainty_qpoints(c.mesh_rotations) for c in crystals]
+    # fcc NaCl: Γ, the four L and the three X points; cubic SrTiO3: Γ, X (3), M (3), R; ZrO2 (2/m): 8
+    assert [len(q) for q, _ in grids] == [3, 4, 8]
+    assert sorted(grids[0][1].tolist()) == [1, 3, 4] and sorted(grids[1][1].tolist()) == [1, 1, 3, 3]
+    assert all(w.sum() == 8 for _, w in grids)
+    q, w = uncertainty_qpoints()
+    assert len(q) == 8 and (w == 1).all()
+    ens = VGNNEnsemble(members())
+    batch = collate([build_graph(c.structure, 5.0) for c in crystals], dtype=torch.float64)
+    _, everywhere = ens.force_constants_and_agreement(batch)
+    _, reduced = ens.force_constants_and_agreement(batch, rotations=[c.mesh_rotations for c in crystals])
+    for a, b in zip(everywhere, reduced):  # to the cells' own symmetry (positions to ~1e-6)
+        assert b.spread_cm1 == pytest.approx(a.spread_cm1, rel=1e-6) and a.spread_cm1 > 0.1
+        assert b.lowest_cm1 == pytest.approx(a.lowest_cm1, rel=1e-6, abs=1e-5)
+        assert b.highest_cm1 == pytest.approx(a.highest_cm1, rel=1e-6)
+    with pytest.raises(ValueError, match="rotations"):
+        ens.force_constants_and_agreement(batch, rotations=[None])
+
+
 def test_predictor_reports_calibrated_uncertainty_and_domain(rocksalt_nacl, si_primitive):
     ens = VGNNEnsemble(members())
     domain = TrainingDomain.from_graphs([build_graph(rocksalt_nacl, 5.0)])
@@ -89,7 +116,8 @@ def test_predictor_applies_the_fitted_uncertainty_model(rocksalt_nacl, perovskit
     crystals = [rocksalt_nacl, perovskite_srtio3, lithium_hydride(), conventional_nacl]
     results = Predictor(ens).predict_phonons(crystals, bands=False, thermal=False)
     batch = collate([build_graph(s, 5.0) for s in crystals], dtype=torch.float64)
-    agreements = ens.force_constants_and_agreement(batch)[1]
+    rotations = [as_crystal(s).mesh_rotations for s in crystals]  # as the predictor measures the agreement
+    agreements = ens.force_constants_and_agreement(batch, rotations=rotations)[1]
     for r, a, h, n in zip(results, agreements, (0, 0, 1, 0), (2, 5, 2, 2)):  # n: atoms of the primitive cell
         unstable = a.lowest_cm1 < -5.0
         by_hand = (np.exp(0.7) * a.spread_cm1 ** 0.55 * a.highest_cm1 ** 0.25 * np.exp(-0.3 * h) * n ** 0.2

@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
+import numpy as np
 from pymatgen.core import Structure
 
 from .structures import StructureLike, as_structure, structure_name
@@ -12,8 +13,8 @@ from .symmetry import CrystalSymmetry, Inversion, analyse_symmetry
 
 
 class _Search(enum.Enum):
-    """``Crystal._inversion`` before the cell was searched for an inversion centre (an enum
-    member: the same object again after pickling, e.g. on a Dask worker)."""
+    """``Crystal._inversion`` (``_rotations``) before the cell was searched for an inversion centre
+    (its exact rotations); an enum member: the same object again after pickling, e.g. on a Dask worker."""
 
     NOT_YET = 0
 
@@ -30,6 +31,7 @@ class Crystal:
     structure: Structure
     _symmetry: CrystalSymmetry | None = field(default=None, repr=False)
     _inversion: Inversion | None | _Search = field(default=_Search.NOT_YET, repr=False, compare=False)
+    _rotations: np.ndarray | None | _Search = field(default=_Search.NOT_YET, repr=False, compare=False)
 
     @property
     def symmetry(self) -> CrystalSymmetry:
@@ -38,9 +40,12 @@ class Crystal:
         return self._symmetry
 
     @property
-    def mesh_rotations(self):
-        """Point-group rotations that are exact symmetries of this cell (for q-mesh reductions)."""
-        return self.symmetry.exact_rotations(self.structure)
+    def mesh_rotations(self) -> np.ndarray | None:
+        """Point-group rotations that are exact symmetries of this cell (for q-mesh reductions;
+        found on first use, then kept): (n, 3, 3) integer on fractional positions, or ``None``."""
+        if self._rotations is _Search.NOT_YET:
+            self._rotations = self.symmetry.exact_rotations(self.structure)
+        return self._rotations
 
     @property
     def inversion(self) -> Inversion | None:

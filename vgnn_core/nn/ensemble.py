@@ -12,16 +12,31 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from ..crystal.graph import GraphBatch
 from ..phonons.dynamical_matrix import band_frequencies
 from ..phonons.force_constants import ForceConstants
+from ..phonons.mesh import gamma_centred_mesh
 from .model import VGNN, AtomFeatures, ForceConstantModel
 
 #: Where the members' agreement (spread, lowest mode) is measured: Γ and the zone-boundary
 #: points of the 2×2×2 grid (fractional, the cell's reciprocal basis).
 UNCERTAINTY_QPOINTS = [[a / 2, b / 2, c / 2] for a in (0, 1) for b in (0, 1) for c in (0, 1)]
+
+
+def uncertainty_qpoints(rotations: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """:data:`UNCERTAINTY_QPOINTS` reduced by a crystal's point group: the points that differ
+    under ``rotations`` (integer, on fractional positions: :attr:`~vgnn_core.crystal.crystal.Crystal.mesh_rotations`),
+    (n, 3), and how many of the eight each stands for, (n,). Force constants with the crystal's
+    symmetry (an equivariant network's, to float round-off) have the same spectrum at equivalent
+    points, so the weighted spread and the extremes over these are those over all eight, at
+    fewer eigen-solves (a cubic cell: 3 or 4 instead of 8). Without rotations, all eight."""
+    if rotations is None:
+        return np.asarray(UNCERTAINTY_QPOINTS, dtype=float), np.ones(len(UNCERTAINTY_QPOINTS), dtype=np.int64)
+    grid = gamma_centred_mesh((2, 2, 2), rotations)  # a q and −q are the same point here
+    return grid.qpoints, grid.weights
 
 
 @dataclass(frozen=True)
@@ -86,6 +101,7 @@ class VGNNEnsemble(ForceConstantModel):
 
     def force_constants_and_agreement(self, batch: GraphBatch, features: Sequence[AtomFeatures] | None = None,
                                       member_blocks: torch.Tensor | None = None,
+                                      rotations: Sequence[np.ndarray | None] | None = None,
                                       ) -> tuple[list[ForceConstants], list[MemberAgreement]]:
         """The ensemble's force constants and, per crystal, how far its members agree.
 
@@ -95,7 +111,9 @@ class VGNNEnsemble(ForceConstantModel):
         member, a few per cent of a band structure; no NAC (with ``nac_mode="full"`` the
         ensemble's own bands get it, its members' spectra here do not). ``features``: as for
         :meth:`member_bond_blocks`; ``member_blocks`` (that method's result for this batch, e.g. from
-        a k-MVN with the same members when this is their MVN) skips the networks.
+        a k-MVN with the same members when this is their MVN) skips the networks. ``rotations``
+        (one per crystal of the batch, or None: each cell's exact point-group rotations) solve only
+        the points that differ under them (:func:`uncertainty_qpoints`), weighted.
         """
         if member_blocks is None:
             member_blocks = self.member_bond_blocks(batch, features)
@@ -103,13 +121,28 @@ class VGNNEnsemble(ForceConstantModel):
             raise ValueError(f"{member_blocks.shape[0]} members' blocks for an ensemble of {len(self.members)}")
         fcs = self.assemble(batch, member_blocks.mean(0))
         per_member = [self.assemble(batch, b) for b in member_blocks]
-        points = UNCERTAINTY_QPOINTS if self.kind == "kmvn" else [[0.0, 0.0, 0.0]]  # MVN: Γ only
-        q = torch.as_tensor(points, dtype=torch.float64, device=member_blocks.device)
-        freqs = [band_frequencies(member, [q] * len(member)) for member in per_member]
+        device = member_blocks.device
+        if self.kind != "kmvn":  # MVN: Γ only
+            grids = [(np.zeros((1, 3)), np.ones(1, dtype=np.int64))] * batch.n_graphs
+        elif rotations is None:
+            grids = [uncertainty_qpoints()] * batch.n_graphs
+        else:
+            if len(rotations) != batch.n_graphs:
+                raise ValueError(f"{len(rotations)} crystals' rotations for a batch of {batch.n_graphs}")
+            grids = [uncertainty_qpoints(r) for r in rotations]
+        shared: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}  # crystals with the same grid share its tensors
+        for points, weights in grids:
+            if id(points) not in shared:
+                shared[id(points)] = (torch.as_tensor(points, dtype=torch.float64, device=device),
+                                      torch.as_tensor(weights, dtype=torch.float64, device=device))
+        q = [shared[id(points)][0] for points, _ in grids]
+        freqs = [band_frequencies(member, q) for member in per_member]
         stats = []  # per crystal: spread, lowest, highest; read to the host once for the batch
-        for g in range(batch.n_graphs):
+        for g, (points, _) in enumerate(grids):
             each = torch.stack([f[g] for f in freqs]).detach()  # (members, q, modes)
-            stats.append(torch.stack([each.std(dim=0).mean(), each.min(), each.max()]))
+            weights = shared[id(points)][1].to(each.dtype)
+            spread = (each.std(dim=0).mean(dim=1) * weights).sum() / weights.sum()
+            stats.append(torch.stack([spread, each.min(), each.max()]))
         agreement = [MemberAgreement(spread_cm1=s, lowest_cm1=lo, highest_cm1=hi)
                      for s, lo, hi in torch.stack(stats).tolist()] if stats else []
         return fcs, agreement

@@ -129,10 +129,11 @@ class ForceConstantModel(torch.nn.Module):
         return blocks[None]
 
     def force_constants_and_agreement(self, batch: GraphBatch, features=None, member_blocks: torch.Tensor | None = None,
-                                      ) -> tuple[list[ForceConstants], list]:
+                                      rotations=None) -> tuple[list[ForceConstants], list]:
         """Force constants and, per crystal, how far an ensemble's members agree (``None`` for
         one network). ``member_blocks`` (:meth:`member_bond_blocks` of this batch, from this
-        model or another that runs the same networks) skips the networks."""
+        model or another that runs the same networks) skips the networks; ``rotations``: as for
+        :meth:`~vgnn_core.nn.ensemble.VGNNEnsemble.force_constants_and_agreement` (unused here)."""
         blocks = self.member_bond_blocks(batch, features) if member_blocks is None else member_blocks
         return self.assemble(batch, blocks.mean(0)), [None] * batch.n_graphs
 
