@@ -416,8 +416,10 @@ class Predictor:
         predicted: list | None = [] if nac is True else None
         if predicted is not None:
             self.born_model  # noqa: B018 - loaded (once) before the network is timed
-        with maybe_stage(clock, "graph"):  # kept on each Crystal: its mesh is reduced by them too
-            rotations = [c.mesh_rotations for c in crystals]
+        rotations = None  # a k-MVN ensemble's agreement is measured at the q-points they tell apart
+        if self.model.kind == "kmvn" and hasattr(self.model, "members"):
+            with maybe_stage(clock, "graph"):  # kept on each Crystal: its mesh is reduced by them too
+                rotations = [c.mesh_rotations for c in crystals]
         with maybe_stage(clock, "network"):
             outputs = self._force_constants_and_agreement(graphs, predicted, companion, rotations)
             outputs = [([fc.cpu() for fc in fcs], agreements) for fcs, agreements in outputs]  # the rest runs on the CPU

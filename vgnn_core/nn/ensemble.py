@@ -129,7 +129,12 @@ class VGNNEnsemble(ForceConstantModel):
         else:
             if len(rotations) != batch.n_graphs:
                 raise ValueError(f"{len(rotations)} crystals' rotations for a batch of {batch.n_graphs}")
-            grids = [uncertainty_qpoints(r) for r in rotations]
+            by_group: dict[bytes | None, tuple[np.ndarray, np.ndarray]] = {}  # one grid per point group
+            for r in rotations:
+                key = None if r is None else np.asarray(r, dtype=np.int64).tobytes()
+                if key not in by_group:
+                    by_group[key] = uncertainty_qpoints(r)
+            grids = [by_group[None if r is None else np.asarray(r, dtype=np.int64).tobytes()] for r in rotations]
         shared: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}  # crystals with the same grid share its tensors
         for points, weights in grids:
             if id(points) not in shared:
