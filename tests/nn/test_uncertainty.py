@@ -78,6 +78,12 @@ def test_agreement_at_the_points_that_differ_under_the_point_group(rocksalt_nacl
         assert b.highest_cm1 == pytest.approx(a.highest_cm1, rel=1e-6)
     with pytest.raises(ValueError, match="rotations"):
         ens.force_constants_and_agreement(batch, rotations=[None])
+    # an MVN measures its members at Γ alone: its predictions do not look for the cell's rotations
+    from vgnn_core.crystal.crystal import _Search
+
+    fresh = as_crystal(rocksalt_nacl)
+    Predictor(VGNNEnsemble(members(kind="mvn"))).predict_phonons([fresh])
+    assert fresh._rotations is _Search.NOT_YET
 
 
 def test_predictor_reports_calibrated_uncertainty_and_domain(rocksalt_nacl, si_primitive):
