@@ -122,30 +122,24 @@ class VGNNEnsemble(ForceConstantModel):
         fcs = self.assemble(batch, member_blocks.mean(0))
         per_member = [self.assemble(batch, b) for b in member_blocks]
         device = member_blocks.device
-        if self.kind != "kmvn":  # MVN: Γ only
-            grids = [(np.zeros((1, 3)), np.ones(1, dtype=np.int64))] * batch.n_graphs
-        elif rotations is None:
-            grids = [uncertainty_qpoints()] * batch.n_graphs
-        else:
-            if len(rotations) != batch.n_graphs:
-                raise ValueError(f"{len(rotations)} crystals' rotations for a batch of {batch.n_graphs}")
-            by_group: dict[bytes | None, tuple[np.ndarray, np.ndarray]] = {}  # one grid per point group
-            for r in rotations:
-                key = None if r is None else np.asarray(r, dtype=np.int64).tobytes()
-                if key not in by_group:
-                    by_group[key] = uncertainty_qpoints(r)
-            grids = [by_group[None if r is None else np.asarray(r, dtype=np.int64).tobytes()] for r in rotations]
-        shared: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}  # crystals with the same grid share its tensors
-        for points, weights in grids:
-            if id(points) not in shared:
-                shared[id(points)] = (torch.as_tensor(points, dtype=torch.float64, device=device),
-                                      torch.as_tensor(weights, dtype=torch.float64, device=device))
-        q = [shared[id(points)][0] for points, _ in grids]
+        if rotations is not None and len(rotations) != batch.n_graphs:
+            raise ValueError(f"{len(rotations)} crystals' rotations for a batch of {batch.n_graphs}")
+        if self.kind != "kmvn" or rotations is None:  # MVN: Γ only; k-MVN: all eight points
+            rotations = [None] * batch.n_graphs
+        # one grid (points and weights as tensors) per point group: one q tensor for the band solver to deduplicate
+        keys = [None if r is None else np.asarray(r, dtype=np.int64).tobytes() for r in rotations]
+        grids: dict[bytes | None, tuple[torch.Tensor, torch.Tensor]] = {}
+        for key, r in zip(keys, rotations):
+            if key not in grids:
+                points, weights = uncertainty_qpoints(r) if self.kind == "kmvn" else (np.zeros((1, 3)), np.ones(1))
+                grids[key] = (torch.as_tensor(points, dtype=torch.float64, device=device),
+                              torch.as_tensor(weights, dtype=torch.float64, device=device))
+        q = [grids[key][0] for key in keys]
         freqs = [band_frequencies(member, q) for member in per_member]
         stats = []  # per crystal: spread, lowest, highest; read to the host once for the batch
-        for g, (points, _) in enumerate(grids):
+        for g, key in enumerate(keys):
             each = torch.stack([f[g] for f in freqs]).detach()  # (members, q, modes)
-            weights = shared[id(points)][1].to(each.dtype)
+            weights = grids[key][1].to(each.dtype)
             spread = (each.std(dim=0).mean(dim=1) * weights).sum() / weights.sum()
             stats.append(torch.stack([spread, each.min(), each.max()]))
         agreement = [MemberAgreement(spread_cm1=s, lowest_cm1=lo, highest_cm1=hi)

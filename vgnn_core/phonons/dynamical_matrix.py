@@ -165,21 +165,20 @@ def gamma_dynamical_matrix(fc: ForceConstants, nac: Correction | None = None) ->
     acc = torch.zeros(1, m * m, 9, dtype=weighted.dtype, device=weighted.device)
     acc.index_add_(1, fc.src * m + fc.dst, weighted[None])
     d = _blocks_to_matrix(acc, m)[0]
-    if nac is not None:
-        extra = nac.dynamical_term(fc, np.zeros((1, 3)))[0].real
-        d = d + torch.as_tensor(extra, dtype=d.dtype, device=d.device)
-    return d
+    return d if nac is None else gamma_dynamical_matrices_along(fc, nac, None, analytic=d)[0]
 
 
-def gamma_dynamical_matrices_along(fc: ForceConstants, nac: Correction, q_directions: np.ndarray) -> torch.Tensor:
+def gamma_dynamical_matrices_along(fc: ForceConstants, nac: Correction, q_directions: np.ndarray | None,
+                                   analytic: torch.Tensor | None = None) -> torch.Tensor:
     """Real symmetric D at Γ approached along each of ``q_directions`` ((k, 3), fractional in the
-    reciprocal basis, as phonopy's ``nac_q_direction``): (k, 3m, 3m) in eV/Å²/amu, the analytic
-    D(Γ) plus the dipole–dipole term of the limit q → 0 along each direction. That term is real at
-    Γ (every phase is 1; the Ewald sums pair G with −G), so the LO and TO modes need only a real
-    eigen-solve; a zero direction gives the TO matrix (:func:`gamma_dynamical_matrix` with ``nac``)."""
-    d = np.asarray(q_directions, dtype=float).reshape(-1, 3)
-    analytic = gamma_dynamical_matrix(fc)
-    extra = nac.dynamical_term(fc, np.zeros_like(d), d).real
+    reciprocal basis, as phonopy's ``nac_q_direction``; ``None``: one matrix, no direction):
+    (k, 3m, 3m) in eV/Å²/amu, the analytic D(Γ) (``analytic``, when already built) plus the
+    dipole–dipole term of the limit q → 0 along each direction. That term is real at Γ (every
+    phase is 1; the Ewald sums pair G with −G), so the LO and TO modes need only a real
+    eigen-solve; a zero direction gives the TO matrix, as no direction does."""
+    d = None if q_directions is None else np.asarray(q_directions, dtype=float).reshape(-1, 3)
+    analytic = gamma_dynamical_matrix(fc) if analytic is None else analytic
+    extra = nac.dynamical_term(fc, np.zeros((1, 3)) if d is None else np.zeros_like(d), d).real
     return analytic[None] + torch.as_tensor(extra, dtype=analytic.dtype, device=analytic.device)
 
 
