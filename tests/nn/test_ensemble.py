@@ -48,6 +48,39 @@ def test_ensemble_dynamical_matrix_is_hermitian_and_the_mean_of_its_members(pero
     torch.testing.assert_close(d, (each[0] + each[1]) / 2, rtol=0, atol=1e-10)
 
 
+@pytest.mark.parametrize("kind", ["kmvn", "mvn"])
+def test_members_assembled_together_equal_each_alone_and_give_the_mean(kind, monoclinic_zro2, wurtzite_zno):
+    """assemble_members: each member's force constants as one network assembles them, the K of a
+    crystal on shared bonds; their mean is the mean blocks' assembly (the rules are linear), and
+    the ensemble gives the same force constants with and without its members' agreement."""
+    from vgnn_core.crystal.graph import build_graph, collate
+    from vgnn_core.phonons.force_constants import mean_force_constants
+
+    ens = VGNNEnsemble(members(kind, full_blocks=True, r_bond=6.0))
+    batch = collate([build_graph(s, ens.config.graph_cutoff) for s in (monoclinic_zro2, wurtzite_zno)],
+                    dtype=torch.float64)
+    with torch.no_grad():
+        blocks = ens.member_bond_blocks(batch)
+        each = ens.assemble_members(batch, blocks)
+        alone = [ens.assemble(batch, b) for b in blocks]
+        from_mean = ens.assemble(batch, blocks.mean(0))
+        plain = ens.force_constants(batch)
+        with_agreement, _ = ens.force_constants_and_agreement(batch)
+    assert [len(c) for c in each] == [3, 3]
+    for g, crystal in enumerate(each):
+        assert all(fc.src is crystal[0].src and fc.shift is crystal[0].shift for fc in crystal)
+        scale = float(torch.abs(from_mean[g].blocks).max())
+        for k, fc in enumerate(crystal):
+            torch.testing.assert_close(fc.blocks, alone[k][g].blocks, rtol=0, atol=1e-13 * scale)
+            assert float(fc.acoustic_sum_residual()) < 1e-12 * scale
+        mean = mean_force_constants(crystal)
+        torch.testing.assert_close(mean.blocks, from_mean[g].blocks, rtol=0, atol=1e-13 * scale)
+        torch.testing.assert_close(plain[g].blocks, mean.blocks, rtol=0, atol=0)
+        torch.testing.assert_close(with_agreement[g].blocks, mean.blocks, rtol=0, atol=0)
+    with pytest.raises(ValueError, match="different bonds"):
+        mean_force_constants([each[0][0], each[1][0]])
+
+
 def test_ensemble_checkpoint_roundtrip(tmp_path, wurtzite_zno):
     ens = VGNNEnsemble([m.float() for m in members("kmvn", 2)])
     path = tmp_path / "ens.pt"

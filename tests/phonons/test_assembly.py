@@ -137,6 +137,51 @@ def test_zone_boundary_points_solved_real(phonopy_examples_dir, name, monkeypatc
     assert np.abs(ours - phonopy_frequencies_cm1(ph, q)).max() < 1e-3
 
 
+@pytest.mark.parametrize("name", ["Al2O3", "SnO2", "ZnO"])
+def test_members_real_matrices_and_frequencies_at_the_zone_boundary(phonopy_examples_dir, name, monkeypatch):
+    """Several force constants on the same bonds (an ensemble's members) at Γ and the 2×2×2 zone
+    boundary: one parity table gives each one's real D(q), equal to the complex matrices' real
+    part; member_frequencies equals band_frequencies of each, also for cells too large for the
+    table or the byte budget, and refuses general q-points and different bonds."""
+    from vgnn_core.phonons import dynamical_matrix as dm
+    from vgnn_core.phonons.force_constants import ForceConstants
+
+    fc = from_phonopy(load_force_sets(phonopy_examples_dir / name))
+    rng = np.random.default_rng(3)
+    noise = torch.as_tensor(rng.normal(scale=0.05, size=tuple(fc.blocks.shape)))
+    # three "members": phonopy's, a softer copy and a perturbed one, all on phonopy's bonds
+    members = [fc, ForceConstants(fc.masses, fc.src, fc.dst, fc.shift, 0.8 * fc.blocks),
+               ForceConstants(fc.masses, fc.src, fc.dst, fc.shift, fc.blocks + noise)]
+    q = torch.as_tensor([[a / 2, b / 2, c / 2] for a in (0, 1) for b in (0, 1) for c in (0, 1)] + [[-0.5, 1.0, 0.5]])
+    together = dm.real_dynamical_matrices_each(members, q)
+    assert together.shape == (3, len(q), 3 * fc.n_atoms, 3 * fc.n_atoms)
+    for k, member in enumerate(members):
+        complex_d = dynamical_matrices(member, q)
+        scale = float(torch.abs(complex_d.real).max())
+        assert torch.allclose(together[k], complex_d.real, rtol=0, atol=1e-12 * scale)
+        assert torch.allclose(together[k], dm.real_dynamical_matrices(member, q), rtol=0, atol=1e-12 * scale)
+
+    expected = [band_frequencies([m], [q])[0] for m in members]
+    got = dm.member_frequencies([members, members[:2]], [q, q[:3]])
+    assert [tuple(g.shape) for g in got] == [(3, len(q), 3 * fc.n_atoms), (2, 3, 3 * fc.n_atoms)]
+    for k in range(3):
+        np.testing.assert_allclose(got[0][k].numpy(), expected[k].numpy(), atol=1e-6)
+    np.testing.assert_allclose(got[1].numpy(), torch.stack(expected[:2])[:, :3].numpy(), atol=1e-6)
+    tiny = dm.member_frequencies([members], [q], max_bytes=1)[0]  # each member in waves of its own
+    np.testing.assert_allclose(tiny.numpy(), got[0].numpy(), atol=1e-6)
+    monkeypatch.setattr(dm, "SHIFT_TABLE_MAX", 1)  # no table fits: each member's bond-by-bond sums
+    np.testing.assert_allclose(dm.member_frequencies([members], [q])[0].numpy(), got[0].numpy(), atol=1e-6)
+    monkeypatch.undo()
+    assert np.abs(got[0][0].numpy() - phonopy_frequencies_cm1(load_force_sets(phonopy_examples_dir / name),
+                                                               q.numpy())).max() < 1e-3
+
+    with pytest.raises(ValueError, match="2q integer"):
+        dm.member_frequencies([members], [torch.as_tensor([[0.25, 0.0, 0.0]])])
+    shifted = ForceConstants(fc.masses, fc.src, fc.dst, fc.shift.flip(0), fc.blocks)
+    with pytest.raises(ValueError, match="same bonds"):
+        dm.real_dynamical_matrices_each([fc, shifted], q)
+
+
 @pytest.mark.parametrize("name", ["ZnO", "Al2O3", "MgB2"])
 def test_shift_table_equals_the_sum_over_bonds(phonopy_examples_dir, name, monkeypatch):
     """D(q) from the force constants summed per lattice translation (one matrix product for all

@@ -1,9 +1,10 @@
 """Ensembles of independently trained VGNNs, averaged where it keeps the physics exact.
 
-The members' force-constant blocks Φ_ij(T) are averaged bond by bond, before the acoustic
-sum rule and the MVN pair sums. Every step after the network is linear in the blocks, so the
-ensemble's D(q) is the mean of its members' D(q): Hermitian, with exact acoustic modes, and the
-same for a primitive cell and its supercells, exactly as for one model. (Averaging frequencies
+The members' force constants Φ_ij(T) are averaged bond by bond. Every step after the network
+(the antisymmetric parts' projection, the acoustic sum rule, the MVN pair sums) is linear in the
+blocks, so this is the assembly of the members' mean blocks, and the ensemble's D(q) is the mean
+of its members' D(q): Hermitian, with exact acoustic modes, and the same for a primitive cell and
+its supercells, exactly as for one model. (Averaging frequencies
 instead would not be: the mean of sorted eigenvalues is not the spectrum of any D.)
 """
 
@@ -16,8 +17,8 @@ import numpy as np
 import torch
 
 from ..crystal.graph import GraphBatch
-from ..phonons.dynamical_matrix import band_frequencies
-from ..phonons.force_constants import ForceConstants
+from ..phonons.dynamical_matrix import member_frequencies
+from ..phonons.force_constants import ForceConstants, mean_force_constants
 from ..phonons.mesh import gamma_centred_mesh
 from .model import VGNN, AtomFeatures, ForceConstantModel
 
@@ -99,6 +100,13 @@ class VGNNEnsemble(ForceConstantModel):
             raise ValueError(f"{len(features)} members' features for an ensemble of {len(self.members)}")
         return torch.stack([m.bond_blocks(batch, f) for m, f in zip(self.members, features)])
 
+    def force_constants(self, batch: GraphBatch, features: Sequence[AtomFeatures] | None = None) -> list[ForceConstants]:
+        """One :class:`ForceConstants` per crystal: the mean of the members' (each assembled in
+        float64; every rule of the assembly is linear, so this is the mean blocks' assembly), as
+        :meth:`force_constants_and_agreement` gives them."""
+        each = self.assemble_members(batch, self.member_bond_blocks(batch, features))
+        return [mean_force_constants(members) for members in each]
+
     def force_constants_and_agreement(self, batch: GraphBatch, features: Sequence[AtomFeatures] | None = None,
                                       member_blocks: torch.Tensor | None = None,
                                       rotations: Sequence[np.ndarray | None] | None = None,
@@ -119,8 +127,8 @@ class VGNNEnsemble(ForceConstantModel):
             member_blocks = self.member_bond_blocks(batch, features)
         elif member_blocks.shape[0] != len(self.members):
             raise ValueError(f"{member_blocks.shape[0]} members' blocks for an ensemble of {len(self.members)}")
-        fcs = self.assemble(batch, member_blocks.mean(0))
-        per_member = [self.assemble(batch, b) for b in member_blocks]
+        each = self.assemble_members(batch, member_blocks)  # per crystal, its members' (on the same bonds)
+        fcs = [mean_force_constants(members) for members in each]  # = the mean blocks' assembly: it is linear
         device = member_blocks.device
         if rotations is not None and len(rotations) != batch.n_graphs:
             raise ValueError(f"{len(rotations)} crystals' rotations for a batch of {batch.n_graphs}")
@@ -135,13 +143,13 @@ class VGNNEnsemble(ForceConstantModel):
                 grids[key] = (torch.as_tensor(points, dtype=torch.float64, device=device),
                               torch.as_tensor(weights, dtype=torch.float64, device=device))
         q = [grids[key][0] for key in keys]
-        freqs = [band_frequencies(member, q) for member in per_member]
+        freqs = member_frequencies(each, q)  # per crystal (members, q, modes)
         stats = []  # per crystal: spread, lowest, highest; read to the host once for the batch
-        for g, key in enumerate(keys):
-            each = torch.stack([f[g] for f in freqs]).detach()  # (members, q, modes)
-            weights = grids[key][1].to(each.dtype)
-            spread = (each.std(dim=0).mean(dim=1) * weights).sum() / weights.sum()
-            stats.append(torch.stack([spread, each.min(), each.max()]))
+        for f, key in zip(freqs, keys):
+            f = f.detach()
+            weights = grids[key][1].to(f.dtype)
+            spread = (f.std(dim=0).mean(dim=1) * weights).sum() / weights.sum()
+            stats.append(torch.stack([spread, f.min(), f.max()]))
         agreement = [MemberAgreement(spread_cm1=s, lowest_cm1=lo, highest_cm1=hi)
                      for s, lo, hi in torch.stack(stats).tolist()] if stats else []
         return fcs, agreement

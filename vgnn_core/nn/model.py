@@ -148,7 +148,13 @@ class ForceConstantModel(torch.nn.Module):
         return self.assemble(batch, blocks)
 
     def assemble(self, batch: GraphBatch, blocks: torch.Tensor) -> list[ForceConstants]:
-        """Per-crystal :class:`ForceConstants` from the bond blocks of a batch."""
+        """Per-crystal :class:`ForceConstants` from the bond blocks (E, 3, 3) of a batch."""
+        return [each[0] for each in self.assemble_members(batch, blocks[None])]
+
+    def assemble_members(self, batch: GraphBatch, blocks: torch.Tensor) -> list[list[ForceConstants]]:
+        """Per crystal, the :class:`ForceConstants` of each of K networks' bond blocks
+        (K, E, 3, 3) of a batch; a crystal's K share their bonds (and the antisymmetric parts'
+        projection: one Laplacian's pseudo-inverse)."""
         # Sums and the sum rule in float64: in float32 their round-off, under the √, would
         # leave the acoustic modes at ~0.1 cm⁻¹ instead of ~1e-6 (and the MVN pair sums of
         # (i, j) and (j, i) would differ in the last bit, making D(Γ) slightly asymmetric).

@@ -18,7 +18,7 @@ from e3nn.io import CartesianTensor
 from e3nn.math import soft_one_hot_linspace
 
 from ..crystal.graph import GraphBatch
-from ..phonons.force_constants import ForceConstants, divergence_free_antisymmetric, with_onsite
+from ..phonons.force_constants import ForceConstants, divergence_free_antisymmetric, with_onsite_each
 from .config import VGNNConfig
 from .convolution import gate_for, tensor_product_paths
 from .fused import TensorProductLinear, gated, irrep_pieces
@@ -224,8 +224,11 @@ def vvn_edges(
 
 
 # --- assemblies: bond blocks -> force constants, one per force-constant model kind --------------
+# Each takes the blocks of K networks on the same bonds, (K, E, 3, 3) (K = 1 for one network), and
+# gives every crystal's K force constants, which share their bonds (an ensemble's members).
 
-def bond_force_constants(batch: GraphBatch, blocks: torch.Tensor, weights: torch.Tensor | None) -> list[ForceConstants]:
+def bond_force_constants(batch: GraphBatch, blocks: torch.Tensor,
+                         weights: torch.Tensor | None) -> list[list[ForceConstants]]:
     """k-MVN: every bond keeps its translation T; on-site blocks from the acoustic sum rule.
 
     ``weights`` (each bond's cutoff envelope) are given for whole blocks: the antisymmetric
@@ -233,10 +236,11 @@ def bond_force_constants(batch: GraphBatch, blocks: torch.Tensor, weights: torch
     return _per_crystal(batch, blocks, batch.edge_src, batch.edge_dst, batch.edge_shift, batch.n_edges, weights)
 
 
-def pair_force_constants(batch: GraphBatch, blocks: torch.Tensor, weights: torch.Tensor | None) -> list[ForceConstants]:
+def pair_force_constants(batch: GraphBatch, blocks: torch.Tensor,
+                         weights: torch.Tensor | None) -> list[list[ForceConstants]]:
     """MVN: one virtual node per ordered atom pair, the linear sum of its bonds (T = 0)."""
-    pair_blocks = torch.zeros(batch.pairs.shape[0], 3, 3, dtype=blocks.dtype, device=blocks.device)
-    pair_blocks.index_add_(0, batch.edge_pair, blocks)
+    pair_blocks = torch.zeros(blocks.shape[0], batch.pairs.shape[0], 3, 3, dtype=blocks.dtype, device=blocks.device)
+    pair_blocks.index_add_(1, batch.edge_pair, blocks)
     if weights is not None:
         weights = torch.zeros(batch.pairs.shape[0], dtype=blocks.dtype, device=blocks.device).index_add_(
             0, batch.edge_pair, weights.to(blocks.dtype))
@@ -244,7 +248,7 @@ def pair_force_constants(batch: GraphBatch, blocks: torch.Tensor, weights: torch
     return _per_crystal(batch, pair_blocks, batch.pairs[:, 0], batch.pairs[:, 1], shift, batch.n_pairs, weights)
 
 
-def _per_crystal(batch, blocks, src, dst, shift, counts, weights) -> list[ForceConstants]:
+def _per_crystal(batch, blocks, src, dst, shift, counts, weights) -> list[list[ForceConstants]]:
     masses = batch.masses.to(torch.float64)
     out = []
     start = 0
@@ -252,17 +256,18 @@ def _per_crystal(batch, blocks, src, dst, shift, counts, weights) -> list[ForceC
         a0, m, n = int(batch.atom_offset[g]), int(batch.n_atoms[g]), int(counts[g])
         sl = slice(start, start + n)
         start += n
-        offsite = blocks[sl]
+        offsite = blocks[:, sl]
         if weights is not None:
             offsite = divergence_free_antisymmetric(offsite, src[sl] - a0, dst[sl] - a0, m, weights[sl])
-        out.append(with_onsite(masses[a0 : a0 + m], src[sl] - a0, dst[sl] - a0, shift[sl], offsite))
+        out.append(with_onsite_each(masses[a0 : a0 + m], src[sl] - a0, dst[sl] - a0, shift[sl], offsite))
     return out
 
 
 class Assembly(Protocol):
     """A force-constant kind's read-out of its bond virtual nodes: bond blocks → force constants."""
 
-    def __call__(self, batch: GraphBatch, blocks: torch.Tensor, weights: torch.Tensor | None) -> list[ForceConstants]: ...
+    def __call__(self, batch: GraphBatch, blocks: torch.Tensor,
+                 weights: torch.Tensor | None) -> list[list[ForceConstants]]: ...
 
 
 #: How each force-constant model kind turns bond blocks into force constants.

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from ..crystal.bonds import bond_keys
-from .force_constants import ForceConstants
+from .force_constants import ForceConstants, same_bonds
 from .units import EV_ANGSTROM2_AMU_TO_CM1
 
 if TYPE_CHECKING:
@@ -151,6 +151,34 @@ def real_dynamical_matrices(fc: ForceConstants, qpoints: torch.Tensor) -> torch.
         sign = (1.0 - 2.0 * torch.remainder(twice[start : start + step] @ shift.T, 2.0)).to(w.dtype)
         out.append(_blocks_to_matrix(_phase_sum(sign, w, pair, m * m), m))
     return torch.cat(out, dim=0)
+
+
+def real_dynamical_matrices_each(fcs: Sequence[ForceConstants], qpoints: torch.Tensor) -> torch.Tensor:
+    """:func:`real_dynamical_matrices` of K force constants on the same bonds (an ensemble's
+    members: :func:`~vgnn_core.phonons.force_constants.same_bonds`), (K, n_q, 3m, 3m).
+
+    With 2q integer the phase of a translation T is (−1)^(2q·T), which depends on T only through
+    its parity, T mod 2: the blocks are summed into the eight parity classes first (one table for
+    all K, where it fits in :data:`SHIFT_TABLE_MAX`), and each D(q) is a ±1 combination of them
+    (the same matrices up to the order of the float sums)."""
+    first, k = fcs[0], len(fcs)
+    if not all(same_bonds(first, fc) for fc in fcs[1:]):
+        raise ValueError("real_dynamical_matrices_each needs force constants on the same bonds")
+    m = first.n_atoms
+    n_entries = 9 * m * m
+    if 8 * k * n_entries > SHIFT_TABLE_MAX:  # a large cell: each its own way
+        return torch.stack([real_dynamical_matrices(fc, qpoints) for fc in fcs])
+    w = torch.stack([fc.mass_weighted_blocks().reshape(-1, 9) for fc in fcs], dim=1)  # (E, K, 9)
+    bit = torch.tensor([4, 2, 1], device=w.device)
+    parity = (torch.remainder(first.shift.to(device=w.device, dtype=torch.long), 2) * bit).sum(dim=1)  # (E,): 0–7
+    entries = block_entries(first.src, first.dst, m)[:, None, :] + n_entries * torch.arange(k, device=w.device)[:, None]
+    flat = (parity[:, None] * (k * n_entries) + entries.reshape(-1, 9 * k)).reshape(-1)  # place in the table
+    table = torch.zeros(8 * k * n_entries, dtype=w.dtype, device=w.device)
+    table = table.index_add_(0, flat, w.reshape(-1)).reshape(8, k * n_entries)
+    twice = torch.round(2 * qpoints.detach().reshape(-1, 3).to(device=w.device, dtype=torch.float64))
+    classes = torch.remainder(torch.arange(8, device=w.device)[:, None] // bit, 2).to(torch.float64)  # (8, 3)
+    sign = (1.0 - 2.0 * torch.remainder(twice @ classes.T, 2.0)).to(w.dtype)  # (n_q, 8): exactly ±1
+    return (sign @ table).reshape(-1, k, 3 * m, 3 * m).transpose(0, 1)
 
 
 def gamma_dynamical_matrix(fc: ForceConstants, nac: Correction | None = None) -> torch.Tensor:
@@ -389,6 +417,47 @@ def band_frequencies(
         eigenvalues_to_cm1(torch.cat(p))[rows] if p else torch.zeros(0, 3 * fc.n_atoms)
         for p, fc, (_, rows) in zip(parts, fcs, distinct)
     ]
+
+
+def member_frequencies(
+    members: Sequence[Sequence[ForceConstants]],
+    qpoints: Sequence[torch.Tensor],
+    max_bytes: int = 256 * 2**20,
+) -> list[torch.Tensor]:
+    """Signed frequencies (cm⁻¹), (K, n_q, 3m) per crystal, of each crystal's K force constants
+    on the same bonds (an ensemble's members, :meth:`~vgnn_core.nn.model.ForceConstantModel.assemble_members`)
+    at fractional ``qpoints`` (n_q, 3) with 2q integer (Γ and the 2×2×2 grid's zone boundary),
+    sorted per q-point: :func:`band_frequencies` of each member, with the K real matrices of a
+    crystal built from one table (:func:`real_dynamical_matrices_each`) and small crystals of
+    equal size solved in one batch; at most ``max_bytes`` of matrices at once."""
+    invariant: dict[int, tuple[torch.Tensor, bool]] = {}  # id → (q kept alive, 2q integer)
+    for q in qpoints:
+        if id(q) not in invariant:
+            invariant[id(q)] = (q, is_time_reversal_invariant(q))
+        if not invariant[id(q)][1]:
+            raise ValueError("member_frequencies solves q-points with 2q integer only; use band_frequencies")
+    out: list[torch.Tensor | None] = [None] * len(members)
+    wave: list[tuple[int, torch.Tensor]] = []
+    size = 0
+
+    def solve() -> None:
+        for (c, mats), lam in zip(wave, eigvalsh_grouped([mats for _, mats in wave])):
+            out[c] = eigenvalues_to_cm1(lam)
+
+    for c, (fcs, q) in enumerate(zip(members, qpoints)):
+        n_q = q.reshape(-1, 3).shape[0]
+        nbytes = len(fcs) * n_q * 8 * (3 * fcs[0].n_atoms) ** 2
+        if nbytes > max_bytes:  # a large cell: each member in waves of its own
+            out[c] = torch.stack([band_frequencies([fc], [q], max_bytes=max_bytes)[0] for fc in fcs])
+            continue
+        wave.append((c, real_dynamical_matrices_each(fcs, q)))
+        size += nbytes
+        if size >= max_bytes:
+            solve()
+            wave, size = [], 0
+    if wave:
+        solve()
+    return out  # type: ignore[return-value]
 
 
 def _distinct_rows(q: torch.Tensor, decimals: int = 10, width: int = 3) -> tuple[torch.Tensor, torch.Tensor]:

@@ -11,7 +11,7 @@ blocks physical:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -108,15 +108,21 @@ def divergence_free_antisymmetric(
     cutoff envelope, a bond entering at the cutoff (block and weight both zero) changes nothing:
     the force constants stay continuous. Symmetric parts are untouched; the map is linear,
     equivariant and the same for a cell and its supercells.
+
+    ``blocks`` is (E, 3, 3), or (K, E, 3, 3) for K sets of blocks on the same bonds (an
+    ensemble's members), which share one Laplacian and its pseudo-inverse.
     """
+    n_bonds = blocks.shape[-3]
     anti = 0.5 * (blocks - blocks.transpose(-1, -2))
-    div = torch.zeros(n_atoms, 3, 3, dtype=blocks.dtype, device=blocks.device).index_add_(0, src, anti)
+    flows = anti.reshape(-1, n_bonds, 9).transpose(0, 1).reshape(n_bonds, -1)  # (E, K·9)
+    div = torch.zeros(n_atoms, flows.shape[1], dtype=blocks.dtype, device=blocks.device).index_add_(0, src, flows)
     laplacian = torch.zeros(n_atoms, n_atoms, dtype=blocks.dtype, device=blocks.device)
     w = torch.ones_like(src, dtype=blocks.dtype) if weights is None else weights.to(blocks.dtype)
     laplacian.index_put_((src, src), w, accumulate=True)
     laplacian.index_put_((src, dst), -w, accumulate=True)
-    potential = (torch.linalg.pinv(laplacian, hermitian=True) @ div.reshape(n_atoms, 9)).reshape(n_atoms, 3, 3)
-    return blocks - w[:, None, None] * (potential[src] - potential[dst])
+    potential = torch.linalg.pinv(laplacian, hermitian=True) @ div  # (n_atoms, K·9)
+    potential = potential.reshape(n_atoms, -1, 9).transpose(0, 1).reshape(*blocks.shape[:-3], n_atoms, 3, 3)
+    return blocks - w[:, None, None] * (potential[..., src, :, :] - potential[..., dst, :, :])
 
 
 def with_onsite(
@@ -137,6 +143,41 @@ def with_onsite(
         shift=torch.cat([shift, torch.zeros(m, 3, dtype=shift.dtype, device=shift.device)]),
         blocks=torch.cat([offsite, onsite]),
     )
+
+
+def with_onsite_each(
+    masses: torch.Tensor,
+    src: torch.Tensor,
+    dst: torch.Tensor,
+    shift: torch.Tensor,
+    offsite: torch.Tensor,
+) -> list[ForceConstants]:
+    """:func:`with_onsite` of K sets of off-site blocks on the same bonds, ``offsite`` (K, E, 3, 3)
+    (an ensemble's members): K force constants that share one ``src``, ``dst`` and ``shift``."""
+    m = masses.shape[0]
+    atoms = torch.arange(m, device=src.device)
+    all_src, all_dst = torch.cat([src, atoms]), torch.cat([dst, atoms])
+    all_shift = torch.cat([shift, torch.zeros(m, 3, dtype=shift.dtype, device=shift.device)])
+    return [ForceConstants(masses, all_src, all_dst, all_shift, torch.cat([b, acoustic_sum_rule_onsite(b, src, m)]))
+            for b in offsite]
+
+
+def same_bonds(a: ForceConstants, b: ForceConstants) -> bool:
+    """Whether ``a`` and ``b`` list the same bonds (i, j, T) in the same order, of the same masses."""
+    def same(x: torch.Tensor, y: torch.Tensor) -> bool:
+        return x is y or (x.shape == y.shape and bool(torch.equal(x, y)))
+
+    return same(a.src, b.src) and same(a.dst, b.dst) and same(a.shift, b.shift) and same(a.masses, b.masses)
+
+
+def mean_force_constants(members: Sequence[ForceConstants]) -> ForceConstants:
+    """The force constants whose blocks are the mean of ``members``' (the same bonds: e.g.
+    :func:`with_onsite_each`). Every rule above is linear, so the mean keeps them."""
+    first = members[0]
+    if not all(same_bonds(first, fc) for fc in members[1:]):
+        raise ValueError("force constants on different bonds have no bond-by-bond mean")
+    return ForceConstants(first.masses, first.src, first.dst, first.shift,
+                          torch.stack([fc.blocks for fc in members]).mean(0))
 
 
 def phonopy_bonds(phonon) -> dict[str, np.ndarray]:
