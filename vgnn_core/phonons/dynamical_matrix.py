@@ -159,8 +159,10 @@ def real_dynamical_matrices_each(fcs: Sequence[ForceConstants], qpoints: torch.T
 
     With 2q integer the phase of a translation T is (−1)^(2q·T), which depends on T only through
     its parity, T mod 2: the blocks are summed into the eight parity classes first (one table for
-    all K, where it fits in :data:`SHIFT_TABLE_MAX`), and each D(q) is a ±1 combination of them
-    (the same matrices up to the order of the float sums)."""
+    all K, where it fits in :data:`SHIFT_TABLE_MAX`), and each D(q) is a ±1 combination of them:
+    the same matrices up to the order of the float sums (:func:`real_dynamical_matrices` keeps the
+    per-translation sums of the complex matrices, so that one crystal's frequencies do not depend,
+    to the last bit, on which q-points it is solved with)."""
     first, k = fcs[0], len(fcs)
     if not all(same_bonds(first, fc) for fc in fcs[1:]):
         raise ValueError("real_dynamical_matrices_each needs force constants on the same bonds")

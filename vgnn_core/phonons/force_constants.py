@@ -133,16 +133,7 @@ def with_onsite(
     offsite: torch.Tensor,
 ) -> ForceConstants:
     """Off-site bonds plus the on-site blocks that satisfy the acoustic sum rule exactly."""
-    m = masses.shape[0]
-    atoms = torch.arange(m, device=src.device)
-    onsite = acoustic_sum_rule_onsite(offsite, src, m)
-    return ForceConstants(
-        masses=masses,
-        src=torch.cat([src, atoms]),
-        dst=torch.cat([dst, atoms]),
-        shift=torch.cat([shift, torch.zeros(m, 3, dtype=shift.dtype, device=shift.device)]),
-        blocks=torch.cat([offsite, onsite]),
-    )
+    return with_onsite_each(masses, src, dst, shift, offsite[None])[0]
 
 
 def with_onsite_each(
