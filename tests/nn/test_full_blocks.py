@@ -104,6 +104,33 @@ def test_divergence_free_projection_of_several_sets_at_once():
                                        rtol=0, atol=1e-13)
 
 
+@pytest.mark.parametrize("kind", ["kmvn", "mvn"])
+def test_a_crystal_without_bonds_in_a_batch_of_whole_blocks(kind, wurtzite_zno):
+    """A crystal valid as input but with no bond within the model's cutoff (Na 5 Å apart, r_bond
+    4 Å) has zero force constants and three zero modes, alone and beside a bonded crystal, for one
+    network and for an ensemble (whose members then agree exactly)."""
+    from pymatgen.core import Lattice
+
+    from tests.conftest import TINY_ARCH
+    from vgnn_core import VGNNEnsemble
+
+    sparse = Structure(Lattice.cubic(5.0), ["Na"], [[0, 0, 0]])
+    assert divergence_free_antisymmetric(torch.zeros(3, 0, 3, 3), torch.zeros(0, dtype=torch.long),
+                                         torch.zeros(0, dtype=torch.long), 1).shape == (3, 0, 3, 3)
+    nets = []
+    for seed in (1, 2):
+        torch.manual_seed(seed)
+        nets.append(VGNN(kind=kind, r_bond=4.0, full_blocks=True, **TINY_ARCH).double())
+    for model in (nets[0], VGNNEnsemble(nets)):
+        predictor = Predictor(model)
+        zno_fc, na_fc = predictor.predict_force_constants([wurtzite_zno, sparse])
+        assert float(na_fc.blocks.abs().max()) == 0.0 and float(zno_fc.blocks.abs().max()) > 0.1
+        np.testing.assert_array_equal(predictor.predict_gamma([sparse])[0], np.zeros(3))
+    if kind == "kmvn":
+        (result,) = Predictor(VGNNEnsemble(nets)).predict_phonons([sparse], thermal=False)
+        assert np.abs(result.bands).max() == 0.0 and result.member_lowest_cm1 == 0.0
+
+
 def test_continuous_when_a_bond_crosses_the_cutoff(full, monoclinic_zro2):
     """Scaling a crystal so that one bond length crosses r_bond: the bond enters with a vanishing
     block and weight, so no antisymmetric part jumps (an unweighted projection jumped by

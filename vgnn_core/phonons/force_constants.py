@@ -11,6 +11,7 @@ blocks physical:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -112,16 +113,16 @@ def divergence_free_antisymmetric(
     ``blocks`` is (E, 3, 3), or (K, E, 3, 3) for K sets of blocks on the same bonds (an
     ensemble's members), which share one Laplacian and its pseudo-inverse.
     """
-    n_bonds = blocks.shape[-3]
+    n_bonds, k = blocks.shape[-3], math.prod(blocks.shape[:-3])  # k counted, not inferred: E may be 0
     anti = 0.5 * (blocks - blocks.transpose(-1, -2))
-    flows = anti.reshape(-1, n_bonds, 9).transpose(0, 1).reshape(n_bonds, -1)  # (E, K·9)
+    flows = anti.reshape(k, n_bonds, 9).transpose(0, 1).reshape(n_bonds, 9 * k)  # (E, K·9)
     div = torch.zeros(n_atoms, flows.shape[1], dtype=blocks.dtype, device=blocks.device).index_add_(0, src, flows)
     laplacian = torch.zeros(n_atoms, n_atoms, dtype=blocks.dtype, device=blocks.device)
     w = torch.ones_like(src, dtype=blocks.dtype) if weights is None else weights.to(blocks.dtype)
     laplacian.index_put_((src, src), w, accumulate=True)
     laplacian.index_put_((src, dst), -w, accumulate=True)
     potential = torch.linalg.pinv(laplacian, hermitian=True) @ div  # (n_atoms, K·9)
-    potential = potential.reshape(n_atoms, -1, 9).transpose(0, 1).reshape(*blocks.shape[:-3], n_atoms, 3, 3)
+    potential = potential.reshape(n_atoms, k, 9).transpose(0, 1).reshape(*blocks.shape[:-3], n_atoms, 3, 3)
     return blocks - w[:, None, None] * (potential[..., src, :, :] - potential[..., dst, :, :])
 
 
