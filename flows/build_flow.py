@@ -33,6 +33,7 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
 from prefect.futures import as_completed
 from tqdm.auto import tqdm
 
@@ -189,8 +190,10 @@ def dask_task_runner(cluster: str = "local", n_workers: int = 2, models: tuple[s
     close_local_cluster(local)
 
 
+# no Prefect cache: a shard's completeness is its own marker in the release (flows.shard), and a
+# cache key would hash every structure of every shard (~20 ms a shard) for results never stored
 @task(retries=2, retry_delay_seconds=2, timeout_seconds=SHARD_TIMEOUT_MINUTES * 60,
-      name="predict-and-write-shard")
+      name="predict-and-write-shard", cache_policy=NO_CACHE)
 def shard_task(shard: Shard, inputs: list[PlannedInput], out: str, release: str, source: str,
                model_specs: tuple[str, ...], run_id: str, settings: BuildSettings) -> ShardReport:
     models = _worker_models(model_specs)
