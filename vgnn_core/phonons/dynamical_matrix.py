@@ -158,9 +158,9 @@ def real_dynamical_matrices_each(fcs: Sequence[ForceConstants], qpoints: torch.T
     members: :func:`~vgnn_core.phonons.force_constants.same_bonds`), (K, n_q, 3m, 3m).
 
     With 2q integer the phase of a translation T is (−1)^(2q·T), which depends on T only through
-    its parity, T mod 2: the blocks are summed into the parity classes present (at most eight; an
-    MVN's one) first, one table for all K where it fits in :data:`SHIFT_TABLE_MAX`, and each D(q) is
-    a ±1 combination of them:
+    its parity, T mod 2: a :class:`ShiftTable` of the parities sums the blocks into the classes
+    present (at most eight; an MVN's one), one table for all K where it fits in
+    :data:`SHIFT_TABLE_MAX`, and each D(q) is a ±1 combination of them:
     the same matrices up to the order of the float sums (:func:`real_dynamical_matrices` keeps the
     per-translation sums of the complex matrices, so that one crystal's frequencies do not depend,
     to the last bit, on which q-points it is solved with)."""
@@ -169,21 +169,15 @@ def real_dynamical_matrices_each(fcs: Sequence[ForceConstants], qpoints: torch.T
         raise ValueError("real_dynamical_matrices_each needs force constants on the same bonds")
     m = first.n_atoms
     n_entries = 9 * m * m
-    device = first.blocks.device
-    bit = torch.tensor([4, 2, 1], device=device)
-    parity = (torch.remainder(first.shift.to(device=device, dtype=torch.long), 2) * bit).sum(dim=1)  # (E,): 0–7
-    present, column = torch.unique(parity, return_inverse=True)  # the classes the bonds fall in
-    if len(present) * k * n_entries > SHIFT_TABLE_MAX:  # a large cell: each its own way
-        return torch.stack([real_dynamical_matrices(fc, qpoints) for fc in fcs])
     w = torch.stack([fc.mass_weighted_blocks().reshape(-1, 9) for fc in fcs], dim=1)  # (E, K, 9)
-    entries = block_entries(first.src, first.dst, m)[:, None, :] + n_entries * torch.arange(k, device=device)[:, None]
-    flat = (column[:, None] * (k * n_entries) + entries.reshape(-1, 9 * k)).reshape(-1)  # place in the table
-    table = torch.zeros(len(present) * k * n_entries, dtype=w.dtype, device=device)
-    table = table.index_add_(0, flat, w.reshape(-1)).reshape(len(present), k * n_entries)
-    twice = torch.round(2 * qpoints.detach().reshape(-1, 3).to(device=device, dtype=torch.float64))
-    classes = torch.remainder(present[:, None] // bit, 2).to(torch.float64)  # (classes, 3): T mod 2
-    sign = (1.0 - 2.0 * torch.remainder(twice @ classes.T, 2.0)).to(w.dtype)  # (n_q, classes): exactly ±1
-    return (sign @ table).reshape(-1, k, 3 * m, 3 * m).transpose(0, 1)
+    entries = block_entries(first.src, first.dst, m)[:, None, :] + n_entries * torch.arange(k, device=w.device)[:, None]
+    parity = torch.remainder(first.shift.to(device=w.device, dtype=torch.float64), 2.0)  # T mod 2: the phase's only say
+    table = ShiftTable.from_bonds(w.reshape(-1, 9 * k), entries.reshape(-1, 9 * k), parity, k * n_entries)
+    if table is None:  # a large cell: each its own way
+        return torch.stack([real_dynamical_matrices(fc, qpoints) for fc in fcs])
+    twice = torch.round(2 * qpoints.detach().reshape(-1, 3).to(device=w.device, dtype=torch.float64))
+    sign = 1.0 - 2.0 * torch.remainder(twice @ table.shifts.T, 2.0)  # (n_q, classes): exactly ±1
+    return table(sign).reshape(-1, k, 3 * m, 3 * m).transpose(0, 1)
 
 
 def gamma_dynamical_matrix(fc: ForceConstants, nac: Correction | None = None) -> torch.Tensor:
@@ -262,9 +256,9 @@ class ShiftTable:
         shifts, column = distinct_shifts(shift)
         if len(shifts) * n_entries > (SHIFT_TABLE_MAX if max_numbers is None else max_numbers):
             return None
-        table = torch.zeros(len(shifts), n_entries, dtype=values.dtype, device=values.device)
-        rows = column[:, None].expand(entries.shape)
-        return cls(shifts, table.index_put((rows.reshape(-1), entries.reshape(-1)), values.reshape(-1), accumulate=True))
+        flat = (column[:, None] * n_entries + entries).reshape(-1)  # each number's place in the flat table
+        table = torch.zeros(len(shifts) * n_entries, dtype=values.dtype, device=values.device)
+        return cls(shifts, table.index_add_(0, flat, values.reshape(-1)).reshape(len(shifts), n_entries))
 
     def __call__(self, phase: torch.Tensor) -> torch.Tensor:
         """Σ_s phase[:, s] table[s]: (n_q, entries) from ``phase`` (n_q, S)."""
