@@ -18,7 +18,11 @@ from e3nn.io import CartesianTensor
 from e3nn.math import soft_one_hot_linspace
 
 from ..crystal.graph import GraphBatch
-from ..phonons.force_constants import ForceConstants, divergence_free_antisymmetric, with_onsite_each
+from ..phonons.force_constants import (
+    ForceConstants,
+    divergence_free_antisymmetric,
+    with_onsite_each,
+)
 from .config import VGNNConfig
 from .convolution import gate_for, tensor_product_paths
 from .fused import TensorProductLinear, gated, irrep_pieces

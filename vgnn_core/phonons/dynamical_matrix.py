@@ -440,7 +440,7 @@ def member_frequencies(
     size = 0
 
     def solve() -> None:
-        for (c, mats), lam in zip(wave, eigvalsh_grouped([mats for _, mats in wave])):
+        for (c, _), lam in zip(wave, eigvalsh_grouped([mats for _, mats in wave])):
             out[c] = eigenvalues_to_cm1(lam)
 
     for c, (fcs, q) in enumerate(zip(members, qpoints)):
