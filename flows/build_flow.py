@@ -37,6 +37,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.futures import as_completed
 from tqdm.auto import tqdm
 
+from flows.exit import fast_exit
 from flows.models import BuildModels, pick_models
 from flows.plan import (
     BuildSettings,
@@ -63,6 +64,7 @@ def _worker_models(specs: tuple[str, ...]) -> BuildModels:
         cache = {}
         if holder is not None:
             holder._vgnn_models = cache
+            fast_exit()  # the worker process, once: its models and libraries need no collection at exit
     if specs not in cache:
         cache[specs] = pick_models(list(specs))
     return cache[specs]

@@ -6,6 +6,7 @@ import argparse
 import errno
 import sys
 
+from ..exit import fast_exit
 from . import database, models, phonons
 
 
@@ -67,6 +68,7 @@ def usage_error(args: argparse.Namespace) -> str | None:
 
 def main(argv: list[str] | None = None) -> int:
     """Run ``vgnn`` with ``argv``; returns the exit status (0 ok, 1 or 2 an error, printed as one line)."""
+    fast_exit()  # the command's answer is printed: exit without a last pass over every object
     args = build_parser().parse_args(argv)
     if problem := usage_error(args):
         print(f"error: {problem}", file=sys.stderr)

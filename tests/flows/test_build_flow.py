@@ -341,7 +341,8 @@ def test_a_killed_build_leaves_no_ephemeral_server_behind(tmp_path):
 def test_local_workers_load_the_models_while_the_flow_plans(tmp_path):
     """A local cluster's workers load the build's models as soon as they are up, before any
     shard is submitted (the first shard then starts at once), and a model that cannot be
-    loaded leaves the workers usable: its shards fail with the error instead."""
+    loaded leaves the workers usable: its shards fail with the error instead. A worker that
+    loaded models exits without the interpreter's last collection (``flows.exit.fast_exit``)."""
     import time
 
     import torch
@@ -357,6 +358,20 @@ def test_local_workers_load_the_models_while_the_flow_plans(tmp_path):
     def loaded(dask_worker):
         return [list(k) for k in getattr(dask_worker, "_vgnn_models", {})]
 
+    def leave_a_cycle(marker):  # garbage that only a collection at the worker's exit would free
+        import gc
+        import os
+
+        fd, write = os.open(marker, os.O_WRONLY | os.O_CREAT), os.write  # open() is gone by then
+
+        class Cycle:
+            def __del__(self):
+                write(fd, b"collected")
+
+        gc.disable()
+        c = Cycle()
+        c.me = c
+
     def preload_state(dask_scheduler):
         task = dask_scheduler.tasks.get("preload-models-0")
         return None if task is None else task.state
@@ -371,6 +386,9 @@ def test_local_workers_load_the_models_while_the_flow_plans(tmp_path):
             # the worker still takes tasks (queued behind a preload that failed, in the second case)
             assert client.submit(lambda: 1 + 1, pure=False).result(timeout=120) == 2
             assert list(client.run(loaded).values()) == [expected]
+            client.run(leave_a_cycle, str(tmp_path / f"collected-{len(expected)}"))
+    markers = sorted(tmp_path.glob("collected-*"))
+    assert len(markers) == 2 and all(m.read_bytes() == b"" for m in markers)  # both left without a last collection
 
 
 def test_cuda_layout_runs_the_flow(tmp_path, monkeypatch):
