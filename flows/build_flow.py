@@ -64,7 +64,6 @@ def _worker_models(specs: tuple[str, ...]) -> BuildModels:
         cache = {}
         if holder is not None:
             holder._vgnn_models = cache
-            fast_exit()  # the worker process, once: its models and libraries need no collection at exit
     if specs not in cache:
         cache[specs] = pick_models(list(specs))
     return cache[specs]
@@ -149,7 +148,9 @@ def close_local_cluster(cluster, timeout_s: float = WORKER_CLOSE_TIMEOUT_S) -> N
 
 def preload_models(specs: tuple[str, ...]) -> None:
     """Load a build's models into this Dask worker (see :func:`_worker_models`); a spec that fails
-    to load fails the shards instead, with its error."""
+    to load fails the shards instead, with its error. The worker, one of a cluster the build
+    started itself, will exit without a last pass over every object (:func:`fast_exit`)."""
+    fast_exit()
     try:
         _worker_models(specs)
     except Exception:  # noqa: BLE001 - reported by the first shard that needs the models

@@ -68,7 +68,6 @@ def usage_error(args: argparse.Namespace) -> str | None:
 
 def main(argv: list[str] | None = None) -> int:
     """Run ``vgnn`` with ``argv``; returns the exit status (0 ok, 1 or 2 an error, printed as one line)."""
-    fast_exit()  # the command's answer is printed: exit without a last pass over every object
     args = build_parser().parse_args(argv)
     if problem := usage_error(args):
         print(f"error: {problem}", file=sys.stderr)
@@ -82,5 +81,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return code
 
+
+def console(argv: list[str] | None = None) -> int:
+    """The ``vgnn`` program (its console script and ``python -m flows.cli``): :func:`main` in a
+    process of its own, which exits without a last pass over every object (:func:`fast_exit`).
+    Code that calls :func:`main` in its own process keeps its exit as it was."""
+    fast_exit()
+    return main(argv)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(console())

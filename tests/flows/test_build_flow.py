@@ -359,6 +359,7 @@ def test_local_workers_load_the_models_while_the_flow_plans(tmp_path):
         return [list(k) for k in getattr(dask_worker, "_vgnn_models", {})]
 
     def leave_a_cycle(marker):  # garbage that only a collection at the worker's exit would free
+        import atexit
         import gc
         import os
 
@@ -366,8 +367,9 @@ def test_local_workers_load_the_models_while_the_flow_plans(tmp_path):
 
         class Cycle:
             def __del__(self):
-                write(fd, b"collected")
+                write(fd, b" collected")
 
+        atexit.register(write, fd, b"exited")  # a normal exit (not a kill after the close timeout)
         gc.disable()
         c = Cycle()
         c.me = c
@@ -388,7 +390,7 @@ def test_local_workers_load_the_models_while_the_flow_plans(tmp_path):
             assert list(client.run(loaded).values()) == [expected]
             client.run(leave_a_cycle, str(tmp_path / f"collected-{len(expected)}"))
     markers = sorted(tmp_path.glob("collected-*"))
-    assert len(markers) == 2 and all(m.read_bytes() == b"" for m in markers)  # both left without a last collection
+    assert [m.read_bytes() for m in markers] == [b"exited", b"exited"]  # both exited without a last collection
 
 
 def test_cuda_layout_runs_the_flow(tmp_path, monkeypatch):

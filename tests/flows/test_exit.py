@@ -36,7 +36,18 @@ def test_fast_exit_skips_only_the_last_collection():
 
 
 @pytest.mark.parametrize("argv", [["--help"], ["query", "SELECT 1", "--release", "/nonexistent/db"]])
-def test_every_vgnn_command_exits_fast(argv):
-    """The command line registers it first thing, whether the command succeeds, fails or prints help."""
-    lines = run("from flows.cli import main", f"try:\n    main({argv!r})\nexcept SystemExit:\n    pass")
+def test_the_vgnn_program_exits_fast_and_main_alone_does_not(argv):
+    """The program (console script, ``python -m flows.cli``) registers it first thing, whether the
+    command succeeds, fails or prints help; code that calls ``main`` in its own process keeps its exit."""
+    call = f"try:\n    {{}}({argv!r})\nexcept SystemExit:\n    pass"
+    lines = run("from flows.cli import console", call.format("console"))
     assert "cycle collected" not in lines and lines[-2:] == ["atexit ran", "finalizer ran"]
+    lines = run("from flows.cli import main", call.format("main"))
+    assert lines[-3:] == ["atexit ran", "finalizer ran", "cycle collected"]
+
+
+def test_the_console_script_is_the_fast_program():
+    from importlib.metadata import entry_points
+
+    (script,) = [e for e in entry_points(group="console_scripts") if e.name == "vgnn"]
+    assert script.value == "flows.cli:console"
