@@ -341,8 +341,8 @@ def test_a_killed_build_leaves_no_ephemeral_server_behind(tmp_path):
 def test_local_workers_load_the_models_while_the_flow_plans(tmp_path):
     """A local cluster's workers load the build's models as soon as they are up, before any
     shard is submitted (the first shard then starts at once), and a model that cannot be
-    loaded leaves the workers usable: its shards fail with the error instead. A worker that
-    loaded models exits without the interpreter's last collection (``flows.exit.fast_exit``)."""
+    loaded leaves the workers usable: its shards fail with the error instead. Either way the
+    preloaded worker exits without the interpreter's last collection (``flows.exit.fast_exit``)."""
     import time
 
     import torch
