@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -116,19 +117,25 @@ def worker_cpu_threads() -> int:
     return max(1, usable // max(1, tasks_at_once))
 
 
-def load_model(spec: str) -> LoadedModel:
-    """``kmvn`` / ``mvn`` / ``vvn`` (shipped) or a checkpoint path, on this worker's device."""
+def load_model(spec: str, share_with: Sequence[LoadedModel] = ()) -> LoadedModel:
+    """``kmvn`` / ``mvn`` / ``vvn`` (shipped) or a checkpoint path, on this worker's device; a
+    model of ``share_with`` that holds the same networks lends them (the shipped MVN runs the
+    k-MVN's: :func:`~vgnn_core.pretrained.registry.load_checkpoint`)."""
     device, threads = worker_device(), worker_cpu_threads()
+    others = [m.predictor.model for m in share_with]
     if Path(spec).is_file():
-        model = load_checkpoint(spec, device=device)
+        model = load_checkpoint(spec, device=device, share_with=others)
         return LoadedModel(Path(spec).stem, file_digest(spec), Predictor(model, device=device, cpu_threads=threads))
-    model = load_pretrained_model(spec, device=device)
+    model = load_pretrained_model(spec, device=device, share_with=others)
     return LoadedModel(spec, shipped_checkpoints()[spec]["sha256"], Predictor(model, device=device, cpu_threads=threads))
 
 
 def pick_models(specs: list[str]) -> BuildModels:
-    """The Γ model (MVN preferred, else a k-MVN or VVN) and the band model (k-MVN) of ``specs``."""
-    loaded = [load_model(s) for s in specs]
+    """The Γ model (MVN preferred, else a k-MVN or VVN) and the band model (k-MVN) of ``specs``;
+    models holding the same networks load them once."""
+    loaded: list[LoadedModel] = []
+    for spec in specs:
+        loaded.append(load_model(spec, share_with=loaded))
     gamma = next((m for m in loaded if m.kind == "mvn"), None) or next((m for m in loaded if m.kind in ("kmvn", "vvn")), None)
     bands = next((m for m in loaded if m.predictor.model.supports_bands), None)
     return BuildModels(gamma, bands)

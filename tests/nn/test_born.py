@@ -119,6 +119,29 @@ def test_averaged_heads_stay_neutral_and_positive_definite(tmp_path):
     torch.testing.assert_close(nested(x, n_atoms, bonds).born, (3 * out.born + each[0].born) / 4)
 
 
+def test_averaged_heads_of_one_kind_load_as_copies_with_their_own_weights(tmp_path):
+    """Heads of equal hyper-parameters are built once when loaded and copied (their code shared):
+    each copy still holds its own weights, and the average predicts what was saved."""
+    from vgnn_core.training.born import load_heads, save_heads
+
+    irreps = o3.Irreps("16x0e + 8x1o + 4x2e")
+    members = [random_heads(irreps, seed, "layer") for seed in (5, 6, 7)]
+    n_atoms = torch.tensor([3, 4])
+    x = torch.randn(int(n_atoms.sum()), irreps.dim, dtype=torch.float64)
+    owner = torch.repeat_interleave(torch.arange(len(n_atoms)), n_atoms)
+    src, dst = (torch.tensor(c) for c in zip(*[(i, j) for i in range(7) for j in range(7) if owner[i] == owner[j]]))
+    bonds = (src, dst, 2.0 * torch.randn(len(src), 3, dtype=torch.float64))
+    save_heads(BornHeadsEnsemble(members), tmp_path / "avg.pt")
+    loaded, _ = load_heads(tmp_path / "avg.pt")
+    storages = [{p.data_ptr() for p in m.parameters()} for m in loaded.members]
+    assert all(not storages[i] & storages[j] for i in range(3) for j in range(i))
+    loaded = loaded.double()
+    for mine, theirs in zip(loaded.members, members):
+        torch.testing.assert_close(mine(x, n_atoms, bonds).born, theirs(x, n_atoms, bonds).born.detach(),
+                                   atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(loaded.members[0](x, n_atoms, bonds).born, loaded.members[1](x, n_atoms, bonds).born)
+
+
 def test_bond_term_needs_bonds():
     heads = BornHeads("4x0e + 2x1o")
     with pytest.raises(ValueError, match="bond term"):

@@ -150,3 +150,38 @@ def test_kmvn_runs_read_as_an_mvn_give_the_kmvn_gamma(tmp_path, wurtzite_zno):
     a = Predictor(kmvn.double()).predict_gamma([wurtzite_zno])[0]
     b = Predictor(load_checkpoint(tmp_path / "m" / "best.pt").double()).predict_gamma([wurtzite_zno])[0]
     np.testing.assert_allclose(b, a, atol=1e-3)
+
+
+def test_an_mvn_holding_the_kmvns_weights_loads_on_its_networks(tmp_path, wurtzite_zno):
+    """``load_checkpoint(share_with=)``: the MVN checkpoint of a k-MVN's weights runs the loaded
+    k-MVN's modules and predicts what it predicts loaded alone; any other checkpoint gets networks
+    of its own."""
+    from vgnn_core.files import file_digest
+
+    kmvn_members = [m.float() for m in members("kmvn", 2, **TINY)]
+    save_checkpoint(VGNNEnsemble(kmvn_members), tmp_path / "k.pt")
+    save_checkpoint(VGNNEnsemble(kmvn_members).read_as("mvn"), tmp_path / "m.pt", {"role": "mvn"})
+    kmvn = load_checkpoint(tmp_path / "k.pt")
+    mvn = load_checkpoint(tmp_path / "m.pt", share_with=[kmvn])
+    assert mvn.kind == "mvn" and kmvn.kind == "kmvn" and not mvn.supports_bands
+    assert all(a.backbone is b.backbone and a.readout is b.readout for a, b in zip(mvn.members, kmvn.members))
+    assert mvn.checkpoint_metadata == {"role": "mvn"} and mvn.checkpoint_sha256 == file_digest(tmp_path / "m.pt")
+    alone = load_checkpoint(tmp_path / "m.pt")
+    assert not any(a.backbone is b.backbone for a, b in zip(alone.members, kmvn.members))
+    np.testing.assert_array_equal(Predictor(mvn).predict_gamma([wurtzite_zno])[0],
+                                  Predictor(alone).predict_gamma([wurtzite_zno])[0])
+
+    def own_networks(model):
+        return not any(a.backbone is b.backbone for a in model.members for b in kmvn.members)
+
+    # one weight off by 1e-6, another config, one network instead of two: each built on its own
+    nudged = [m.read_as("mvn") for m in members("kmvn", 2, **TINY)]
+    with torch.no_grad():
+        next(nudged[1].parameters()).view(-1)[0] += 1e-6
+    save_checkpoint(VGNNEnsemble([m.float() for m in nudged]), tmp_path / "nudged.pt")
+    assert own_networks(load_checkpoint(tmp_path / "nudged.pt", share_with=[kmvn]))
+    save_checkpoint(VGNNEnsemble(members("mvn", 2, r_bond=5.0, **TINY)), tmp_path / "other.pt")
+    assert own_networks(load_checkpoint(tmp_path / "other.pt", share_with=[kmvn]))
+    save_checkpoint(kmvn_members[0].read_as("mvn"), tmp_path / "single.pt")
+    single = load_checkpoint(tmp_path / "single.pt", share_with=[kmvn, VVN(**TINY)])
+    assert single.backbone is not kmvn.members[0].backbone

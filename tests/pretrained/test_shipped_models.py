@@ -73,3 +73,21 @@ def test_shipped_models_say_how_far_to_trust_them(name, si_primitive):
     # an element no training crystal holds (Pu) is flagged
     (pu,) = predictor.predict_phonons([Structure(Lattice.cubic(3.1), ["Pu"], [[0, 0, 0]])], bands=False, thermal=False)
     assert pu.in_domain is False and "Pu" in pu.domain_note
+
+
+def test_a_build_loads_the_shipped_mvn_on_the_shipped_kmvns_networks(si_primitive):
+    """The shipped MVN holds the k-MVN's weights: a build's worker builds the networks once, and
+    the MVN still predicts, records and calibrates as the MVN loaded alone."""
+    from flows.models import pick_models
+
+    models = pick_models(["mvn", "kmvn"])
+    mvn, kmvn = models.gamma.predictor.model, models.bands.predictor.model
+    assert (mvn.kind, kmvn.kind) == ("mvn", "kmvn") and models.share_networks
+    assert all(a.backbone is b.backbone and a.readout is b.readout for a, b in zip(mvn.members, kmvn.members))
+    alone = vgnn_core.load_pretrained("mvn")
+    assert models.gamma.sha256 == mvn.checkpoint_sha256 == shipped_checkpoints()["mvn"]["sha256"]
+    assert mvn.checkpoint_metadata == alone.model.checkpoint_metadata != kmvn.checkpoint_metadata
+    (mine,), (theirs,) = (p.predict_phonons([si_primitive], bands=False, thermal=False)
+                          for p in (models.gamma.predictor, alone))
+    np.testing.assert_array_equal(mine.gamma, theirs.gamma)
+    assert mine.uncertainty_cm1 == theirs.uncertainty_cm1

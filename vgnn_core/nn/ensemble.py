@@ -79,6 +79,11 @@ class VGNNEnsemble(ForceConstantModel):
         self.config = first
         self.members = torch.nn.ModuleList(members)
 
+    def read_as(self, kind: str) -> VGNNEnsemble:
+        """The same members read out as ``kind`` (:meth:`VGNN.read_as <vgnn_core.nn.model.VGNN.read_as>`:
+        their modules shared, not copied)."""
+        return VGNNEnsemble([m.read_as(kind) for m in self.members])
+
     @property
     def member_configs(self) -> list[dict]:
         return [m.config.to_dict() for m in self.members]

@@ -17,7 +17,7 @@ from its :class:`VGNNConfig`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -190,6 +190,18 @@ class VGNN(ForceConstantModel):
         self.config = cfg
         self.backbone = Backbone(cfg)
         self.readout = BondReadout(cfg, self.backbone.irreps_out, self.backbone.irreps_sh)
+
+    def read_as(self, kind: str) -> VGNN:
+        """These networks read out as ``kind`` (``kmvn`` or ``mvn``): a model whose backbone and
+        read-out are this one's own modules, shared, not copied (the shipped MVN is the k-MVN's
+        networks with their blocks summed per atom pair). Training either trains both."""
+        if kind not in ASSEMBLIES:
+            raise ValueError(f"VGNN predicts force constants (kmvn, mvn), not {kind!r}")
+        twin = VGNN.__new__(VGNN)
+        torch.nn.Module.__init__(twin)
+        twin.config = replace(self.config, kind=kind)
+        twin.backbone, twin.readout = self.backbone, self.readout
+        return twin
 
     def encode(self, batch: GraphBatch) -> AtomFeatures:
         """The backbone's atom features of ``batch``."""

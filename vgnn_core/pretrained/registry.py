@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ import torch
 
 from ..files import file_digest, write_text_atomic
 from ..nn.config import VGNNConfig
+from ..nn.copies import clone_module
 from ..nn.ensemble import VGNNEnsemble
 from ..nn.model import VGNN, Model, make_model
 
@@ -54,36 +56,64 @@ def save_checkpoint(model: Model, path: str | Path, metadata: dict[str, Any] | N
 
 def _member_skeletons(configs: list[VGNNConfig]) -> list[VGNN]:
     """Networks of an ensemble's member configs, for ``load_state_dict`` to fill: members of
-    equal configs are deep copies of the first (their weights identical until loaded; nothing
-    shared), since e3nn generates and optimises the code of every tensor product when a network
-    is built (~1.6 s of CPU each) while a copy takes ~0.4 s."""
-    import copy
-
+    equal configs are copies of the first (:func:`~vgnn_core.nn.copies.clone_module`: their own
+    weights, the first's generated code), since e3nn generates and optimises the code of every
+    tensor product when a network is built (~1 s of CPU each) while a copy takes milliseconds."""
     networks: list[VGNN] = []
     for config in configs:
         twin = next((n for n in networks if n.config == config), None)  # dataclass equality
-        networks.append(copy.deepcopy(twin) if twin is not None else VGNN(config))
+        networks.append(clone_module(twin) if twin is not None else VGNN(config))
     return networks
 
 
-def load_checkpoint(path: str | Path, sha256: str | None = None, device: str = "cpu") -> Model:
-    """Load a model; with ``sha256`` given, refuse a file that does not match it."""
+def load_checkpoint(path: str | Path, sha256: str | None = None, device: str = "cpu",
+                    share_with: Sequence[Model] = ()) -> Model:
+    """Load a model; with ``sha256`` given, refuse a file that does not match it.
+
+    ``share_with``: models already loaded (on ``device``) whose networks this checkpoint may
+    hold too, as the shipped MVN holds the k-MVN's. Where one holds exactly these weights under
+    the same configs apart from the kind, the model returned runs its modules
+    (:meth:`~vgnn_core.nn.model.VGNN.read_as`) instead of building and loading its own: the same
+    numbers, without the second network's build. Meant for inference: training one trains both."""
     path = Path(path)
     if sha256 is not None:
         actual = file_digest(path)
         if actual != sha256:
             raise ChecksumError(f"{path.name}: sha256 {actual} does not match the expected {sha256}")
     data = torch.load(path, map_location=device, weights_only=True)
-    if "member_configs" in data:
-        model = VGNNEnsemble(_member_skeletons([VGNNConfig.from_dict(c) for c in data["member_configs"]]))
-    else:
-        model = make_model(VGNNConfig.from_dict(data["config"]))
     # radial-basis frequencies are derived from the config (early checkpoints stored them)
     state = {k: v for k, v in data["state_dict"].items() if not k.endswith("radial_basis.frequencies")}
-    model.load_state_dict(state)
+    model = next(filter(None, (_same_networks(data, state, other) for other in share_with)), None)
+    if model is None:
+        if "member_configs" in data:
+            model = VGNNEnsemble(_member_skeletons([VGNNConfig.from_dict(c) for c in data["member_configs"]]))
+        else:
+            model = make_model(VGNNConfig.from_dict(data["config"]))
+        model.load_state_dict(state)
     model.checkpoint_metadata = dict(data.get("metadata", {}))
     model.checkpoint_sha256 = sha256 or file_digest(path)
     return model.to(device).eval()
+
+
+def _same_networks(data: dict, state: dict[str, torch.Tensor], other: Model) -> Model | None:
+    """``other``'s networks read as the checkpoint ``data``'s kind when they are the checkpoint's
+    networks (configs equal apart from the kind, every weight equal), else ``None``."""
+    if not isinstance(other, VGNN | VGNNEnsemble):
+        return None
+    configs = data.get("member_configs", [data["config"]])
+    nets = list(other.members) if isinstance(other, VGNNEnsemble) else [other]
+    if ("member_configs" in data) != isinstance(other, VGNNEnsemble) or len(configs) != len(nets):
+        return None
+    kind = VGNNConfig.from_dict(configs[0]).kind
+    if kind not in ("kmvn", "mvn") or any(
+            {**VGNNConfig.from_dict(c).to_dict(), "kind": None} != {**n.config.to_dict(), "kind": None}
+            for c, n in zip(configs, nets)):
+        return None
+    mine = other.state_dict()
+    if mine.keys() != state.keys() or not all(
+            mine[k].dtype == v.dtype and mine[k].device == v.device and torch.equal(mine[k], v) for k, v in state.items()):
+        return None
+    return other.read_as(kind)
 
 
 def combine_runs(run_dirs: list[str | Path], out: str | Path, kind: str | None = None) -> VGNNEnsemble:
@@ -172,8 +202,9 @@ def load_born_model(model: Model | None = None, device: str = "cpu", heads_file:
     return born.eval()
 
 
-def load_pretrained_model(name: str, device: str = "cpu") -> Model:
-    """The shipped checkpoint ``name`` (``kmvn``, ``mvn`` or ``vvn``), sha256-verified."""
+def load_pretrained_model(name: str, device: str = "cpu", share_with: Sequence[Model] = ()) -> Model:
+    """The shipped checkpoint ``name`` (``kmvn``, ``mvn`` or ``vvn``), sha256-verified;
+    ``share_with`` as for :func:`load_checkpoint`."""
     if name not in PRETRAINED_KINDS:
         raise ValueError(f"unknown pretrained model {name!r}; expected one of {PRETRAINED_KINDS}")
     entry = shipped_checkpoints().get(name)
@@ -184,4 +215,4 @@ def load_pretrained_model(name: str, device: str = "cpu") -> Model:
         )
     path = resources.files("vgnn_core.pretrained") / "checkpoints" / entry["file"]
     with resources.as_file(path) as p:
-        return load_checkpoint(p, sha256=entry["sha256"], device=device)
+        return load_checkpoint(p, sha256=entry["sha256"], device=device, share_with=share_with)

@@ -24,9 +24,9 @@ class WeightAverage:
 
     def averaged(self, model: Model) -> Model:
         """A copy of ``model`` carrying the averaged weights."""
-        import copy
+        from ..nn.copies import clone_module
 
-        twin = copy.deepcopy(model)
+        twin = clone_module(model)  # its own tensors; e3nn's generated code shared, not rebuilt
         twin.load_state_dict(self.shadow)
         return twin
 
