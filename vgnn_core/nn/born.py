@@ -27,22 +27,17 @@ them (:class:`BornBackbones`); :class:`BornModel` wraps backbone + heads for pre
 from __future__ import annotations
 
 import dataclasses
-import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from e3nn import o3
-from e3nn.io import CartesianTensor
 
 from ..crystal.graph import GraphBatch
+from .cartesian import GENERAL_RANK2, SYMMETRIC_RANK2, cartesian_basis
 from .convolution import Interaction
 from .radial import BesselBasis, polynomial_envelope
-
-#: Irreps of a general rank-2 polar tensor (Z*) and of a symmetric one (ε∞, its logarithm).
-GENERAL_RANK2 = "ij"
-SYMMETRIC_RANK2 = "ij=ji"
 
 
 @dataclass
@@ -52,12 +47,6 @@ class BornOutput:
     born: torch.Tensor  # (N, 3, 3) e, neutral per crystal
     log_epsilon: torch.Tensor  # (B, 3, 3) S, with ε∞ = 1 + exp(S)
     epsilon: torch.Tensor  # (B, 3, 3) ε∞
-
-
-@functools.cache
-def _change_of_basis(formula: str) -> torch.Tensor:
-    """(irreps dim, 3, 3): irreps coefficients → Cartesian tensor (xyz, e3nn ≥ 0.5's basis)."""
-    return CartesianTensor(formula).reduced_tensor_products().change_of_basis.detach()
 
 
 def atom_crystal_index(n_atoms: torch.Tensor) -> torch.Tensor:
@@ -188,8 +177,8 @@ class BornHeads(torch.nn.Module):
         joined = mid + o3.Irreps(square_irreps)
         n_scalars = sum(mul for mul, ir in joined if ir.l == 0 and ir.p == 1)
         self._scalar_slices = [sl for (mul, ir), sl in zip(joined, joined.slices()) if ir.l == 0 and ir.p == 1]
-        self.born_tensor = CartesianTensor(GENERAL_RANK2)
-        self.eps_tensor = CartesianTensor(SYMMETRIC_RANK2)
+        self.born_tensor = cartesian_basis(GENERAL_RANK2).irreps
+        self.eps_tensor = cartesian_basis(SYMMETRIC_RANK2).irreps
         n_mixing = 2 * n_scalars if crystal_context else n_scalars
         self.born_readout = _MixedReadout(joined, self.born_tensor, n_mixing, n_mix, hidden)
         self.eps_readout = _MixedReadout(joined, self.eps_tensor, n_mixing, n_mix, hidden)
@@ -204,8 +193,8 @@ class BornHeads(torch.nn.Module):
             self.bond_mlp = None
         # ε∞ − 1 ≈ e^{offset} for a crystal whose pooled S vanishes: start near a typical value
         self.log_eps_offset = torch.nn.Parameter(torch.tensor(1.2))
-        self.register_buffer("born_basis", _change_of_basis(GENERAL_RANK2).clone(), persistent=False)
-        self.register_buffer("eps_basis", _change_of_basis(SYMMETRIC_RANK2).clone(), persistent=False)
+        self.register_buffer("born_basis", cartesian_basis(GENERAL_RANK2).to_cartesian.clone(), persistent=False)
+        self.register_buffer("eps_basis", cartesian_basis(SYMMETRIC_RANK2).to_cartesian.clone(), persistent=False)
 
     def forward(self, features: torch.Tensor, n_atoms: torch.Tensor,
                 bonds: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None) -> BornOutput:

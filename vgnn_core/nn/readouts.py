@@ -14,7 +14,6 @@ from typing import Protocol
 import torch
 from e3nn import nn as enn
 from e3nn import o3
-from e3nn.io import CartesianTensor
 from e3nn.math import soft_one_hot_linspace
 
 from ..crystal.graph import GraphBatch
@@ -23,6 +22,7 @@ from ..phonons.force_constants import (
     divergence_free_antisymmetric,
     with_onsite_each,
 )
+from .cartesian import ANTISYMMETRIC_RANK2, SYMMETRIC_RANK2, cartesian_basis
 from .config import VGNNConfig
 from .convolution import gate_for, tensor_product_paths
 from .fused import TensorProductLinear, gated, irrep_pieces
@@ -71,7 +71,7 @@ class BondReadout(torch.nn.Module):
         self.even = TensorProductLinear(self.tp_even, self.linear_even)
         self.odd = TensorProductLinear(self.tp_odd, self.linear_odd)
         self.linear_out = o3.Linear(self.gate.irreps_out, SYMMETRIC_TENSOR)
-        self.register_buffer("to_cartesian", CartesianTensor("ij=ji").to_cartesian(torch.eye(6)))
+        self.register_buffer("to_cartesian", cartesian_basis(SYMMETRIC_RANK2).to_cartesian.clone())
         self.full_blocks = cfg.full_blocks
         if self.full_blocks:
             # The antisymmetric part must change sign when the bond is reversed, so it is read
@@ -90,7 +90,7 @@ class BondReadout(torch.nn.Module):
             self.linear_anti_odd = o3.Linear(amid_o, ANTISYMMETRIC_TENSOR)
             self.anti_even = TensorProductLinear(self.tp_anti_even, self.linear_anti_even)
             self.anti_odd = TensorProductLinear(self.tp_anti_odd, self.linear_anti_odd)
-            self.register_buffer("anti_to_cartesian", CartesianTensor("ij=-ji").to_cartesian(torch.eye(3)))
+            self.register_buffer("anti_to_cartesian", cartesian_basis(ANTISYMMETRIC_RANK2).to_cartesian.clone())
         self.fc_scale = cfg.fc_scale
         self.r_bond = cfg.r_bond or cfg.r_max
         self.radial_basis = BesselBasis(self.r_bond, cfg.n_radial)
