@@ -408,3 +408,25 @@ def test_cuda_layout_runs_the_flow(tmp_path, monkeypatch):
     assert summary["written"] == 35 and summary["failed"] == 0 and 1 <= summary["timeline"]["workers"] <= 2
     rows = connect(tmp_path / "db").execute("SELECT count(*), min(len(frequencies_cm1)) FROM gamma").fetchone()
     assert rows[0] == 35 and rows[1] >= 3
+
+
+def test_a_crystals_dask_token_is_its_content_digest(si_primitive):
+    """Dask tokenizes every argument of a submitted shard task; a crystal's token is its plan
+    digest (the same content gives the same token, any change of name, species, lattice or
+    position another one), not a hash of its pickle."""
+    from dask.tokenize import normalize_token, tokenize
+
+    from flows.build_flow import Crystal  # importing the flow registers the token
+    from flows.plan import input_digest
+    from vgnn_core.crystal.crystal import as_crystal
+
+    crystal = as_crystal(si_primitive, name="si")
+    assert normalize_token(crystal) == ("vgnn_core.Crystal", input_digest(crystal))
+    assert isinstance(crystal, Crystal)
+    assert tokenize(crystal) == tokenize(as_crystal(si_primitive.copy(), name="si"))
+    moved, other = si_primitive.copy(), si_primitive.copy()
+    moved.translate_sites([0], [1e-6, 0, 0], frac_coords=True)
+    other.replace(0, "Ge")
+    tokens = {tokenize(c) for c in (crystal, as_crystal(si_primitive, name="si-2"), as_crystal(moved, name="si"),
+                                    as_crystal(other, name="si"))}
+    assert len(tokens) == 4
