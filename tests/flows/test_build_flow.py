@@ -340,7 +340,8 @@ def test_a_killed_build_leaves_no_ephemeral_server_behind(tmp_path):
 
 def test_local_workers_load_the_models_while_the_flow_plans(tmp_path):
     """A local cluster's workers load the build's models as soon as they are up, before any
-    shard is submitted (the first shard then starts at once), and a model that cannot be
+    shard is submitted (the first shard then starts at once), with the band model's Born heads
+    where heads fit it (the shipped pair), and a model that cannot be
     loaded leaves the workers usable: its shards fail with the error instead. Either way the
     preloaded worker exits without the interpreter's last collection (``flows.exit.fast_exit``)."""
     import time
@@ -378,19 +379,25 @@ def test_local_workers_load_the_models_while_the_flow_plans(tmp_path):
         task = dask_scheduler.tasks.get("preload-models-0")
         return None if task is None else task.state
 
-    for models, expected in (((str(ckpt),), [[str(ckpt)]]), (specs, [])):
+    def born_heads(dask_worker):  # whether each preloaded band model's Born heads are loaded
+        return [m.bands.predictor._born_model is not None for m in getattr(dask_worker, "_vgnn_models", {}).values()]
+
+    # a k-MVN of its own (no Born heads fit it), one that cannot load, the shipped pair (heads loaded)
+    cases = (((str(ckpt),), [[str(ckpt)]], [False]), (specs, [], []), (("mvn", "kmvn"), [["mvn", "kmvn"]], [True]))
+    for k, (models, expected, heads) in enumerate(cases):
         with dask_task_runner("local", 1, models=models) as runner, Client(runner.address) as client:
             deadline = time.monotonic() + 120
             while client.run_on_scheduler(preload_state) != "memory" and time.monotonic() < deadline:
                 time.sleep(0.5)
             assert client.run_on_scheduler(preload_state) == "memory"  # it ran, before any task of ours
             assert list(client.run(loaded).values()) == [expected]
+            assert list(client.run(born_heads).values()) == [heads]
             # the worker still takes tasks (queued behind a preload that failed, in the second case)
             assert client.submit(lambda: 1 + 1, pure=False).result(timeout=120) == 2
             assert list(client.run(loaded).values()) == [expected]
-            client.run(leave_a_cycle, str(tmp_path / f"collected-{len(expected)}"))
+            client.run(leave_a_cycle, str(tmp_path / f"collected-{k}"))
     markers = sorted(tmp_path.glob("collected-*"))
-    assert [m.read_bytes() for m in markers] == [b"exited", b"exited"]  # both exited without a last collection
+    assert [m.read_bytes() for m in markers] == [b"exited"] * 3  # every one exited without a last collection
 
 
 def test_cuda_layout_runs_the_flow(tmp_path, monkeypatch):
