@@ -23,8 +23,9 @@ def clone_module(module: M) -> M:
     ``requires_grad``) and its own submodules, hooks and registries, recursively; everything else
     of each module (generated code, irreps, instruction lists, configs) is shared with ``module``.
 
-    Use it for networks that will be loaded with other weights or trained apart: nothing that
-    holds a number is shared. A submodule that appears twice in ``module`` appears twice in the
+    Use it for networks that will be loaded with other weights or trained apart: no parameter
+    or buffer is shared (a tensor kept as a plain attribute would be; no module here keeps one).
+    A submodule that appears twice in ``module`` appears twice in the
     copy too (one copy, shared the same way)."""
     return _clone(module, {})
 
