@@ -32,7 +32,7 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
-from dask.tokenize import normalize_token
+from dask.base import normalize_token  # dask.tokenize only from 2024.9; the floor is 2024.1
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.futures import as_completed

@@ -421,7 +421,7 @@ def test_a_crystals_dask_token_is_its_content_digest(si_primitive):
     """Dask tokenizes every argument of a submitted shard task; a crystal's token is its plan
     digest (the same content gives the same token, any change of name, species, lattice or
     position another one), not a hash of its pickle."""
-    from dask.tokenize import normalize_token, tokenize
+    from dask.base import normalize_token, tokenize
 
     from flows.build_flow import Crystal  # importing the flow registers the token
     from flows.plan import input_digest

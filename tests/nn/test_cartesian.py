@@ -44,8 +44,19 @@ def test_the_basis_is_e3nns_orthonormal_and_rotates_with_the_tensor(formula):
     torch.testing.assert_close(rotated, rotation @ tensors @ rotation.T, atol=1e-6, rtol=0)
 
 
-def test_a_basis_is_rank_two_only_and_computed_once():
+def test_a_basis_is_rank_two_only_computed_once_per_dtype():
     assert cartesian_basis("ij=ji") is cartesian_basis("ij=ji")
+    before = torch.get_default_dtype()
+    try:  # a network built in float64 first leaves float32 networks built later their own dtype
+        torch.set_default_dtype(torch.float64)
+        assert cartesian_basis("ij=-ji").to_cartesian.dtype == torch.float64
+    finally:
+        torch.set_default_dtype(before)
+    assert cartesian_basis("ij=-ji").to_cartesian.dtype == before
+    from tests.conftest import TINY_ARCH
+    from vgnn_core import VGNN
+
+    assert VGNN(kind="kmvn", full_blocks=True, **TINY_ARCH).readout.anti_to_cartesian.dtype == before
     with pytest.raises(ValueError, match="rank-2"):
         cartesian_basis("ijk=jik")
 

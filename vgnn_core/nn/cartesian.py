@@ -31,12 +31,18 @@ class CartesianBasis:
     to_cartesian: torch.Tensor
 
 
-@functools.cache
 def cartesian_basis(formula: str) -> CartesianBasis:
     """The basis of 3×3 tensors with index symmetry ``formula`` (e3nn's notation: ``"ij"``,
-    ``"ij=ji"``, ``"ij=-ji"``), computed once per process; copy ``to_cartesian`` before changing it."""
+    ``"ij=ji"``, ``"ij=-ji"``) in torch's default dtype at the call, as e3nn computes it (once per
+    process and dtype); copy ``to_cartesian`` before changing it."""
     indices = formula.split("=")[0].replace("-", "")
     if len(indices) != 2:
         raise ValueError(f"{formula!r} is not a rank-2 index symmetry (e.g. 'ij', 'ij=ji', 'ij=-ji')")
+    return _basis(formula, indices, torch.get_default_dtype())
+
+
+@functools.cache
+def _basis(formula: str, indices: str, dtype: torch.dtype) -> CartesianBasis:
+    # keyed by the dtype: a float32 network built after a float64 one must not get float64 buffers
     products = o3.ReducedTensorProducts(formula, **{i: "1o" for i in indices})
-    return CartesianBasis(formula, products.irreps_out, products.change_of_basis.detach())
+    return CartesianBasis(formula, products.irreps_out, products.change_of_basis.detach().to(dtype))
