@@ -24,6 +24,7 @@ from .crystal.crystal import Crystal, as_crystal
 from .crystal.domain import TrainingDomain
 from .crystal.graph import CrystalGraph, build_graph, collate
 from .crystal.structures import StructureLike, as_structure
+from .nn.copies import same_weights
 from .nn.ensemble import MemberAgreement
 from .nn.model import Model
 from .nn.uncertainty import ErrorPredictors, UncertaintyModel
@@ -468,13 +469,8 @@ def networks_shared(a: Predictor, b: Predictor) -> bool:
     nets_b = list(getattr(mb, "members", [mb]))
     if len(nets_a) != len(nets_b):
         return False
-    for x, y in zip(nets_a, nets_b):
-        if {**x.config.to_dict(), "kind": None} != {**y.config.to_dict(), "kind": None}:
-            return False
-        sx, sy = x.state_dict(), y.state_dict()
-        if sx.keys() != sy.keys() or not all(torch.equal(sx[k], sy[k]) for k in sx):
-            return False
-    return True
+    return all(x.config.same_network(y.config) and same_weights(x.state_dict(), y.state_dict())
+               for x, y in zip(nets_a, nets_b))
 
 
 def load_pretrained(name: str, device: str | torch.device = "cpu", **kwargs) -> Predictor:

@@ -87,7 +87,7 @@ def test_ensemble_checkpoint_roundtrip(tmp_path, wurtzite_zno):
     save_checkpoint(ens, path, {"note": "two members"})
     back = load_checkpoint(path)
     assert isinstance(back, VGNNEnsemble) and len(back.members) == 2
-    # members of one config are built once and copied (registry._member_skeletons): nothing may be shared
+    # members of one config are built once and copied (vgnn_core.nn.copies.built_once): nothing may be shared
     storages = [{p.data_ptr() for p in m.parameters()} for m in back.members]
     assert not storages[0] & storages[1]
     for mine, theirs in zip(back.members, ens.members):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 MODEL_KINDS = ("kmvn", "mvn", "vvn")
@@ -46,6 +46,11 @@ class VGNNConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def same_network(self, other: VGNNConfig) -> bool:
+        """Whether ``other`` builds the same network, read out perhaps as another kind (the
+        kind changes how bond blocks become force constants, not the modules)."""
+        return replace(self, kind=other.kind) == other
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> VGNNConfig:

@@ -5,17 +5,37 @@ module is built, and again when one is unpickled (``copy.deepcopy`` goes through
 an ensemble of three networks of one config costs three code generations (~0.4–1.3 s of CPU
 each). The code depends on the irreps alone, never on the weights: :func:`clone_module` copies
 only the tensors and the modules' own bookkeeping, and a worker's models load in a fraction of
-the time.
+the time. :func:`same_weights` tells whether two networks (or a checkpoint) hold the same tensors.
 """
 
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from typing import TypeVar
 
 import torch
 
 M = TypeVar("M", bound=torch.nn.Module)
+K = TypeVar("K")
+
+
+def built_once(specs: Sequence[K], build: Callable[[K], M]) -> list[M]:
+    """One module per spec: ``build(spec)`` for the first of each distinct spec (by equality),
+    :func:`clone_module` of that one for every later equal spec (an ensemble's members of one
+    config: one code generation instead of one each)."""
+    made: list[tuple[K, M]] = []
+    for spec in specs:
+        twin = next((module for seen, module in made if seen == spec), None)
+        made.append((spec, clone_module(twin) if twin is not None else build(spec)))
+    return [module for _, module in made]
+
+
+def same_weights(a: Mapping[Hashable, torch.Tensor], b: Mapping[Hashable, torch.Tensor]) -> bool:
+    """Whether two state dicts hold the same tensors: the same names, and per name the same
+    dtype, device and values."""
+    return a.keys() == b.keys() and all(
+        a[k].dtype == b[k].dtype and a[k].device == b[k].device and torch.equal(a[k], b[k]) for k in a)
 
 
 def clone_module(module: M) -> M:

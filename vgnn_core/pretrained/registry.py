@@ -21,7 +21,7 @@ import torch
 
 from ..files import file_digest, write_text_atomic
 from ..nn.config import VGNNConfig
-from ..nn.copies import clone_module
+from ..nn.copies import built_once, same_weights
 from ..nn.ensemble import VGNNEnsemble
 from ..nn.model import VGNN, Model, make_model
 
@@ -54,18 +54,6 @@ def save_checkpoint(model: Model, path: str | Path, metadata: dict[str, Any] | N
     return file_digest(path)
 
 
-def _member_skeletons(configs: list[VGNNConfig]) -> list[VGNN]:
-    """Networks of an ensemble's member configs, for ``load_state_dict`` to fill: members of
-    equal configs are copies of the first (:func:`~vgnn_core.nn.copies.clone_module`: their own
-    weights, the first's generated code), since e3nn generates and optimises the code of every
-    tensor product when a network is built (~1 s of CPU each) while a copy takes milliseconds."""
-    networks: list[VGNN] = []
-    for config in configs:
-        twin = next((n for n in networks if n.config == config), None)  # dataclass equality
-        networks.append(clone_module(twin) if twin is not None else VGNN(config))
-    return networks
-
-
 def load_checkpoint(path: str | Path, sha256: str | None = None, device: str = "cpu",
                     share_with: Sequence[Model] = ()) -> Model:
     """Load a model; with ``sha256`` given, refuse a file that does not match it.
@@ -86,7 +74,10 @@ def load_checkpoint(path: str | Path, sha256: str | None = None, device: str = "
     model = next(filter(None, (_same_networks(data, state, other) for other in share_with)), None)
     if model is None:
         if "member_configs" in data:
-            model = VGNNEnsemble(_member_skeletons([VGNNConfig.from_dict(c) for c in data["member_configs"]]))
+            # members of one config: built once, then copied with their generated code (e3nn
+            # builds ~1 s of code per network, a copy takes milliseconds); load_state_dict fills them
+            configs = [VGNNConfig.from_dict(c) for c in data["member_configs"]]
+            model = VGNNEnsemble(built_once(configs, VGNN))
         else:
             model = make_model(VGNNConfig.from_dict(data["config"]))
         model.load_state_dict(state)
@@ -104,16 +95,11 @@ def _same_networks(data: dict, state: dict[str, torch.Tensor], other: Model) -> 
     nets = list(other.members) if isinstance(other, VGNNEnsemble) else [other]
     if ("member_configs" in data) != isinstance(other, VGNNEnsemble) or len(configs) != len(nets):
         return None
-    kind = VGNNConfig.from_dict(configs[0]).kind
-    if kind not in ("kmvn", "mvn") or any(
-            {**VGNNConfig.from_dict(c).to_dict(), "kind": None} != {**n.config.to_dict(), "kind": None}
-            for c, n in zip(configs, nets)):
+    configs = [VGNNConfig.from_dict(c) for c in configs]
+    kind = configs[0].kind
+    if kind not in ("kmvn", "mvn") or not all(c.same_network(n.config) for c, n in zip(configs, nets)):
         return None
-    mine = other.state_dict()
-    if mine.keys() != state.keys() or not all(
-            mine[k].dtype == v.dtype and mine[k].device == v.device and torch.equal(mine[k], v) for k, v in state.items()):
-        return None
-    return other.read_as(kind)
+    return other.read_as(kind) if same_weights(other.state_dict(), state) else None
 
 
 def combine_runs(run_dirs: list[str | Path], out: str | Path, kind: str | None = None) -> VGNNEnsemble:

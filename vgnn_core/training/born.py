@@ -41,7 +41,7 @@ from ..nn.born import (
     select_members,
     symmetric_logm,
 )
-from ..nn.copies import clone_module
+from ..nn.copies import built_once
 from ..phonons.nac import BornCharges, enforce_charge_neutrality
 from . import petretto
 
@@ -507,11 +507,7 @@ def load_backbones(path: str | Path) -> BornBackbones | None:
 def _heads_from(data: dict, path) -> BornHeads | BornHeadsEnsemble:
     hyper = data["hyper"]
     if "members" in hyper:  # members of equal hyper-parameters are copies of the first (same code)
-        built: list[tuple[dict, BornHeads]] = []
-        for h in hyper["members"]:
-            twin = next((made for seen, made in built if seen == h), None)
-            built.append((h, clone_module(twin) if twin is not None else BornHeads(**h)))
-        heads = BornHeadsEnsemble([made for _, made in built])
+        heads = BornHeadsEnsemble(built_once(hyper["members"], lambda h: BornHeads(**h)))
     else:
         heads = BornHeads(**hyper)
     try:
