@@ -58,6 +58,16 @@ def predict(model, structures):
     return model.predict(batch_of(structures))
 
 
+def random_batch(irreps, n_atoms):
+    """Random float64 atom features of crystals with ``n_atoms`` and their bonds (every pair of
+    atoms within a crystal, as a crystal graph has them, at random vectors)."""
+    x = torch.randn(int(n_atoms.sum()), irreps.dim, dtype=torch.float64)
+    owner = torch.repeat_interleave(torch.arange(len(n_atoms)), n_atoms)
+    pairs = [(i, j) for i in range(len(owner)) for j in range(len(owner)) if owner[i] == owner[j]]
+    src, dst = (torch.tensor(c) for c in zip(*pairs))
+    return x, (src, dst, 2.0 * torch.randn(len(src), 3, dtype=torch.float64))
+
+
 @pytest.mark.parametrize("variant", list(VARIANTS))
 def test_neutral_and_positive_definite_for_random_weights(variant):
     irreps = o3.Irreps("16x0e + 8x1o + 4x2e")
@@ -93,10 +103,7 @@ def test_averaged_heads_stay_neutral_and_positive_definite(tmp_path):
     # an average may mix variants: the third set shares its net charge out by learned weights
     members = [random_heads(irreps, seed, variant) for seed, variant in ((1, "plain"), (2, "layer"), (3, "context-weighted"))]
     ensemble = BornHeadsEnsemble(members)
-    x = torch.randn(int(n_atoms.sum()), irreps.dim, dtype=torch.float64)
-    owner = torch.repeat_interleave(torch.arange(len(n_atoms)), n_atoms)
-    src, dst = (torch.tensor(c) for c in zip(*[(i, j) for i in range(7) for j in range(7) if owner[i] == owner[j]]))
-    bonds = (src, dst, 2.0 * torch.randn(len(src), 3, dtype=torch.float64))
+    x, bonds = random_batch(irreps, n_atoms)
     out = ensemble(x, n_atoms, bonds)
     each = [m(x, n_atoms, bonds) for m in members]
     torch.testing.assert_close(out.born, sum(o.born for o in each) / 3)
@@ -127,10 +134,7 @@ def test_averaged_heads_of_one_kind_load_as_copies_with_their_own_weights(tmp_pa
     irreps = o3.Irreps("16x0e + 8x1o + 4x2e")
     members = [random_heads(irreps, seed, "layer") for seed in (5, 6, 7)]
     n_atoms = torch.tensor([3, 4])
-    x = torch.randn(int(n_atoms.sum()), irreps.dim, dtype=torch.float64)
-    owner = torch.repeat_interleave(torch.arange(len(n_atoms)), n_atoms)
-    src, dst = (torch.tensor(c) for c in zip(*[(i, j) for i in range(7) for j in range(7) if owner[i] == owner[j]]))
-    bonds = (src, dst, 2.0 * torch.randn(len(src), 3, dtype=torch.float64))
+    x, bonds = random_batch(irreps, n_atoms)
     save_heads(BornHeadsEnsemble(members), tmp_path / "avg.pt")
     loaded, _ = load_heads(tmp_path / "avg.pt")
     storages = [{p.data_ptr() for p in m.parameters()} for m in loaded.members]

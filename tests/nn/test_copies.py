@@ -20,15 +20,11 @@ def network():
     return net
 
 
-def _blocks(net, batch):
-    return net.bond_blocks(batch)
-
-
 def test_a_clone_predicts_the_same_blocks_with_tensors_of_its_own(network, wurtzite_zno):
     batch = collate([build_graph(wurtzite_zno, network.config.graph_cutoff)], dtype=torch.float64)
     twin = clone_module(network)
     assert type(twin) is VGNN and twin.config == network.config
-    torch.testing.assert_close(_blocks(twin, batch), _blocks(network, batch), rtol=0, atol=0)
+    torch.testing.assert_close(twin.bond_blocks(batch), network.bond_blocks(batch), rtol=0, atol=0)
     # every parameter and buffer is a copy: same names, values and requires_grad, other storage
     mine, theirs = dict(twin.named_parameters()), dict(network.named_parameters())
     assert mine.keys() == theirs.keys()
@@ -40,13 +36,13 @@ def test_a_clone_predicts_the_same_blocks_with_tensors_of_its_own(network, wurtz
     traced = [type(m) for m in network.modules() if isinstance(m, GraphModule)]
     assert traced and traced == [type(m) for m in twin.modules() if isinstance(m, GraphModule)]
     # and the modules are not: changing or training the copy leaves the original as it was
-    before = _blocks(network, batch).detach().clone()
+    before = network.bond_blocks(batch).detach().clone()
     with torch.no_grad():
         for p in twin.parameters():
             p.mul_(1.5)
-    assert not torch.allclose(_blocks(twin, batch), before)
-    torch.testing.assert_close(_blocks(network, batch), before, rtol=0, atol=0)
-    _blocks(twin, batch).square().sum().backward()
+    assert not torch.allclose(twin.bond_blocks(batch), before)
+    torch.testing.assert_close(network.bond_blocks(batch), before, rtol=0, atol=0)
+    twin.bond_blocks(batch).square().sum().backward()
     assert all(p.grad is None for p in network.parameters())
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in twin.parameters())
 
@@ -59,8 +55,8 @@ def test_a_clone_loads_other_weights_like_a_new_network(network, wurtzite_zno):
     other = VGNN(kind="kmvn", **TINY).double()
     twin = clone_module(network)
     twin.load_state_dict(other.state_dict())
-    torch.testing.assert_close(_blocks(twin, batch), _blocks(other, batch), rtol=0, atol=0)
-    assert not torch.allclose(_blocks(network, batch), _blocks(other, batch))
+    torch.testing.assert_close(twin.bond_blocks(batch), other.bond_blocks(batch), rtol=0, atol=0)
+    assert not torch.allclose(network.bond_blocks(batch), other.bond_blocks(batch))
 
 
 def test_hooks_and_repeated_submodules_are_the_copys_own():
