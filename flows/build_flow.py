@@ -31,26 +31,26 @@ import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from dask.base import normalize_token  # dask.tokenize only from 2024.9; the floor is 2024.1
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.futures import as_completed
 from tqdm.auto import tqdm
 
 from flows.exit import fast_exit
-from flows.models import BuildModels, pick_models
 from flows.plan import (
     BuildSettings,
-    PlannedInput,
     Shard,
+    ShardInputs,
     build_timeline,
     finalize_build,
-    input_digest,
     plan_build,
 )
 from flows.shard import ShardReport, run_shard
-from vgnn_core.crystal.crystal import Crystal
+
+if TYPE_CHECKING:  # torch and the networks: imported by the workers that run them (_worker_models)
+    from flows.models import BuildModels
 
 
 def _worker_models(specs: tuple[str, ...]) -> BuildModels:
@@ -68,6 +68,8 @@ def _worker_models(specs: tuple[str, ...]) -> BuildModels:
         if holder is not None:
             holder._vgnn_models = cache
     if specs not in cache:
+        from flows.models import pick_models
+
         cache[specs] = pick_models(list(specs))
     return cache[specs]
 
@@ -99,15 +101,6 @@ class _WorkerThreadTimeoutNotice(logging.Filter):
 
 # installed wherever a shard task runs: this module is imported by every Dask worker
 logging.getLogger("prefect.task_runs").addFilter(_WorkerThreadTimeoutNotice())
-
-
-@normalize_token.register(Crystal)
-def _crystal_token(crystal: Crystal) -> tuple[str, str]:
-    """A crystal's Dask token: its plan digest (name, species, lattice and positions to 1e-10:
-    everything its rows depend on). Dask tokenizes every argument of a submitted task, and by
-    default pickles an object it does not know to hash it: ~1 ms a crystal, 40–60 ms of the
-    flow's time per shard while the workers wait for their first task."""
-    return ("vgnn_core.Crystal", input_digest(crystal))
 
 
 def verbose_logs() -> bool:
@@ -213,7 +206,7 @@ def dask_task_runner(cluster: str = "local", n_workers: int = 2, models: tuple[s
 # cache key would hash every structure of every shard (~20 ms a shard) for results never stored
 @task(retries=2, retry_delay_seconds=2, timeout_seconds=SHARD_TIMEOUT_MINUTES * 60,
       name="predict-and-write-shard", cache_policy=NO_CACHE)
-def shard_task(shard: Shard, inputs: list[PlannedInput], out: str, release: str, source: str,
+def shard_task(shard: Shard, inputs: ShardInputs, out: str, release: str, source: str,
                model_specs: tuple[str, ...], run_id: str, settings: BuildSettings) -> ShardReport:
     models = _worker_models(model_specs)
     report = run_shard(shard, inputs, Path(out), release, source, models, run_id, settings)

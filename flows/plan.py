@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import pickle
 import traceback
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -87,6 +89,42 @@ class InputFailure:
 
 #: What the plan holds for one material id.
 PlannedInput = Crystal | InputFailure
+
+
+class ShardInputs(Sequence):
+    """One shard's planned inputs, in order, with their :func:`input_digest`: what a shard task
+    is handed. A sequence, but not a list: Prefect walks every list, tuple and dataclass of a
+    task's arguments looking for futures (~1.7 ms a crystal when the flow submits the shard),
+    and stops at this object; Dask tokenizes it by the digests, without pickling the crystals."""
+
+    __slots__ = ("_items", "digests")
+
+    def __init__(self, items: Sequence[PlannedInput], digests: Sequence[str]) -> None:
+        if len(items) != len(digests):
+            raise ValueError(f"{len(items)} inputs with {len(digests)} digests")
+        self._items = tuple(items)
+        self.digests = tuple(digests)
+
+    def __getitem__(self, k):
+        return self._items[k]
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __repr__(self) -> str:
+        return f"ShardInputs({len(self)} inputs)"
+
+    def __reduce__(self):
+        # the inputs as one in-band pickle: Dask's serializer would pass each numpy array of every
+        # pymatgen site out of band, one buffer at a time (3x the time in the submitting process)
+        return _shard_inputs, (pickle.dumps(self._items, protocol=pickle.HIGHEST_PROTOCOL), self.digests)
+
+    def __dask_tokenize__(self) -> tuple:
+        return ("flows.ShardInputs", self.digests)
+
+
+def _shard_inputs(items: bytes, digests: tuple[str, ...]) -> ShardInputs:
+    return ShardInputs(pickle.loads(items), digests)
 
 
 class BuildError(ValueError):
@@ -280,13 +318,17 @@ class BuildPlan:
     inputs: dict[str, PlannedInput]
     settings: BuildSettings = field(default_factory=BuildSettings)
     source_version: str = ""
+    #: each input's :func:`input_digest` (computed for the shard ids)
+    digests: dict[str, str] = field(default_factory=dict)
 
     @property
     def source_name(self) -> str:
         return source_partition(self.source)
 
-    def items(self, shard: Shard) -> list[PlannedInput]:
-        return [self.inputs[m] for m in shard.material_ids]
+    def items(self, shard: Shard) -> ShardInputs:
+        """The shard's inputs, in its order."""
+        return ShardInputs([self.inputs[m] for m in shard.material_ids],
+                           [self.digests.get(m) or input_digest(self.inputs[m]) for m in shard.material_ids])
 
     def shards_costliest_first(self) -> list[Shard]:
         """The shards in the order to run them: the costliest first (:func:`estimated_cost`), so
@@ -335,6 +377,7 @@ def plan_build(source: str, release: str | None = None, settings: BuildSettings 
         inputs=inputs,
         settings=settings,
         source_version=version,
+        digests=digests,
     )
 
 

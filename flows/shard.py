@@ -17,6 +17,7 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from storage.release import release_dir
 from storage.rows import (
@@ -33,8 +34,10 @@ from vgnn_core import InvalidStructureError
 from vgnn_core.crystal.crystal import Crystal
 from vgnn_core.timing import StageClock, maybe_stage
 
-from .models import BuildModels, LoadedModel
 from .plan import BuildSettings, InputFailure, PlannedInput, Shard
+
+if TYPE_CHECKING:  # the models (torch, e3nn) are imported where they run, not where a build is planned
+    from .models import BuildModels, LoadedModel
 
 #: Tables a shard writes (besides ``failures``); a material is in all that apply or in none.
 MATERIAL_TABLES = ("structures", "gamma", "bands", "thermo", "dos")

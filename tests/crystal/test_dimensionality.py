@@ -112,6 +112,30 @@ def test_network_rank_counts_independent_translations():
     assert p.dimensions == (1,)
 
 
+def test_network_periodicity_does_not_depend_on_atom_or_edge_order():
+    """Whatever spanning tree the search unfolds along, the components and their dimensions are
+    the graph's own: renumbering the atoms and shuffling the edges (each possibly listed in the
+    other direction) changes nothing but the labels' names. Components are numbered by their
+    lowest atom."""
+    rng = np.random.default_rng(3)
+    for _ in range(300):
+        n, e = int(rng.integers(1, 10)), int(rng.integers(0, 20))
+        src, dst = rng.integers(0, n, e), rng.integers(0, n, e)
+        shift = rng.integers(-1, 2, (e, 3)) * (rng.random((e, 1)) < 0.6)
+        p = network_periodicity(n, src, dst, shift)
+        assert p.labels[0] == 0 and np.all(np.diff(np.unique(p.labels, return_index=True)[1]) > 0)
+        perm = rng.permutation(n)  # atom i becomes perm[i]
+        order = rng.permutation(e)
+        flip = rng.random(e) < 0.5
+        s2, d2 = np.where(flip, dst, src)[order], np.where(flip, src, dst)[order]
+        t2 = np.where(flip[:, None], -shift, shift)[order]
+        q = network_periodicity(n, perm[s2], perm[d2], t2)
+        same = {(a, b) for a, b in zip(p.labels, q.labels[perm])}
+        assert len(same) == len(p.dimensions) == len(q.dimensions)  # the same partition
+        assert all(p.dimensions[a] == q.dimensions[b] for a, b in same)
+        assert sorted(perm[list(p.isolated)].tolist()) == list(q.isolated)
+
+
 def test_integer_rank_is_exact_and_agrees_with_linear_algebra():
     assert integer_rank(np.zeros((0, 3))) == 0 and integer_rank([[0, 0, 0]]) == 0
     # nearly parallel translations are independent: no floating-point tolerance decides

@@ -4,6 +4,7 @@ the rows of the in-process build, and a rerun skips every finished shard."""
 import os
 import time
 
+import numpy as np
 import pytest
 
 import vgnn_core
@@ -282,6 +283,24 @@ def test_a_stuck_build_fails_with_its_timeout_and_frees_the_cluster():
     assert closed < 4 * FAILED_CLOSE_TIMEOUT_S + 10  # not the 600 s of the stuck shard
 
 
+def test_the_flows_process_plans_and_hands_out_shards_without_the_networks_stack():
+    """The process that runs the flow reads, plans and submits; torch and e3nn (2.4 s of imports,
+    while the workers load them anyway) are imported only where the shards run."""
+    import subprocess
+    import sys
+
+    code = ("import pickle, sys\n"
+            "import flows.build_flow\n"
+            "from flows.plan import plan_build\n"
+            "plan = plan_build('demo')\n"
+            "shards = [pickle.dumps(plan.items(s)) for s in plan.shards_costliest_first()]\n"
+            "print(len(plan.inputs), len(shards), [m for m in ('torch', 'e3nn') if m in sys.modules])\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    n_inputs, n_shards, loaded = done.stdout.split(maxsplit=2)
+    assert int(n_inputs) > 30 and int(n_shards) >= 1 and loaded.strip() == "[]"
+
+
 def test_worker_dask_config_keeps_dasks_distributed_defaults():
     """Entered before `distributed` was ever imported, the workers' Dask setting must not take
     Dask's whole `distributed` configuration with it on exit (a second build then failed with
@@ -417,23 +436,40 @@ def test_cuda_layout_runs_the_flow(tmp_path, monkeypatch):
     assert rows[0] == 35 and rows[1] >= 3
 
 
-def test_a_crystals_dask_token_is_its_content_digest(si_primitive):
-    """Dask tokenizes every argument of a submitted shard task; a crystal's token is its plan
-    digest (the same content gives the same token, any change of name, species, lattice or
-    position another one), not a hash of its pickle."""
-    from dask.base import normalize_token, tokenize
+def test_a_shards_inputs_go_to_its_task_as_one_object_tokenized_by_their_digests(si_primitive):
+    """A shard task gets its inputs as one ShardInputs: Dask tokenizes it by the plan digests (the
+    same content gives the same token, any change of name, species, lattice or position another
+    one), Prefect does not walk into it looking for futures, and it pickles to the same crystals."""
+    import pickle
 
-    from flows.build_flow import Crystal  # importing the flow registers the token
-    from flows.plan import input_digest
+    from dask.base import tokenize
+    from prefect.utilities.collections import visit_collection
+
+    from flows.plan import InputFailure, ShardInputs, input_digest
     from vgnn_core.crystal.crystal import as_crystal
 
+    def inputs(*xs):
+        return ShardInputs(xs, [input_digest(x) for x in xs])
+
     crystal = as_crystal(si_primitive, name="si")
-    assert normalize_token(crystal) == ("vgnn_core.Crystal", input_digest(crystal))
-    assert isinstance(crystal, Crystal)
-    assert tokenize(crystal) == tokenize(as_crystal(si_primitive.copy(), name="si"))
+    failure = InputFailure("bad", "InvalidStructureError", "bad: structure has no atoms")
+    shard = inputs(crystal, failure)
+    assert len(shard) == 2 and list(shard) == [crystal, failure] and shard[0] is crystal
+    assert tokenize(shard) == tokenize(inputs(as_crystal(si_primitive.copy(), name="si"), failure))
     moved, other = si_primitive.copy(), si_primitive.copy()
     moved.translate_sites([0], [1e-6, 0, 0], frac_coords=True)
     other.replace(0, "Ge")
-    tokens = {tokenize(c) for c in (crystal, as_crystal(si_primitive, name="si-2"), as_crystal(moved, name="si"),
-                                    as_crystal(other, name="si"))}
+    tokens = {tokenize(inputs(c)) for c in (crystal, as_crystal(si_primitive, name="si-2"), as_crystal(moved, name="si"),
+                                            as_crystal(other, name="si"))}
     assert len(tokens) == 4
+
+    visited = []
+    visit_collection([shard], visit_fn=lambda x: visited.append(x) or x)
+    assert not any(x is crystal for x in visited), "Prefect walked into the shard's inputs"
+
+    back = pickle.loads(pickle.dumps(shard))
+    assert isinstance(back, ShardInputs) and back.digests == shard.digests
+    assert back[0].name == "si" and back[0].structure == crystal.structure and back[1] == failure
+    np.testing.assert_array_equal(back[0].structure.cart_coords, crystal.structure.cart_coords)
+    with pytest.raises(ValueError, match="2 inputs with 1 digests"):
+        ShardInputs([crystal, failure], ["x"])

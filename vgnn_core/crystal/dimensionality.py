@@ -24,6 +24,7 @@ nothing, not even its own images), ``molecule``, ``chain`` or ``slab``.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cache
 
 import numpy as np
 from pymatgen.core import Structure
@@ -77,74 +78,104 @@ class Periodicity:
 
 def covalent_radii(numbers: np.ndarray) -> np.ndarray:
     """Covalent radii (Å, Cordero 2008) of atomic numbers; 1.5 Å for elements without one."""
+    return _covalent_radius_table()[np.asarray(numbers, dtype=np.int64)]
+
+
+@cache
+def _covalent_radius_table() -> np.ndarray:
+    """Covalent radius (Å) by atomic number, 0–118 (1.5 Å where Cordero gives none)."""
     from pymatgen.analysis.molecule_structure_comparator import CovalentRadius
     from pymatgen.core import Element
 
-    table = CovalentRadius.radius
-    return np.array([table.get(Element.from_Z(int(z)).symbol, 1.5) for z in numbers], dtype=float)
+    table = np.full(119, 1.5)
+    for z in range(1, 119):
+        table[z] = CovalentRadius.radius.get(Element.from_Z(z).symbol, 1.5)
+    table.flags.writeable = False
+    return table
 
 
-def periodicity(structure: Structure) -> Periodicity:
-    """The contact network's components and their periodic dimensions (see the module doc).
+@dataclass(frozen=True)
+class NeighborPairs:
+    """A structure's atom pairs within ``cutoff`` Å (pymatgen's neighbour list without an atom's
+    zero-shift pair with itself): ``src`` in the home cell, ``dst``'s image in cell ``shift``
+    (integers), ``distance`` in Å."""
+
+    src: np.ndarray
+    dst: np.ndarray
+    shift: np.ndarray
+    distance: np.ndarray
+    cutoff: float
+
+
+def contact_pairs(structure: Structure) -> NeighborPairs:
+    """The pairs :func:`periodicity` needs: every pair that can be in contact (see the module doc).
+    Validation checks them for overlapping atoms too, saving a second search."""
+    search = float(max(CONTACT_DISTANCE, COVALENT_SCALE * 2 * covalent_radii(_atomic_numbers(structure)).max()))
+    src, dst, shift, dist = structure.get_neighbor_list(search, exclude_self=True)
+    return NeighborPairs(src, dst, np.rint(shift).astype(np.int64), dist, search)
+
+
+def _atomic_numbers(structure: Structure) -> np.ndarray:
+    return np.fromiter((site.specie.Z for site in structure), dtype=np.int64, count=len(structure))
+
+
+def periodicity(structure: Structure, pairs: NeighborPairs | None = None) -> Periodicity:
+    """The contact network's components and their periodic dimensions (see the module doc), from
+    ``pairs`` (:func:`contact_pairs`, searched here when not given).
 
     The structure must already be sane (finite, non-degenerate lattice of a few hundred Å at
     most): the neighbour search runs to ``CONTACT_DISTANCE`` or more.
     """
-    numbers = np.array([site.specie.Z for site in structure], dtype=np.int64)
-    radii = covalent_radii(numbers)
-    search = float(max(CONTACT_DISTANCE, COVALENT_SCALE * 2 * radii.max(initial=0.0)))
-    src, dst, shift, dist = structure.get_neighbor_list(search, exclude_self=False)
-    keep = dist > 1e-8  # an atom itself (its own images are real contacts)
-    src, dst, shift, dist = src[keep], dst[keep], shift[keep], dist[keep]
+    pairs = pairs if pairs is not None else contact_pairs(structure)
+    radii = covalent_radii(_atomic_numbers(structure))
+    if pairs.cutoff < COVALENT_SCALE * 2 * radii.max():
+        raise ValueError(f"neighbour pairs within {pairs.cutoff} Å miss contacts: use contact_pairs()")
+    src, dst, dist = pairs.src, pairs.dst, pairs.distance
     limit = np.maximum(CONTACT_DISTANCE, COVALENT_SCALE * (radii[src] + radii[dst]))
-    near = dist < limit
-    return network_periodicity(len(structure), src[near], dst[near], np.rint(shift[near]).astype(np.int64))
+    near = (dist < limit) & (dist > 1e-8)  # two atoms on one site are refused as an overlap, not a contact
+    return network_periodicity(len(structure), src[near], dst[near], pairs.shift[near])
 
 
 def network_periodicity(n_atoms: int, src: np.ndarray, dst: np.ndarray, shift: np.ndarray) -> Periodicity:
     """Components and periodic dimensions of a periodic graph.
 
     Edges ``(src, dst, shift)`` join atom ``src`` in the home cell to the image of ``dst`` in
-    the cell translated by the integer vector ``shift``. Each component is unfolded along a
-    spanning tree (every atom gets the cell of the image it is reached in); an edge that closes
-    a loop onto a *different* image of an atom is a lattice translation of that component, and
-    the rank of those translations is the component's periodic dimension.
+    the cell translated by the integer vector ``shift``. Each component is unfolded by a
+    breadth-first search (every atom gets the cell of the image it is first reached in); an edge
+    that closes a loop onto a *different* image of an atom is a lattice translation of that
+    component, and the rank of those translations is the component's periodic dimension (any
+    spanning tree gives the same rank). Components are numbered by their lowest atom.
     """
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import breadth_first_order, connected_components
-
     src = np.asarray(src, dtype=np.int64)
     dst = np.asarray(dst, dtype=np.int64)
     shift = np.asarray(shift, dtype=np.int64).reshape(-1, 3)
-    adjacency = coo_matrix((np.ones(len(src)), (src, dst)), shape=(n_atoms, n_atoms)).tocsr()
-    n_comp, labels = connected_components(adjacency, directed=False)
-    # the shift of one edge per ordered atom pair, to unfold along the spanning trees
-    key = src * n_atoms + dst
-    order = np.argsort(key, kind="stable")
-    sorted_keys = key[order]
-    offset = np.zeros((n_atoms, 3), dtype=np.int64)
-    seen = np.zeros(n_atoms, dtype=bool)
-    symmetric = adjacency + adjacency.T
+    # both directions of every edge: atom a reaches the image of b in cell t
+    a, b, t = np.concatenate([src, dst]), np.concatenate([dst, src]), np.concatenate([shift, -shift])
+    labels = np.full(n_atoms, -1, dtype=np.int64)
+    offset = np.zeros((n_atoms, 3), dtype=np.int64)  # the cell each atom is reached in
+    n_comp = 0
     for root in range(n_atoms):
-        if seen[root]:
+        if labels[root] >= 0:
             continue
-        nodes, parents = breadth_first_order(symmetric, root, directed=False, return_predecessors=True)
-        seen[nodes] = True
-        for node in nodes[1:]:
-            parent = parents[node]
-            k = np.searchsorted(sorted_keys, parent * n_atoms + node)
-            if k < len(sorted_keys) and sorted_keys[k] == parent * n_atoms + node:
-                offset[node] = offset[parent] + shift[order[k]]
-            else:  # only the reverse edge (node → parent, T) is listed: parent reaches node at −T
-                k = np.searchsorted(sorted_keys, node * n_atoms + parent)
-                offset[node] = offset[parent] - shift[order[k]]
+        labels[root] = n_comp
+        frontier = np.zeros(n_atoms, dtype=bool)
+        frontier[root] = True
+        while True:
+            step = np.flatnonzero(frontier[a] & (labels[b] < 0))
+            if len(step) == 0:
+                break
+            reached, first = np.unique(b[step], return_index=True)  # one edge into each new atom
+            edge = step[first]
+            offset[reached] = offset[a[edge]] + t[edge]
+            labels[reached] = n_comp
+            frontier[:] = False
+            frontier[reached] = True
+        n_comp += 1
     loops = offset[src] + shift - offset[dst]
-    dimensions = []
-    for c in range(n_comp):
-        dimensions.append(integer_rank(loops[labels[src] == c]))
+    dimensions = tuple(integer_rank(loops[labels[src] == c]) for c in range(n_comp))
     sizes = np.bincount(labels, minlength=n_comp)
-    isolated = tuple(int(i) for i in range(n_atoms) if sizes[labels[i]] == 1 and dimensions[labels[i]] == 0)
-    return Periodicity(labels=labels, dimensions=tuple(dimensions), isolated=isolated)
+    isolated = np.flatnonzero((sizes[labels] == 1) & (np.asarray(dimensions, dtype=np.int64)[labels] == 0))
+    return Periodicity(labels=labels, dimensions=dimensions, isolated=tuple(int(i) for i in isolated))
 
 
 def integer_rank(vectors: np.ndarray) -> int:

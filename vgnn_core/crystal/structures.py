@@ -508,14 +508,12 @@ def _validate(structure: Structure, name: str, check_overlaps: bool = True) -> N
     if not np.all(np.isfinite(structure.frac_coords)):
         raise InvalidStructureError(name, NON_FINITE_CELL)
     _wrap_far_sites(structure, name)
-    if check_overlaps:
-        centers, neighbors, _, distances = structure.get_neighbor_list(
-            MIN_INTERATOMIC_DISTANCE, exclude_self=True
-        )
-        raise_on_overlap(name, centers, neighbors, distances)
-    from .dimensionality import periodicity
+    from .dimensionality import contact_pairs, periodicity
 
-    cause = periodicity(structure).cause()
+    pairs = contact_pairs(structure)  # one neighbour search for both checks
+    if check_overlaps:
+        raise_on_overlap(name, pairs.src, pairs.dst, pairs.distance)
+    cause = periodicity(structure, pairs).cause()
     if cause:
         raise InvalidStructureError(name, cause)
 
