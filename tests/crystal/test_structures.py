@@ -41,6 +41,31 @@ def test_overlap_across_periodic_boundary_refused():
         as_structure(s)
 
 
+@pytest.mark.parametrize("check_overlaps", [True, False])
+def test_atoms_stacked_in_a_thin_cell_are_refused_before_the_contact_search(check_overlaps, monkeypatch):
+    """300 atoms on one point of a 300 Å long, 0.7 Å thin cell pass the cell checks; the 6 Å
+    contact search would list ~N² pairs per cell image (GBs). A short search refuses them first,
+    and an ordinary crystal still gets one search for both checks."""
+    from vgnn_core.crystal.dimensionality import contact_pairs_bound
+    from vgnn_core.crystal.structures import CROWDED_PAIRS, MIN_INTERATOMIC_DISTANCE
+
+    radii = []
+    search = Structure.get_neighbor_list
+    monkeypatch.setattr(Structure, "get_neighbor_list", lambda self, r, **kw: radii.append(r) or search(self, r, **kw))
+    n = 300
+    a = (0.5 * n / 300.0) ** 0.5 * 1.001
+    stacked = Structure(Lattice.orthorhombic(a, a, 300.0), ["Si"] * n, np.zeros((n, 3)))
+    assert contact_pairs_bound(stacked) > CROWDED_PAIRS
+    with pytest.raises(InvalidStructureError, match=r"stacked: atoms \d+ and \d+ overlap \(0\.000 Å apart"):
+        as_structure(stacked, name="stacked", check_overlaps=check_overlaps)
+    assert radii == [MIN_INTERATOMIC_DISTANCE]
+    radii.clear()
+    nacl = Structure.from_spacegroup("Fm-3m", Lattice.cubic(5.64), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    assert contact_pairs_bound(nacl) < CROWDED_PAIRS
+    as_structure(nacl, name="NaCl", check_overlaps=check_overlaps)
+    assert len(radii) == 1 and radii[0] >= 6.0
+
+
 def test_empty_structure_refused():
     with pytest.raises(InvalidStructureError, match="no atoms"):
         as_structure(Atoms(cell=np.eye(3) * 4, pbc=True), name="empty")

@@ -98,39 +98,51 @@ def _covalent_radius_table() -> np.ndarray:
 class NeighborPairs:
     """A structure's atom pairs within ``cutoff`` Å (pymatgen's neighbour list without an atom's
     zero-shift pair with itself): ``src`` in the home cell, ``dst``'s image in cell ``shift``
-    (integers), ``distance`` in Å."""
+    (integers), ``distance`` in Å; ``radii``: each atom's covalent radius (Å)."""
 
     src: np.ndarray
     dst: np.ndarray
     shift: np.ndarray
     distance: np.ndarray
     cutoff: float
+    radii: np.ndarray
+
+
+def _search_radius(radii: np.ndarray) -> float:
+    """The contact distance, or more between the largest atoms (Å)."""
+    return float(max(CONTACT_DISTANCE, COVALENT_SCALE * 2 * radii.max(initial=0.0)))
 
 
 def contact_pairs(structure: Structure) -> NeighborPairs:
     """The pairs :func:`periodicity` needs: every pair that can be in contact (see the module doc).
     Validation checks them for overlapping atoms too, saving a second search."""
-    search = float(max(CONTACT_DISTANCE, COVALENT_SCALE * 2 * covalent_radii(_atomic_numbers(structure)).max()))
+    numbers = np.fromiter((site.specie.Z for site in structure), dtype=np.int64, count=len(structure))
+    radii = covalent_radii(numbers)
+    search = _search_radius(radii)
     src, dst, shift, dist = structure.get_neighbor_list(search, exclude_self=True)
-    return NeighborPairs(src, dst, np.rint(shift).astype(np.int64), dist, search)
+    return NeighborPairs(src, dst, np.rint(shift).astype(np.int64), dist, search, radii)
 
 
-def _atomic_numbers(structure: Structure) -> np.ndarray:
-    return np.fromiter((site.specie.Z for site in structure), dtype=np.int64, count=len(structure))
+def contact_pairs_bound(structure: Structure) -> float:
+    """An upper estimate of how many pairs :func:`contact_pairs` can list: every atom pair times
+    the lattice translations T that can bring them within the search radius (|T| below the
+    largest elements' radius plus twice the cell's edge sum, counted by volume). Atoms stacked on
+    one point of a thin cell make it huge; an ordinary crystal's is below a few million."""
+    matrix = np.asarray(structure.lattice.matrix, dtype=float)
+    reach = _search_radius(_covalent_radius_table()) + 2 * float(np.linalg.norm(matrix, axis=1).sum())
+    translations = 4 / 3 * np.pi * reach**3 / abs(float(np.linalg.det(matrix))) + 1
+    return float(len(structure)) ** 2 * translations
 
 
 def periodicity(structure: Structure, pairs: NeighborPairs | None = None) -> Periodicity:
     """The contact network's components and their periodic dimensions (see the module doc), from
-    ``pairs`` (:func:`contact_pairs`, searched here when not given).
+    the structure's ``pairs`` (:func:`contact_pairs`, searched here when not given).
 
     The structure must already be sane (finite, non-degenerate lattice of a few hundred Å at
     most): the neighbour search runs to ``CONTACT_DISTANCE`` or more.
     """
     pairs = pairs if pairs is not None else contact_pairs(structure)
-    radii = covalent_radii(_atomic_numbers(structure))
-    if pairs.cutoff < COVALENT_SCALE * 2 * radii.max():
-        raise ValueError(f"neighbour pairs within {pairs.cutoff} Å miss contacts: use contact_pairs()")
-    src, dst, dist = pairs.src, pairs.dst, pairs.distance
+    src, dst, dist, radii = pairs.src, pairs.dst, pairs.distance, pairs.radii
     limit = np.maximum(CONTACT_DISTANCE, COVALENT_SCALE * (radii[src] + radii[dst]))
     near = (dist < limit) & (dist > 1e-8)  # two atoms on one site are refused as an overlap, not a contact
     return network_periodicity(len(structure), src[near], dst[near], pairs.shift[near])
@@ -151,31 +163,51 @@ def network_periodicity(n_atoms: int, src: np.ndarray, dst: np.ndarray, shift: n
     shift = np.asarray(shift, dtype=np.int64).reshape(-1, 3)
     # both directions of every edge: atom a reaches the image of b in cell t
     a, b, t = np.concatenate([src, dst]), np.concatenate([dst, src]), np.concatenate([shift, -shift])
-    labels = np.full(n_atoms, -1, dtype=np.int64)
     offset = np.zeros((n_atoms, 3), dtype=np.int64)  # the cell each atom is reached in
-    n_comp = 0
-    for root in range(n_atoms):
-        if labels[root] >= 0:
-            continue
-        labels[root] = n_comp
-        frontier = np.zeros(n_atoms, dtype=bool)
-        frontier[root] = True
-        while True:
-            step = np.flatnonzero(frontier[a] & (labels[b] < 0))
-            if len(step) == 0:
-                break
-            reached, first = np.unique(b[step], return_index=True)  # one edge into each new atom
-            edge = step[first]
-            offset[reached] = offset[a[edge]] + t[edge]
-            labels[reached] = n_comp
-            frontier[:] = False
-            frontier[reached] = True
-        n_comp += 1
+    seen = np.zeros(n_atoms, dtype=bool)
+    labels = np.zeros(n_atoms, dtype=np.int64)
+    if n_atoms:
+        _unfold(0, a, b, t, seen, offset)  # a crystal: one search reaches every atom
+    if not seen.all():  # several components: each searched over its own edges
+        from scipy.sparse import coo_matrix
+        from scipy.sparse.csgraph import connected_components
+
+        adjacency = coo_matrix((np.ones(len(src)), (src, dst)), shape=(n_atoms, n_atoms))
+        labels = connected_components(adjacency, directed=False)[1].astype(np.int64)  # by lowest atom
+        by = np.argsort(labels[a], kind="stable")
+        a, b, t = a[by], b[by], t[by]
+        bounds = np.searchsorted(labels[a], np.arange(labels.max() + 2))
+        for c, root in enumerate(np.unique(labels, return_index=True)[1]):
+            if not seen[root]:
+                _unfold(int(root), a[bounds[c]:bounds[c + 1]], b[bounds[c]:bounds[c + 1]],
+                        t[bounds[c]:bounds[c + 1]], seen, offset)
+    n_comp = int(labels.max()) + 1 if n_atoms else 0
     loops = offset[src] + shift - offset[dst]
-    dimensions = tuple(integer_rank(loops[labels[src] == c]) for c in range(n_comp))
+    by = np.argsort(labels[src], kind="stable")
+    bounds = np.searchsorted(labels[src][by], np.arange(n_comp + 1))
+    dimensions = tuple(integer_rank(loops[by[bounds[c]:bounds[c + 1]]]) for c in range(n_comp))
     sizes = np.bincount(labels, minlength=n_comp)
     isolated = np.flatnonzero((sizes[labels] == 1) & (np.asarray(dimensions, dtype=np.int64)[labels] == 0))
     return Periodicity(labels=labels, dimensions=dimensions, isolated=tuple(int(i) for i in isolated))
+
+
+def _unfold(root: int, a: np.ndarray, b: np.ndarray, t: np.ndarray, seen: np.ndarray, offset: np.ndarray) -> None:
+    """Breadth-first search from ``root`` over the directed edges ``a → b`` (into cell ``t``):
+    marks the atoms reached in ``seen`` and sets ``offset`` to the cell each is first reached in."""
+    seen[root] = True
+    frontier = np.zeros(len(seen), dtype=bool)
+    level = np.array([root])
+    while True:
+        frontier[level] = True
+        step = np.flatnonzero(frontier[a] & ~seen[b])
+        frontier[level] = False
+        if len(step) == 0:
+            return
+        reached, first = np.unique(b[step], return_index=True)  # one edge into each new atom
+        edge = step[first]
+        offset[reached] = offset[a[edge]] + t[edge]
+        seen[reached] = True
+        level = reached
 
 
 def integer_rank(vectors: np.ndarray) -> int:

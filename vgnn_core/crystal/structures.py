@@ -508,8 +508,13 @@ def _validate(structure: Structure, name: str, check_overlaps: bool = True) -> N
     if not np.all(np.isfinite(structure.frac_coords)):
         raise InvalidStructureError(name, NON_FINITE_CELL)
     _wrap_far_sites(structure, name)
-    from .dimensionality import contact_pairs, periodicity
+    from .dimensionality import contact_pairs, contact_pairs_bound, periodicity
 
+    if contact_pairs_bound(structure) > CROWDED_PAIRS:  # atoms stacked on one point would make the contact
+        centers, neighbors, _, distances = structure.get_neighbor_list(  # search huge: refused on a short one
+            MIN_INTERATOMIC_DISTANCE, exclude_self=True
+        )
+        raise_on_overlap(name, centers, neighbors, distances)
     pairs = contact_pairs(structure)  # one neighbour search for both checks
     if check_overlaps:
         raise_on_overlap(name, pairs.src, pairs.dst, pairs.distance)
@@ -517,6 +522,11 @@ def _validate(structure: Structure, name: str, check_overlaps: bool = True) -> N
     if cause:
         raise InvalidStructureError(name, cause)
 
+
+#: Above this estimate of the contact search's pairs (:func:`~.dimensionality.contact_pairs_bound`)
+#: overlapping atoms are looked for by a short search first (~0.2 ms), whatever ``check_overlaps``:
+#: N atoms on one point of a thin cell would otherwise list ~N² pairs per cell image (GBs).
+CROWDED_PAIRS = 5_000_000
 
 #: Fractional coordinates beyond this are wrapped into the cell before any neighbour search, which
 #: would otherwise allocate for every cell in between (unwrapped coordinates, e.g. from MD).
