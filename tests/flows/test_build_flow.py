@@ -283,21 +283,26 @@ def test_a_stuck_build_fails_with_its_timeout_and_frees_the_cluster():
     assert closed < 4 * FAILED_CLOSE_TIMEOUT_S + 10  # not the 600 s of the stuck shard
 
 
-def test_the_flows_process_plans_and_hands_out_shards_without_the_networks_stack():
-    """The process that runs the flow reads, plans and submits; torch and e3nn (2.4 s of imports,
-    while the workers load them anyway) are imported only where the shards run."""
+def _fresh_python(code: str) -> str:
+    """What ``code`` prints, run by a new interpreter (which must exit cleanly)."""
     import subprocess
     import sys
 
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout
+
+
+def test_the_flows_process_plans_and_hands_out_shards_without_the_networks_stack():
+    """The process that runs the flow reads, plans and submits; torch and e3nn (2.4 s of imports,
+    while the workers load them anyway) are imported only where the shards run."""
     code = ("import pickle, sys\n"
             "import flows.build_flow\n"
             "from flows.plan import plan_build\n"
             "plan = plan_build('demo')\n"
             "shards = [pickle.dumps(plan.items(s)) for s in plan.shards_costliest_first()]\n"
             "print(len(plan.inputs), len(shards), [m for m in ('torch', 'e3nn') if m in sys.modules])\n")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-2000:]
-    n_inputs, n_shards, loaded = done.stdout.split(maxsplit=2)
+    n_inputs, n_shards, loaded = _fresh_python(code).split(maxsplit=2)
     assert int(n_inputs) > 30 and int(n_shards) >= 1 and loaded.strip() == "[]"
 
 
@@ -305,18 +310,13 @@ def test_worker_dask_config_keeps_dasks_distributed_defaults():
     """Entered before `distributed` was ever imported, the workers' Dask setting must not take
     Dask's whole `distributed` configuration with it on exit (a second build then failed with
     KeyError: 'comm')."""
-    import subprocess
-    import sys
-
     code = ("import dask\n"
             "from flows.clusters import worker_dask_config\n"
             "with worker_dask_config():\n"
             "    pass\n"
             "print(dask.config.get('distributed.comm.timeouts.connect'),"
             " dask.config.get('distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_'))\n")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.split() == ["30s", "65536"]
+    assert _fresh_python(code).split() == ["30s", "65536"]
 
 
 def test_a_killed_build_leaves_no_ephemeral_server_behind(tmp_path):

@@ -96,7 +96,7 @@ def _covalent_radius_table() -> np.ndarray:
 
 @dataclass(frozen=True)
 class NeighborPairs:
-    """A structure's atom pairs within ``cutoff`` Å (pymatgen's neighbour list without an atom's
+    """A structure's atom pairs that can be in contact (pymatgen's neighbour list without an atom's
     zero-shift pair with itself): ``src`` in the home cell, ``dst``'s image in cell ``shift``
     (integers), ``distance`` in Å; ``radii``: each atom's covalent radius (Å)."""
 
@@ -104,7 +104,6 @@ class NeighborPairs:
     dst: np.ndarray
     shift: np.ndarray
     distance: np.ndarray
-    cutoff: float
     radii: np.ndarray
 
 
@@ -118,9 +117,8 @@ def contact_pairs(structure: Structure) -> NeighborPairs:
     Validation checks them for overlapping atoms too, saving a second search."""
     numbers = np.fromiter((site.specie.Z for site in structure), dtype=np.int64, count=len(structure))
     radii = covalent_radii(numbers)
-    search = _search_radius(radii)
-    src, dst, shift, dist = structure.get_neighbor_list(search, exclude_self=True)
-    return NeighborPairs(src, dst, np.rint(shift).astype(np.int64), dist, search, radii)
+    src, dst, shift, dist = structure.get_neighbor_list(_search_radius(radii), exclude_self=True)
+    return NeighborPairs(src, dst, np.rint(shift).astype(np.int64), dist, radii)
 
 
 def contact_pairs_bound(structure: Structure) -> float:
