@@ -485,18 +485,15 @@ def _to_pymatgen(obj: Any, name: str | None) -> Structure:
 def _validate(structure: Structure, name: str, check_overlaps: bool = True) -> None:
     if len(structure) == 0:
         raise InvalidStructureError(name, "structure has no atoms")
-    if not structure.is_ordered:
-        bad = [i for i, site in enumerate(structure) if not site.is_ordered]
+    compositions = [site.species for site in structure]
+    # ordered: one species of occupancy exactly 1 (pymatgen's Site.is_ordered), so no vacancy either
+    bad = [i for i, c in enumerate(compositions) if not c.num_atoms == len(c) == 1]
+    if bad:
         raise InvalidStructureError(
             name, f"partial occupancy / disorder at site(s) {bad[:5]}: only ordered crystals"
         )
-    for i, site in enumerate(structure):
-        occupancy = sum(site.species.values())
-        if abs(occupancy - 1.0) > 1e-6:
-            raise InvalidStructureError(
-                name, f"site {i} has total occupancy {occupancy:g} (vacancy); must be 1"
-            )
-        sp = next(iter(site.species))
+    for i, c in enumerate(compositions):
+        sp = next(iter(c))
         if not isinstance(getattr(sp, "element", sp), Element):
             raise InvalidStructureError(name, f"site {i} holds {sp!s}, not a chemical element")
     pbc = getattr(structure.lattice, "pbc", (True, True, True))
