@@ -316,10 +316,10 @@ class BuildPlan:
     started: object  # datetime (UTC)
     shards: list[Shard]
     inputs: dict[str, PlannedInput]
+    #: each input's :func:`input_digest` (computed for the shard ids)
+    digests: dict[str, str]
     settings: BuildSettings = field(default_factory=BuildSettings)
     source_version: str = ""
-    #: each input's :func:`input_digest` (computed for the shard ids)
-    digests: dict[str, str] = field(default_factory=dict)
 
     @property
     def source_name(self) -> str:
@@ -327,14 +327,13 @@ class BuildPlan:
 
     def items(self, shard: Shard) -> ShardInputs:
         """The shard's inputs, in its order."""
-        return ShardInputs([self.inputs[m] for m in shard.material_ids],
-                           [self.digests.get(m) or input_digest(self.inputs[m]) for m in shard.material_ids])
+        return ShardInputs([self.inputs[m] for m in shard.material_ids], [self.digests[m] for m in shard.material_ids])
 
     def shards_costliest_first(self) -> list[Shard]:
         """The shards in the order to run them: the costliest first (:func:`estimated_cost`), so
         that the last shards, which decide how long a worker waits for the others at the end,
         are the short ones. Ties keep the plan's order."""
-        cost = {s.shard_id: sum(estimated_cost(x) for x in self.items(s)) for s in self.shards}
+        cost = {s.shard_id: sum(estimated_cost(self.inputs[m]) for m in s.material_ids) for s in self.shards}
         return sorted(self.shards, key=lambda s: -cost[s.shard_id])
 
 

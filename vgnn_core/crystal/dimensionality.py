@@ -181,9 +181,12 @@ def network_periodicity(n_atoms: int, src: np.ndarray, dst: np.ndarray, shift: n
                         t[bounds[c]:bounds[c + 1]], seen, offset)
     n_comp = int(labels.max()) + 1 if n_atoms else 0
     loops = offset[src] + shift - offset[dst]
-    by = np.argsort(labels[src], kind="stable")
-    bounds = np.searchsorted(labels[src][by], np.arange(n_comp + 1))
-    dimensions = tuple(integer_rank(loops[by[bounds[c]:bounds[c + 1]]]) for c in range(n_comp))
+    if n_comp == 1:
+        dimensions = (integer_rank(loops),)
+    else:  # each component's loops, from one sort
+        by = np.argsort(labels[src], kind="stable")
+        bounds = np.searchsorted(labels[src][by], np.arange(n_comp + 1))
+        dimensions = tuple(integer_rank(loops[by[bounds[c]:bounds[c + 1]]]) for c in range(n_comp))
     sizes = np.bincount(labels, minlength=n_comp)
     isolated = np.flatnonzero((sizes[labels] == 1) & (np.asarray(dimensions, dtype=np.int64)[labels] == 0))
     return Periodicity(labels=labels, dimensions=dimensions, isolated=tuple(int(i) for i in isolated))
