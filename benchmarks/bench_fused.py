@@ -35,8 +35,9 @@ from vgnn_core.nn.readouts import BondReadout
 RESULTS = Path(__file__).parent / "results" / "fused"
 
 
-def _interaction_unfused(self, h, edge_src, edge_dst, edge_sh, edge_radial):
-    messages = self.tp(self.linear_in(h)[edge_dst], edge_sh, self.radial(edge_radial))
+def _interaction_unfused(self, h, edge_src, edge_dst, edge_sh, edge_radial, neighbours=None):
+    neighbours = h if neighbours is None else neighbours
+    messages = self.tp(self.linear_in(neighbours)[edge_dst], edge_sh, self.radial(edge_radial))
     agg = torch.zeros(h.shape[0], messages.shape[1], dtype=h.dtype, device=h.device).index_add_(0, edge_src, messages)
     out = self.gate(self.linear_out(agg / self.avg_num_neighbors) + self.self_connection(h))
     return out + h if self.residual else out

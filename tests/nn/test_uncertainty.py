@@ -10,6 +10,7 @@ from pymatgen.core import Lattice, Structure
 from vgnn_core import VGNN, Predictor, VGNNEnsemble, build_graph, collate
 from vgnn_core.crystal.crystal import as_crystal
 from vgnn_core.crystal.domain import TrainingDomain, bonded_pairs
+from vgnn_core.crystal.graph import crystal_graph
 from vgnn_core.nn.uncertainty import ErrorPredictors, UncertaintyModel
 from vgnn_core.training.metrics import flag_f1, instability_scores, uncertainty_scores
 
@@ -92,7 +93,7 @@ def test_predictor_reports_calibrated_uncertainty_and_domain(rocksalt_nacl, si_p
     ens.checkpoint_metadata = {"uncertainty_scale": 2.5, "domain": domain.to_dict()}
     p = Predictor(ens)
     nacl, si = p.predict_phonons([rocksalt_nacl, si_primitive], thermal=False)
-    batch = collate([build_graph(rocksalt_nacl, 5.0)], dtype=torch.float64)
+    batch = collate([crystal_graph(as_crystal(rocksalt_nacl), 5.0)], dtype=torch.float64)  # as the predictor's
     raw = ens.force_constants_and_agreement(batch)[1][0].spread_cm1
     assert nacl.uncertainty_cm1 == pytest.approx(2.5 * raw, rel=1e-9)
     assert nacl.in_domain is True and nacl.domain_note is None
@@ -121,7 +122,7 @@ def test_predictor_applies_the_fitted_uncertainty_model(rocksalt_nacl, perovskit
     conventional_nacl = rocksalt_nacl.get_primitive_structure().to_conventional()
     crystals = [rocksalt_nacl, perovskite_srtio3, lithium_hydride(), conventional_nacl]
     results = Predictor(ens).predict_phonons(crystals, bands=False, thermal=False)
-    batch = collate([build_graph(s, 5.0) for s in crystals], dtype=torch.float64)
+    batch = collate([crystal_graph(as_crystal(s), 5.0) for s in crystals], dtype=torch.float64)  # as the predictor's
     rotations = [as_crystal(s).mesh_rotations for s in crystals]  # as the predictor measures the agreement
     agreements = ens.force_constants_and_agreement(batch, rotations=rotations)[1]
     for r, a, h, n in zip(results, agreements, (0, 0, 1, 0), (2, 5, 2, 2)):  # n: atoms of the primitive cell

@@ -9,7 +9,7 @@ import numpy as np
 from pymatgen.core import Structure
 
 from .structures import StructureLike, as_structure, structure_name
-from .symmetry import CrystalSymmetry, Inversion, analyse_symmetry
+from .symmetry import CrystalSymmetry, Inversion, SiteMaps, analyse_symmetry
 
 
 class _Search(enum.Enum):
@@ -32,6 +32,7 @@ class Crystal:
     _symmetry: CrystalSymmetry | None = field(default=None, repr=False)
     _inversion: Inversion | None | _Search = field(default=_Search.NOT_YET, repr=False, compare=False)
     _rotations: np.ndarray | None | _Search = field(default=_Search.NOT_YET, repr=False, compare=False)
+    _site_maps: SiteMaps | None | _Search = field(default=_Search.NOT_YET, repr=False, compare=False)
 
     @property
     def symmetry(self) -> CrystalSymmetry:
@@ -40,11 +41,20 @@ class Crystal:
         return self._symmetry
 
     @property
+    def site_maps(self) -> SiteMaps | None:
+        """The space-group operations that are exact symmetries of this cell, as maps of its atoms
+        (found on first use, then kept), or ``None``."""
+        if self._site_maps is _Search.NOT_YET:
+            self._site_maps = self.symmetry.site_maps(self.structure)
+        return self._site_maps
+
+    @property
     def mesh_rotations(self) -> np.ndarray | None:
         """Point-group rotations that are exact symmetries of this cell (for q-mesh reductions;
         found on first use, then kept): (n, 3, 3) integer on fractional positions, or ``None``."""
         if self._rotations is _Search.NOT_YET:
-            self._rotations = self.symmetry.exact_rotations(self.structure)
+            maps = self.site_maps
+            self._rotations = None if maps is None else maps.point_group()
         return self._rotations
 
     @property
@@ -54,7 +64,8 @@ class Crystal:
         With one, the force constants are made exactly inversion-symmetric and D(q) is solved as a
         real symmetric matrix at every q (:mod:`vgnn_core.phonons.centrosymmetric`)."""
         if self._inversion is _Search.NOT_YET:
-            self._inversion = self.symmetry.inversion(self.structure)
+            maps = self.site_maps
+            self._inversion = None if maps is None else maps.inversion()
         return self._inversion
 
     @property

@@ -10,13 +10,15 @@ graph flow ``j → i``. The same bonds are the k-MVN virtual nodes (see
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
 from pymatgen.core import Structure
 
 from .bonds import pair_index, reverse_bond_index
+from .crystal import Crystal
+from .orbits import GraphOrbits, graph_orbits
 from .structures import raise_on_overlap, structure_name
 
 #: Default neighbour cutoff in Å (as in the VGNN paper).
@@ -40,6 +42,9 @@ class CrystalGraph:
     edge_pair: np.ndarray  # (E,) index of the ordered atom pair (i, j): the MVN virtual node
     pairs: np.ndarray  # (P, 2) the ordered atom pairs (i, j) with at least one bond
     r_max: float
+    #: the atoms' and bonds' orbits under the cell's exact symmetry (:func:`~vgnn_core.crystal.orbits.graph_orbits`):
+    #: a network then runs once per orbit; ``None``: on every atom and bond
+    orbits: GraphOrbits | None = None
 
     @property
     def n_atoms(self) -> int:
@@ -95,6 +100,14 @@ def build_graph(structure: Structure, r_max: float = DEFAULT_R_MAX) -> CrystalGr
     )
 
 
+def crystal_graph(crystal: Crystal, r_max: float = DEFAULT_R_MAX, orbits: bool = True) -> CrystalGraph:
+    """:func:`build_graph` of a :class:`~vgnn_core.crystal.crystal.Crystal`, with its atoms' and
+    bonds' orbits under the cell's exact symmetry (:func:`~vgnn_core.crystal.orbits.graph_orbits`;
+    ``orbits=False``: without): a network then runs once per orbit."""
+    graph = build_graph(crystal.structure, r_max)
+    return replace(graph, orbits=graph_orbits(graph, crystal.site_maps)) if orbits else graph
+
+
 #: The array fields of a :class:`CrystalGraph` (``name`` and ``r_max`` are the others).
 GRAPH_ARRAYS = ("numbers", "masses", "positions", "lattice", "edge_src", "edge_dst", "edge_shift",
                 "edge_vec", "edge_reverse", "edge_pair", "pairs")
@@ -134,6 +147,7 @@ class GraphBatch:
     n_edges: torch.Tensor  # (B,)
     n_pairs: torch.Tensor  # (B,)
     r_max: float
+    orbits: BatchOrbits | None = None  # the graphs' symmetry orbits, where any has them
 
     @property
     def n_graphs(self) -> int:
@@ -142,8 +156,59 @@ class GraphBatch:
     def to(self, device: torch.device | str) -> GraphBatch:
         out = {}
         for k, v in self.__dict__.items():
-            out[k] = v.to(device) if isinstance(v, torch.Tensor) else v
+            out[k] = v.to(device) if isinstance(v, (torch.Tensor, BatchOrbits)) else v
         return GraphBatch(**out)
+
+
+@dataclass
+class BatchOrbits:
+    """:class:`~vgnn_core.crystal.orbits.GraphOrbits` of a batch, with global indices (a graph
+    without orbits: every atom and bond its own, under the identity)."""
+
+    rotations: torch.Tensor  # (n, 3, 3) float64, Cartesian; the batch's atoms and bonds index them
+    atom_orbit: torch.Tensor  # (N,)
+    atom_rotation: torch.Tensor  # (N,)
+    edge_orbit: torch.Tensor  # (E,)
+    edge_rotation: torch.Tensor  # (E,)
+    edge_transposed: torch.Tensor  # (E,) bool
+
+    @property
+    def centres(self) -> torch.Tensor:
+        """The representative atoms (global indices, ascending)."""
+        return torch.nonzero(self.atom_orbit == torch.arange(len(self.atom_orbit), device=self.atom_orbit.device))[:, 0]
+
+    def to(self, device: torch.device | str) -> BatchOrbits:
+        return BatchOrbits(**{k: v.to(device) for k, v in self.__dict__.items()})
+
+
+def _batch_orbits(graphs: Sequence[CrystalGraph], atom_off: np.ndarray, edge_off: np.ndarray,
+                  device: torch.device | str) -> BatchOrbits | None:
+    if all(g.orbits is None for g in graphs):
+        return None
+    rotations, parts = [np.eye(3)[None]], []  # rotation 0: the identity, for graphs without orbits
+    n_rot = 1
+    for g, a0, e0 in zip(graphs, atom_off, edge_off):
+        o = g.orbits
+        if o is None:
+            parts.append((np.arange(g.n_atoms) + a0, np.zeros(g.n_atoms, dtype=np.int64),
+                          np.arange(g.n_edges) + e0, np.zeros(g.n_edges, dtype=np.int64),
+                          np.zeros(g.n_edges, dtype=bool)))
+            continue
+        parts.append((o.atom_orbit + a0, o.atom_rotation + n_rot, o.edge_orbit + e0, o.edge_rotation + n_rot,
+                      o.edge_transposed))
+        rotations.append(o.rotations)
+        n_rot += len(o.rotations)
+    cols = [np.concatenate(c) for c in zip(*parts)]
+
+    def t_long(a):
+        return torch.as_tensor(a, dtype=torch.long, device=device)
+
+    return BatchOrbits(
+        rotations=torch.as_tensor(np.concatenate(rotations), dtype=torch.float64, device=device),
+        atom_orbit=t_long(cols[0]), atom_rotation=t_long(cols[1]),
+        edge_orbit=t_long(cols[2]), edge_rotation=t_long(cols[3]),
+        edge_transposed=torch.as_tensor(cols[4], dtype=torch.bool, device=device),
+    )
 
 
 def collate(
@@ -192,4 +257,5 @@ def collate(
         n_edges=t_long(n_edges),
         n_pairs=t_long(n_pairs),
         r_max=r_max.pop(),
+        orbits=_batch_orbits(graphs, atom_off, edge_off, device),
     )

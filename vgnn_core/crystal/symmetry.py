@@ -49,6 +49,33 @@ class Inversion:
     lattice_shift: np.ndarray  # (m, 3) int
 
 
+@dataclass(frozen=True, eq=False)
+class SiteMaps:
+    """Space-group operations that map a cell onto itself, as maps of its atoms: operation g,
+    x → W_g x + t_g (fractional), takes atom i onto atom ``images[g, i]`` in the cell translated
+    by ``shifts[g, i]``: W_g x_i + t_g = x_images[g, i] + L_g,i. The identity is among them."""
+
+    rotations: np.ndarray  # (n, 3, 3) int, W_g on fractional positions
+    translations: np.ndarray  # (n, 3) fractional
+    images: np.ndarray  # (n, m) int
+    shifts: np.ndarray  # (n, m, 3) int
+
+    def __len__(self) -> int:
+        return len(self.rotations)
+
+    def point_group(self) -> np.ndarray:
+        """The distinct rotations (k, 3, 3) int."""
+        return np.unique(self.rotations, axis=0)
+
+    def inversion(self) -> Inversion | None:
+        """The first operation with W = −1 whose atom map is its own inverse, as an :class:`Inversion`."""
+        minus_one = -np.eye(3, dtype=np.int64)
+        for rot, image, shift in zip(self.rotations, self.images, self.shifts):
+            if np.array_equal(rot, minus_one) and np.array_equal(image[image], np.arange(len(image))):
+                return Inversion(partner=image, lattice_shift=shift)
+        return None
+
+
 @dataclass(frozen=True)
 class CrystalSymmetry:
     """What spglib found for one crystal (rotations in the cell's fractional basis)."""
@@ -69,38 +96,44 @@ class CrystalSymmetry:
         points = _LATTICE_POINTS.get(self.spacegroup_symbol[:1], 1)
         return max(1, len(self.std_numbers) // points)
 
-    def exact_rotations(self, structure: Structure, tol: float = EXACT_TOLERANCE) -> np.ndarray | None:
-        """The rotations of the operations that map ``structure`` onto itself within ``tol`` Å.
+    def site_maps(self, structure: Structure, tol: float = EXACT_TOLERANCE) -> SiteMaps | None:
+        """The operations of the space group that map ``structure`` onto itself within ``tol`` Å,
+        each as a map of the cell's atoms (:class:`SiteMaps`), or ``None`` (no operations).
 
         The analysis tolerance (:data:`~vgnn_core.settings.SYMPREC`) may accept a slightly
-        distorted cell as symmetric; an irreducible q-mesh is exact only for true symmetries of
-        the force constants, so it uses these.
+        distorted cell as symmetric; what relies on a symmetry being exact (an irreducible
+        q-mesh, a network evaluated once per orbit) uses these.
         """
         if self.operations is None:
             return None
         lattice, frac, numbers = spglib_cell(structure)
         numbers = np.asarray(numbers)
-        keep = [rot for rot, trans in zip(*self.operations)
-                if image_distances(lattice, frac, numbers, rot, trans).min(axis=1).max() <= tol]
-        return np.unique(np.asarray(keep, dtype=int), axis=0) if keep else None
+        rows = np.arange(len(frac))
+        kept = []
+        for rot, trans in zip(*self.operations):
+            dist = image_distances(lattice, frac, numbers, rot, trans)
+            image = dist.argmin(axis=1)
+            if dist[rows, image].max() > tol or len(np.unique(image)) != len(frac):
+                continue
+            shift = np.rint(frac @ rot.T + trans - frac[image]).astype(np.int64)
+            kept.append((rot, trans, image, shift))
+        if not kept:
+            return None
+        rot, trans, image, shift = (np.asarray(x) for x in zip(*kept))
+        return SiteMaps(rotations=rot.astype(np.int64), translations=trans.astype(float),
+                        images=image.astype(np.int64), shifts=shift)
+
+    def exact_rotations(self, structure: Structure, tol: float = EXACT_TOLERANCE) -> np.ndarray | None:
+        """The distinct rotations of :meth:`site_maps` (n, 3, 3), or ``None``: the point group
+        an irreducible q-mesh may use."""
+        maps = self.site_maps(structure, tol)
+        return None if maps is None else maps.point_group()
 
     def inversion(self, structure: Structure, tol: float = EXACT_TOLERANCE) -> Inversion | None:
         """The cell's atoms under an inversion of the space group that maps ``structure`` onto
         itself within ``tol`` Å (:class:`Inversion`), or ``None`` (no inversion, or none exact)."""
-        if self.operations is None:
-            return None
-        lattice, frac, numbers = spglib_cell(structure)
-        numbers = np.asarray(numbers)
-        for rot, trans in zip(*self.operations):
-            if not np.array_equal(rot, -np.eye(3, dtype=int)):
-                continue
-            dist = image_distances(lattice, frac, numbers, rot, trans)
-            partner = dist.argmin(axis=1)
-            if dist[np.arange(len(frac)), partner].max() > tol or not np.array_equal(partner[partner], np.arange(len(frac))):
-                continue
-            shift = np.rint(trans - frac - frac[partner]).astype(np.int64)
-            return Inversion(partner=partner.astype(np.int64), lattice_shift=shift)
-        return None
+        maps = self.site_maps(structure, tol)
+        return None if maps is None else maps.inversion()
 
     def content_hash(self) -> str:
         """A hash of the standardised cell that is the same for every cell of the crystal.

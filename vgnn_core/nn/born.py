@@ -37,6 +37,7 @@ from e3nn import o3
 from ..crystal.graph import GraphBatch
 from .cartesian import GENERAL_RANK2, SYMMETRIC_RANK2, cartesian_basis
 from .convolution import Interaction
+from .orbits import AtomRotations
 from .radial import BesselBasis, polynomial_envelope
 
 
@@ -68,9 +69,11 @@ def crystal_mean(x: torch.Tensor, index: torch.Tensor, n_crystals: int) -> torch
 
 
 def _symmetric_apply(a: torch.Tensor, fn) -> torch.Tensor:
-    """f(A) of symmetric matrices (..., 3, 3): ``fn`` on their eigenvalues."""
+    """f(A) of symmetric matrices (..., 3, 3): ``fn`` on their eigenvalues; exactly symmetric
+    (V f(Λ) Vᵀ is only to round-off, e.g. for the degenerate eigenvalues of a cubic crystal's ε∞)."""
     lam, vec = torch.linalg.eigh(a)
-    return (vec * fn(lam)[..., None, :]) @ vec.transpose(-1, -2)
+    out = (vec * fn(lam)[..., None, :]) @ vec.transpose(-1, -2)
+    return 0.5 * (out + out.transpose(-1, -2))
 
 
 def symmetric_expm(s: torch.Tensor) -> torch.Tensor:
@@ -197,37 +200,51 @@ class BornHeads(torch.nn.Module):
         self.register_buffer("eps_basis", cartesian_basis(SYMMETRIC_RANK2).to_cartesian.clone(), persistent=False)
 
     def forward(self, features: torch.Tensor, n_atoms: torch.Tensor,
-                bonds: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None) -> BornOutput:
+                bonds: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
+                rotations: AtomRotations | None = None) -> BornOutput:
         """Heads on atom ``features`` (N, irreps_in.dim) of crystals with ``n_atoms`` (B,).
 
         ``bonds`` = (src, dst, vec): global atom indices (E,) and bond vectors (E, 3) in Å of
         the crystal graph (:class:`~vgnn_core.crystal.graph.GraphBatch` ``edge_*``); bonds
-        from ``r_max`` on are ignored. Required when the heads have a bond term.
+        from ``r_max`` on are ignored. Required when the heads have a bond term. With
+        ``rotations`` (the batch's orbits) the heads run on one atom of each orbit, and the other
+        atoms' Z* and S are those rotated, R Z* Rᵀ.
         """
-        x = self.pre(features)
-        near = None if bonds is None else self._near_bonds(*bonds, dtype=x.dtype)
+        x = self.pre(features if rotations is None else features[rotations.centres])
+        near = None if bonds is None else self._near_bonds(*bonds, dtype=x.dtype, rotations=rotations)
         if len(self.convolutions):
             if near is None:
                 raise ValueError("these Born heads pass messages over bonds: pass the crystal graph's bonds")
             src, dst, vec = near
+            centre = src if rotations is None else rotations.position[src]
             sh = o3.spherical_harmonics(self.irreps_sh, vec, normalize=True, normalization="component")
             radial = self.radial(torch.linalg.norm(vec, dim=1))
             for layer in self.convolutions:
-                x = layer(x, src, dst, sh, radial)
+                if rotations is None:
+                    x = layer(x, centre, dst, sh, radial)
+                else:
+                    x = layer(x, centre, dst, sh, radial, rotations.expand(x, layer.irreps_in))
         joined = torch.cat([x, self.square(x)], dim=1)
-        scalars = torch.cat([joined[:, sl] for sl in self._scalar_slices], dim=1)
+        scalars = torch.cat([joined[:, sl] for sl in self._scalar_slices], dim=1)  # invariant: the same on an orbit
         index = atom_crystal_index(n_atoms)
         n_crystals = len(n_atoms)
         mixing = scalars
+        if rotations is not None:
+            scalars = scalars[rotations.source]  # every atom's, from here on
         if self.crystal_context:
-            mixing = torch.cat([scalars, crystal_mean(scalars, index, n_crystals)[index]], dim=1)
+            context = crystal_mean(scalars, index, n_crystals)[index]
+            mixing = torch.cat([mixing, context if rotations is None else context[rotations.centres]], dim=1)
         z = torch.einsum("nk,kij->nij", self.born_readout(joined, mixing), self.born_basis.to(x.dtype))
         s_atoms = torch.einsum("nk,kij->nij", self.eps_readout(joined, mixing), self.eps_basis.to(x.dtype))
         if self.bond_mlp is not None:
             if near is None:
                 raise ValueError("these Born heads have a bond term: pass the crystal graph's bonds")
             dz, ds = self._bond_terms(scalars, *near)
+            if rotations is not None:
+                dz, ds = dz[rotations.centres], ds[rotations.centres]
             z, s_atoms = z + dz, s_atoms + ds
+        if rotations is not None:
+            z, s_atoms = rotations.expand_tensors(z), rotations.expand_tensors(s_atoms)
         if self.share_mlp is None:
             born = z - crystal_mean(z, index, n_crystals)[index]
         else:  # atom i takes w_i / Σ_j w_j of the net charge: Σ_i Z*_i = 0 still exactly
@@ -239,11 +256,14 @@ class BornHeads(torch.nn.Module):
         eye = torch.eye(3, dtype=s.dtype, device=s.device)
         return BornOutput(born=born, log_epsilon=s, epsilon=eye + symmetric_expm(s))
 
-    def _near_bonds(self, src: torch.Tensor, dst: torch.Tensor, vec: torch.Tensor,
-                    dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """The bonds shorter than ``r_max`` (src, dst, vec in ``dtype``)."""
+    def _near_bonds(self, src: torch.Tensor, dst: torch.Tensor, vec: torch.Tensor, dtype: torch.dtype,
+                    rotations: AtomRotations | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The bonds shorter than ``r_max`` (src, dst, vec in ``dtype``); with ``rotations``, those
+        of the orbits' representative atoms only."""
         vec = vec.to(dtype)
         near = torch.linalg.norm(vec, dim=1) < self.r_max
+        if rotations is not None:
+            near &= rotations.position[src] >= 0
         return src[near], dst[near], vec[near]
 
     def _bond_terms(self, scalars: torch.Tensor, src: torch.Tensor, dst: torch.Tensor,
@@ -289,8 +309,9 @@ class BornHeadsEnsemble(torch.nn.Module):
         return {"members": [m.hyper for m in self.members]}
 
     def forward(self, features: torch.Tensor, n_atoms: torch.Tensor,
-                bonds: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None) -> BornOutput:
-        outs = [m(features, n_atoms, bonds) for m in self.members]
+                bonds: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
+                rotations: AtomRotations | None = None) -> BornOutput:
+        outs = [m(features, n_atoms, bonds, rotations) for m in self.members]
         born = torch.stack([o.born for o in outs]).mean(0)
         # ε∞ − 1 averaged as the members' exp(S), not as ε∞ − 1 (no cancellation when exp(S) is small)
         excess = torch.stack([symmetric_expm(o.log_epsilon) for o in outs]).mean(0)
@@ -440,8 +461,9 @@ class BornModel(torch.nn.Module):
                 h = backbone_features(self.model, _batch_in(batch, next(self.model.parameters()).dtype))
             else:
                 h = torch.cat(list(features), dim=1)
-        return self.heads(h.to(next(self.heads.parameters()).dtype), batch.n_atoms,
-                          (batch.edge_src, batch.edge_dst, batch.edge_vec))
+        dtype = next(self.heads.parameters()).dtype
+        rotations = None if batch.orbits is None else AtomRotations(batch.orbits, dtype)
+        return self.heads(h.to(dtype), batch.n_atoms, (batch.edge_src, batch.edge_dst, batch.edge_vec), rotations)
 
     @torch.no_grad()
     def predict(self, batch: GraphBatch, features: Sequence[torch.Tensor] | None = None) -> list:

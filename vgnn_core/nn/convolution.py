@@ -79,8 +79,13 @@ class Interaction(torch.nn.Module):
         edge_dst: torch.Tensor,
         edge_sh: torch.Tensor,
         edge_radial: torch.Tensor,
+        neighbours: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        x = [piece[edge_dst] for piece in irrep_pieces(self.linear_in(h), self.irreps_in)]
+        """New features of the atoms ``h`` holds (the centres ``edge_src`` indexes) from their
+        neighbours' (``edge_dst`` indexes ``neighbours``, all the graph's atoms; default: ``h``
+        itself, when it holds every atom)."""
+        neighbours = h if neighbours is None else neighbours
+        x = [piece[edge_dst] for piece in irrep_pieces(self.linear_in(neighbours), self.irreps_in)]
         # linear_out is linear, so it mixes each edge's message before the sum over neighbours
         messages = self.message(x, edge_sh, self.radial(edge_radial), self.linear_out.weight)
         agg = torch.zeros(h.shape[0], messages.shape[1], dtype=h.dtype, device=h.device)

@@ -28,6 +28,7 @@ from ..phonons.dynamical_matrix import band_frequencies, gamma_frequencies
 from ..phonons.force_constants import ForceConstants
 from .config import VGNNConfig
 from .convolution import Interaction
+from .orbits import AtomRotations
 from .radial import BesselBasis, polynomial_envelope
 from .readouts import ASSEMBLIES, BondReadout, VVNReadout
 
@@ -77,12 +78,27 @@ class Backbone(torch.nn.Module):
         return sh, length
 
     def forward(self, batch: GraphBatch, sh: torch.Tensor, length: torch.Tensor) -> torch.Tensor:
-        """Atom features from message passing over the edges shorter than ``r_max``."""
-        near = torch.nonzero(length < self.radial_basis.r_max)[:, 0]
-        src, dst, sh, radial = batch.edge_src[near], batch.edge_dst[near], sh[near], self.radial_basis(length[near])
-        h = self.encoder(batch.numbers, batch.masses)
+        """Atom features from message passing over the edges shorter than ``r_max``; with
+        ``batch.orbits``, computed for one atom of each orbit and rotated to the others."""
+        near = length < self.radial_basis.r_max
+        if batch.orbits is None:
+            return self._layers(batch.numbers, batch.masses, batch.edge_src, batch.edge_dst, near, sh, length)
+        rotations = AtomRotations(batch.orbits, sh.dtype)
+        centres = rotations.centres
+        near &= rotations.position[batch.edge_src] >= 0  # the messages the centres receive
+        h = self._layers(batch.numbers[centres], batch.masses[centres], rotations.position[batch.edge_src],
+                         batch.edge_dst, near, sh, length, rotations)
+        return rotations.expand(h, self.irreps_out)
+
+    def _layers(self, numbers, masses, src, dst, near, sh, length, rotations: AtomRotations | None = None):
+        near = torch.nonzero(near)[:, 0]
+        src, dst, sh, radial = src[near], dst[near], sh[near], self.radial_basis(length[near])
+        h = self.encoder(numbers, masses)
         for layer in self.layers:
-            h = layer(h, src, dst, sh, radial)
+            if rotations is None:
+                h = layer(h, src, dst, sh, radial)
+            else:  # the centres' features, and every atom's as their rotations
+                h = layer(h, src, dst, sh, radial, rotations.expand(h, layer.irreps_in))
         return h
 
 

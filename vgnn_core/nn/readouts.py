@@ -26,6 +26,7 @@ from .cartesian import ANTISYMMETRIC_RANK2, SYMMETRIC_RANK2, cartesian_basis
 from .config import VGNNConfig
 from .convolution import gate_for, tensor_product_paths
 from .fused import TensorProductLinear, gated, irrep_pieces
+from .orbits import rotate_blocks
 from .radial import BesselBasis, polynomial_envelope
 
 #: 0e + 2e: the irreps of a symmetric 3×3 tensor.
@@ -100,7 +101,10 @@ class BondReadout(torch.nn.Module):
     ) -> torch.Tensor:
         # one bond of each (bond, reverse) pair, within the bond cutoff
         index = torch.arange(len(batch.edge_reverse), device=h.device)
-        half = torch.nonzero((batch.edge_reverse > index) & (length < self.r_bond))[:, 0]
+        wanted = (batch.edge_reverse > index) & (length < self.r_bond)
+        if batch.orbits is not None:  # one bond of each orbit; the rest are its rotations
+            wanted &= batch.orbits.edge_orbit == index
+        half = torch.nonzero(wanted)[:, 0]
         y = sh[half]
         y_even = torch.cat([y[:, s] for s in self.sh_even], dim=1)
         y_odd = torch.cat([y[:, s] for s in self.sh_odd], dim=1)
@@ -114,7 +118,7 @@ class BondReadout(torch.nn.Module):
         if axial is not None:
             anti = torch.einsum("ek,kab->eab", axial * envelope, self.anti_to_cartesian.to(symmetric.dtype))
             blocks = blocks.index_add(0, half, anti).index_add(0, batch.edge_reverse[half], -anti)
-        return blocks
+        return blocks if batch.orbits is None else rotate_blocks(blocks, batch.orbits, batch.edge_reverse)
 
     def bond_messages(self, h: torch.Tensor, src: torch.Tensor, dst: torch.Tensor, y_even: torch.Tensor,
                       y_odd: torch.Tensor, radial: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:

@@ -1,0 +1,90 @@
+"""Orbits of a crystal graph's atoms and bonds under the cell's exact symmetry operations."""
+
+import numpy as np
+import spglib
+from pymatgen.core import Lattice, Structure
+from pymatgen.io.phonopy import get_pmg_structure
+
+from vgnn_core.crystal.crystal import as_crystal
+from vgnn_core.crystal.graph import crystal_graph
+from vgnn_core.crystal.orbits import graph_orbits
+from vgnn_core.crystal.symmetry import spglib_cell
+from vgnn_core.io.phonopy import load_force_sets
+
+#: the phonopy examples with force sets (Si has none)
+EXAMPLES = ["Al2O3", "CaTiO3", "Cr", "MgB2", "MgO", "NaCl", "SiO2-HP", "SnO2", "TiO2-anatase", "ZnO"]
+
+
+def check_orbits(graph):
+    """Every atom and bond is its representative's image: same species, and the stored rotation
+    takes the representative's bond vector (reversed for a transposed bond) onto its own."""
+    o = graph.orbits
+    atoms = np.arange(graph.n_atoms)
+    assert (graph.numbers[o.atom_orbit] == graph.numbers).all()
+    assert (o.atom_orbit[o.atom_orbit] == o.atom_orbit).all()  # representatives are their own
+    rep = o.edge_orbit
+    assert (o.edge_orbit[rep] == rep).all() and (graph.edge_reverse[rep] > rep).all()
+    ends = np.where(o.edge_transposed[:, None], np.stack([graph.edge_dst[rep], graph.edge_src[rep]], 1),
+                    np.stack([graph.edge_src[rep], graph.edge_dst[rep]], 1))
+    assert (graph.numbers[ends] == graph.numbers[np.stack([graph.edge_src, graph.edge_dst], 1)]).all()
+    r = o.rotations[o.edge_rotation]
+    np.testing.assert_allclose(np.einsum("eab,eab->e", r @ r.transpose(0, 2, 1), np.eye(3)[None]), 3.0, atol=1e-12)
+    source = np.where(o.edge_transposed[:, None], -graph.edge_vec[rep], graph.edge_vec[rep])
+    np.testing.assert_allclose(np.einsum("eab,eb->ea", r, source), graph.edge_vec, atol=1e-5)
+    # an atom's bonds are its representative's, rotated: the same multiset of lengths
+    for a in atoms[o.atom_orbit != atoms]:
+        mine = np.sort(np.linalg.norm(graph.edge_vec[graph.edge_src == a], axis=1))
+        theirs = np.sort(np.linalg.norm(graph.edge_vec[graph.edge_src == o.atom_orbit[a]], axis=1))
+        np.testing.assert_allclose(mine, theirs, atol=1e-5)
+
+
+def test_diamond_has_one_atom_orbit_and_one_bond_orbit_per_neighbour_shell(si_primitive):
+    for r_max, shells in ((4.0, 2), (6.0, 5)):  # 2.35, 3.84 | 4.50, 5.43, 5.92 Å
+        graph = crystal_graph(as_crystal(si_primitive), r_max)
+        check_orbits(graph)
+        assert graph.orbits.n_atom_orbits == 1 and graph.orbits.n_bond_orbits == shells
+    # a supercell's lattice translations are operations too: its four atoms are one orbit
+    graph = crystal_graph(as_crystal(si_primitive * (2, 1, 1)), 4.0)
+    check_orbits(graph)
+    assert graph.orbits.n_atom_orbits == 1
+
+
+def test_phonopy_examples_orbits_are_images_of_their_representatives(phonopy_examples_dir):
+    atoms = orbits = bonds = bond_orbits = 0
+    for name in EXAMPLES:
+        structure = get_pmg_structure(load_force_sets(phonopy_examples_dir / name).unitcell)
+        graph = crystal_graph(as_crystal(structure), 6.0)
+        check_orbits(graph)
+        atoms, orbits = atoms + graph.n_atoms, orbits + graph.orbits.n_atom_orbits
+        bonds, bond_orbits = bonds + graph.n_edges // 2, bond_orbits + graph.orbits.n_bond_orbits
+        # spglib's own count of symmetry-distinct atoms
+        dataset = spglib.get_symmetry_dataset(spglib_cell(structure), symprec=1e-5)
+        assert graph.orbits.n_atom_orbits == len(set(dataset.equivalent_atoms.tolist()))
+    assert bonds > 4 * bond_orbits and atoms > 2 * orbits
+
+
+def test_a_cell_symmetric_only_to_the_analysis_tolerance_keeps_its_exact_operations(si_primitive):
+    distorted = si_primitive.copy()
+    distorted.translate_sites([1], [1e-4, 0, 0], frac_coords=False)  # within SYMPREC, not within 1e-5 Å
+    crystal = as_crystal(distorted)
+    assert crystal.symmetry.spacegroup_number == 227 and 1 < len(crystal.site_maps) < 48
+    check_orbits(crystal_graph(crystal, 4.0))  # orbits of the subgroup that is exact (a 2-fold axis along x, ...)
+
+
+def test_a_cell_without_symmetry_has_no_orbits(si_primitive):
+    triclinic = Structure(Lattice.from_parameters(4.1, 4.7, 5.3, 81, 97, 103), ["Si", "O", "O"],
+                          [[0.05, 0.11, 0.02], [0.37, 0.21, 0.58], [0.71, 0.64, 0.19]])
+    crystal = as_crystal(triclinic)
+    assert len(crystal.site_maps) == 1 and crystal_graph(crystal, 6.0).orbits is None
+    graph = crystal_graph(as_crystal(si_primitive), 4.0, orbits=False)
+    assert graph.orbits is None and graph_orbits(graph, None) is None
+
+
+def test_mesh_rotations_and_inversion_come_from_the_same_site_maps(rocksalt_nacl, wurtzite_zno):
+    nacl, zno = as_crystal(rocksalt_nacl), as_crystal(wurtzite_zno)
+    assert len(nacl.site_maps) == 48 and len(nacl.mesh_rotations) == 48
+    assert nacl.inversion is not None and zno.inversion is None
+    maps = zno.site_maps
+    lattice, frac = zno.structure.lattice.matrix, zno.structure.frac_coords
+    for rot, trans, image, shift in zip(maps.rotations, maps.translations, maps.images, maps.shifts):
+        np.testing.assert_allclose(frac @ rot.T + trans, frac[image] + shift, atol=1e-5 / np.linalg.norm(lattice, axis=1).min())
