@@ -68,6 +68,14 @@ def nac_skip_reason(structure, charges: BornCharges) -> str | None:
     return None
 
 
+#: ``predict_gamma``, ``predict_bands`` and ``predict_force_constants`` (:meth:`Predictor.graphs`)
+#: use symmetry orbits for cells with at least this many graph edges: below it the spglib
+#: analysis they need (~2–6 ms a cell) costs more than the network time they save (measured on
+#: 335 Togo cells: break-even at ~500 edges, 2026-12-07). ``predict_phonons`` analyses every
+#: cell's symmetry anyway (q-mesh, uncertainty), so it uses them for all, and so do its Born charges.
+ORBITS_MIN_EDGES = 600
+
+
 class Predictor:
     """Γ spectra and band structures from a VGNN model.
 
@@ -80,8 +88,8 @@ class Predictor:
     the call, i.e. this process's cores, or 1 in a Dask worker); the results do not depend on it.
     With ``use_symmetry`` the networks run on one atom and one bond of each orbit under the cell's
     exact symmetry operations and rotate the result to the rest (:mod:`vgnn_core.nn.orbits`):
-    the same force constants to float32 round-off, exactly symmetric, in ~1/3 of the network time
-    of a typical cell; ``False`` runs them on every atom and bond.
+    the same force constants to float32 round-off, exactly symmetric, in ~40 % of the network time
+    of a typical cell (:data:`ORBITS_MIN_EDGES`); ``False`` runs them on every atom and bond.
     """
 
     def __init__(
@@ -113,12 +121,13 @@ class Predictor:
     def dtype(self) -> torch.dtype:
         return next(self.model.parameters()).dtype
 
-    def graphs(self, structures: Sequence[StructureLike]) -> list[CrystalGraph]:
-        """Validate every input and build its crystal graph (raises on the first bad one)."""
+    def graphs(self, structures: Sequence[StructureLike], min_orbit_edges: int = ORBITS_MIN_EDGES) -> list[CrystalGraph]:
+        """Validate every input and build its crystal graph (raises on the first bad one), with
+        symmetry orbits (``use_symmetry``) for the graphs of at least ``min_orbit_edges`` edges."""
         if not isinstance(structures, (list, tuple)):
             structures = [structures]
         r_max = self.model.config.graph_cutoff
-        return [crystal_graph(as_crystal(s), r_max, self.use_symmetry) for s in structures]
+        return [crystal_graph(as_crystal(s), r_max, self.use_symmetry, min_orbit_edges) for s in structures]
 
     def _batches(self, graphs: Sequence[CrystalGraph]) -> Iterator[list[int]]:
         current: list[int] = []
@@ -224,8 +233,9 @@ class Predictor:
             return False
 
     def predict_born_charges(self, structures: Sequence[StructureLike]) -> list[BornCharges]:
-        """Predicted Z* (e, neutral) and ε∞ of every structure, ungated (see :func:`nac_skip_reason`)."""
-        graphs = self.graphs(structures)
+        """Predicted Z* (e, neutral) and ε∞ of every structure, ungated (see :func:`nac_skip_reason`);
+        the charges :meth:`predict_phonons` gives with ``nac=True`` (orbits for every cell, as there)."""
+        graphs = self.graphs(structures, min_orbit_edges=0)
         out: list[BornCharges] = []
         with torch.inference_mode():
             for _, batch in self._each_batch(graphs):

@@ -8,7 +8,7 @@ from pymatgen.io.phonopy import get_pmg_structure
 from vgnn_core.crystal.crystal import as_crystal
 from vgnn_core.crystal.graph import crystal_graph
 from vgnn_core.crystal.orbits import graph_orbits
-from vgnn_core.crystal.symmetry import spglib_cell
+from vgnn_core.crystal.symmetry import SiteMaps, spglib_cell
 from vgnn_core.io.phonopy import load_force_sets
 
 #: the phonopy examples with force sets (Si has none)
@@ -20,10 +20,10 @@ def check_orbits(graph):
     takes the representative's bond vector (reversed for a transposed bond) onto its own."""
     o = graph.orbits
     atoms = np.arange(graph.n_atoms)
-    assert (graph.numbers[o.atom_orbit] == graph.numbers).all()
-    assert (o.atom_orbit[o.atom_orbit] == o.atom_orbit).all()  # representatives are their own
-    rep = o.edge_orbit
-    assert (o.edge_orbit[rep] == rep).all() and (graph.edge_reverse[rep] > rep).all()
+    assert (graph.numbers[o.atom_representative] == graph.numbers).all()
+    assert (o.atom_representative[o.atom_representative] == o.atom_representative).all()  # representatives are their own
+    rep = o.edge_representative
+    assert (o.edge_representative[rep] == rep).all() and (graph.edge_reverse[rep] > rep).all()
     ends = np.where(o.edge_transposed[:, None], np.stack([graph.edge_dst[rep], graph.edge_src[rep]], 1),
                     np.stack([graph.edge_src[rep], graph.edge_dst[rep]], 1))
     assert (graph.numbers[ends] == graph.numbers[np.stack([graph.edge_src, graph.edge_dst], 1)]).all()
@@ -32,9 +32,9 @@ def check_orbits(graph):
     source = np.where(o.edge_transposed[:, None], -graph.edge_vec[rep], graph.edge_vec[rep])
     np.testing.assert_allclose(np.einsum("eab,eb->ea", r, source), graph.edge_vec, atol=1e-5)
     # an atom's bonds are its representative's, rotated: the same multiset of lengths
-    for a in atoms[o.atom_orbit != atoms]:
+    for a in atoms[o.atom_representative != atoms]:
         mine = np.sort(np.linalg.norm(graph.edge_vec[graph.edge_src == a], axis=1))
-        theirs = np.sort(np.linalg.norm(graph.edge_vec[graph.edge_src == o.atom_orbit[a]], axis=1))
+        theirs = np.sort(np.linalg.norm(graph.edge_vec[graph.edge_src == o.atom_representative[a]], axis=1))
         np.testing.assert_allclose(mine, theirs, atol=1e-5)
 
 
@@ -43,10 +43,13 @@ def test_diamond_has_one_atom_orbit_and_one_bond_orbit_per_neighbour_shell(si_pr
         graph = crystal_graph(as_crystal(si_primitive), r_max)
         check_orbits(graph)
         assert graph.orbits.n_atom_orbits == 1 and graph.orbits.n_bond_orbits == shells
-    # a supercell's lattice translations are operations too: its four atoms are one orbit
-    graph = crystal_graph(as_crystal(si_primitive * (2, 1, 1)), 4.0)
+    # a supercell: one operation per rotation (its lattice translations left out, which would
+    # multiply the operations by the number of primitive cells), still exact images
+    supercell = as_crystal(si_primitive * (3, 3, 3))
+    assert supercell.symmetry.operations[0].shape[0] == 27 * 48 and len(supercell.site_maps) == 48
+    graph = crystal_graph(supercell, 4.0)
     check_orbits(graph)
-    assert graph.orbits.n_atom_orbits == 1
+    assert graph.orbits.n_atom_orbits <= 10  # of 54 atoms
 
 
 def test_phonopy_examples_orbits_are_images_of_their_representatives(phonopy_examples_dir):
@@ -88,3 +91,12 @@ def test_mesh_rotations_and_inversion_come_from_the_same_site_maps(rocksalt_nacl
     lattice, frac = zno.structure.lattice.matrix, zno.structure.frac_coords
     for rot, trans, image, shift in zip(maps.rotations, maps.translations, maps.images, maps.shifts):
         np.testing.assert_allclose(frac @ rot.T + trans, frac[image] + shift, atol=1e-5 / np.linalg.norm(lattice, axis=1).min())
+
+
+def test_a_point_group_that_is_not_closed_reduces_no_mesh(si_primitive):
+    maps = as_crystal(si_primitive).site_maps
+    assert len(maps.point_group()) == 48
+    some = SiteMaps(maps.rotations[:7], maps.translations[:7], maps.images[:7], maps.shifts[:7])
+    closed = {r.tobytes() for r in maps.rotations[:7]} >= {
+        (a @ b).tobytes() for a in maps.rotations[:7] for b in maps.rotations[:7]}
+    assert (some.point_group() is None) == (not closed) and not closed

@@ -36,7 +36,7 @@ def test_wigner_matrices_are_e3nns_and_rotate_spherical_harmonics():
     rotations[::2] *= -1  # improper ones too: D_l is that of the proper part
     points = torch.randn(7, 3, dtype=torch.float64)
     proper = rotations * torch.linalg.det(rotations).sign()[:, None, None]
-    for degree, d in enumerate(wigner_matrices(rotations, 3)):
+    for degree, d in enumerate(wigner_matrices(rotations, 10)):
         e3nn_d = float64_built(lambda k=degree: o3.Irrep(k, 1).D_from_matrix(proper))  # its constants in float64
         torch.testing.assert_close(d, e3nn_d, atol=1e-12, rtol=0)
         y = o3.spherical_harmonics(degree, points, normalize=True, normalization="component")
@@ -65,7 +65,7 @@ def test_a_network_run_once_per_orbit_gives_every_atom_and_bond_its_own_output(c
     model = float64_built(lambda: VGNN(kind="kmvn", r_bond=5.0, full_blocks=True))
     reduced, full = batches(cells, model.config.graph_cutoff)
     orbits = reduced.orbits
-    assert len(orbits.centres) < len(orbits.atom_orbit) and (orbits.edge_orbit != torch.arange(len(orbits.edge_orbit))).any()
+    assert len(orbits.representatives) < len(orbits.atom_representative) and (orbits.edge_representative != torch.arange(len(orbits.edge_representative))).any()
     with torch.no_grad():
         h, h_ref = model.encode(reduced).h, model.encode(full).h
         blocks, blocks_ref = model.bond_blocks(reduced), model.bond_blocks(full)
@@ -128,3 +128,15 @@ def test_orbits_keep_the_acoustic_modes_at_gamma_with_the_lo_to_splitting(shippe
         at_gamma = np.flatnonzero(np.abs(r.qpath.qpoints).sum(axis=1) == 0)
         assert len(at_gamma)
         assert np.abs(np.sort(np.abs(r.bands[at_gamma]), axis=1)[:, :3]).max() < 1e-4
+
+
+def test_the_plain_api_uses_orbits_where_they_pay(si_primitive, phonopy_examples_dir):
+    """``predict_gamma`` and friends analyse no symmetry otherwise: small cells go without orbits."""
+    from vgnn_core.predict import ORBITS_MIN_EDGES
+
+    big = get_pmg_structure(load_force_sets(phonopy_examples_dir / "Al2O3").unitcell)  # 30 atoms
+    p = Predictor(VGNN(kind="mvn", r_bond=6.0))
+    small_graph, big_graph = p.graphs([si_primitive, big])
+    assert small_graph.n_edges < ORBITS_MIN_EDGES <= big_graph.n_edges
+    assert small_graph.orbits is None and big_graph.orbits is not None
+    assert Predictor(VGNN(kind="mvn", r_bond=6.0), use_symmetry=False).graphs([big])[0].orbits is None

@@ -26,6 +26,21 @@ def bond_keys(
     return (src * n_atoms + dst) * span**3 + cell
 
 
+def find_bonds(src: np.ndarray, dst: np.ndarray, shift: np.ndarray, n_atoms: int,
+               q_src: np.ndarray, q_dst: np.ndarray, q_shift: np.ndarray) -> np.ndarray:
+    """The index among the bonds ``(src, dst, shift)`` (E,) of each queried bond ``(q_src, q_dst,
+    q_shift)``, or E where it is not one of them."""
+    if len(src) == 0:
+        return np.zeros(len(q_src), dtype=np.int64)
+    bound = int(max(np.abs(shift).max(), np.abs(q_shift).max(initial=0)))
+    keys = bond_keys(src, dst, shift, n_atoms, bound)
+    wanted = bond_keys(q_src, q_dst, q_shift, n_atoms, bound)
+    order = np.argsort(keys, kind="stable")
+    pos = np.minimum(np.searchsorted(keys[order], wanted), len(src) - 1)
+    index = order[pos]
+    return np.where(keys[index] == wanted, index, len(src)).astype(np.int64)
+
+
 def reverse_bond_index(
     src: np.ndarray, dst: np.ndarray, shift: np.ndarray, n_atoms: int
 ) -> np.ndarray:
@@ -33,17 +48,10 @@ def reverse_bond_index(
 
     Every bond within a cutoff has its reverse (same length), so this always exists.
     """
-    if len(src) == 0:
-        return np.zeros(0, dtype=np.int64)
-    bound = int(np.abs(shift).max())
-    keys = bond_keys(src, dst, shift, n_atoms, bound)
-    rkeys = bond_keys(dst, src, -shift, n_atoms, bound)
-    order = np.argsort(keys, kind="stable")
-    pos = np.minimum(np.searchsorted(keys[order], rkeys), len(src) - 1)
-    rev = order[pos]
-    if not np.array_equal(keys[rev], rkeys):
+    rev = find_bonds(src, dst, shift, n_atoms, dst, src, -shift)
+    if (rev == len(src)).any():
         raise RuntimeError("neighbour list is not symmetric: a bond has no reverse bond")
-    return rev.astype(np.int64)
+    return rev
 
 
 def pair_index(src: np.ndarray, dst: np.ndarray, n_atoms: int) -> tuple[np.ndarray, np.ndarray]:

@@ -10,7 +10,7 @@ graph flow ``j → i``. The same bonds are the k-MVN virtual nodes (see
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -100,12 +100,16 @@ def build_graph(structure: Structure, r_max: float = DEFAULT_R_MAX) -> CrystalGr
     )
 
 
-def crystal_graph(crystal: Crystal, r_max: float = DEFAULT_R_MAX, orbits: bool = True) -> CrystalGraph:
+def crystal_graph(crystal: Crystal, r_max: float = DEFAULT_R_MAX, orbits: bool = True,
+                  min_edges: int = 0) -> CrystalGraph:
     """:func:`build_graph` of a :class:`~vgnn_core.crystal.crystal.Crystal`, with its atoms' and
-    bonds' orbits under the cell's exact symmetry (:func:`~vgnn_core.crystal.orbits.graph_orbits`;
-    ``orbits=False``: without): a network then runs once per orbit."""
+    bonds' orbits under the cell's exact symmetry (:func:`~vgnn_core.crystal.orbits.graph_orbits`)
+    when ``orbits`` and the graph has at least ``min_edges`` edges: a network then runs once per
+    orbit."""
     graph = build_graph(crystal.structure, r_max)
-    return replace(graph, orbits=graph_orbits(graph, crystal.site_maps)) if orbits else graph
+    if not orbits or graph.n_edges < min_edges:
+        return graph
+    return replace(graph, orbits=graph_orbits(graph, crystal.site_maps))
 
 
 #: The array fields of a :class:`CrystalGraph` (``name`` and ``r_max`` are the others).
@@ -166,19 +170,21 @@ class BatchOrbits:
     without orbits: every atom and bond its own, under the identity)."""
 
     rotations: torch.Tensor  # (n, 3, 3) float64, Cartesian; the batch's atoms and bonds index them
-    atom_orbit: torch.Tensor  # (N,)
+    atom_representative: torch.Tensor  # (N,)
     atom_rotation: torch.Tensor  # (N,)
-    edge_orbit: torch.Tensor  # (E,)
+    edge_representative: torch.Tensor  # (E,)
     edge_rotation: torch.Tensor  # (E,)
     edge_transposed: torch.Tensor  # (E,) bool
+    #: what the batch's networks derive from these once and share (their Wigner matrices, by dtype)
+    derived: dict = field(default_factory=dict, repr=False, compare=False)
 
     @property
-    def centres(self) -> torch.Tensor:
+    def representatives(self) -> torch.Tensor:
         """The representative atoms (global indices, ascending)."""
-        return torch.nonzero(self.atom_orbit == torch.arange(len(self.atom_orbit), device=self.atom_orbit.device))[:, 0]
+        return torch.nonzero(self.atom_representative == torch.arange(len(self.atom_representative), device=self.atom_representative.device))[:, 0]
 
     def to(self, device: torch.device | str) -> BatchOrbits:
-        return BatchOrbits(**{k: v.to(device) for k, v in self.__dict__.items()})
+        return BatchOrbits(**{k: v.to(device) for k, v in self.__dict__.items() if k != "derived"})
 
 
 def _batch_orbits(graphs: Sequence[CrystalGraph], atom_off: np.ndarray, edge_off: np.ndarray,
@@ -194,7 +200,7 @@ def _batch_orbits(graphs: Sequence[CrystalGraph], atom_off: np.ndarray, edge_off
                           np.arange(g.n_edges) + e0, np.zeros(g.n_edges, dtype=np.int64),
                           np.zeros(g.n_edges, dtype=bool)))
             continue
-        parts.append((o.atom_orbit + a0, o.atom_rotation + n_rot, o.edge_orbit + e0, o.edge_rotation + n_rot,
+        parts.append((o.atom_representative + a0, o.atom_rotation + n_rot, o.edge_representative + e0, o.edge_rotation + n_rot,
                       o.edge_transposed))
         rotations.append(o.rotations)
         n_rot += len(o.rotations)
@@ -205,8 +211,8 @@ def _batch_orbits(graphs: Sequence[CrystalGraph], atom_off: np.ndarray, edge_off
 
     return BatchOrbits(
         rotations=torch.as_tensor(np.concatenate(rotations), dtype=torch.float64, device=device),
-        atom_orbit=t_long(cols[0]), atom_rotation=t_long(cols[1]),
-        edge_orbit=t_long(cols[2]), edge_rotation=t_long(cols[3]),
+        atom_representative=t_long(cols[0]), atom_rotation=t_long(cols[1]),
+        edge_representative=t_long(cols[2]), edge_rotation=t_long(cols[3]),
         edge_transposed=torch.as_tensor(cols[4], dtype=torch.bool, device=device),
     )
 

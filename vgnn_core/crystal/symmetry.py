@@ -19,6 +19,10 @@ from .structures import NON_FINITE_CELL, InvalidStructureError, is_finite_cell, 
 
 #: Å: an operation is a true symmetry of the cell (for exact q-mesh reductions) within this.
 EXACT_TOLERANCE = 1e-5
+#: a cell with more space-group operations than this (a conventional F-centred cubic cell has
+#: 4 × 48) keeps one per rotation in :meth:`CrystalSymmetry.site_maps`: a supercell has N for every
+#: rotation, and the orbits' search costs operations × bonds
+MAX_SITE_OPERATIONS = 192
 #: lattice points in a standardised conventional cell, by the centring letter of its symbol
 _LATTICE_POINTS = {"P": 1, "A": 2, "B": 2, "C": 2, "I": 2, "F": 4, "R": 3}
 
@@ -63,9 +67,15 @@ class SiteMaps:
     def __len__(self) -> int:
         return len(self.rotations)
 
-    def point_group(self) -> np.ndarray:
-        """The distinct rotations (k, 3, 3) int."""
-        return np.unique(self.rotations, axis=0)
+    def point_group(self) -> np.ndarray | None:
+        """The distinct rotations (k, 3, 3) int when they form a group (closed under products),
+        else ``None``: in a cell symmetric only to the analysis tolerance some rotations of its
+        point group may be exact and others not, and a q-mesh reduced by a set that is not a
+        group would weigh its points wrongly."""
+        rotations = np.unique(self.rotations, axis=0)
+        known = {r.tobytes() for r in rotations}
+        products = np.einsum("aij,bjk->abik", rotations, rotations).reshape(-1, 3, 3)
+        return rotations if all(p.tobytes() in known for p in products) else None
 
     def inversion(self) -> Inversion | None:
         """The first operation with W = −1 whose atom map is its own inverse, as an :class:`Inversion`."""
@@ -98,42 +108,38 @@ class CrystalSymmetry:
 
     def site_maps(self, structure: Structure, tol: float = EXACT_TOLERANCE) -> SiteMaps | None:
         """The operations of the space group that map ``structure`` onto itself within ``tol`` Å,
-        each as a map of the cell's atoms (:class:`SiteMaps`), or ``None`` (no operations).
+        as maps of the cell's atoms (:class:`SiteMaps`), or ``None`` (no operations).
 
         The analysis tolerance (:data:`~vgnn_core.settings.SYMPREC`) may accept a slightly
         distorted cell as symmetric; what relies on a symmetry being exact (an irreducible
-        q-mesh, a network evaluated once per orbit) uses these.
+        q-mesh, a network evaluated once per orbit) uses these. A cell with more than
+        :data:`MAX_SITE_OPERATIONS` operations (a supercell: N for every rotation, in a cell of N
+        primitive cells) keeps the first exact one of each rotation only.
         """
         if self.operations is None:
             return None
         lattice, frac, numbers = spglib_cell(structure)
         numbers = np.asarray(numbers)
         rows = np.arange(len(frac))
-        kept = []
+        kept, seen = [], set()
+        one_per_rotation = len(self.operations[0]) > MAX_SITE_OPERATIONS
+        identity = np.eye(3, dtype=int)
         for rot, trans in zip(*self.operations):
+            if one_per_rotation and (rot.tobytes() in seen or (
+                    np.array_equal(rot, identity) and np.abs(trans - np.rint(trans)).max() > tol)):
+                continue  # a rotation already kept, or a lattice translation: the identity stands for them
             dist = image_distances(lattice, frac, numbers, rot, trans)
             image = dist.argmin(axis=1)
             if dist[rows, image].max() > tol or len(np.unique(image)) != len(frac):
                 continue
             shift = np.rint(frac @ rot.T + trans - frac[image]).astype(np.int64)
             kept.append((rot, trans, image, shift))
+            seen.add(rot.tobytes())
         if not kept:
             return None
         rot, trans, image, shift = (np.asarray(x) for x in zip(*kept))
         return SiteMaps(rotations=rot.astype(np.int64), translations=trans.astype(float),
                         images=image.astype(np.int64), shifts=shift)
-
-    def exact_rotations(self, structure: Structure, tol: float = EXACT_TOLERANCE) -> np.ndarray | None:
-        """The distinct rotations of :meth:`site_maps` (n, 3, 3), or ``None``: the point group
-        an irreducible q-mesh may use."""
-        maps = self.site_maps(structure, tol)
-        return None if maps is None else maps.point_group()
-
-    def inversion(self, structure: Structure, tol: float = EXACT_TOLERANCE) -> Inversion | None:
-        """The cell's atoms under an inversion of the space group that maps ``structure`` onto
-        itself within ``tol`` Å (:class:`Inversion`), or ``None`` (no inversion, or none exact)."""
-        maps = self.site_maps(structure, tol)
-        return None if maps is None else maps.inversion()
 
     def content_hash(self) -> str:
         """A hash of the standardised cell that is the same for every cell of the crystal.

@@ -210,7 +210,7 @@ class BornHeads(torch.nn.Module):
         ``rotations`` (the batch's orbits) the heads run on one atom of each orbit, and the other
         atoms' Z* and S are those rotated, R Z* Rᵀ.
         """
-        x = self.pre(features if rotations is None else features[rotations.centres])
+        x = self.pre(features if rotations is None else features[rotations.representatives])
         near = None if bonds is None else self._near_bonds(*bonds, dtype=x.dtype, rotations=rotations)
         if len(self.convolutions):
             if near is None:
@@ -233,7 +233,7 @@ class BornHeads(torch.nn.Module):
             scalars = scalars[rotations.source]  # every atom's, from here on
         if self.crystal_context:
             context = crystal_mean(scalars, index, n_crystals)[index]
-            mixing = torch.cat([mixing, context if rotations is None else context[rotations.centres]], dim=1)
+            mixing = torch.cat([mixing, context if rotations is None else context[rotations.representatives]], dim=1)
         z = torch.einsum("nk,kij->nij", self.born_readout(joined, mixing), self.born_basis.to(x.dtype))
         s_atoms = torch.einsum("nk,kij->nij", self.eps_readout(joined, mixing), self.eps_basis.to(x.dtype))
         if self.bond_mlp is not None:
@@ -241,7 +241,7 @@ class BornHeads(torch.nn.Module):
                 raise ValueError("these Born heads have a bond term: pass the crystal graph's bonds")
             dz, ds = self._bond_terms(scalars, *near)
             if rotations is not None:
-                dz, ds = dz[rotations.centres], ds[rotations.centres]
+                dz, ds = dz[rotations.representatives], ds[rotations.representatives]
             z, s_atoms = z + dz, s_atoms + ds
         if rotations is not None:
             z, s_atoms = rotations.expand_tensors(z), rotations.expand_tensors(s_atoms)
@@ -462,7 +462,7 @@ class BornModel(torch.nn.Module):
             else:
                 h = torch.cat(list(features), dim=1)
         dtype = next(self.heads.parameters()).dtype
-        rotations = None if batch.orbits is None else AtomRotations(batch.orbits, dtype)
+        rotations = None if batch.orbits is None else AtomRotations.of(batch.orbits, dtype)
         return self.heads(h.to(dtype), batch.n_atoms, (batch.edge_src, batch.edge_dst, batch.edge_vec), rotations)
 
     @torch.no_grad()

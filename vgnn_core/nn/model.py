@@ -83,10 +83,10 @@ class Backbone(torch.nn.Module):
         near = length < self.radial_basis.r_max
         if batch.orbits is None:
             return self._layers(batch.numbers, batch.masses, batch.edge_src, batch.edge_dst, near, sh, length)
-        rotations = AtomRotations(batch.orbits, sh.dtype)
-        centres = rotations.centres
-        near &= rotations.position[batch.edge_src] >= 0  # the messages the centres receive
-        h = self._layers(batch.numbers[centres], batch.masses[centres], rotations.position[batch.edge_src],
+        rotations = AtomRotations.of(batch.orbits, sh.dtype)
+        reps = rotations.representatives
+        near &= rotations.position[batch.edge_src] >= 0  # the messages the representatives receive
+        h = self._layers(batch.numbers[reps], batch.masses[reps], rotations.position[batch.edge_src],
                          batch.edge_dst, near, sh, length, rotations)
         return rotations.expand(h, self.irreps_out)
 
@@ -97,7 +97,7 @@ class Backbone(torch.nn.Module):
         for layer in self.layers:
             if rotations is None:
                 h = layer(h, src, dst, sh, radial)
-            else:  # the centres' features, and every atom's as their rotations
+            else:  # the representatives, and every atom as their rotations
                 h = layer(h, src, dst, sh, radial, rotations.expand(h, layer.irreps_in))
         return h
 

@@ -15,55 +15,67 @@ from e3nn import o3
 
 from ..crystal.graph import BatchOrbits
 
-#: unit vectors on which the spherical harmonics fix D_l (any set of full rank for l ≤ 4 would do)
-_FIT_POINTS = torch.nn.functional.normalize(
-    torch.tensor([[1.0, 0.3, -0.2], [-0.4, 1.0, 0.5], [0.2, -0.6, 1.0], [1.0, 1.0, 0.1], [-1.0, 0.2, 0.9],
-                  [0.3, -1.0, -0.8], [0.7, 0.4, 0.6], [-0.5, -0.5, 1.0], [0.9, -0.8, 0.2], [0.1, 0.8, -1.0],
-                  [-0.9, -0.3, -0.4], [0.6, -0.2, -1.0], [-0.2, 0.9, 0.9], [1.0, -0.1, 0.7], [-0.7, 1.0, -0.3],
-                  [0.4, 0.5, -0.6], [-0.3, -0.9, 0.2], [0.8, 0.7, -0.9]], dtype=torch.float64), dim=1)
+
+def _sphere_points(n: int) -> torch.Tensor:
+    """``n`` unit vectors spread over the sphere (a Fibonacci lattice), float64: in general
+    position, so the spherical harmonics of degree l on them have full rank for 2l + 1 ≤ n."""
+    k = torch.arange(n, dtype=torch.float64) + 0.5
+    z = 1.0 - 2.0 * k / n
+    phi = k * torch.pi * (3.0 - 5.0 ** 0.5)
+    r = torch.sqrt(1.0 - z * z)
+    return torch.stack([r * torch.cos(phi), r * torch.sin(phi), z], dim=1)
+
+
+def wigner_matrix(rotations: torch.Tensor, degree: int) -> torch.Tensor:
+    """D_l of the proper part of each orthogonal ``rotations`` (n, 3, 3), l = ``degree``, in
+    e3nn's basis (float64, (n, 2l+1, 2l+1)): Y_l(R x) = D_l(R) Y_l(x), fitted on 2(2l+1) points.
+    An irrep of parity p gets an extra factor p under an improper rotation."""
+    rotations = rotations.to(torch.float64)
+    proper = rotations * torch.linalg.det(rotations).sign()[:, None, None]
+    points = _sphere_points(2 * (2 * degree + 1)).to(rotations.device)
+    y = o3.spherical_harmonics(degree, points, normalize=True, normalization="component")  # (k, 2l+1)
+    y_rot = o3.spherical_harmonics(degree, points @ proper.transpose(1, 2), normalize=True,
+                                   normalization="component")  # (n, k, 2l+1): rows are Y(R x_k)
+    return (torch.linalg.pinv(y) @ y_rot).transpose(1, 2)  # Y_rot = Y Dᵀ
 
 
 def wigner_matrices(rotations: torch.Tensor, lmax: int) -> list[torch.Tensor]:
-    """D_l of the proper part of each orthogonal ``rotations`` (n, 3, 3), l = 0…lmax, in e3nn's
-    basis (float64, (n, 2l+1, 2l+1)): Y_l(R x) = D_l(R) Y_l(x). An irrep of parity p gets an extra
-    factor p under an improper rotation (:func:`parity_signs`)."""
-    rotations = rotations.to(torch.float64)
-    det = torch.linalg.det(rotations)
-    proper = rotations * det.sign()[:, None, None]
-    points = _FIT_POINTS.to(rotations.device)
-    out = []
-    for degree in range(lmax + 1):
-        y = o3.spherical_harmonics(degree, points, normalize=True, normalization="component")  # (k, 2l+1)
-        y_rot = o3.spherical_harmonics(degree, points @ proper.transpose(1, 2), normalize=True,
-                                       normalization="component")  # (n, k, 2l+1): rows are Y(R x_k)
-        out.append((torch.linalg.pinv(y) @ y_rot).transpose(1, 2))  # Y_rot = Y Dᵀ
-    return out
+    """:func:`wigner_matrix` for l = 0…lmax."""
+    return [wigner_matrix(rotations, degree) for degree in range(lmax + 1)]
 
 
 class AtomRotations:
     """The rotations that take each orbit's representative atom's outputs to every atom's, for one
-    batch (:attr:`GraphBatch.orbits <vgnn_core.crystal.graph.GraphBatch.orbits>`), in ``dtype``."""
+    batch (:attr:`GraphBatch.orbits <vgnn_core.crystal.graph.GraphBatch.orbits>`), in ``dtype``.
+    Build it with :meth:`of`: one per batch and dtype, shared by the batch's networks."""
 
     def __init__(self, orbits: BatchOrbits, dtype: torch.dtype):
-        self.centres = orbits.centres
-        position = torch.full_like(orbits.atom_orbit, -1)
-        position[self.centres] = torch.arange(len(self.centres), device=position.device)
-        self.position = position  # atom → its row among the centres (-1: not a centre)
-        self.source = position[orbits.atom_orbit]  # atom → its representative's row
+        self.representatives = orbits.representatives
+        position = torch.full_like(orbits.atom_representative, -1)
+        position[self.representatives] = torch.arange(len(self.representatives), device=position.device)
+        self.position = position  # atom → its row among the representatives (-1: not one)
+        self.source = position[orbits.atom_representative]  # atom → its representative's row
         self._rotations = orbits.rotations[orbits.atom_rotation]  # (N, 3, 3) float64
         self.cartesian = self._rotations.to(dtype)
         self.improper = torch.linalg.det(self._rotations) < 0
         self.dtype = dtype
-        self._wigner: list[torch.Tensor] = []
+        self._wigner: dict[int, torch.Tensor] = {}
+
+    @classmethod
+    def of(cls, orbits: BatchOrbits, dtype: torch.dtype) -> AtomRotations:
+        """The batch's rotations in ``dtype``, built on first use and kept with ``orbits``."""
+        if dtype not in orbits.derived:
+            orbits.derived[dtype] = cls(orbits, dtype)
+        return orbits.derived[dtype]
 
     def wigner(self, degree: int) -> torch.Tensor:
-        """Every atom's D_l (N, 2l+1, 2l+1) (computed for the batch on first use)."""
-        if degree >= len(self._wigner):
-            self._wigner = [d.to(self.dtype) for d in wigner_matrices(self._rotations, degree)]
+        """Every atom's D_l (N, 2l+1, 2l+1) (computed on first use)."""
+        if degree not in self._wigner:
+            self._wigner[degree] = wigner_matrix(self._rotations, degree).to(self.dtype)
         return self._wigner[degree]
 
     def expand(self, h: torch.Tensor, irreps: o3.Irreps) -> torch.Tensor:
-        """Features of every atom (N, irreps.dim) from the centres' (len(centres), irreps.dim)."""
+        """Features of every atom (N, irreps.dim) from the representatives' (len(representatives), irreps.dim)."""
         x = h[self.source]
         out = torch.empty_like(x)
         for (mul, ir), s in zip(irreps, irreps.slices()):
@@ -77,7 +89,7 @@ class AtomRotations:
         return out
 
     def expand_tensors(self, t: torch.Tensor) -> torch.Tensor:
-        """Every atom's 3×3 tensor R t Rᵀ (N, 3, 3) from the centres' (len(centres), 3, 3)."""
+        """Every atom's 3×3 tensor R t Rᵀ (N, 3, 3) from the representatives' (len(representatives), 3, 3)."""
         return self.cartesian @ t[self.source] @ self.cartesian.transpose(1, 2)
 
 
@@ -86,7 +98,7 @@ def rotate_blocks(blocks: torch.Tensor, orbits: BatchOrbits, edge_reverse: torch
     rows are ignored): Φ_e = R Φ_rep Rᵀ, or R Φ_repᵀ Rᵀ for a bond that maps onto the reverse.
     The second bond of each (bond, reverse) pair gets the first's transpose, bit for bit, so that
     D(q) stays exactly Hermitian."""
-    source = blocks[orbits.edge_orbit]
+    source = blocks[orbits.edge_representative]
     source = torch.where(orbits.edge_transposed[:, None, None], source.transpose(1, 2), source)
     r = orbits.rotations[orbits.edge_rotation].to(blocks.dtype)
     out = r @ source @ r.transpose(1, 2)

@@ -103,7 +103,7 @@ class BondReadout(torch.nn.Module):
         index = torch.arange(len(batch.edge_reverse), device=h.device)
         wanted = (batch.edge_reverse > index) & (length < self.r_bond)
         if batch.orbits is not None:  # one bond of each orbit; the rest are its rotations
-            wanted &= batch.orbits.edge_orbit == index
+            wanted &= batch.orbits.edge_representative == index
         half = torch.nonzero(wanted)[:, 0]
         y = sh[half]
         y_even = torch.cat([y[:, s] for s in self.sh_even], dim=1)
