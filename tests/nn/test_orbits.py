@@ -14,7 +14,7 @@ from vgnn_core.crystal.crystal import as_crystal
 from vgnn_core.crystal.graph import collate, crystal_graph
 from vgnn_core.io.phonopy import load_force_sets
 from vgnn_core.nn.born import BornHeads, BornModel, backbone_irreps
-from vgnn_core.nn.orbits import wigner_matrices
+from vgnn_core.nn.orbits import wigner_matrix
 from vgnn_core.pretrained.registry import load_pretrained_model
 
 
@@ -36,7 +36,8 @@ def test_wigner_matrices_are_e3nns_and_rotate_spherical_harmonics():
     rotations[::2] *= -1  # improper ones too: D_l is that of the proper part
     points = torch.randn(7, 3, dtype=torch.float64)
     proper = rotations * torch.linalg.det(rotations).sign()[:, None, None]
-    for degree, d in enumerate(wigner_matrices(rotations, 10)):
+    for degree in range(11):
+        d = wigner_matrix(rotations, degree)
         e3nn_d = float64_built(lambda k=degree: o3.Irrep(k, 1).D_from_matrix(proper))  # its constants in float64
         torch.testing.assert_close(d, e3nn_d, atol=1e-12, rtol=0)
         y = o3.spherical_harmonics(degree, points, normalize=True, normalization="component")

@@ -39,11 +39,6 @@ def wigner_matrix(rotations: torch.Tensor, degree: int) -> torch.Tensor:
     return (torch.linalg.pinv(y) @ y_rot).transpose(1, 2)  # Y_rot = Y Dᵀ
 
 
-def wigner_matrices(rotations: torch.Tensor, lmax: int) -> list[torch.Tensor]:
-    """:func:`wigner_matrix` for l = 0…lmax."""
-    return [wigner_matrix(rotations, degree) for degree in range(lmax + 1)]
-
-
 class AtomRotations:
     """The rotations that take each orbit's representative atom's outputs to every atom's, for one
     batch (:attr:`GraphBatch.orbits <vgnn_core.crystal.graph.GraphBatch.orbits>`), in ``dtype``.
