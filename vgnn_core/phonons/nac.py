@@ -33,6 +33,7 @@ constants), D(q) in eV/(Å²·amu), frequencies in cm⁻¹. ``factor`` is e²/(4
 
 from __future__ import annotations
 
+import copy
 import functools
 import itertools
 from collections.abc import Sequence
@@ -205,6 +206,27 @@ class NonAnalyticCorrection:
     @property
     def n_atoms(self) -> int:
         return int(self.frac_coords.shape[0])
+
+    def inversion_symmetric(self, partner: np.ndarray) -> NonAnalyticCorrection:
+        """This correction with the Born charges of every atom i and its inversion partner
+        ``partner[i]`` replaced by their mean, so that they are equal to the last bit (Σ Z* is
+        kept): the real form of D(q) in a centrosymmetric cell
+        (:func:`~vgnn_core.phonons.centrosymmetric.centrosymmetric_matrices`) reads the partners'
+        charges as equal, and charges equal only to a network's round-off would move the acoustic
+        modes at Γ off zero by ~0.05 cm⁻¹. ``self`` when they are equal already; else made once
+        per partner map and kept (the path and the mesh of a crystal share it)."""
+        partner = np.asarray(partner, dtype=np.int64)
+        if np.array_equal(self.born[partner], self.born):
+            return self
+        kept = self.__dict__.setdefault("_inversion_symmetric", {})
+        key = partner.tobytes()
+        if key not in kept:  # two threads may both make it: the same numbers
+            twin = copy.copy(self)
+            twin.__dict__.pop("_inversion_symmetric", None)
+            twin.__dict__.pop("_onsite", None)  # depends on the charges; the G vectors do not
+            twin.born = 0.5 * (self.born + self.born[partner])
+            kept[key] = twin
+        return kept[key]
 
     # --- the dipole–dipole matrix ----------------------------------------------------------
 
