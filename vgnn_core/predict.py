@@ -69,11 +69,13 @@ def nac_skip_reason(structure, charges: BornCharges) -> str | None:
 
 
 #: ``predict_gamma``, ``predict_bands`` and ``predict_force_constants`` (:meth:`Predictor.graphs`)
-#: use symmetry orbits for cells with at least this many graph edges: below it the spglib
-#: analysis they need (~2–6 ms a cell) costs more than the network time they save (measured on
-#: 335 Togo cells: break-even at ~500 edges, 2026-12-07). ``predict_phonons`` analyses every
-#: cell's symmetry anyway (q-mesh, uncertainty), so it uses them for all, and so do its Born charges.
-ORBITS_MIN_EDGES = 600
+#: use symmetry orbits for cells with at least this many graph edges: below it finding the
+#: operations and the orbits (moyo's operations and the site maps, ~0.5 ms a cell; the orbits,
+#: 0.1–1 ms) costs more wall time than the networks save (measured on 335 Togo cells, two
+#: threads: break-even at ~400 edges, 2026-12-07; ~500 with spglib's 2–6 ms analysis before).
+#: ``predict_phonons`` needs every cell's symmetry anyway (q-mesh, uncertainty), so it uses them
+#: for all, and so do its Born charges.
+ORBITS_MIN_EDGES = 400
 
 
 class Predictor:

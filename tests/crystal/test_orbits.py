@@ -100,3 +100,29 @@ def test_a_point_group_that_is_not_closed_reduces_no_mesh(si_primitive):
     closed = {r.tobytes() for r in maps.rotations[:7]} >= {
         (a @ b).tobytes() for a in maps.rotations[:7] for b in maps.rotations[:7]}
     assert (some.point_group() is None) == (not closed) and not closed
+
+
+def test_moyos_operations_are_spglibs_and_spglib_stands_in_where_moyo_gives_up(phonopy_examples_dir, si_primitive, monkeypatch):
+    """The site maps read moyo's operations: the same space group as spglib's (each operation's
+    translation compared modulo a lattice vector), for the examples and a supercell."""
+    import moyopy
+
+    from vgnn_core.crystal.symmetry import analyse_symmetry, space_group_operations
+    from vgnn_core.settings import SYMPREC
+
+    def operations(ops):
+        return sorted((np.asarray(r, dtype=np.int64).tobytes(), tuple(np.round(np.mod(t + 1e-9, 1.0), 6) % 1.0))
+                      for r, t in zip(*ops))
+
+    cells = [get_pmg_structure(load_force_sets(phonopy_examples_dir / n).unitcell) for n in EXAMPLES]
+    for structure in cells + [si_primitive * (2, 2, 1)]:
+        ours = space_group_operations(structure)
+        dataset = spglib.get_symmetry_dataset(spglib_cell(structure), symprec=SYMPREC)
+        assert operations(ours) == operations((dataset.rotations, dataset.translations))
+
+    def gives_up(*args, **kwargs):
+        raise ValueError("Primitive symmetry search failed")
+
+    monkeypatch.setattr(moyopy, "MoyoDataset", gives_up)
+    fallback = space_group_operations(si_primitive)
+    assert operations(fallback) == operations(analyse_symmetry(si_primitive).operations) and len(fallback[0]) == 48

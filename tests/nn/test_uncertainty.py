@@ -93,8 +93,9 @@ def test_predictor_reports_calibrated_uncertainty_and_domain(rocksalt_nacl, si_p
     ens.checkpoint_metadata = {"uncertainty_scale": 2.5, "domain": domain.to_dict()}
     p = Predictor(ens)
     nacl, si = p.predict_phonons([rocksalt_nacl, si_primitive], thermal=False)
-    batch = collate([crystal_graph(as_crystal(rocksalt_nacl), 5.0)], dtype=torch.float64)  # as the predictor's
-    raw = ens.force_constants_and_agreement(batch)[1][0].spread_cm1
+    crystal = as_crystal(rocksalt_nacl)
+    batch = collate([crystal_graph(crystal, 5.0)], dtype=torch.float64)  # as the predictor's, its grid too
+    raw = ens.force_constants_and_agreement(batch, rotations=[crystal.mesh_rotations])[1][0].spread_cm1
     assert nacl.uncertainty_cm1 == pytest.approx(2.5 * raw, rel=1e-9)
     assert nacl.in_domain is True and nacl.domain_note is None
     assert si.in_domain is False and "Si" in si.domain_note

@@ -26,6 +26,11 @@ def bond_keys(
     return (src * n_atoms + dst) * span**3 + cell
 
 
+#: :func:`find_bonds` looks bonds up in a table of every possible key when it has at most this many
+#: entries per bond given and queried (a typical cell's graph: ~10), else by sorting the keys
+DENSE_LOOKUP_FACTOR = 64
+
+
 def find_bonds(src: np.ndarray, dst: np.ndarray, shift: np.ndarray, n_atoms: int,
                q_src: np.ndarray, q_dst: np.ndarray, q_shift: np.ndarray) -> np.ndarray:
     """The index among the bonds ``(src, dst, shift)`` (E,) of each queried bond ``(q_src, q_dst,
@@ -35,6 +40,11 @@ def find_bonds(src: np.ndarray, dst: np.ndarray, shift: np.ndarray, n_atoms: int
     bound = int(max(np.abs(shift).max(), np.abs(q_shift).max(initial=0)))
     keys = bond_keys(src, dst, shift, n_atoms, bound)
     wanted = bond_keys(q_src, q_dst, q_shift, n_atoms, bound)
+    size = n_atoms * n_atoms * (2 * bound + 1) ** 3
+    if size <= DENSE_LOOKUP_FACTOR * (len(keys) + len(wanted)):  # a table of every possible key: no sort
+        table = np.full(size, len(src), dtype=np.int64)
+        table[keys] = np.arange(len(src))
+        return table[wanted]
     order = np.argsort(keys, kind="stable")
     pos = np.minimum(np.searchsorted(keys[order], wanted), len(src) - 1)
     index = order[pos]

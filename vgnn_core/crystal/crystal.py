@@ -9,7 +9,14 @@ import numpy as np
 from pymatgen.core import Structure
 
 from .structures import StructureLike, as_structure, structure_name
-from .symmetry import CrystalSymmetry, Inversion, SiteMaps, analyse_symmetry
+from .symmetry import (
+    CrystalSymmetry,
+    Inversion,
+    SiteMaps,
+    analyse_symmetry,
+    site_maps,
+    space_group_operations,
+)
 
 
 class _Search(enum.Enum):
@@ -43,9 +50,10 @@ class Crystal:
     @property
     def site_maps(self) -> SiteMaps | None:
         """The space-group operations that are exact symmetries of this cell, as maps of its atoms
-        (found on first use, then kept), or ``None``."""
+        (:func:`~vgnn_core.crystal.symmetry.site_maps` of moyo's operations; found on first use,
+        then kept), or ``None``."""
         if self._site_maps is _Search.NOT_YET:
-            self._site_maps = self.symmetry.site_maps(self.structure)
+            self._site_maps = site_maps(self.structure, space_group_operations(self.structure))
         return self._site_maps
 
     @property
