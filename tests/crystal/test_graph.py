@@ -63,3 +63,23 @@ def test_collate_offsets(si_primitive, perovskite_srtio3):
     second = slice(graphs[0].n_edges, None)
     assert (b.edge_src[second] >= 2).all() and (b.edge_graph[second] == 1).all()
     assert (b.edge_reverse[second] >= graphs[0].n_edges).all()
+
+
+def test_bond_lookup_by_table_and_by_sorting_agree(monkeypatch, si_primitive):
+    """``find_bonds`` finds every bond of a graph (its reverse too) and reports a bond that is not
+    there as E, the same whether it uses a table of every key or sorts them."""
+    from vgnn_core.crystal import bonds
+
+    g = build_graph(si_primitive * (2, 1, 1), 6.0)
+    rng = np.random.default_rng(0)
+    q = rng.integers(0, g.n_edges, 500)
+    q_shift = g.edge_shift[q].copy()
+    q_shift[::7] += 3  # not bonds of the graph
+    args = (g.edge_src, g.edge_dst, g.edge_shift, g.n_atoms, g.edge_src[q], g.edge_dst[q], q_shift)
+    table = bonds.find_bonds(*args)
+    monkeypatch.setattr(bonds, "DENSE_LOOKUP_MAX", 0)
+    sorting = bonds.find_bonds(*args)
+    np.testing.assert_array_equal(table, sorting)
+    expected = np.where(np.arange(500) % 7 == 0, g.n_edges, q)
+    np.testing.assert_array_equal(table, expected)
+    assert (bonds.reverse_bond_index(g.edge_src, g.edge_dst, g.edge_shift, g.n_atoms) == g.edge_reverse).all()

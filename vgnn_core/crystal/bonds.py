@@ -27,8 +27,10 @@ def bond_keys(
 
 
 #: :func:`find_bonds` looks bonds up in a table of every possible key when it has at most this many
-#: entries per bond given and queried (a typical cell's graph: ~10), else by sorting the keys
+#: entries per bond given and queried (a typical cell's graph: ~10) and at most
+#: :data:`DENSE_LOOKUP_MAX` in all (32 MB), else by sorting the keys
 DENSE_LOOKUP_FACTOR = 64
+DENSE_LOOKUP_MAX = 1 << 22
 
 
 def find_bonds(src: np.ndarray, dst: np.ndarray, shift: np.ndarray, n_atoms: int,
@@ -41,7 +43,7 @@ def find_bonds(src: np.ndarray, dst: np.ndarray, shift: np.ndarray, n_atoms: int
     keys = bond_keys(src, dst, shift, n_atoms, bound)
     wanted = bond_keys(q_src, q_dst, q_shift, n_atoms, bound)
     size = n_atoms * n_atoms * (2 * bound + 1) ** 3
-    if size <= DENSE_LOOKUP_FACTOR * (len(keys) + len(wanted)):  # a table of every possible key: no sort
+    if size <= min(DENSE_LOOKUP_MAX, DENSE_LOOKUP_FACTOR * (len(keys) + len(wanted))):  # every possible key: no sort
         table = np.full(size, len(src), dtype=np.int64)
         table[keys] = np.arange(len(src))
         return table[wanted]
