@@ -147,6 +147,10 @@ def space_group_operations(structure: Structure, symprec: float = SYMPREC) -> tu
         return np.asarray(ops.rotations, dtype=np.int64), np.asarray(ops.translations, dtype=float)
     except Exception:  # noqa: BLE001 - moyo raises ValueError / RuntimeError on cells it cannot reduce
         return analyse_symmetry(structure, symprec).operations
+    except BaseException as exc:  # a panic in moyo's Rust arrives as pyo3's PanicException, not an Exception
+        if type(exc).__name__ != "PanicException":
+            raise
+        return analyse_symmetry(structure, symprec).operations
 
 
 def site_maps(structure: Structure, operations: tuple[np.ndarray, np.ndarray] | None,
