@@ -16,7 +16,7 @@
 #
 # The device machine's python3 already has torch with CUDA (2.11+cu130), e3nn, numpy, scipy,
 # pyarrow, tqdm, pyyaml; torch CUDA wheels are ~1 GB and could not travel (64 MiB limit). It
-# lacks pymatgen, spglib, seekpath, phonopy (+ phonors), ase, monty, ruamel.yaml, orjson and
+# lacks pymatgen, spglib, moyopy, seekpath, phonopy (+ phonors), ase, monty, ruamel.yaml, orjson and
 # palettable (what a build imports, listed by gpu_check.py in "imported_distributions"): they travel as
 # cp312 manylinux wheels and are installed into /tmp/site. The whole check is bounded by
 # GPU_CHECK_TIMEOUT seconds (default 470, so it returns inside an 8-minute call); the JSON goes
@@ -32,7 +32,8 @@ if [[ "${1:-}" == "prepare" ]]; then
         --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 --platform manylinux_2_17_x86_64 \
         --platform manylinux2014_x86_64 --platform manylinux1_x86_64 -d "$CACHE/whl" \
         monty==2026.10.21 orjson==3.13.0 pymatgen==2026.10.24 pymatgen-core==2026.10.16 \
-        ruamel.yaml==0.19.1 seekpath==2.2.2 spglib==2.8.0 phonopy==4.10.0 phonors==0.8.0 ase==3.29.0 palettable==3.3.3
+        ruamel.yaml==0.19.1 seekpath==2.2.2 spglib==2.8.0 moyopy==0.21.0 phonopy==4.10.0 phonors==0.8.0 ase==3.29.0 \
+        palettable==3.3.3
     # --flow (vgnn build --cluster cuda): Prefect, Dask and their requirements as this venv resolved
     # them, less what the device image has and what a build never imports; Prefect's web UI
     # (4.7 MiB, never served by the build's ephemeral server) is dropped from its wheel, to fit
@@ -60,7 +61,7 @@ fi
 
 N=${1:-2000}
 PY=${PYTHON:-python3}
-if ! "$PY" -c "import pymatgen.core, spglib, seekpath, phonopy" 2>/dev/null; then
+if ! "$PY" -c "import pymatgen.core, spglib, moyopy, seekpath, phonopy" 2>/dev/null; then
     [[ -d "$CACHE/whl" ]] || { echo "no $CACHE/whl: run 'bash benchmarks/gpu_check.sh prepare' first and carry $CACHE" >&2; exit 2; }
     "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site "$CACHE"/whl/*.whl
     export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}

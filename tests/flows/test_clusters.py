@@ -157,3 +157,25 @@ def test_gpu_check_carries_the_flows_requirements():
                  "uvicorn", "aiosqlite", "alembic", "pydantic-core"):
         assert pins[name] == md.version(name), name
     assert not set(pins) & (gpu_check.DEVICE_IMAGE_KEEPS | gpu_check.NEVER_IMPORTED)
+
+
+def test_gpu_check_carries_every_dependency_of_the_library_that_the_device_image_lacks():
+    """The device image has torch, e3nn, numpy, scipy, pyarrow, tqdm, pyyaml and requests; every
+    other dependency of ``pyproject.toml`` that a build imports travels as a wheel of
+    ``gpu_check.sh prepare`` (moyopy came with the site maps, session 45), at this environment's version."""
+    import importlib.metadata as md
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    block = (root / "pyproject.toml").read_text().split("\ndependencies = [")[1].split("\n]")[0]
+    names = {name.lower() for name in re.findall(r'^\s*"([A-Za-z0-9_.-]+)', block, flags=re.M)}
+    assert {"torch", "pymatgen", "spglib", "moyopy", "phonopy"} <= names
+    on_device = {"torch", "e3nn", "numpy", "scipy", "pyarrow", "tqdm", "pyyaml", "requests"}
+    flow = {"prefect", "prefect-dask", "dask", "duckdb"}  # the --flow wheels (above) or not imported by a build
+    script = (root / "benchmarks" / "gpu_check.sh").read_text()
+    core = script.split('"prepare" ]]')[1].split('rm -rf "$CACHE/flow_whl"')[0]  # the build's own wheels
+    carried = dict(re.findall(r"([A-Za-z0-9_.-]+)==([0-9][^\s\\]*)", core))
+    for name in sorted(names - on_device - flow):
+        assert name in carried, f"{name} is not carried to the GPU machine"
+        assert carried[name] == md.version(name), name
