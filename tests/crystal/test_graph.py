@@ -83,3 +83,9 @@ def test_bond_lookup_by_table_and_by_sorting_agree(monkeypatch, si_primitive):
     expected = np.where(np.arange(500) % 7 == 0, g.n_edges, q)
     np.testing.assert_array_equal(table, expected)
     assert (bonds.reverse_bond_index(g.edge_src, g.edge_dst, g.edge_shift, g.n_atoms) == g.edge_reverse).all()
+    # a bond given twice is found at its first index, and float translations work, either way
+    src, dst, shift = np.array([0, 0, 1]), np.array([1, 1, 0]), np.array([[0, 0, 1], [0, 0, 1], [0, 0, -1]])
+    for limit in (bonds.DENSE_LOOKUP_MAX, 0):
+        monkeypatch.setattr(bonds, "DENSE_LOOKUP_MAX", limit)
+        assert bonds.find_bonds(src, dst, shift, 2, np.array([0, 1]), np.array([1, 0]), np.array([[0, 0, 1], [0, 0, 1]])).tolist() == [0, 3]
+        assert bonds.find_bonds(src, dst, shift.astype(float), 2, src, dst, shift.astype(float)).tolist() == [0, 0, 2]

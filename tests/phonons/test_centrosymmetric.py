@@ -133,6 +133,19 @@ def test_charges_equal_only_to_round_off_on_partners_keep_the_acoustic_modes_at_
     assert deviation(real, ref) < 1e-8
 
 
+def test_wangs_correction_with_pairs_prepared_by_the_caller(phonopy_examples_dir):
+    """Pairs made without the correction are taken as they are (the caller vouches for them):
+    Wang's correction, built on the bonds, then goes into the real form unchanged, with the
+    complex form's eigenvalues."""
+    _, structure, fc = example(phonopy_examples_dir, "SnO2")
+    charges = read_born_file(phonopy_examples_dir / "SnO2" / "BORN", structure).neutral()
+    pairs = inversion_pairs(fc, as_crystal(structure).inversion)
+    wang = WangCorrection(structure.lattice.matrix, charges.born, charges.epsilon, np.diag([2, 2, 2]))
+    q = random_q(8, seed=1)
+    real = band_frequencies([fc], [q], nacs=[wang], inversions=[pairs])[0]
+    assert deviation(real, band_frequencies([fc], [q], nacs=[wang])[0]) < 1e-8
+
+
 @pytest.mark.parametrize("name", ["Al2O3", "SnO2", "CaTiO3"])
 def test_real_form_table_equals_the_real_form_summed_bond_by_bond(phonopy_examples_dir, name, monkeypatch):
     """The real form from its table (Σ_s of cos and sin tables, one matrix product) equals the one

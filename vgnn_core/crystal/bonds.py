@@ -43,9 +43,10 @@ def find_bonds(src: np.ndarray, dst: np.ndarray, shift: np.ndarray, n_atoms: int
     keys = bond_keys(src, dst, shift, n_atoms, bound)
     wanted = bond_keys(q_src, q_dst, q_shift, n_atoms, bound)
     size = n_atoms * n_atoms * (2 * bound + 1) ** 3
-    if size <= min(DENSE_LOOKUP_MAX, DENSE_LOOKUP_FACTOR * (len(keys) + len(wanted))):  # every possible key: no sort
+    dense = np.issubdtype(keys.dtype, np.integer) and np.issubdtype(wanted.dtype, np.integer)
+    if dense and size <= min(DENSE_LOOKUP_MAX, DENSE_LOOKUP_FACTOR * (len(keys) + len(wanted))):  # no sort
         table = np.full(size, len(src), dtype=np.int64)
-        table[keys] = np.arange(len(src))
+        table[keys[::-1]] = np.arange(len(src) - 1, -1, -1)  # a bond given twice: its first index, as below
         return table[wanted]
     order = np.argsort(keys, kind="stable")
     pos = np.minimum(np.searchsorted(keys[order], wanted), len(src) - 1)

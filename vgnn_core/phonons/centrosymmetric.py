@@ -198,7 +198,7 @@ def centrosymmetric_matrices(
     q_all = qpoints.to(dtype=dtype, device=fc.blocks.device).reshape(-1, 3)
     table = pairs.real_form_table()
     d = table(q_all) if table is not None else _real_form(*_tilde_blocks(pairs, q_all), pairs)
-    if nac is not None:  # the form below reads only the first atom of each pair: their charges made equal
+    if isinstance(nac, NonAnalyticCorrection):  # the form below reads one atom of each pair: their charges made equal
         nac = nac.inversion_symmetric(pairs.partner)
     at, extra = correction_at(nac, nac_fc, q_all.detach().cpu().numpy(), q_directions) if nac is not None else ([], None)
     if len(at):  # the correction in the gauge of D̃ and the real form, at the q-points where it acts
