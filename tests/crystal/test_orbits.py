@@ -133,3 +133,32 @@ def test_moyos_operations_are_spglibs_and_spglib_stands_in_where_moyo_gives_up(p
         monkeypatch.setattr(moyopy, "MoyoDataset", failure)
         fallback = space_group_operations(si_primitive)
         assert operations(fallback) == operations(analyse_symmetry(si_primitive).operations) and len(fallback[0]) == 48
+
+
+def test_a_supercell_whose_lattice_breaks_operations_keeps_the_rest_without_noise(rocksalt_nacl, caplog):
+    """A 3×1×1 supercell of primitive NaCl: its lattice keeps 12 of the 48 rotations (as spglib
+    counts), moyo leaves the others out without its warning reaching the log, and every kept
+    operation maps the cell onto itself exactly."""
+    import logging
+
+    from vgnn_core.crystal.symmetry import space_group_operations
+
+    supercell = rocksalt_nacl * (3, 1, 1)
+    with caplog.at_level(logging.DEBUG, logger="moyo"):
+        ops = space_group_operations(supercell)
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+    maps = as_crystal(supercell).site_maps
+    assert len({r.tobytes() for r in maps.rotations}) == 12
+    lattice, frac = supercell.lattice.matrix, supercell.frac_coords
+    for rot, trans, image, shift in zip(maps.rotations, maps.translations, maps.images, maps.shifts):
+        assert np.abs((frac @ rot.T + trans - frac[image] - shift) @ lattice).max() <= 1e-5
+    assert len(ops[0]) >= len(maps)
+
+
+def test_an_operation_must_map_the_lattice_onto_itself_too():
+    """One atom at the origin is mapped onto itself by every rotation; in a cell 9e-4 Å from cubic
+    (within the analysis tolerance) only the tetragonal ones keep the lattice, and only they are
+    exact: the q-mesh is not reduced by rotations the lattice lacks."""
+    for b, rotations in ((3.0, 48), (3.0009, 16)):
+        crystal = as_crystal(Structure(Lattice.from_parameters(3.0, b, 3.0, 90, 90, 90), ["Cu"], [[0, 0, 0]]))
+        assert len(crystal.site_maps) == rotations and len(crystal.mesh_rotations) == rotations

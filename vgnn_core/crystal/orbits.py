@@ -20,15 +20,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .bonds import find_bonds
-from .symmetry import SiteMaps
+from .symmetry import SiteMaps, cartesian_rotations
 
 if TYPE_CHECKING:
     from .graph import CrystalGraph
-
-#: an operation's Cartesian rotation is used only when it is orthogonal within this (the lattice
-#: itself is then symmetric under it to ~this relative error)
-ORTHOGONALITY_TOLERANCE = 1e-6
-
 
 @dataclass(frozen=True)
 class GraphOrbits:
@@ -54,16 +49,6 @@ class GraphOrbits:
     @property
     def n_bond_orbits(self) -> int:
         return int(np.count_nonzero(self.edge_representative == np.arange(len(self.edge_representative))))
-
-
-def cartesian_rotations(lattice: np.ndarray, rotations: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The Cartesian form R = Aᵀ W A⁻ᵀ of fractional rotations W (n, 3, 3) for a lattice A with
-    vectors as rows, made exactly orthogonal, and which of them were orthogonal to begin with
-    (within :data:`ORTHOGONALITY_TOLERANCE`): (n, 3, 3) float64, (n,) bool."""
-    a = np.asarray(lattice, dtype=float)
-    cart = a.T @ np.asarray(rotations, dtype=float) @ np.linalg.inv(a.T)
-    u, s, vt = np.linalg.svd(cart)
-    return u @ vt, np.abs(s - 1.0).max(axis=1) <= ORTHOGONALITY_TOLERANCE
 
 
 def _first_min(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
