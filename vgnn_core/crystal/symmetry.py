@@ -6,9 +6,9 @@ phonopy and pymatgen). What relies on a symmetry being exact (the q-mesh's irred
 the inversion centre of a real D(q), the networks' orbits) reads :func:`site_maps`: the
 operations that map the cell onto itself within :data:`EXACT_TOLERANCE`, out of moyo's
 (:func:`space_group_operations`, in a fifth of spglib's time). On 10,012 of the 10,034 Togo cells
-they are the ones spglib's operations gave; on 20 more are exact with the best-fitting translation
-(an inversion, say), and 2 cells' lattices are less symmetric than their atoms, which the check
-of the lattice now sees. (The q-path comes from seekpath, which standardises the cell itself.)
+they are the ones spglib's operations gave; on 20, more of them are exact with the best-fitting
+translation (an inversion, say), and on 2 the lattice is less symmetric than the atoms, which the
+check of the lattice now sees. (The q-path comes from seekpath, which standardises the cell itself.)
 """
 
 from __future__ import annotations
