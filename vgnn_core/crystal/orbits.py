@@ -66,16 +66,13 @@ def graph_orbits(graph: CrystalGraph, maps: SiteMaps | None) -> GraphOrbits | No
     representatives are then computed as themselves. An operation that would map a bond outside
     the graph (a bond at the cutoff, in a cell symmetric only to the tolerance) is not used for it.
     """
-    if maps is None or graph.n_edges == 0:
+    if maps is None or len(maps) < 2 or graph.n_edges == 0:
         return None
-    rotations, orthogonal = cartesian_rotations(graph.lattice, maps.rotations)
-    usable = np.flatnonzero(orthogonal)
-    if len(usable) < 2:
-        return None
-    images, shifts, w = maps.images[usable], maps.shifts[usable], maps.rotations[usable]
+    images, shifts, w = maps.images, maps.shifts, maps.rotations
     # rotation 0 is the identity (a representative's own); 1 + k is R_kᵀ, which takes operation k's
-    # image of an atom or bond back to it
-    table = np.concatenate([np.eye(3)[None], rotations[usable].transpose(0, 2, 1)])
+    # image of an atom or bond back to it (the site maps keep only rotations of the lattice)
+    rotations = cartesian_rotations(graph.lattice, w)[0]
+    table = np.concatenate([np.eye(3)[None], rotations.transpose(0, 2, 1)])
 
     # atoms: a → its lowest image
     atom_rep, g_atom = _first_min(images)
@@ -87,7 +84,7 @@ def graph_orbits(graph: CrystalGraph, maps: SiteMaps | None) -> GraphOrbits | No
     src, dst, shift, n_edges = graph.edge_src, graph.edge_dst, graph.edge_shift, graph.n_edges
     img_shift = shift @ w.transpose(0, 2, 1) + shifts[:, dst] - shifts[:, src]
     index = find_bonds(src, dst, shift, graph.n_atoms, images[:, src].ravel(), images[:, dst].ravel(),
-                       img_shift.reshape(-1, 3)).reshape(len(usable), n_edges)  # n_edges: not a bond of the graph
+                       img_shift.reshape(-1, 3)).reshape(len(w), n_edges)  # n_edges: not a bond of the graph
     reverse = np.append(graph.edge_reverse, n_edges)[index]
     edge_rep, g_edge = _first_min(np.minimum(index, reverse))
     cols = np.arange(n_edges)

@@ -176,11 +176,9 @@ def space_group_operations(structure: Structure, symprec: float = SYMPREC) -> tu
     try:
         ops = moyopy.MoyoDataset(moyopy.Cell(lattice.tolist(), positions.tolist(), list(numbers)), symprec=symprec).operations
         return np.asarray(ops.rotations, dtype=np.int64), np.asarray(ops.translations, dtype=float)
-    except Exception:  # noqa: BLE001 - moyo raises ValueError / RuntimeError on cells it cannot reduce
-        return analyse_symmetry(structure, symprec).operations
-    except BaseException as exc:  # a panic in moyo's Rust arrives as pyo3's PanicException, not an Exception
-        if type(exc).__name__ != "PanicException":
-            raise
+    except BaseException as exc:  # noqa: BLE001 - moyo's errors on cells it cannot reduce, and a panic
+        if not isinstance(exc, Exception) and type(exc).__name__ != "PanicException":  # in its Rust (pyo3's
+            raise  # PanicException is no Exception); KeyboardInterrupt and the like go on
         return analyse_symmetry(structure, symprec).operations
 
 

@@ -220,10 +220,7 @@ class BornHeads(torch.nn.Module):
             sh = o3.spherical_harmonics(self.irreps_sh, vec, normalize=True, normalization="component")
             radial = self.radial(torch.linalg.norm(vec, dim=1))
             for layer in self.convolutions:
-                if rotations is None:
-                    x = layer(x, centre, dst, sh, radial)
-                else:
-                    x = layer(x, centre, dst, sh, radial, rotations.expand(x, layer.irreps_in))
+                x = layer(x, centre, dst, sh, radial, None if rotations is None else rotations.expand(x, layer.irreps_in))
         joined = torch.cat([x, self.square(x)], dim=1)
         scalars = torch.cat([joined[:, sl] for sl in self._scalar_slices], dim=1)  # invariant: the same on an orbit
         index = atom_crystal_index(n_atoms)

@@ -94,11 +94,8 @@ class Backbone(torch.nn.Module):
         near = torch.nonzero(near)[:, 0]
         src, dst, sh, radial = src[near], dst[near], sh[near], self.radial_basis(length[near])
         h = self.encoder(numbers, masses)
-        for layer in self.layers:
-            if rotations is None:
-                h = layer(h, src, dst, sh, radial)
-            else:  # the representatives, and every atom as their rotations
-                h = layer(h, src, dst, sh, radial, rotations.expand(h, layer.irreps_in))
+        for layer in self.layers:  # with orbits: the representatives, and every atom as their rotations
+            h = layer(h, src, dst, sh, radial, None if rotations is None else rotations.expand(h, layer.irreps_in))
         return h
 
 
