@@ -219,6 +219,13 @@ def _model_slots() -> list[Slot]:
         Slot("instability flag against the bands' minimum", "README",
              "(at the commensurate q-points {*}, {} against {}; on Petretto's 19 {*}, {} against {})",
              lambda s: [v for split in ("phonondb_test_commensurate", "test") for v in _leader_first(s, split)]),
+        Slot("instabilities by the DFT supercell", "README",
+             "For the {} `test` materials whose DFT supercell is the primitive cell itself, the path has {} unstable "
+             "and Γ, their one exact point, {}.", lambda s: _one_cell_supercells(s)),
+        Slot("instability flag by the DFT supercell", "README",
+             "the flag's F1 on phonopy's path is {}, {}, {} and {} on `test` (`val`: {}, {}, {} and {}):",
+             lambda s: [_f(b["likely_unstable"]["f1"], 2) for split in ("phonondb_test", "phonondb_val")
+                        for b in s.k(f"{split}.bands.by_reference_cells")]),
         Slot("instability val sentence", "README", "this release's `val`: {} → {} and {} → {})",
              lambda s: [_f(s.k(f"{split}.bands.{key}.f1"), 2) for split in ("phonondb_val", "val")
                         for key in ("instability", "likely_unstable")]),
@@ -230,6 +237,13 @@ def _model_slots() -> list[Slot]:
                           f"| {label} | {{}} of {{}} | {{}} / {{}} / {{}} | {{}} / {{}} / **{{}}** | {{}} |",
                           lambda s, split=split, n_from=n_from: _instability_row(s, split, n_from)))
     return slots
+
+
+def _one_cell_supercells(s: Sources) -> list[str]:
+    """Test materials whose DFT supercell is one primitive cell, unstable on phonopy's path and at Γ."""
+    path, gamma = (s.k(f"{split}.bands.by_reference_cells")[0] for split in ("phonondb_test", "phonondb_test_commensurate"))
+    assert path["cells"] == gamma["cells"] == "1" and path["n"] == gamma["n"]
+    return [str(path["n"]), str(path["instability"]["n_unstable"]), str(gamma["instability"]["n_unstable"])]
 
 
 def _instability_row(s: Sources, split: str, n_from: str) -> list[str]:

@@ -70,7 +70,7 @@ def test_cache_round_trip_without_pickle(force_sets, tmp_path):
         assert all(z[k].dtype != object for k in z.files)
 
 
-def test_prepare_and_load_samples(phonondb_force_sets, tmp_path):
+def test_prepare_and_load_samples(phonondb_force_sets, force_sets, tmp_path):
     failures = phonondb.prepare_targets(["mp-10009"], 6.0, 6.0, archive=phonondb_force_sets,
                                         cache_root=tmp_path, ids=FIRST[:2])
     assert failures == {}
@@ -79,6 +79,18 @@ def test_prepare_and_load_samples(phonondb_force_sets, tmp_path):
                                    cache_root=tmp_path)
     assert train[0].block_edges is not None and train[0].gamma is not None and train[0].source == "phonondb"
     assert val.block_edges is None and val.qpoints.shape[0] > 20  # the high-symmetry path
+    # both know how many primitive cells the DFT supercell held: BaTe's 64-atom supercell, 32 cells
+    assert train[0].reference_cells == 32
+    supercell = fsets.phonopy_from_force_set(force_sets["mp-10009"]).supercell
+    assert val.reference_cells == len(supercell) // val.n_atoms and val.reference_cells * val.n_atoms == len(supercell)
+    # an ensemble's evaluation carries it into its rows and scores each size of supercell apart
+    from vgnn_core.pretrained.registry import load_pretrained_model
+    from vgnn_core.training.evaluation import evaluate
+
+    result = evaluate(load_pretrained_model("kmvn"), [val])
+    assert result["materials"][0]["reference_cells"] == val.reference_cells
+    (only,) = result["summary"]["bands"]["by_reference_cells"]
+    assert only["n"] == 1 and only["bands_mae"] == result["materials"][0]["bands_mae"]
     with pytest.raises(ValueError, match="without path bands"):
         phonondb.load_samples(FIRST[:1], 6.0, 6.0, evaluation=True, archive=phonondb_force_sets, cache_root=tmp_path)
     with pytest.raises(FileNotFoundError, match="mp-10070: phonondb targets not prepared"):
@@ -151,3 +163,30 @@ def test_block_targets_are_single_bonds_never_folded_sums(force_sets):
     # the edges left out are exactly those sharing a supercell pair with another bond in range
     folded = fsets._folded_edges(graph, fsets.supercell_in_primitive(phonon), 6.0)
     assert folded.any() and not folded[edges].any()
+
+
+def test_instabilities_by_the_dft_supercell_partition_the_cards_rows():
+    """The k-MVN card's scores per size of the DFT supercell are those of its own per-material rows (the
+    bins were added to the card by evaluating the same model again: equal to float32 round-off), and
+    together they are the whole split's."""
+    from vgnn_core.pretrained.registry import CHECKPOINT_DIR
+    from vgnn_core.training.evaluation import by_reference_cells
+    from vgnn_core.training.metrics import instability_scores
+
+    card = json.loads((CHECKPOINT_DIR / "kmvn.card.json").read_text())
+    rows = card["per_material"]["phonondb_test"]
+    bins = card["metrics"]["phonondb_test"]["bands"]["by_reference_cells"]
+    again = by_reference_cells(rows)
+    assert [(b["cells"], b["n"]) for b in again] == [(b["cells"], b["n"]) for b in bins]
+    for a, b in zip(again, bins):
+        assert a["bands_mae"] == pytest.approx(b["bands_mae"], rel=1e-5)
+        assert a["instability"] == b["instability"] and a["likely_unstable"] == b["likely_unstable"]
+    assert [b["cells"] for b in bins] == ["1", "2-4", "5-8", "≥9"]
+    whole = card["metrics"]["phonondb_test"]["bands"]["instability"]
+    assert sum(b["n"] for b in bins) == len(rows) == 477
+    assert sum(b["instability"]["n_unstable"] for b in bins) == whole["n_unstable"]
+    assert sum(b["instability"]["n_predicted_unstable"] for b in bins) == whole["n_predicted_unstable"]
+    one = [r for r in rows if r["reference_cells"] == 1]  # the first bin, scored again by hand
+    assert bins[0]["n"] == len(one) and bins[0]["bands_mae"] == pytest.approx(np.mean([r["bands_mae"] for r in one]), rel=1e-5)
+    assert bins[0]["instability"] == instability_scores([r["bands_min_predicted"] for r in one],
+                                                        [r["bands_min_reference"] for r in one])

@@ -124,6 +124,26 @@ def _trust_lines(card: dict) -> list[str]:
             "|---|---|---|---|---|---|", *rows]
 
 
+def _reference_cell_lines(card: dict) -> list[str]:
+    """Band MAE and instability scores per size of the DFT supercell (phonondb splits)."""
+    rows = []
+    for split, m in card["metrics"].items():
+        for b in (m.get("bands") or {}).get("by_reference_cells", []):
+            ins, flag = b["instability"], b["likely_unstable"]
+            rows.append(f"| {split} | {b['cells']} | {b['n']} | {ins['n_unstable']} | {b['bands_mae']:.1f} | "
+                        f"{ins['precision']:.2f} / {ins['recall']:.2f} / {ins['f1']:.2f} | "
+                        f"{flag['precision']:.2f} / {flag['recall']:.2f} / {flag['f1']:.2f} |")
+    if not rows:
+        return []
+    return ["", "## Instabilities and the size of the DFT supercell", "",
+            "A phonondb reference is exact at its supercell's commensurate q-points (one per primitive cell in "
+            "the supercell); along the path between them it is phonopy's interpolation of that supercell's "
+            "force constants. The same rows as above, by primitive cells in the DFT supercell (precision / "
+            "recall / F1 of the bands' own minimum and of `likely_unstable`):", "",
+            "| split | primitive cells in the supercell | n | n unstable (DFT) | bands MAE | instability | "
+            "`likely_unstable` |", "|---|---|---|---|---|---|---|", *rows]
+
+
 def _twin_lines(card: dict) -> list[str]:
     """Metrics without the held-out materials that have a structural twin in the training data."""
     rows = []
@@ -171,7 +191,7 @@ def render_markdown(card: dict) -> str:
         lines[-1] += (
             f"{_fmt(g, 'mae')} | {_fmt(g, 'r2')} | {g['nmse']['mean']:.4f} | " if g else "– | – | – | "
         ) + f"{a['mean']:.2e} / {a['max']:.2e} | {m['seconds_per_material']:.4f} |"
-    lines += _trust_lines(card) + _twin_lines(card)
+    lines += _trust_lines(card) + _reference_cell_lines(card) + _twin_lines(card)
     pub = card.get("published_reference_test_subset")
     if pub:
         lines += ["", f"Published `{pub['checkpoint']}` on the same 66 reference materials: "

@@ -52,6 +52,8 @@ def evaluate(model: Model, samples: Sequence[PhononSample], batch_size: int = 32
         if pb is not None:
             row.update({f"bands_{k}": v for k, v in material_metrics(pb, s.bands).items()})
             row.update(bands_min_predicted=float(np.min(pb)), bands_min_reference=float(np.min(s.bands)))
+        if s.reference_cells is not None:
+            row["reference_cells"] = s.reference_cells
         row["has_hydrogen"] = bool((s.graph.numbers == 1).any())
         row["elements"] = sorted({int(z) for z in s.graph.numbers})  # atomic numbers present
         rows.append(row)
@@ -87,10 +89,43 @@ def evaluate(model: Model, samples: Sequence[PhononSample], batch_size: int = 32
             summary["bands"]["likely_unstable"] = instability_scores(
                 [min(r["bands_min_predicted"], r["member_lowest_cm1"]) for r in rows],
                 [r["bands_min_reference"] for r in rows])
+        if "bands" in summary and any("reference_cells" in r for r in rows):
+            summary["bands"]["by_reference_cells"] = by_reference_cells(rows)
         key = "bands_mae" if "bands_mae" in rows[0] else "gamma_mae"
         expected_error = UncertaintyModel.from_metadata(getattr(model, "checkpoint_metadata", {}))
         summary["uncertainty"] = score_uncertainty(rows, key, expected_error or UncertaintyModel.proportional(1.0))
     return {"summary": summary, "materials": rows}
+
+
+#: Ranges of :attr:`~vgnn_core.training.samples.PhononSample.reference_cells` (primitive cells in the DFT
+#: supercell, inclusive; ``None``: no upper end) that :func:`by_reference_cells` scores apart.
+REFERENCE_CELL_BINS: tuple[tuple[int, int | None], ...] = ((1, 1), (2, 4), (5, 8), (9, None))
+
+
+def by_reference_cells(rows: list[dict]) -> list[dict]:
+    """Band MAE and instability scores of an ensemble's evaluated rows, per range of primitive cells in
+    the DFT supercell (:data:`REFERENCE_CELL_BINS`; rows without ``reference_cells`` are left out).
+
+    A phonondb reference is exact only at its supercell's commensurate q-points, one per primitive cell in
+    it; elsewhere on the path it is phonopy's interpolation, which a small supercell makes less certain:
+    these rows show how far the scores depend on it. Each entry: ``cells`` ("1", "2-4", "≥9"), ``n``,
+    ``bands_mae`` (mean, cm⁻¹), and :func:`~vgnn_core.training.metrics.instability_scores` of the bands'
+    own minimum (``instability``) and of ``likely_unstable`` (the bands or one member alone).
+    """
+    out = []
+    for lo, hi in REFERENCE_CELL_BINS:
+        kept = [r for r in rows if "reference_cells" in r and lo <= r["reference_cells"] <= (hi or r["reference_cells"])]
+        if not kept:
+            continue
+        reference = [r["bands_min_reference"] for r in kept]
+        out.append({
+            "cells": str(lo) if hi == lo else (f"{lo}-{hi}" if hi else f"≥{lo}"), "n": len(kept),
+            "bands_mae": float(np.mean([r["bands_mae"] for r in kept])),
+            "instability": instability_scores([r["bands_min_predicted"] for r in kept], reference),
+            "likely_unstable": instability_scores(
+                [min(r["bands_min_predicted"], r["member_lowest_cm1"]) for r in kept], reference),
+        })
+    return out
 
 
 def score_uncertainty(rows: list[dict], error_key: str, expected_error: UncertaintyModel) -> dict:
