@@ -78,6 +78,7 @@ class Sources:
     silicon = _ReleaseFile(RESULTS / "silicon.json")
     nac_cost = _ReleaseFile(RESULTS / "nac_cost.json")
     uncertainty_cv = _ReleaseFile(RESULTS / "uncertainty_cv.json")
+    uncertainty_latent = _ReleaseFile(RESULTS / "uncertainty_latent.json", key="out_of_fold")
     instability_cv = _ReleaseFile(RESULTS / "instability_cv.json", key="splits")
 
     def __init__(self, root: Path = ROOT):
@@ -221,11 +222,11 @@ def _model_slots() -> list[Slot]:
              lambda s: [v for split in ("phonondb_test_commensurate", "test") for v in _leader_first(s, split)]),
         Slot("instabilities by the DFT supercell", "README",
              "For the {} `test` materials whose DFT supercell is the primitive cell itself, the path has {} unstable "
-             "and Γ, their one exact point, {}.", lambda s: _one_cell_supercells(s)),
+             "and Γ, their one exact point, {} (such a supercell cannot show an instability anywhere else: the other {} "
+             "are interpolated,", lambda s: _one_cell_supercells(s)),
         Slot("instability flag by the DFT supercell", "README",
-             "the flag's F1 on phonopy's path is {}, {}, {} and {} on `test` (`val`: {}, {}, {} and {}):",
-             lambda s: [_f(b["likely_unstable"]["f1"], 2) for split in ("phonondb_test", "phonondb_val")
-                        for b in s.k(f"{split}.bands.by_reference_cells")]),
+             "the flag's F1 on phonopy's path is {}, {}, {} and {} on `test` (`val`: {}, {}, {} and {}), against {}, {}, {} "
+             "and {} for flagging every material:", lambda s: _flag_by_supercell(s)),
         Slot("instability val sentence", "README", "this release's `val`: {} → {} and {} → {})",
              lambda s: [_f(s.k(f"{split}.bands.{key}.f1"), 2) for split in ("phonondb_val", "val")
                         for key in ("instability", "likely_unstable")]),
@@ -239,11 +240,31 @@ def _model_slots() -> list[Slot]:
     return slots
 
 
+#: the README's sizes of DFT supercell, as the card labels them (:data:`~vgnn_core.training.evaluation.SUPERCELL_CELL_BINS`)
+SUPERCELL_SIZES = ("1", "2–4", "5–8", "≥9")
+
+
+def _supercell_bin(s: Sources, split: str, cells: str) -> dict:
+    """One size of DFT supercell of the k-MVN card's ``split`` (``bands.by_supercell_cells``)."""
+    for b in s.k(f"{split}.bands.by_supercell_cells"):
+        if b["cells"] == cells:
+            return b
+    raise ValueError(f"the k-MVN card's {split} has no materials with {cells} primitive cells in the DFT supercell")
+
+
 def _one_cell_supercells(s: Sources) -> list[str]:
     """Test materials whose DFT supercell is one primitive cell, unstable on phonopy's path and at Γ."""
-    path, gamma = (s.k(f"{split}.bands.by_reference_cells")[0] for split in ("phonondb_test", "phonondb_test_commensurate"))
-    assert path["cells"] == gamma["cells"] == "1" and path["n"] == gamma["n"]
-    return [str(path["n"]), str(path["instability"]["n_unstable"]), str(gamma["instability"]["n_unstable"])]
+    path, gamma = (_supercell_bin(s, split, "1") for split in ("phonondb_test", "phonondb_test_commensurate"))
+    on_path, at_gamma = path["instability"]["n_unstable"], gamma["instability"]["n_unstable"]
+    return [str(path["n"]), str(on_path), str(at_gamma), str(on_path - at_gamma)]
+
+
+def _flag_by_supercell(s: Sources) -> list[str]:
+    """``likely_unstable``'s F1 per size of DFT supercell (test, then val), then that of flagging every test material."""
+    f1 = [_f(_supercell_bin(s, split, c)["likely_unstable"]["f1"], 2) for split in ("phonondb_test", "phonondb_val")
+          for c in SUPERCELL_SIZES]
+    every = [_supercell_bin(s, "phonondb_test", c) for c in SUPERCELL_SIZES]
+    return f1 + [_f(2 * b["instability"]["n_unstable"] / (b["instability"]["n_unstable"] + b["n"]), 2) for b in every]
 
 
 def _instability_row(s: Sources, split: str, n_from: str) -> list[str]:
@@ -506,6 +527,16 @@ def _cv_slots() -> list[Slot]:
              "the lowest mode's depth {}× and {}×, the squared log spread {}× and {}×)",
              lambda s: [_f(_ucv(s, label, src, "top_to_rest_ratio", "candidates"), 3)
                         for label in (UCV_CANDIDATES_BASE,) + UCV_CANDIDATES for src in sources]),
+        Slot("uncertainty, distance from the training data", "README",
+             "The crystal distance lifts Spearman (Petretto {} → {}, phonondb {} → {}) but not both top-10 % ratios "
+             "({} → {}× and {} → {}×)",
+             lambda s: [_f(s.uncertainty_latent[label][src][key], digits)
+                        for key, digits in (("spearman", 3), ("top_to_rest_ratio", 2))
+                        for src in ("petretto2018", "phonondb") for label in ("shipped terms", "+ log distance: crystals")]),
+        Slot("uncertainty, ideal ranking", "README",
+             "Even a ranking by the actual error itself gives the 10 % most uncertain only {}× and {}× the error",
+             lambda s: [_f(s.uncertainty_latent["ideal (ranked by the actual error)"][src]["top_to_rest_ratio"], 2)
+                        for src in ("petretto2018", "phonondb")]),
         Slot("instability classifier", "README",
              "scores F1 {} on phonondb's path (the flag {}, flagging every material {}), {} at the commensurate q-points "
              "(the flag {}, the bands' own minimum {}) and {} on Petretto's {} unstable of {} (the flag {}, the bands' own "

@@ -9,6 +9,7 @@ History (earlier releases' numbers) is prose and is not checked here.
 from __future__ import annotations
 
 import importlib.util
+import json
 import re
 import sys
 from pathlib import Path
@@ -109,13 +110,16 @@ def test_the_classifier_margins_are_against_the_best_simple_rule():
 
 def test_the_cv_results_are_this_releases():
     """The saved cross-validations scored the shipped k-MVN: instability_cv.json's rules on the path
-    splits are the card's `val` scores, and uncertainty_cv.json names the shipped checkpoint."""
+    splits are the card's `val` scores, and uncertainty_cv.json and uncertainty_latent.json name the shipped
+    checkpoint."""
     for split, card_split in (("phonondb path val", "phonondb_val"), ("petretto2018 path val", "val")):
         saved, card = SOURCES.instability_cv[split], SOURCES.k(f"{card_split}.bands")
         assert saved["F1"]["bands' own minimum"] == pytest.approx(card["instability"]["f1"], abs=1e-12)
         assert saved["F1"]["likely_unstable"] == pytest.approx(card["likely_unstable"]["f1"], abs=1e-12)
         assert saved["n_unstable"] == card["instability"]["n_unstable"]
     assert SOURCES.uncertainty_cv["checkpoint_sha256"] == shipped_checkpoints()["kmvn"]["sha256"]
+    latent = json.loads((ROOT / "benchmarks" / "results" / "uncertainty_latent.json").read_text())
+    assert latent["checkpoint_sha256"] == shipped_checkpoints()["kmvn"]["sha256"]
 
 
 def test_the_met_and_not_met_words_follow_the_numbers():

@@ -70,31 +70,49 @@ def test_cache_round_trip_without_pickle(force_sets, tmp_path):
         assert all(z[k].dtype != object for k in z.files)
 
 
-def test_prepare_and_load_samples(phonondb_force_sets, force_sets, tmp_path):
+@pytest.fixture(scope="module")
+def prepared(phonondb_force_sets, tmp_path_factory):
+    """A targets cache with BaTe as a training material and GaTe as an evaluation one."""
+    root = tmp_path_factory.mktemp("phonondb_targets")
     failures = phonondb.prepare_targets(["mp-10009"], 6.0, 6.0, archive=phonondb_force_sets,
-                                        cache_root=tmp_path, ids=FIRST[:2])
+                                        cache_root=root, ids=FIRST[:2])
     assert failures == {}
-    train = phonondb.load_samples(FIRST[:1], 6.0, 6.0, archive=phonondb_force_sets, cache_root=tmp_path)
+    return root
+
+
+def test_prepare_and_load_samples(phonondb_force_sets, force_sets, prepared):
+    train = phonondb.load_samples(FIRST[:1], 6.0, 6.0, archive=phonondb_force_sets, cache_root=prepared)
     (val,) = phonondb.load_samples(["mp-10009"], 6.0, 6.0, evaluation=True, archive=phonondb_force_sets,
-                                   cache_root=tmp_path)
+                                   cache_root=prepared)
     assert train[0].block_edges is not None and train[0].gamma is not None and train[0].source == "phonondb"
     assert val.block_edges is None and val.qpoints.shape[0] > 20  # the high-symmetry path
     # both know how many primitive cells the DFT supercell held: BaTe's 64-atom supercell, 32 cells
-    assert train[0].reference_cells == 32
+    assert train[0].supercell_cells == 32
     supercell = fsets.phonopy_from_force_set(force_sets["mp-10009"]).supercell
-    assert val.reference_cells == len(supercell) // val.n_atoms and val.reference_cells * val.n_atoms == len(supercell)
-    # an ensemble's evaluation carries it into its rows and scores each size of supercell apart
+    assert val.supercell_cells * val.n_atoms == len(supercell)
+    with pytest.raises(ValueError, match="without path bands"):
+        phonondb.load_samples(FIRST[:1], 6.0, 6.0, evaluation=True, archive=phonondb_force_sets, cache_root=prepared)
+    with pytest.raises(FileNotFoundError, match="mp-10070: phonondb targets not prepared"):
+        phonondb.load_samples(["mp-10070"], 6.0, 6.0, archive=phonondb_force_sets, cache_root=prepared)
+
+
+def test_evaluation_scores_each_size_of_dft_supercell(phonondb_force_sets, prepared):
+    """An evaluation carries the supercell's size into its rows and scores each size apart: an ensemble with
+    ``likely_unstable`` (its members' own lowest mode), a single network with the bands' minimum alone."""
     from vgnn_core.pretrained.registry import load_pretrained_model
     from vgnn_core.training.evaluation import evaluate
 
-    result = evaluate(load_pretrained_model("kmvn"), [val])
-    assert result["materials"][0]["reference_cells"] == val.reference_cells
-    (only,) = result["summary"]["bands"]["by_reference_cells"]
-    assert only["n"] == 1 and only["bands_mae"] == result["materials"][0]["bands_mae"]
-    with pytest.raises(ValueError, match="without path bands"):
-        phonondb.load_samples(FIRST[:1], 6.0, 6.0, evaluation=True, archive=phonondb_force_sets, cache_root=tmp_path)
-    with pytest.raises(FileNotFoundError, match="mp-10070: phonondb targets not prepared"):
-        phonondb.load_samples(["mp-10070"], 6.0, 6.0, archive=phonondb_force_sets, cache_root=tmp_path)
+    (val,) = phonondb.load_samples(["mp-10009"], 6.0, 6.0, evaluation=True, archive=phonondb_force_sets,
+                                   cache_root=prepared)
+    ensemble = load_pretrained_model("kmvn")
+    for model in (ensemble, ensemble.members[0]):
+        result = evaluate(model, [val])
+        (row,) = result["materials"]
+        assert row["supercell_cells"] == val.supercell_cells
+        (only,) = result["summary"]["bands"]["by_supercell_cells"]
+        assert only["n"] == 1 and only["bands_mae"] == row["bands_mae"]
+        assert only["instability"] == pytest.approx(result["summary"]["bands"]["instability"], nan_ok=True)
+        assert ("likely_unstable" in only) is (model is ensemble)
 
 
 def test_a_broken_force_set_is_one_failure(tmp_path, force_sets):
@@ -170,23 +188,23 @@ def test_instabilities_by_the_dft_supercell_partition_the_cards_rows():
     bins were added to the card by evaluating the same model again: equal to float32 round-off), and
     together they are the whole split's."""
     from vgnn_core.pretrained.registry import CHECKPOINT_DIR
-    from vgnn_core.training.evaluation import by_reference_cells
+    from vgnn_core.training.evaluation import by_supercell_cells
     from vgnn_core.training.metrics import instability_scores
 
     card = json.loads((CHECKPOINT_DIR / "kmvn.card.json").read_text())
     rows = card["per_material"]["phonondb_test"]
-    bins = card["metrics"]["phonondb_test"]["bands"]["by_reference_cells"]
-    again = by_reference_cells(rows)
+    bins = card["metrics"]["phonondb_test"]["bands"]["by_supercell_cells"]
+    again = by_supercell_cells(rows)
     assert [(b["cells"], b["n"]) for b in again] == [(b["cells"], b["n"]) for b in bins]
     for a, b in zip(again, bins):
         assert a["bands_mae"] == pytest.approx(b["bands_mae"], rel=1e-5)
         assert a["instability"] == b["instability"] and a["likely_unstable"] == b["likely_unstable"]
-    assert [b["cells"] for b in bins] == ["1", "2-4", "5-8", "≥9"]
+    assert [b["cells"] for b in bins] == ["1", "2–4", "5–8", "≥9"]
     whole = card["metrics"]["phonondb_test"]["bands"]["instability"]
     assert sum(b["n"] for b in bins) == len(rows) == 477
     assert sum(b["instability"]["n_unstable"] for b in bins) == whole["n_unstable"]
     assert sum(b["instability"]["n_predicted_unstable"] for b in bins) == whole["n_predicted_unstable"]
-    one = [r for r in rows if r["reference_cells"] == 1]  # the first bin, scored again by hand
+    one = [r for r in rows if r["supercell_cells"] == 1]  # the first bin, scored again by hand
     assert bins[0]["n"] == len(one) and bins[0]["bands_mae"] == pytest.approx(np.mean([r["bands_mae"] for r in one]), rel=1e-5)
     assert bins[0]["instability"] == instability_scores([r["bands_min_predicted"] for r in one],
                                                         [r["bands_min_reference"] for r in one])

@@ -52,8 +52,8 @@ def evaluate(model: Model, samples: Sequence[PhononSample], batch_size: int = 32
         if pb is not None:
             row.update({f"bands_{k}": v for k, v in material_metrics(pb, s.bands).items()})
             row.update(bands_min_predicted=float(np.min(pb)), bands_min_reference=float(np.min(s.bands)))
-        if s.reference_cells is not None:
-            row["reference_cells"] = s.reference_cells
+        if s.supercell_cells is not None:
+            row["supercell_cells"] = s.supercell_cells
         row["has_hydrogen"] = bool((s.graph.numbers == 1).any())
         row["elements"] = sorted({int(z) for z in s.graph.numbers})  # atomic numbers present
         rows.append(row)
@@ -73,8 +73,6 @@ def evaluate(model: Model, samples: Sequence[PhononSample], batch_size: int = 32
             "mae": summarize(rows, "bands_mae"),
             "nmse": summarize(rows, "bands_nmse"),
             "r2": pooled_r2(pred_bands, [s.bands for s in samples]),
-            "instability": instability_scores([r["bands_min_predicted"] for r in rows],
-                                              [r["bands_min_reference"] for r in rows]),
         }
         hydrogen = [r for r in rows if r["has_hydrogen"]]
         if hydrogen:
@@ -85,46 +83,53 @@ def evaluate(model: Model, samples: Sequence[PhononSample], batch_size: int = 32
             r["spread_cm1"], r["member_lowest_cm1"], r["member_highest_cm1"] = a.spread_cm1, a.lowest_cm1, a.highest_cm1
         for r, s in zip(rows, samples):
             r["primitive_atoms"] = primitive_atoms(s.graph)
-        if "bands" in summary:  # PhononResult.likely_unstable: the ensemble or any member below -5 cm⁻¹
-            summary["bands"]["likely_unstable"] = instability_scores(
-                [min(r["bands_min_predicted"], r["member_lowest_cm1"]) for r in rows],
-                [r["bands_min_reference"] for r in rows])
-        if "bands" in summary and any("reference_cells" in r for r in rows):
-            summary["bands"]["by_reference_cells"] = by_reference_cells(rows)
         key = "bands_mae" if "bands_mae" in rows[0] else "gamma_mae"
         expected_error = UncertaintyModel.from_metadata(getattr(model, "checkpoint_metadata", {}))
         summary["uncertainty"] = score_uncertainty(rows, key, expected_error or UncertaintyModel.proportional(1.0))
+    if "bands" in summary:
+        summary["bands"].update(instability_flags(rows))
+        if any("supercell_cells" in r for r in rows):
+            summary["bands"]["by_supercell_cells"] = by_supercell_cells(rows)
     return {"summary": summary, "materials": rows}
 
 
-#: Ranges of :attr:`~vgnn_core.training.samples.PhononSample.reference_cells` (primitive cells in the DFT
-#: supercell, inclusive; ``None``: no upper end) that :func:`by_reference_cells` scores apart.
-REFERENCE_CELL_BINS: tuple[tuple[int, int | None], ...] = ((1, 1), (2, 4), (5, 8), (9, None))
+def instability_flags(rows: list[dict]) -> dict[str, dict]:
+    """:func:`~vgnn_core.training.metrics.instability_scores` of evaluated rows with bands: of the bands'
+    own minimum (``instability``) and, for an ensemble's rows, of ``likely_unstable`` (as
+    :attr:`~vgnn_core.phonons.result.PhononResult.likely_unstable`: the bands or any member alone below
+    −5 cm⁻¹ at Γ and the 2×2×2 zone-boundary points)."""
+    reference = [r["bands_min_reference"] for r in rows]
+    out = {"instability": instability_scores([r["bands_min_predicted"] for r in rows], reference)}
+    if rows and all("member_lowest_cm1" in r for r in rows):
+        out["likely_unstable"] = instability_scores(
+            [min(r["bands_min_predicted"], r["member_lowest_cm1"]) for r in rows], reference)
+    return out
 
 
-def by_reference_cells(rows: list[dict]) -> list[dict]:
-    """Band MAE and instability scores of an ensemble's evaluated rows, per range of primitive cells in
-    the DFT supercell (:data:`REFERENCE_CELL_BINS`; rows without ``reference_cells`` are left out).
+#: Ranges of :attr:`~vgnn_core.training.samples.PhononSample.supercell_cells` (primitive cells in the DFT
+#: supercell; inclusive, ``None``: no upper end) that :func:`by_supercell_cells` scores apart.
+SUPERCELL_CELL_BINS: tuple[tuple[int, int | None], ...] = ((1, 1), (2, 4), (5, 8), (9, None))
 
-    A phonondb reference is exact only at its supercell's commensurate q-points, one per primitive cell in
-    it; elsewhere on the path it is phonopy's interpolation, which a small supercell makes less certain:
-    these rows show how far the scores depend on it. Each entry: ``cells`` ("1", "2-4", "≥9"), ``n``,
-    ``bands_mae`` (mean, cm⁻¹), and :func:`~vgnn_core.training.metrics.instability_scores` of the bands'
-    own minimum (``instability``) and of ``likely_unstable`` (the bands or one member alone).
+
+def supercell_bin_label(lo: int, hi: int | None) -> str:
+    """A :data:`SUPERCELL_CELL_BINS` range as text: "1", "2–4", "≥9"."""
+    return str(lo) if hi == lo else (f"≥{lo}" if hi is None else f"{lo}–{hi}")
+
+
+def by_supercell_cells(rows: list[dict]) -> list[dict]:
+    """Band MAE and :func:`instability_flags` of evaluated rows, per range of primitive cells in the DFT
+    supercell (:data:`SUPERCELL_CELL_BINS`; rows without ``supercell_cells`` and empty ranges are left out).
+
+    A phonondb reference is exact only at its supercell's commensurate q-points, one per primitive cell
+    in it; elsewhere on the path it is phonopy's interpolation of that supercell's force constants. Each
+    entry: ``cells`` (:func:`supercell_bin_label`), ``n``, ``bands_mae`` (mean, cm⁻¹) and the flags' scores.
     """
     out = []
-    for lo, hi in REFERENCE_CELL_BINS:
-        kept = [r for r in rows if "reference_cells" in r and lo <= r["reference_cells"] <= (hi or r["reference_cells"])]
-        if not kept:
-            continue
-        reference = [r["bands_min_reference"] for r in kept]
-        out.append({
-            "cells": str(lo) if hi == lo else (f"{lo}-{hi}" if hi else f"≥{lo}"), "n": len(kept),
-            "bands_mae": float(np.mean([r["bands_mae"] for r in kept])),
-            "instability": instability_scores([r["bands_min_predicted"] for r in kept], reference),
-            "likely_unstable": instability_scores(
-                [min(r["bands_min_predicted"], r["member_lowest_cm1"]) for r in kept], reference),
-        })
+    for lo, hi in SUPERCELL_CELL_BINS:
+        kept = [r for r in rows if "supercell_cells" in r and lo <= r["supercell_cells"] and (hi is None or r["supercell_cells"] <= hi)]
+        if kept:
+            out.append({"cells": supercell_bin_label(lo, hi), "n": len(kept),
+                        "bands_mae": float(np.mean([r["bands_mae"] for r in kept]))} | instability_flags(kept))
     return out
 
 

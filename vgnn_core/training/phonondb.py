@@ -177,6 +177,6 @@ def load_samples(
             gamma=bands[at_gamma[0]] if len(at_gamma) else None,
             block_edges=None if evaluation else t.block_edges,
             block_values=None if evaluation else t.block_values,
-            source="phonondb", reference_cells=len(t.comm_qpoints),
+            source="phonondb", supercell_cells=len(t.comm_qpoints),
         ))
     return out

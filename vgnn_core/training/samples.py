@@ -23,9 +23,9 @@ class PhononSample:
     block_edges: np.ndarray | None = None  # (K,)
     block_values: np.ndarray | None = None  # (K, 3, 3)
     source: str = "petretto2018"
-    #: primitive cells in the DFT supercell (phonondb's force sets; its commensurate q-points, where the
-    #: reference is exact): the path between them is phonopy's interpolation of that supercell's force constants
-    reference_cells: int | None = None
+    #: primitive cells in the DFT supercell of a phonondb force set (as many as its commensurate q-points,
+    #: where the reference is exact; the path between them is phonopy's interpolation); None for DFPT data
+    supercell_cells: int | None = None
 
     @property
     def n_atoms(self) -> int:
