@@ -13,6 +13,7 @@ import torch
 from tests.conftest import TINY_ARCH
 from vgnn_core import VGNN, Predictor, VGNNEnsemble
 from vgnn_core.crystal.graph import build_graph, collate
+from vgnn_core.crystal.structures import InvalidStructureError
 from vgnn_core.phonons.units import EV_ANGSTROM2_AMU_TO_CM1
 from vgnn_core.pretrained.registry import load_pretrained_model
 
@@ -159,3 +160,9 @@ def test_names_must_match_the_structures(si_primitive):
     assert [r.name for r in results] == ["a", "b"]
     with pytest.raises(ValueError, match="1 names for 2 structures"):
         predictor.predict_phonons([si_primitive, si_primitive.copy()], names=["only-one"], thermal=False)
+    # a bad structure among several of one formula is refused under the name the caller gave it
+    stacked = si_primitive.copy()
+    stacked.append("Si", [1.0, 1.0, 1.0])  # on top of the first atom's image
+    with pytest.raises(InvalidStructureError, match=r"^mp-BAD: atoms 0 and 2 overlap"):
+        predictor.predict_phonons([si_primitive, stacked, si_primitive.copy()], names=["mp-1", "mp-BAD", "mp-3"],
+                                  thermal=False)

@@ -371,15 +371,16 @@ class Predictor:
                          companion: Predictor | None = None) -> tuple[list[PhononResult], list[PhononResult] | None]:
         """:meth:`predict_phonons`, and with ``companion`` (an MVN of the same networks) its Γ results."""
         items = structures if isinstance(structures, (list, tuple)) else [structures]
-        with maybe_stage(clock, "graph"):
-            crystals = [as_crystal(s) for s in items]
+        if names is not None and len(names) != len(items):  # zip() below would drop the unnamed structures' results
+            raise ValueError(f"{len(names)} names for {len(items)} structures")
+        with maybe_stage(clock, "graph"):  # a bad structure's error names it as the caller did
+            crystals = [as_crystal(s, name=None if names is None else str(n))
+                        for s, n in zip(items, names if names is not None else [None] * len(items))]
             structures = [c.structure for c in crystals]
             r_max = self.model.config.graph_cutoff
             graphs = [crystal_graph(c, r_max, self.use_symmetry) for c in crystals]  # validated once, just above
         names = list(names) if names is not None else [
             c.structure.properties.get("material_id") or c.structure.composition.reduced_formula for c in crystals]
-        if len(names) != len(crystals):  # zip() below would drop the unnamed structures' results
-            raise ValueError(f"{len(names)} names for {len(crystals)} structures")
         if nac is not None and nac is not False and not self.model.supports_bands:
             raise ValueError(f"the LO–TO correction (nac) needs a k-MVN's force constants, not a {self.kind.upper()}")
         companion_out = None

@@ -201,6 +201,21 @@ def test_cif_cell_lengths_and_angles_are_checked_before_a_parser_reinterprets_th
         read_structure(_rocksalt(tmp_path, "flat.cif", gamma="180(1)"))
 
 
+def test_cif_occupancies_outside_zero_to_one_are_refused(tmp_path):
+    """pymatgen drops a site of negative occupancy (NaCl would read as a Cl crystal) and reads 1.5 as a
+    whole atom: both refused, naming the site; rounding in the file (1.005) is not."""
+    for occupancy, name in (("-1", "negative.cif"), ("1.5", "over.cif")):
+        path = tmp_path / name
+        path.write_text(ROCKSALT_CIF.format(a="5.64", gamma="90", extra="").replace("Na1 Na+ 0 0 0 1",
+                                                                                    f"Na1 Na+ 0 0 0 {occupancy}"))
+        with pytest.raises(InvalidStructureError,
+                           match=rf"{name}: atom site Na1 \(Na\+\) has occupancy {occupancy}; an occupancy lies between 0 and 1"):
+            read_structure(path)
+    rounded = tmp_path / "rounded.cif"
+    rounded.write_text(ROCKSALT_CIF.format(a="5.64", gamma="90", extra="").replace("Na1 Na+ 0 0 0 1", "Na1 Na+ 0 0 0 1.005"))
+    assert read_structure(rounded).composition.reduced_formula == "NaCl"
+
+
 def test_cif_atoms_of_two_elements_on_one_position_are_refused(tmp_path):
     """Two fully occupied sites of different elements on one position: pymatgen gives up and ASE
     merges them into one element (Na8 for NaCl), a crystal of another composition."""

@@ -255,6 +255,18 @@ def test_permuting_atoms_permutes_born_charges(backbone, variant):
     np.testing.assert_allclose(sc, sa, atol=s_atol(sa, 1e-4))
 
 
+def test_a_non_finite_matrix_gives_nan_not_a_failed_batch():
+    """exp(S) past float32's range in one crystal of a batch: NaN for it, the others exact."""
+    s = torch.tensor([[[0.3, 0.1, 0.0], [0.1, -0.2, 0.0], [0.0, 0.0, 0.5]], [[312.0, 0, 0], [0, 1.0, 0], [0, 0, 1.0]]],
+                     dtype=torch.float32)
+    excess = symmetric_expm(s)
+    assert not torch.isfinite(excess[1]).all()
+    torch.testing.assert_close(symmetric_expm(s[:1]), excess[:1])
+    twice = symmetric_expm(excess)  # what the ensemble's average goes through next
+    assert torch.isnan(twice[1]).all() and torch.isfinite(twice[0]).all()
+    torch.testing.assert_close(twice[0], symmetric_expm(excess[0]))
+
+
 def test_symmetric_log_and_exp_are_inverse():
     a = np.array([[3.0, 0.4, 0.1], [0.4, 2.0, -0.2], [0.1, -0.2, 5.0]])
     s = symmetric_logm(a)

@@ -159,6 +159,21 @@ def test_metal_and_one_atom_gate(rocksalt_nacl):
     assert nac_skip_reason(rocksalt_nacl, BornCharges(np.eye(3) * 2.4, np.zeros((2, 3, 3)))) is None
 
 
+def test_heads_that_overflow_leave_nac_out_for_that_crystal_alone(rocksalt_nacl):
+    """GaAs squeezed to 1.3 Å bonds passes validation, and the shipped heads' exp(S) overflows float32 there:
+    that crystal gets its bands without NAC (ε∞ not finite), the batch's other crystal keeps its NAC."""
+    a = 1.3
+    squeezed = Structure(Lattice([[0, a, a], [a, 0, a], [a, a, 0]]), ["Ga", "As"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    predictor = vgnn_core.load_pretrained("kmvn")
+    (charges,) = predictor.predict_born_charges([squeezed])
+    assert not np.isfinite(charges.epsilon).any() and "not finite" in nac_skip_reason(squeezed, charges)
+    salt, bad = predictor.predict_phonons([rocksalt_nacl, squeezed], nac=True, thermal=False)
+    assert salt.has_nac and not bad.has_nac
+    assert np.isfinite(bad.bands).all() and np.isfinite(bad.gamma).all()
+    (alone,) = predictor.predict_phonons([rocksalt_nacl], nac=True, thermal=False)
+    np.testing.assert_allclose(salt.bands, alone.bands, atol=1e-3)
+
+
 class _OverflowingHeads(torch.nn.Module):
     """Born 'heads' whose ε∞ overflows (inf) for every crystal with an O atom, as float32 heads
     far outside their training range can; NaCl's charges are ordinary."""

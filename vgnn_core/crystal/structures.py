@@ -366,6 +366,10 @@ def _cif_element(symbol: str) -> Element | str | None:
     return Element(parsed) if parsed and Element.is_valid_symbol(parsed) else None
 
 
+#: How far a CIF's occupancy may stray outside [0, 1] (rounding in the file) before it is refused.
+OCCUPANCY_SLACK = 1e-2
+
+
 def _cif_occupancy(value: str) -> float:
     """A listed occupancy; ``?`` (unknown) and ``.`` (the default) are 1."""
     return 1.0 if str(value).strip() in ("?", ".") else _cif_number(value)
@@ -400,6 +404,9 @@ def _check_cif_sites(block: _CifBlock, structure: Structure, name: str, via_ase:
             occupied = _cif_occupancy(occupancy)
         except ValueError:
             continue
+        if not -OCCUPANCY_SLACK <= occupied <= 1.0 + OCCUPANCY_SLACK:  # pymatgen drops a negative one, keeps 1.5 whole
+            raise InvalidStructureError(name, f"atom site {label} ({symbol}) has occupancy {occupancy}; an occupancy "
+                                              "lies between 0 and 1")
         if element == "" and occupied > 0:
             raise InvalidStructureError(name, f"atom site {label} ({symbol}) names no element pymatgen reads (it drops "
                                               "the site); give its element in _atom_site_type_symbol")

@@ -70,7 +70,13 @@ def crystal_mean(x: torch.Tensor, index: torch.Tensor, n_crystals: int) -> torch
 
 def _symmetric_apply(a: torch.Tensor, fn) -> torch.Tensor:
     """f(A) of symmetric matrices (..., 3, 3): ``fn`` on their eigenvalues; exactly symmetric
-    (V f(Λ) Vᵀ is only to round-off, e.g. for the degenerate eigenvalues of a cubic crystal's ε∞)."""
+    (V f(Λ) Vᵀ is only to round-off, e.g. for the degenerate eigenvalues of a cubic crystal's ε∞).
+    A matrix with a non-finite entry (exp(S) overflowing float32 far outside the training range) gives
+    NaN, not a failed batch: :func:`~vgnn_core.predict.nac_skip_reason` then leaves NAC out for it."""
+    finite = torch.isfinite(a).flatten(-2).all(-1)
+    if not bool(finite.all()):
+        out = _symmetric_apply(torch.where(finite[..., None, None], a, torch.zeros_like(a)), fn)
+        return torch.where(finite[..., None, None], out, torch.full_like(out, float("nan")))
     lam, vec = torch.linalg.eigh(a)
     out = (vec * fn(lam)[..., None, :]) @ vec.transpose(-1, -2)
     return 0.5 * (out + out.transpose(-1, -2))
