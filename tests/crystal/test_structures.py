@@ -201,6 +201,29 @@ def test_cif_cell_lengths_and_angles_are_checked_before_a_parser_reinterprets_th
         read_structure(_rocksalt(tmp_path, "flat.cif", gamma="180(1)"))
 
 
+def test_cif_cells_and_coordinates_no_crystal_has_are_refused_by_name(tmp_path):
+    """Angles that make no cell (60°, 60°, 130°: the volume would be imaginary) and a coordinate that is no
+    number ('?'): refused saying so, not with a parser's internal error."""
+    rhombic = ROCKSALT_CIF.format(a="5.64", gamma="130", extra="")
+    for key in ("alpha", "beta"):
+        rhombic = rhombic.replace(f"_cell_angle_{key} 90", f"_cell_angle_{key} 60")
+    (tmp_path / "angles.cif").write_text(rhombic)
+    with pytest.raises(InvalidStructureError, match=r"angles.cif: cell angles 60, 60, 130°: no cell has them"):
+        read_structure(tmp_path / "angles.cif")
+    # the same angles' limit, a flat cell (60 + 60 = 120): refused; an ordinary rhombohedral one is read
+    (tmp_path / "flat.cif").write_text(rhombic.replace("_cell_angle_gamma 130", "_cell_angle_gamma 120"))
+    with pytest.raises(InvalidStructureError, match="no cell has them"):
+        read_structure(tmp_path / "flat.cif")
+    (tmp_path / "rhombohedral.cif").write_text(rhombic.replace("_cell_angle_gamma 130", "_cell_angle_gamma 60")
+                                               .replace("'F m -3 m'", "'P 1'").replace("225", "1"))
+    assert len(read_structure(tmp_path / "rhombohedral.cif")) == 2
+    unknown = ROCKSALT_CIF.format(a="5.64", gamma="90", extra="").replace("Cl1 Cl- 0.5 0.5 0.5 1", "Cl1 Cl- ? 0.5 0.5 1")
+    (tmp_path / "unknown.cif").write_text(unknown)
+    with pytest.raises(InvalidStructureError,
+                       match=r"unknown.cif: atom site Cl1: _atom_site_fract_x is \?; a coordinate must be a number"):
+        read_structure(tmp_path / "unknown.cif")
+
+
 def test_cif_occupancies_outside_zero_to_one_are_refused(tmp_path):
     """pymatgen drops a site of negative occupancy (NaCl would read as a Cl crystal) and reads 1.5 as a
     whole atom: both refused, naming the site; rounding in the file (1.005) is not."""

@@ -334,7 +334,9 @@ _CIF_CELL_RULES = tuple(
 
 def _check_cif_cell(data: dict, name: str) -> None:
     """Cell lengths must be positive and angles strictly between 0° and 180°: pymatgen would
-    read a negative length as a vector pointing the other way, i.e. as another crystal."""
+    read a negative length as a vector pointing the other way, i.e. as another crystal. The three
+    angles must make a cell (a positive volume), and every atom site's coordinates must be numbers:
+    otherwise the parsers fail with messages about their own internals."""
     for key, unit, valid, rule in _CIF_CELL_RULES:
         try:
             value = _cif_number(data[key])
@@ -342,6 +344,25 @@ def _check_cif_cell(data: dict, name: str) -> None:
             continue  # missing or unreadable: the parser says so
         if not valid(value):
             raise InvalidStructureError(name, f"{key} is {data[key]}{unit}; {rule}")
+    keys = [f"_cell_angle_{angle}" for angle in ("alpha", "beta", "gamma")]
+    try:
+        cosines = np.cos(np.radians([_cif_number(data[key]) for key in keys]))
+    except (KeyError, ValueError, TypeError):
+        cosines = None
+    if cosines is not None and 1 - (cosines ** 2).sum() + 2 * cosines.prod() <= 1e-10:  # (V / abc)²
+        raise InvalidStructureError(name, f"cell angles {', '.join(str(data[key]) for key in keys)}°: no cell has them "
+                                          "(its volume would be zero or imaginary)")
+    labels = data.get("_atom_site_label")
+    for key in (f"_atom_site_{kind}_{axis}" for kind in ("fract", "cartn") for axis in "xyz"):
+        values = data.get(key)
+        for k, value in enumerate([values] if isinstance(values, str) else values or []):
+            try:
+                number = _cif_number(value)
+            except ValueError:
+                number = float("nan")
+            if not np.isfinite(number):
+                label = labels[k] if isinstance(labels, list) and k < len(labels) else str(k + 1)
+                raise InvalidStructureError(name, f"atom site {label}: {key} is {value}; a coordinate must be a number")
 
 
 def _cif_element(symbol: str) -> Element | str | None:
