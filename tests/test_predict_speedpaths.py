@@ -166,3 +166,6 @@ def test_names_must_match_the_structures(si_primitive):
     with pytest.raises(InvalidStructureError, match=r"^mp-BAD: atoms 0 and 2 overlap"):
         predictor.predict_phonons([si_primitive, stacked, si_primitive.copy()], names=["mp-1", "mp-BAD", "mp-3"],
                                   thermal=False)
+    # names given as any iterable, as before
+    results = predictor.predict_phonons([si_primitive, si_primitive.copy()], names=(n for n in "ab"), thermal=False)
+    assert [r.name for r in results] == ["a", "b"]

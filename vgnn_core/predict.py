@@ -15,6 +15,7 @@ except where :func:`nac_skip_reason` says the heads do not apply (metals, one-at
 from __future__ import annotations
 
 import functools
+import warnings
 from collections.abc import Iterator, Sequence
 
 import numpy as np
@@ -236,7 +237,8 @@ class Predictor:
 
     def predict_born_charges(self, structures: Sequence[StructureLike]) -> list[BornCharges]:
         """Predicted Z* (e, neutral) and ε∞ of every structure, ungated (see :func:`nac_skip_reason`);
-        the charges :meth:`predict_phonons` gives with ``nac=True`` (orbits for every cell, as there)."""
+        the charges :meth:`predict_phonons` gives with ``nac=True`` (orbits for every cell, as there).
+        Far outside the training range ε∞ can be NaN (exp(S) past float32's range)."""
         graphs = self.graphs(structures, min_orbit_edges=0)
         out: list[BornCharges] = []
         with torch.inference_mode():
@@ -371,10 +373,11 @@ class Predictor:
                          companion: Predictor | None = None) -> tuple[list[PhononResult], list[PhononResult] | None]:
         """:meth:`predict_phonons`, and with ``companion`` (an MVN of the same networks) its Γ results."""
         items = structures if isinstance(structures, (list, tuple)) else [structures]
+        names = None if names is None else list(names)
         if names is not None and len(names) != len(items):  # zip() below would drop the unnamed structures' results
             raise ValueError(f"{len(names)} names for {len(items)} structures")
-        with maybe_stage(clock, "graph"):  # a bad structure's error names it as the caller did
-            crystals = [as_crystal(s, name=None if names is None else str(n))
+        with maybe_stage(clock, "graph"):  # a bad structure's error names it as the caller did (a file: its name)
+            crystals = [as_crystal(s, name=None if n is None else str(n))
                         for s, n in zip(items, names if names is not None else [None] * len(items))]
             structures = [c.structure for c in crystals]
             r_max = self.model.config.graph_cutoff
@@ -448,7 +451,11 @@ class Predictor:
         if companion is not None:
             companion_out = (companion._gamma_results(outputs[1][0], names, structures, clock), outputs[1][1])
         if predicted is not None:
-            charges = [None if nac_skip_reason(s, z) else z for s, z in zip(structures, predicted)]
+            reasons = [nac_skip_reason(s, z) for s, z in zip(structures, predicted)]
+            for name, z, reason in zip(names, predicted, reasons):
+                if reason and not (np.isfinite(z.born).all() and np.isfinite(z.epsilon).all()):
+                    warnings.warn(f"{name}: no LO–TO correction: {reason}", RuntimeWarning, stacklevel=3)
+            charges = [None if reason else z for z, reason in zip(predicted, reasons)]
         elif nac is None or nac is False:
             charges = [None] * len(structures)
         else:

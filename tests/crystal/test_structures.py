@@ -222,11 +222,19 @@ def test_cif_cells_and_coordinates_no_crystal_has_are_refused_by_name(tmp_path):
     with pytest.raises(InvalidStructureError,
                        match=r"unknown.cif: atom site Cl1: _atom_site_fract_x is \?; a coordinate must be a number"):
         read_structure(tmp_path / "unknown.cif")
+    # what the parsers do not read is not checked: an unlocated site of occupancy 0, '.' (read as 0)
+    unread = ROCKSALT_CIF.format(a="5.64", gamma="90", extra="H1 H ? ? ? 0")
+    (tmp_path / "unread.cif").write_text(unread)
+    assert read_structure(tmp_path / "unread.cif").composition.reduced_formula == "NaCl"
+    (tmp_path / "dot.cif").write_text(ROCKSALT_CIF.format(a="5.64", gamma="90", extra="").replace("Na1 Na+ 0 0 0 1",
+                                                                                                  "Na1 Na+ . 0 0 1"))
+    assert read_structure(tmp_path / "dot.cif").composition.reduced_formula == "NaCl"
 
 
 def test_cif_occupancies_outside_zero_to_one_are_refused(tmp_path):
     """pymatgen drops a site of negative occupancy (NaCl would read as a Cl crystal) and reads 1.5 as a
-    whole atom: both refused, naming the site; rounding in the file (1.005) is not."""
+    whole atom: both refused, naming the site; rounding in the file (1.04) and a value within three times its
+    written uncertainty (1.12(4)) are not."""
     for occupancy, name in (("-1", "negative.cif"), ("1.5", "over.cif")):
         path = tmp_path / name
         path.write_text(ROCKSALT_CIF.format(a="5.64", gamma="90", extra="").replace("Na1 Na+ 0 0 0 1",
@@ -234,9 +242,11 @@ def test_cif_occupancies_outside_zero_to_one_are_refused(tmp_path):
         with pytest.raises(InvalidStructureError,
                            match=rf"{name}: atom site Na1 \(Na\+\) has occupancy {occupancy}; an occupancy lies between 0 and 1"):
             read_structure(path)
-    rounded = tmp_path / "rounded.cif"
-    rounded.write_text(ROCKSALT_CIF.format(a="5.64", gamma="90", extra="").replace("Na1 Na+ 0 0 0 1", "Na1 Na+ 0 0 0 1.005"))
-    assert read_structure(rounded).composition.reduced_formula == "NaCl"
+    for occupancy in ("1.04", "1.12(4)", "1.0(0)"):
+        rounded = tmp_path / "rounded.cif"
+        rounded.write_text(ROCKSALT_CIF.format(a="5.64", gamma="90", extra="").replace("Na1 Na+ 0 0 0 1",
+                                                                                       f"Na1 Na+ 0 0 0 {occupancy}"))
+        assert read_structure(rounded).composition.reduced_formula == "NaCl", occupancy
 
 
 def test_cif_atoms_of_two_elements_on_one_position_are_refused(tmp_path):

@@ -352,16 +352,23 @@ def _check_cif_cell(data: dict, name: str) -> None:
     if cosines is not None and 1 - (cosines ** 2).sum() + 2 * cosines.prod() <= 1e-10:  # (V / abc)²
         raise InvalidStructureError(name, f"cell angles {', '.join(str(data[key]) for key in keys)}°: no cell has them "
                                           "(its volume would be zero or imaginary)")
-    labels = data.get("_atom_site_label")
-    for key in (f"_atom_site_{kind}_{axis}" for kind in ("fract", "cartn") for axis in "xyz"):
-        values = data.get(key)
-        for k, value in enumerate([values] if isinstance(values, str) else values or []):
+    def column(key: str) -> list:
+        return [data[key]] if isinstance(data.get(key), str) else list(data.get(key) or [])
+
+    kind = "fract" if "_atom_site_fract_x" in data else "cartn"  # the columns the parsers read
+    labels, occupancies = column("_atom_site_label"), column("_atom_site_occupancy")
+    for key in (f"_atom_site_{kind}_{axis}" for axis in "xyz"):
+        for k, value in enumerate(column(key)):
             try:
-                number = _cif_number(value)
+                number = 0.0 if str(value).strip() == "." else _cif_number(value)  # "." reads as 0, as in pymatgen
             except ValueError:
                 number = float("nan")
-            if not np.isfinite(number):
-                label = labels[k] if isinstance(labels, list) and k < len(labels) else str(k + 1)
+            try:
+                absent = k < len(occupancies) and _cif_occupancy(occupancies[k]) <= 0  # a site the parsers skip
+            except ValueError:
+                absent = False
+            if not np.isfinite(number) and not absent:
+                label = labels[k] if k < len(labels) else str(k + 1)
                 raise InvalidStructureError(name, f"atom site {label}: {key} is {value}; a coordinate must be a number")
 
 
@@ -387,8 +394,22 @@ def _cif_element(symbol: str) -> Element | str | None:
     return Element(parsed) if parsed and Element.is_valid_symbol(parsed) else None
 
 
-#: How far a CIF's occupancy may stray outside [0, 1] (rounding in the file) before it is refused.
-OCCUPANCY_SLACK = 1e-2
+#: How far a CIF's occupancy may stray outside [0, 1] (rounding in the file), beyond three times the
+#: uncertainty written with it ("1.04(5)"), before it is refused.
+OCCUPANCY_SLACK = 0.05
+
+
+def _cif_uncertainty(value: str) -> float:
+    """The standard uncertainty written with a CIF number (``"1.04(5)"`` → 0.05; none → 0)."""
+    text = str(value).strip()
+    if "(" not in text:
+        return 0.0
+    number, digits = text.split("(", 1)
+    decimals = len(number.split(".", 1)[1]) if "." in number else 0
+    try:
+        return int(digits.rstrip(")")) * 10.0 ** -decimals
+    except ValueError:
+        return 0.0
 
 
 def _cif_occupancy(value: str) -> float:
@@ -425,7 +446,8 @@ def _check_cif_sites(block: _CifBlock, structure: Structure, name: str, via_ase:
             occupied = _cif_occupancy(occupancy)
         except ValueError:
             continue
-        if not -OCCUPANCY_SLACK <= occupied <= 1.0 + OCCUPANCY_SLACK:  # pymatgen drops a negative one, keeps 1.5 whole
+        margin = OCCUPANCY_SLACK + 3 * _cif_uncertainty(occupancy)
+        if not -margin <= occupied <= 1.0 + margin:  # pymatgen drops a negative one and reads 1.5 as one atom
             raise InvalidStructureError(name, f"atom site {label} ({symbol}) has occupancy {occupancy}; an occupancy "
                                               "lies between 0 and 1")
         if element == "" and occupied > 0:

@@ -73,13 +73,10 @@ def _symmetric_apply(a: torch.Tensor, fn) -> torch.Tensor:
     (V f(Λ) Vᵀ is only to round-off, e.g. for the degenerate eigenvalues of a cubic crystal's ε∞).
     A matrix with a non-finite entry (exp(S) overflowing float32 far outside the training range) gives
     NaN, not a failed batch: :func:`~vgnn_core.predict.nac_skip_reason` then leaves NAC out for it."""
-    finite = torch.isfinite(a).flatten(-2).all(-1)
-    if not bool(finite.all()):
-        out = _symmetric_apply(torch.where(finite[..., None, None], a, torch.zeros_like(a)), fn)
-        return torch.where(finite[..., None, None], out, torch.full_like(out, float("nan")))
-    lam, vec = torch.linalg.eigh(a)
+    finite = torch.isfinite(a).flatten(-2).all(-1)[..., None, None]
+    lam, vec = torch.linalg.eigh(torch.where(finite, a, torch.zeros_like(a)))
     out = (vec * fn(lam)[..., None, :]) @ vec.transpose(-1, -2)
-    return 0.5 * (out + out.transpose(-1, -2))
+    return torch.where(finite, 0.5 * (out + out.transpose(-1, -2)), torch.full_like(out, float("nan")))
 
 
 def symmetric_expm(s: torch.Tensor) -> torch.Tensor:
