@@ -35,6 +35,8 @@ from types import ModuleType
 
 import numpy as np
 
+from vgnn_core.training.metrics import every_material_f1
+
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
 CHECKPOINTS = ROOT / "vgnn_core" / "pretrained" / "checkpoints"
@@ -264,14 +266,14 @@ def _flag_by_supercell(s: Sources) -> list[str]:
     f1 = [_f(_supercell_bin(s, split, c)["likely_unstable"]["f1"], 2) for split in ("phonondb_test", "phonondb_val")
           for c in SUPERCELL_SIZES]
     every = [_supercell_bin(s, "phonondb_test", c) for c in SUPERCELL_SIZES]
-    return f1 + [_f(2 * b["instability"]["n_unstable"] / (b["instability"]["n_unstable"] + b["n"]), 2) for b in every]
+    return f1 + [_f(every_material_f1(b["instability"]["n_unstable"], b["n"]), 2) for b in every]
 
 
 def _instability_row(s: Sources, split: str, n_from: str) -> list[str]:
     bands = s.k(f"{split}.bands")
     n_unstable, n = bands["instability"]["n_unstable"], len(s.kmvn["per_material"][n_from])
-    flag_all = 2 * n_unstable / (n_unstable + n)  # F1 of calling every material unstable
-    return [str(n_unstable), str(n)] + _prf(bands["instability"]) + _prf(bands["likely_unstable"]) + [_f(flag_all, 2)]
+    return ([str(n_unstable), str(n)] + _prf(bands["instability"]) + _prf(bands["likely_unstable"])
+            + [_f(every_material_f1(n_unstable, n), 2)])
 
 
 # ---------------------------------------------------------------- against CHGNet + phonopy

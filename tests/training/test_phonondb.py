@@ -204,6 +204,19 @@ def test_instabilities_by_the_dft_supercell_partition_the_cards_rows():
     assert sum(b["n"] for b in bins) == len(rows) == 477
     assert sum(b["instability"]["n_unstable"] for b in bins) == whole["n_unstable"]
     assert sum(b["instability"]["n_predicted_unstable"] for b in bins) == whole["n_predicted_unstable"]
+    # the card's table: a single network's bins (no likely_unstable) render with a dash there
+    from vgnn_core.pretrained.cards import render_markdown
+    from vgnn_core.training.metrics import every_material_f1
+
+    row = f"| phonondb_test | 1 | {bins[0]['n']} | {bins[0]['instability']['n_unstable']} |"
+    assert row in render_markdown(card)
+    single = json.loads(json.dumps(card))
+    for m in single["metrics"].values():
+        for b in (m.get("bands") or {}).get("by_supercell_cells", []):
+            del b["likely_unstable"]
+    (line,) = [x for x in render_markdown(single).splitlines() if x.startswith(row)]
+    every = every_material_f1(bins[0]["instability"]["n_unstable"], bins[0]["n"])
+    assert line.endswith(f"| – | {every:.2f} |") and 0 < every < 1
     one = [r for r in rows if r["supercell_cells"] == 1]  # the first bin, scored again by hand
     assert bins[0]["n"] == len(one) and bins[0]["bands_mae"] == pytest.approx(np.mean([r["bands_mae"] for r in one]), rel=1e-5)
     assert bins[0]["instability"] == instability_scores([r["bands_min_predicted"] for r in one],

@@ -352,6 +352,7 @@ def _check_cif_cell(data: dict, name: str) -> None:
     if cosines is not None and 1 - (cosines ** 2).sum() + 2 * cosines.prod() <= 1e-10:  # (V / abc)²
         raise InvalidStructureError(name, f"cell angles {', '.join(str(data[key]) for key in keys)}°: no cell has them "
                                           "(its volume would be zero or imaginary)")
+
     def column(key: str) -> list:
         return [data[key]] if isinstance(data.get(key), str) else list(data.get(key) or [])
 

@@ -124,16 +124,20 @@ def _trust_lines(card: dict) -> list[str]:
             "|---|---|---|---|---|---|", *rows]
 
 
-def _reference_cell_lines(card: dict) -> list[str]:
+def _supercell_lines(card: dict) -> list[str]:
     """Band MAE and instability scores per size of the DFT supercell (phonondb splits)."""
+    from ..training.metrics import every_material_f1
+
+    def prf(scores: dict | None) -> str:
+        return f"{scores['precision']:.2f} / {scores['recall']:.2f} / {scores['f1']:.2f}" if scores else "–"
+
     rows = []
     for split, m in card["metrics"].items():
         for b in (m.get("bands") or {}).get("by_supercell_cells", []):
-            ins, flag = b["instability"], b["likely_unstable"]
-            every = 2 * ins["n_unstable"] / (ins["n_unstable"] + b["n"])  # F1 of calling every material unstable
+            ins = b["instability"]
             rows.append(f"| {split} | {b['cells']} | {b['n']} | {ins['n_unstable']} | {b['bands_mae']:.1f} | "
-                        f"{ins['precision']:.2f} / {ins['recall']:.2f} / {ins['f1']:.2f} | "
-                        f"{flag['precision']:.2f} / {flag['recall']:.2f} / {flag['f1']:.2f} | {every:.2f} |")
+                        f"{prf(ins)} | {prf(b.get('likely_unstable'))} | "
+                        f"{every_material_f1(ins['n_unstable'], b['n']):.2f} |")
     if not rows:
         return []
     return ["", "## Instabilities and the size of the DFT supercell", "",
@@ -194,7 +198,7 @@ def render_markdown(card: dict) -> str:
         lines[-1] += (
             f"{_fmt(g, 'mae')} | {_fmt(g, 'r2')} | {g['nmse']['mean']:.4f} | " if g else "– | – | – | "
         ) + f"{a['mean']:.2e} / {a['max']:.2e} | {m['seconds_per_material']:.4f} |"
-    lines += _trust_lines(card) + _reference_cell_lines(card) + _twin_lines(card)
+    lines += _trust_lines(card) + _supercell_lines(card) + _twin_lines(card)
     pub = card.get("published_reference_test_subset")
     if pub:
         lines += ["", f"Published `{pub['checkpoint']}` on the same 66 reference materials: "

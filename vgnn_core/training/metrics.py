@@ -47,6 +47,12 @@ def flag_f1(flag: Sequence[bool], truth: Sequence[bool]) -> float:
     return 2 * int((p & t).sum()) / denominator if denominator else float("nan")
 
 
+def every_material_f1(n_unstable: int, n: int) -> float:
+    """F1 of calling every one of ``n`` materials unstable when ``n_unstable`` are: the trivial rule a
+    flag must beat (precision n_unstable / n, recall 1)."""
+    return 2 * n_unstable / (n_unstable + n) if n else float("nan")
+
+
 def instability_scores(pred_min: Sequence[float], true_min: Sequence[float],
                        threshold: float = INSTABILITY_THRESHOLD_CM1) -> dict[str, float]:
     """Precision, recall and F1 of "lowest ω below ``threshold``" (predicted vs reference)."""
