@@ -99,11 +99,25 @@ def read_rows(petretto: Path, phonondb_rows: Path, sha256: str) -> dict[str, lis
             "phonondb": evaluation_rows(phonondb_rows, "phonondb", sha256)}
 
 
+def fold_of(n: int, seed: int, folds: int = 5) -> np.ndarray:
+    """Each of ``n`` rows' fold (0 … folds − 1), drawn with ``seed``: the same for every term set."""
+    return np.random.default_rng(seed).permutation(n) % folds
+
+
+def fit_out_of_fold(x: np.ndarray, error: np.ndarray, seed: int, folds: int = 5) -> np.ndarray:
+    """Each row's uncertainty from :func:`fit_log_mae` on design matrix ``x`` of the other folds' rows."""
+    fold = fold_of(len(error), seed, folds)
+    u = np.empty(len(error))
+    for f in range(folds):
+        u[fold == f] = np.exp(x[fold == f] @ fit_log_mae(x[fold != f], error[fold != f]))
+    return u
+
+
 def out_of_fold(rows: list[dict], terms: tuple[str, ...], seed: int, folds: int = 5) -> np.ndarray:
     """Each row's uncertainty from a model fitted on the other folds, using only ``terms``."""
     predictors = [replace(error_predictors(r), **{k: v for k, v in NEUTRAL.items() if k not in terms}) for r in rows]
     error = np.array([r["bands_mae"] for r in rows])
-    fold = np.random.default_rng(seed).permutation(len(rows)) % folds
+    fold = fold_of(len(rows), seed, folds)
     u = np.empty(len(rows))
     for f in range(folds):
         train = np.flatnonzero(fold != f)
@@ -137,15 +151,15 @@ def candidate_out_of_fold(rows: list[dict], candidate: str, seed: int, folds: in
         x = np.c_[base[:, :-1], np.log1p(np.maximum(0.0, -lowest))]
     else:
         x = np.c_[base, extra.get(candidate, np.empty((len(rows), 0)))]
-    fold = np.random.default_rng(seed).permutation(len(rows)) % folds
+    if candidate != "+ per-element error prior":
+        return fit_out_of_fold(x, error, seed, folds)
+    fold = fold_of(len(rows), seed, folds)
     u = np.empty(len(rows))
-    for f in range(folds):
-        xf = x
-        if candidate == "+ per-element error prior":  # residuals of the shipped terms, training folds only
-            train = fold != f
-            # plain least squares (an intercept column): the residuals' mean is 0, what the prior shrinks to
-            beta = np.linalg.lstsq(base[train], np.log(error[train]), rcond=None)[0]
-            xf = np.c_[base, _element_prior(rows, np.log(error) - base @ beta, train)]
+    for f in range(folds):  # the prior: residuals of the shipped terms, training folds only
+        train = fold != f
+        # plain least squares (an intercept column): the residuals' mean is 0, what the prior shrinks to
+        beta = np.linalg.lstsq(base[train], np.log(error[train]), rcond=None)[0]
+        xf = np.c_[base, _element_prior(rows, np.log(error) - base @ beta, train)]
         u[fold == f] = np.exp(xf[fold == f] @ fit_log_mae(xf[fold != f], error[fold != f]))
     return u
 

@@ -10,7 +10,7 @@ spread says. This script measures that with the shipped k-MVN ensemble's backbon
   its mean fingerprint's mean distance to the 5 nearest training crystals' (Petretto and phonondb
   ``train``, 1,229 + 8,580 crystals);
 * each added as a log term to the shipped terms and cross-validated on the `val` splits exactly as
-  ``uncertainty_cv.py`` does (5 folds, ``--repeats`` draws, the fit of :func:`fit_log_mae`), scored
+  ``uncertainty_cv.py`` does (its :func:`fit_out_of_fold`: 5 folds, ``--repeats`` draws), scored
   per split: Spearman with the actual band MAE and the mean error of the 10 % most uncertain against
   the rest. ``ideal`` ranks by the actual error itself: the best any uncertainty could score.
 
@@ -30,10 +30,10 @@ from pathlib import Path
 import numpy as np
 import torch
 from scipy.spatial import cKDTree
-from uncertainty_cv import _print, _scores
+from uncertainty_cv import _print, _scores, fit_out_of_fold
 
 from vgnn_core import collate
-from vgnn_core.nn.uncertainty import design_matrix, fit_log_mae
+from vgnn_core.nn.uncertainty import design_matrix
 from vgnn_core.pretrained.registry import load_pretrained_model, shipped_checkpoints
 from vgnn_core.training import phonondb
 from vgnn_core.training.evaluation import error_predictors, evaluate
@@ -90,15 +90,6 @@ class TrainingDistance:
         return {"atoms, largest": float(d.max()), "atoms, mean": float(d.mean()), "crystals": float(np.mean(near))}
 
 
-def out_of_fold(x: np.ndarray, error: np.ndarray, seed: int, folds: int = 5) -> np.ndarray:
-    """Each row's uncertainty from the fit on the other folds (the folds of ``uncertainty_cv.py``)."""
-    fold = np.random.default_rng(seed).permutation(len(error)) % folds
-    u = np.empty(len(error))
-    for f in range(folds):
-        u[fold == f] = np.exp(x[fold == f] @ fit_log_mae(x[fold != f], error[fold != f]))
-    return u
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--components", type=int, default=16, help="principal axes of the fingerprints")
@@ -121,11 +112,11 @@ def main() -> None:
     by_source = dict.fromkeys(val)
     table = {"ideal (ranked by the actual error)": _scores(by_source, source_of, error, [error])}
     table["shipped terms"] = _scores(by_source, source_of, error,
-                                     (out_of_fold(base, error, seed) for seed in range(args.repeats)))
+                                     (fit_out_of_fold(base, error, seed) for seed in range(args.repeats)))
     for name in features[0]:
         x = np.c_[base, np.log(np.maximum([f[name] for f in features], 1e-3))]
         table[f"+ log distance: {name}"] = _scores(by_source, source_of, error,
-                                                   (out_of_fold(x, error, seed) for seed in range(args.repeats)))
+                                                   (fit_out_of_fold(x, error, seed) for seed in range(args.repeats)))
     print(f"{args.components} principal axes ({distance.explained:.0%} of the variance), {distance.n_atoms:,} training atoms")
     for name, row in table.items():
         _print(name, row)

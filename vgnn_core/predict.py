@@ -47,6 +47,10 @@ NacOption = bool | BornCharges | Sequence[BornCharges | None] | None
 MAX_EPSILON_INF = 100.0
 
 
+#: :func:`nac_skip_reason` for charges that overflowed: not a gate the heads expect, so it is also warned of
+NOT_FINITE_CHARGES = "predicted Z* or ε∞ not finite: far outside the training range"
+
+
 def nac_skip_reason(structure, charges: BornCharges) -> str | None:
     """Why predicted Born charges are not applied to ``structure`` (``None``: they are).
 
@@ -62,7 +66,7 @@ def nac_skip_reason(structure, charges: BornCharges) -> str | None:
     if all(getattr(el, "is_metal", False) for el in elements):
         return f"all elements are metals ({', '.join(sorted(el.symbol for el in elements))}): no Born charges"
     if not (np.isfinite(charges.epsilon).all() and np.isfinite(charges.born).all()):
-        return "predicted Z* or ε∞ not finite: far outside the training range"
+        return NOT_FINITE_CHARGES
     eps = float(np.linalg.eigvalsh(0.5 * (charges.epsilon + charges.epsilon.T)).max())
     if eps > MAX_EPSILON_INF:
         return f"predicted ε∞ {eps:.0f} above {MAX_EPSILON_INF:.0f}: (nearly) metallic screening"
@@ -382,8 +386,9 @@ class Predictor:
             structures = [c.structure for c in crystals]
             r_max = self.model.config.graph_cutoff
             graphs = [crystal_graph(c, r_max, self.use_symmetry) for c in crystals]  # validated once, just above
-        names = list(names) if names is not None else [
-            c.structure.properties.get("material_id") or c.structure.composition.reduced_formula for c in crystals]
+        if names is None:
+            names = [c.structure.properties.get("material_id") or c.structure.composition.reduced_formula
+                     for c in crystals]
         if nac is not None and nac is not False and not self.model.supports_bands:
             raise ValueError(f"the LO–TO correction (nac) needs a k-MVN's force constants, not a {self.kind.upper()}")
         companion_out = None
@@ -452,8 +457,8 @@ class Predictor:
             companion_out = (companion._gamma_results(outputs[1][0], names, structures, clock), outputs[1][1])
         if predicted is not None:
             reasons = [nac_skip_reason(s, z) for s, z in zip(structures, predicted)]
-            for name, z, reason in zip(names, predicted, reasons):
-                if reason and not (np.isfinite(z.born).all() and np.isfinite(z.epsilon).all()):
+            for name, reason in zip(names, reasons):
+                if reason == NOT_FINITE_CHARGES:
                     warnings.warn(f"{name}: no LO–TO correction: {reason}", RuntimeWarning, stacklevel=3)
             charges = [None if reason else z for z, reason in zip(predicted, reasons)]
         elif nac is None or nac is False:

@@ -116,6 +116,7 @@ def read_structure(path: str | os.PathLike, index: int | None = None) -> Structu
     block = _cif_block(path, index) if cif else None
     if block is not None and block.data is not None:
         _check_cif_cell(block.data, name)  # before a parser reads a negative length as another crystal
+        _check_cif_coordinates(block.data, name)
     errors = []
     structure = None
     via_ase = False
@@ -335,8 +336,8 @@ _CIF_CELL_RULES = tuple(
 def _check_cif_cell(data: dict, name: str) -> None:
     """Cell lengths must be positive and angles strictly between 0° and 180°: pymatgen would
     read a negative length as a vector pointing the other way, i.e. as another crystal. The three
-    angles must make a cell (a positive volume), and every atom site's coordinates must be numbers:
-    otherwise the parsers fail with messages about their own internals."""
+    angles must make a cell (a positive volume): otherwise the parsers fail with messages about their
+    own internals."""
     for key, unit, valid, rule in _CIF_CELL_RULES:
         try:
             value = _cif_number(data[key])
@@ -352,6 +353,12 @@ def _check_cif_cell(data: dict, name: str) -> None:
     if cosines is not None and 1 - (cosines ** 2).sum() + 2 * cosines.prod() <= 1e-10:  # (V / abc)²
         raise InvalidStructureError(name, f"cell angles {', '.join(str(data[key]) for key in keys)}°: no cell has them "
                                           "(its volume would be zero or imaginary)")
+
+
+def _check_cif_coordinates(data: dict, name: str) -> None:
+    """Every atom site the parsers read (occupancy above 0; fractional columns, else Cartesian) must have
+    numbers for coordinates (``.`` reads as 0): a ``?`` or ``nan`` makes them fail with messages about
+    their own internals."""
 
     def column(key: str) -> list:
         return [data[key]] if isinstance(data.get(key), str) else list(data.get(key) or [])

@@ -182,6 +182,13 @@ def space_group_operations(structure: Structure, symprec: float = SYMPREC) -> tu
         return analyse_symmetry(structure, symprec).operations
 
 
+def _into_cell(frac: np.ndarray) -> np.ndarray:
+    """Fractional coordinates wrapped into [0, 1) (a round-off 1.0 back to 0, as the periodic tree needs)."""
+    wrapped = frac - np.floor(frac)
+    wrapped[wrapped >= 1.0] = 0.0
+    return wrapped
+
+
 def site_maps(structure: Structure, operations: tuple[np.ndarray, np.ndarray] | None,
               tol: float = EXACT_TOLERANCE) -> SiteMaps | None:
     """The ``operations`` (W, t) that map ``structure`` onto itself within ``tol`` Å, as maps of the
@@ -221,9 +228,7 @@ def site_maps(structure: Structure, operations: tuple[np.ndarray, np.ndarray] | 
     rounds = [[v[d] for v in by_rotation.values() if d < len(v)] for d in range(depth)] if one_per_rotation \
         else [sorted(o for v in by_rotation.values() for o in v)]
     m = len(frac)
-    home = frac - np.floor(frac)
-    home[home >= 1.0] = 0.0
-    tree = cKDTree(home, boxsize=1.0)
+    tree = cKDTree(_into_cell(frac), boxsize=1.0)
     block = max(1, _SEARCH_BLOCK // m)
     found: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
     seen: set[bytes] = set()
@@ -232,9 +237,7 @@ def site_maps(structure: Structure, operations: tuple[np.ndarray, np.ndarray] | 
         for start in range(0, len(todo), block):
             ops = todo[start:start + block]
             moved = np.einsum("aj,oij->oai", frac, rotations[ops]) + translations[ops, None, :]  # (k, m, 3)
-            wrapped = moved - np.floor(moved)
-            wrapped[wrapped >= 1.0] = 0.0
-            image = tree.query(wrapped.reshape(-1, 3))[1].reshape(len(ops), m)
+            image = tree.query(_into_cell(moved).reshape(-1, 3))[1].reshape(len(ops), m)
             offset = frac[image] - moved
             offset -= np.rint(offset)  # (k, m, 3) fractional, each within half a cell
             fit = offset.mean(axis=1)  # the translation's best correction

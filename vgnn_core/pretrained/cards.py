@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 
 from ..nn.uncertainty import UncertaintyModel
+from ..training.metrics import every_material_f1
 
 PUBLISHED = {
     "kmvn": {"checkpoint": "kmvn_241026", "bands_mae_mean": 28.0, "bands_mae_median": 21.2, "bands_r2": 0.970,
@@ -126,7 +127,6 @@ def _trust_lines(card: dict) -> list[str]:
 
 def _supercell_lines(card: dict) -> list[str]:
     """Band MAE and instability scores per size of the DFT supercell (phonondb splits)."""
-    from ..training.metrics import every_material_f1
 
     def prf(scores: dict | None) -> str:
         return f"{scores['precision']:.2f} / {scores['recall']:.2f} / {scores['f1']:.2f}" if scores else "–"
