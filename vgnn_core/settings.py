@@ -28,10 +28,15 @@ DEVICE_VAR = "VGNN_DEVICE"
 CPU_THREADS_VAR = "VGNN_CPU_THREADS"
 GPU_BY_WORKER_VAR = "VGNN_GPU_BY_WORKER"
 
-#: The one symmetry tolerance (Å) of every symmetry analysis: space group, structure hash,
-#: q-path, irreducible q-mesh. Loose enough for relaxed DFT cells, tight enough not to
-#: promote distorted ones.
+#: The symmetry tolerance (Å) of every symmetry analysis — space group, structure hash, q-path,
+#: irreducible q-mesh — but one: the count below. Loose enough for relaxed DFT cells, tight
+#: enough not to promote distorted ones.
 SYMPREC: float = 1e-3
+#: The tolerance (Å) with which the uncertainty counts a crystal's primitive-cell atoms
+#: (:func:`vgnn_core.crystal.symmetry.primitive_atoms`), ten times :data:`SYMPREC`: the count
+#: enters the expected error as a power, and noise at SYMPREC's scale (a CIF's coordinates to
+#: four decimals, a loosely relaxed cell) must not make a conventional cell count as primitive.
+PRIMITIVE_SYMPREC: float = 1e-2
 
 
 def shared_data_dir() -> Path | None:

@@ -231,6 +231,31 @@ def test_cif_cells_and_coordinates_no_crystal_has_are_refused_by_name(tmp_path):
     assert read_structure(tmp_path / "dot.cif").composition.reduced_formula == "NaCl"
 
 
+def test_cif_that_lists_no_atoms_is_refused_saying_so(tmp_path):
+    """An atom-site loop with no rows or an incomplete one (pymatgen's tokeniser divides by zero on
+    both), no atom-site coordinates at all, or only CIF2's dotted ones: one line each saying why no
+    atoms are read. ``LOOP_`` is CIF's ``loop_`` (reserved words are case-blind) and is read."""
+    cif = ROCKSALT_CIF.format(a="5.64", gamma="90", extra="")
+    header = cif.partition("Na1 Na+")[0]
+    cases = {
+        "empty_loop.cif": (header, "lists no atoms: its atom-site loop has no rows"),
+        "then_a_loop.cif": (header + "# no sites\n\nloop_\n_symmetry_equiv_pos_as_xyz\n'x, y, z'\n",
+                            "lists no atoms: its atom-site loop has no rows"),
+        "commented.cif": (header.replace("loop_\n_atom_site_label", "loop_  # the atoms\n_atom_site_label"),
+                          "lists no atoms: its atom-site loop has no rows"),
+        "truncated.cif": (header + "Na1 Na 0\n", r"its atom-site loop has 3 value\(s\) for 6 columns: a row is incomplete"),
+        "no_sites.cif": (header.partition("loop_")[0], "lists no atoms: no _atom_site_fract_x or _atom_site_Cartn_x"),
+        "dotted.cif": (cif.replace("_atom_site_", "_atom_site."),
+                       r"lists no atoms the parsers read: its coordinates are in dotted tags \(_atom_site.fract_x\)"),
+    }
+    for name, (text, cause) in cases.items():
+        (tmp_path / name).write_text(text)
+        with pytest.raises(InvalidStructureError, match=rf"^{name}: {cause}$"):
+            read_structure(tmp_path / name)
+    (tmp_path / "upper.cif").write_text(cif.replace("loop_", "LOOP_"))
+    assert read_structure(tmp_path / "upper.cif").composition.reduced_formula == "NaCl"
+
+
 def test_cif_occupancies_outside_zero_to_one_are_refused(tmp_path):
     """pymatgen drops a site of negative occupancy (NaCl would read as a Cl crystal) and reads 1.5 as a
     whole atom: both refused, naming the site; rounding in the file (1.04) and a value within three times its
@@ -311,7 +336,7 @@ def test_cif_checks_hold_whichever_parser_reads_the_file(tmp_path):
     with pytest.raises(InvalidStructureError, match=r"upperneg.cif: _cell_length_a is -5.64 Å"):
         read("upperneg.cif", _p1_rocksalt(NA4 + CL4, upper=True).replace("_CELL_LENGTH_A 5.64", "_CELL_LENGTH_A -5.64"))
     assert read("upperok.cif", _p1_rocksalt(NA4 + CL4, upper=True)).composition.reduced_formula == "NaCl"
-    with pytest.raises(InvalidStructureError, match=r"stray.cif: cannot be parsed .*not tried for a CIF whose atom sites"):
+    with pytest.raises(InvalidStructureError, match=r"stray.cif: its atom-site loop has 37 value\(s\) for 4 columns"):
         read("stray.cif", _p1_rocksalt(NA4 + ["Cl1 0 0 0"] + CL4[1:] + ["H9 0.1 0.1 0.1 extra"]))
     # ASE ignores occupancies: a partly occupied site is refused before it reads as a whole atom
     partial = _p1_rocksalt([r + " 1" for r in NA4] + ["Cl1 0.5 0.5 0.5 0.99"] + [r + " 1" for r in CL4[1:]], upper=True)

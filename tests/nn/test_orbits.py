@@ -115,7 +115,8 @@ def test_the_shipped_models_give_the_same_phonons_once_per_orbit(shipped_results
         assert np.abs(a.bands - b.bands).max() < 2e-3
         assert a.uncertainty_cm1 == pytest.approx(b.uncertainty_cm1, rel=1e-4)
         assert a.likely_unstable == b.likely_unstable
-        np.testing.assert_allclose(a.thermal.heat_capacity, b.thermal.heat_capacity, rtol=1e-5, atol=1e-6)
+        # at 10 K C_v goes as ω⁻³ of the softest mesh modes: anatase's round-off gives 1.5e-5 there
+        np.testing.assert_allclose(a.thermal.heat_capacity, b.thermal.heat_capacity, rtol=1e-4, atol=1e-6)
     for a, b in zip(shipped_results[True, True], shipped_results[False, True]):
         np.testing.assert_allclose(a.born_charges, b.born_charges, atol=2e-5)
         np.testing.assert_allclose(a.epsilon_inf, b.epsilon_inf, atol=2e-5 * np.abs(b.epsilon_inf).max())

@@ -134,16 +134,44 @@ def test_predictor_applies_the_fitted_uncertainty_model(rocksalt_nacl, perovskit
 
 
 def test_primitive_atoms_is_the_same_for_every_cell_of_a_crystal(si_primitive):
-    from vgnn_core.crystal.symmetry import analyse_symmetry
-    from vgnn_core.training.evaluation import primitive_atoms
+    from vgnn_core.crystal.symmetry import primitive_atoms
+    from vgnn_core.training.evaluation import sample_primitive_atoms
 
     alumina = Structure.from_spacegroup("R-3c", Lattice.hexagonal(4.76, 12.99), ["Al", "O"],
                                         [[0, 0, 0.3523], [0.3064, 0, 0.25]])  # corundum: 10 atoms per primitive cell
     bcc = Structure.from_spacegroup("Im-3m", Lattice.cubic(3.3), ["Nb"], [[0, 0, 0]])
-    for cells, n in (((si_primitive, si_primitive.to_conventional(), si_primitive * (2, 1, 1)), 2),
+    skewed = si_primitive.copy()
+    skewed.lattice = Lattice(np.array([[1, 0, 0], [1, 1, 0], [0, 0, 1]]) @ si_primitive.lattice.matrix)  # same lattice
+    for cells, n in (((si_primitive, si_primitive.to_conventional(), si_primitive * (2, 1, 1), skewed * (1, 3, 1)), 2),
                      ((alumina, alumina.get_primitive_structure()), 10), ((bcc, bcc * 2), 1)):
-        assert [analyse_symmetry(c).primitive_atoms for c in cells] == [n] * len(cells), cells[0].formula
-    assert primitive_atoms(build_graph(si_primitive.to_conventional(), 4.0)) == 2
+        assert [primitive_atoms(c) for c in cells] == [n] * len(cells), cells[0].formula
+    assert sample_primitive_atoms(build_graph(si_primitive.to_conventional(), 4.0)) == 2
+
+
+def test_primitive_atoms_and_the_uncertainty_do_not_move_with_noise_of_a_thousandth_of_an_angstrom(si_primitive):
+    """Conventional Si with every atom moved 1e-3 Å (CIF coordinates rounded to four decimals move
+    them as much): still 2 atoms per primitive cell, although the space group's tolerance now sees
+    8, and the uncertainty moves with the spread alone."""
+    from vgnn_core.crystal.symmetry import analyse_symmetry, primitive_atoms
+    from vgnn_core.settings import PRIMITIVE_SYMPREC, SYMPREC
+
+    conventional = si_primitive.to_conventional()
+    step = np.random.default_rng(0).normal(size=(len(conventional), 3))
+    noisy = Structure(conventional.lattice, conventional.species,
+                      conventional.cart_coords + 1e-3 * step / np.linalg.norm(step, axis=1, keepdims=True),
+                      coords_are_cartesian=True)
+    assert analyse_symmetry(noisy).spacegroup_symbol == "P1"  # the space group's tolerance breaks
+    assert primitive_atoms(noisy, SYMPREC) == 8 and primitive_atoms(noisy) == 2
+    # a pseudo-translation beyond the tolerance is a different crystal: one atom off by 2× the tolerance
+    distorted = conventional.copy()
+    distorted.translate_sites([0], [2 * PRIMITIVE_SYMPREC, 0, 0], frac_coords=False)
+    assert primitive_atoms(distorted) == 8
+
+    ens = VGNNEnsemble(members())
+    ens.checkpoint_metadata = {"uncertainty_model": UncertaintyModel(log_scale=0.3, spread=0.5, frequency=0.2,
+                                                                     atoms=-0.5).to_dict()}
+    clean, shaken = Predictor(ens).predict_phonons([conventional, noisy], bands=False, thermal=False)
+    assert shaken.uncertainty_cm1 == pytest.approx(clean.uncertainty_cm1, rel=0.02)  # 4^-0.5 = 0.5 if the count moved
 
 
 def test_uncertainty_model_fit_recovers_a_power_law_and_is_calibrated():

@@ -19,7 +19,9 @@ of an (ext)xyz file. :func:`structure_labels` names them; ``read_structure(path,
 
 from __future__ import annotations
 
+import itertools
 import os
+import re
 import stat
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -117,6 +119,8 @@ def read_structure(path: str | os.PathLike, index: int | None = None) -> Structu
     if block is not None and block.data is not None:
         _check_cif_cell(block.data, name)  # before a parser reads a negative length as another crystal
         _check_cif_coordinates(block.data, name)
+    elif block is not None and (missing := _why_no_atom_sites(block.text)):
+        raise InvalidStructureError(name, missing)  # not the parsers' messages about their internals
     errors = []
     structure = None
     via_ase = False
@@ -284,7 +288,7 @@ def _cif_block(path: Path, index: int) -> _CifBlock:
 
     from pymatgen.io.cif import CifFile
 
-    text = path.read_text(errors="replace")
+    text = _LOOP_KEYWORD.sub(r"\1loop_", path.read_text(errors="replace"))
     blocks = _cif_blocks(text)
     if blocks:
         text = blocks[index][1]
@@ -298,6 +302,63 @@ def _cif_block(path: Path, index: int) -> _CifBlock:
     if data is not None and "_atom_site_fract_x" not in data and "_atom_site_cartn_x" not in data:
         data = None  # e.g. a block pymatgen skips (its name holds "powder_pattern")
     return _CifBlock(text, data)
+
+
+#: the loop keyword at the start of a line, in any case (CIF's reserved words are case-blind, pymatgen's not)
+_LOOP_KEYWORD = re.compile(r"(?im)^([ \t]*)loop_(?=\s|$)")
+_ATOM_SITE_TAGS = ("_atom_site_fract_x", "_atom_site_cartn_x")
+#: one CIF value: a quoted string (a quote ends only before white space), or a bare word
+_CIF_TOKEN = re.compile(r"'(?:[^']|'(?=\S))*'|\"(?:[^\"]|\"(?=\S))*\"|\S+")
+
+
+def _why_no_atom_sites(text: str) -> str | None:
+    """Why a CIF block the parsers cannot read lists no atoms, or ``None`` (their own messages
+    then stand): no atom-site coordinates, coordinates only in the dotted CIF2 / mmCIF tags the
+    parsers do not read, or an atom-site loop whose values fill no row or not every row (on which
+    pymatgen's tokeniser divides by zero). Text without a data block (junk, another format) is
+    left to the parsers."""
+    lines = text.splitlines()
+    if not any(line.lstrip().lower().startswith("data_") for line in lines):
+        return None
+    low = text.lower()
+    if not any(tag in low for tag in _ATOM_SITE_TAGS):
+        if "_atom_site.fract_x" in low or "_atom_site.cartn_x" in low:
+            return "lists no atoms the parsers read: its coordinates are in dotted tags (_atom_site.fract_x)"
+        return "lists no atoms: no _atom_site_fract_x or _atom_site_Cartn_x"
+    tokens = _cif_tokens(lines)
+    for k, token in enumerate(tokens):
+        if token.lower() != "loop_":
+            continue
+        tags = list(itertools.takewhile(lambda t: t.startswith("_"), tokens[k + 1:]))
+        if not any(t.lower() in _ATOM_SITE_TAGS for t in tags):
+            continue
+        values = list(itertools.takewhile(lambda t: not _is_cif_keyword(t), tokens[k + 1 + len(tags):]))
+        if not values:
+            return "lists no atoms: its atom-site loop has no rows"
+        if len(values) % len(tags):
+            return f"its atom-site loop has {len(values)} value(s) for {len(tags)} columns: a row is incomplete"
+    return None
+
+
+def _is_cif_keyword(token: str) -> bool:
+    """A tag or a reserved word: what ends a loop's values."""
+    low = token.lower()
+    return low.startswith(("_", "data_", "save_")) or low in ("loop_", "global_", "stop_")
+
+
+def _cif_tokens(lines: list[str]) -> list[str]:
+    """The words of CIF text, comments left out; a ``;``-delimited text field is one word."""
+    tokens: list[str] = []
+    in_field = False
+    for line in lines:
+        if line.startswith(";"):
+            if not in_field:
+                tokens.append(";")
+            in_field = not in_field
+            continue
+        if not in_field:
+            tokens += itertools.takewhile(lambda t: not t.startswith("#"), _CIF_TOKEN.findall(line))
+    return tokens
 
 
 def _read_with_pymatgen(path: Path, index: int, block: _CifBlock | None) -> Structure:

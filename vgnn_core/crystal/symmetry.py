@@ -1,4 +1,5 @@
-"""A crystal's symmetry, with one tolerance (:data:`vgnn_core.settings.SYMPREC`).
+"""A crystal's symmetry, with one tolerance (:data:`vgnn_core.settings.SYMPREC`; the uncertainty's
+count of primitive-cell atoms, :func:`primitive_atoms`, uses a looser one).
 
 :func:`analyse_symmetry` runs spglib once for what a database row names: the space group and the
 content hash that is the same for every cell of a crystal (from spglib's standardised cell, as in
@@ -20,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 from pymatgen.core import Structure
 
-from ..settings import SYMPREC
+from ..settings import PRIMITIVE_SYMPREC, SYMPREC
 from .structures import NON_FINITE_CELL, InvalidStructureError, is_finite_cell, structure_name
 
 #: Å: an operation is a true symmetry of the cell (for exact q-mesh reductions) within this.
@@ -29,8 +30,6 @@ EXACT_TOLERANCE = 1e-5
 #: 4 × 48) keeps one per rotation in :func:`site_maps`: a supercell has N for every
 #: rotation, and the orbits' search costs operations × bonds
 MAX_SITE_OPERATIONS = 192
-#: lattice points in a standardised conventional cell, by the centring letter of its symbol
-_LATTICE_POINTS = {"P": 1, "A": 2, "B": 2, "C": 2, "I": 2, "F": 4, "R": 3}
 
 
 def image_distances(lattice: np.ndarray, frac: np.ndarray, numbers: np.ndarray, rotation: np.ndarray,
@@ -105,13 +104,6 @@ class CrystalSymmetry:
     std_numbers: np.ndarray
     symprec: float
 
-    @property
-    def primitive_atoms(self) -> int:
-        """Atoms in the primitive cell: the standardised cell's atoms over its lattice points
-        (spglib keeps rhombohedral crystals in hexagonal axes, three lattice points)."""
-        points = _LATTICE_POINTS.get(self.spacegroup_symbol[:1], 1)
-        return max(1, len(self.std_numbers) // points)
-
     def content_hash(self) -> str:
         """A hash of the standardised cell that is the same for every cell of the crystal.
 
@@ -180,6 +172,23 @@ def space_group_operations(structure: Structure, symprec: float = SYMPREC) -> tu
         if not isinstance(exc, Exception) and type(exc).__name__ != "PanicException":  # in its Rust (pyo3's
             raise  # PanicException is no Exception); KeyboardInterrupt and the like go on
         return analyse_symmetry(structure, symprec).operations
+
+
+def primitive_atoms(structure: Structure, symprec: float = PRIMITIVE_SYMPREC) -> int:
+    """Atoms in the primitive cell of ``structure``: its atoms over its lattice points, the
+    space-group operations without rotation (moyo's, within ``symprec`` Å; one point when none is
+    found). Any cell of a crystal gives the same count: a supercell or a centred conventional cell
+    has as many more lattice points as it has more atoms. The default tolerance is
+    :data:`~vgnn_core.settings.PRIMITIVE_SYMPREC`, looser than the space group's, so that noise of
+    a few mÅ does not change the count (moyo lowers a tolerance at which it finds no consistent
+    group: conventional Si keeps its 2 atoms with every atom moved 5 mÅ, not 6 mÅ)."""
+    operations = space_group_operations(structure, symprec)
+    if operations is None:
+        return len(structure)
+    points = int((np.asarray(operations[0]) == np.eye(3, dtype=np.int64)).all(axis=(1, 2)).sum())
+    if points < 1 or len(structure) % points:  # not a lattice's points: none found on 10,034 Togo cells
+        return len(structure) if symprec <= SYMPREC else primitive_atoms(structure, SYMPREC)
+    return len(structure) // points
 
 
 def _into_cell(frac: np.ndarray) -> np.ndarray:

@@ -5,7 +5,8 @@ by more cm⁻¹ than a soft one, and so is a crystal one member already calls un
 hydrogen's modes and a large primitive cell are off by less than the spread suggests.
 :class:`UncertaintyModel` is a power law in those quantities (:class:`ErrorPredictors`), fitted
 on validation materials when a model is shipped, that turns them into the expected per-material
-MAE (cm⁻¹). The atom count is the primitive cell's, whichever cell is given; the members'
+MAE (cm⁻¹). The atom count is the primitive cell's, whichever cell is given (and under noise of
+a few mÅ); the members'
 frequencies are measured on the given cell's own 2×2×2 grid, so a supercell's can differ a little.
 """
 
@@ -39,8 +40,8 @@ class ErrorPredictors:
     #: the lowest frequency any member predicts there (cm⁻¹, signed)
     lowest_cm1: float
     has_hydrogen: bool
-    #: atoms in the primitive cell (the same for any cell of the crystal, unless spglib cannot
-    #: analyse it: then the given cell's; :attr:`~vgnn_core.crystal.symmetry.CrystalSymmetry.primitive_atoms`)
+    #: atoms in the primitive cell (the same for any cell of the crystal, and under noise of a
+    #: few mÅ; :func:`~vgnn_core.crystal.symmetry.primitive_atoms`)
     primitive_atoms: int
 
     @property

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from ..crystal.graph import CrystalGraph
-from ..crystal.symmetry import analyse_symmetry
+from ..crystal.symmetry import primitive_atoms
 from ..nn.ensemble import MemberAgreement, VGNNEnsemble
 from ..nn.model import Model
 from ..nn.uncertainty import ErrorPredictors, UncertaintyModel
@@ -82,7 +82,7 @@ def evaluate(model: Model, samples: Sequence[PhononSample], batch_size: int = 32
         for r, a in zip(rows, member_agreement(model, [s.graph for s in samples], batch_size)):
             r["spread_cm1"], r["member_lowest_cm1"], r["member_highest_cm1"] = a.spread_cm1, a.lowest_cm1, a.highest_cm1
         for r, s in zip(rows, samples):
-            r["primitive_atoms"] = primitive_atoms(s.graph)
+            r["primitive_atoms"] = sample_primitive_atoms(s.graph)
         key = "bands_mae" if "bands_mae" in rows[0] else "gamma_mae"
         expected_error = UncertaintyModel.from_metadata(getattr(model, "checkpoint_metadata", {}))
         summary["uncertainty"] = score_uncertainty(rows, key, expected_error or UncertaintyModel.proportional(1.0))
@@ -203,6 +203,6 @@ def error_predictors(row: dict) -> ErrorPredictors:
                            primitive_atoms=row["primitive_atoms"])
 
 
-def primitive_atoms(graph: CrystalGraph) -> int:
-    """Atoms in the primitive cell of a sample's crystal."""
-    return analyse_symmetry(graph.structure()).primitive_atoms
+def sample_primitive_atoms(graph: CrystalGraph) -> int:
+    """Atoms in the primitive cell of a sample's crystal (:func:`~vgnn_core.crystal.symmetry.primitive_atoms`)."""
+    return primitive_atoms(graph.structure())
