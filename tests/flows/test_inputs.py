@@ -79,7 +79,7 @@ def hostile_folder(tmp_path, monkeypatch):
     bad = {
         "empty": ("empty.cif", "file is empty"),
         "binary": ("binary.cif", "cannot be parsed"),
-        "no_atoms.cif": ("no_atoms.cif", "cannot be parsed"),
+        "no_atoms.cif": ("no_atoms.cif", "lists no atoms"),
         "no_atoms.vasp": ("no_atoms.vasp", "cannot be parsed"),
         "truncated": ("truncated.vasp", "cannot be parsed"),
         "overlap": ("overlap.vasp", "atoms 0 and 1 overlap"),
