@@ -216,6 +216,13 @@ def _model_slots() -> list[Slot]:
                         _f(s.k("phonondb_test.uncertainty.rest_mean_error"))]),
         Slot("uncertainty sentence, Petretto ratio", "README", "), Petretto {}× ({*}× the release before)",
              lambda s: [_f(s.k("test.uncertainty.top_to_rest_ratio"))]),
+        Slot("uncertainty's size on test", "README",
+             "a mean uncertainty of {} cm⁻¹ against a mean MAE of {} on phonondb, {} against {} on Petretto; {} % and {} % of "
+             "the materials are within their uncertainty, {} % and {} % within twice it",
+             lambda s: [_f(s.k(f"{split}.uncertainty.{key}")) for split in ("phonondb_test", "test")
+                        for key in ("mean_uncertainty", "mean_error")]
+                       + [_pct(s.k(f"{split}.uncertainty.{key}"), 0) for key in ("share_within_uncertainty", "share_within_twice_uncertainty")
+                          for split in ("phonondb_test", "test")]),
         Slot("instability flag's recall gain", "README", "The flag raises phonondb's recall by {} % and costs precision",
              lambda s: [_f(100 * (s.k("phonondb_test.bands.likely_unstable.recall")
                                   / s.k("phonondb_test.bands.instability.recall") - 1), 0)]),

@@ -270,6 +270,13 @@ def test_uncertainty_scores():
     assert s["spearman"] == pytest.approx(1.0)
     assert s["top_mean_error"] == pytest.approx(19.5) and s["rest_mean_error"] == pytest.approx(9.5)
     assert uncertainty_scores(-err, err)["spearman"] == pytest.approx(-1.0)
+    # its size: u = 3 × error covers every material; u = error / 1.5 covers none once, all twice
+    assert s["mean_uncertainty"] == pytest.approx(31.5) and s["mean_error"] == pytest.approx(10.5)
+    assert s["share_within_uncertainty"] == 1.0
+    low = uncertainty_scores(err / 1.5, err)
+    assert low["share_within_uncertainty"] == 0.0 and low["share_within_twice_uncertainty"] == 1.0
+    half = uncertainty_scores(np.full(20, 10.0), err)  # errors 1…20 against 10: ten within, all twenty within 20
+    assert half["share_within_uncertainty"] == 0.5 and half["share_within_twice_uncertainty"] == 1.0
 
 
 def test_database_rows_carry_the_trust_columns():

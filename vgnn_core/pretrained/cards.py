@@ -103,6 +103,8 @@ def _trust_lines(card: dict) -> list[str]:
         cells.append(f"{hyd['mean']:.1f} ({hyd['n']})" if hyd else "–")
         cells.append(f"{u['spearman']:.2f}" if u else "–")
         cells.append(f"{u['top_mean_error']:.1f} / {u['rest_mean_error']:.1f} ({u['top_to_rest_ratio']:.1f}×)" if u else "–")
+        cells.append(f"{u['mean_uncertainty']:.1f} / {u['mean_error']:.1f} ({100 * u['share_within_uncertainty']:.0f} % / "
+                     f"{100 * u['share_within_twice_uncertainty']:.0f} %)" if u and "mean_error" in u else "–")
         rows.append("| " + " | ".join(cells) + " |")
     if not rows:
         return []
@@ -121,8 +123,9 @@ def _trust_lines(card: dict) -> list[str]:
             "below it at Γ and the 2×2×2 zone-boundary points. Uncertainty" + how
             + "; ranked against the actual per-material MAE.", "",
             "| split | instability precision / recall / F1 (n unstable) | `likely_unstable` precision / recall / F1 (n flagged) "
-            "| H-bearing bands MAE (n) | Spearman(uncertainty, MAE) | MAE of the 10 % most uncertain / the rest |",
-            "|---|---|---|---|---|---|", *rows]
+            "| H-bearing bands MAE (n) | Spearman(uncertainty, MAE) | MAE of the 10 % most uncertain / the rest "
+            "| mean uncertainty / mean MAE (materials with MAE ≤ uncertainty / ≤ twice it) |",
+            "|---|---|---|---|---|---|---|", *rows]
 
 
 def _supercell_lines(card: dict) -> list[str]:

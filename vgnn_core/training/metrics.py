@@ -66,10 +66,13 @@ def instability_scores(pred_min: Sequence[float], true_min: Sequence[float],
 
 
 def uncertainty_scores(uncertainty: Sequence[float], error: Sequence[float], top: float = 0.1) -> dict[str, float]:
-    """How well a per-material uncertainty ranks the actual per-material error.
+    """How well a per-material uncertainty ranks the actual per-material error, and how well it
+    states its size.
 
-    Spearman rank correlation, and the mean error of the ``top`` fraction most uncertain
-    materials against the mean error of the rest (their ratio should be well above 1).
+    Ranking: Spearman rank correlation, and the mean error of the ``top`` fraction most uncertain
+    materials against the mean error of the rest (their ratio should be well above 1). Size: the
+    mean uncertainty against the mean error (equal on the materials it was calibrated on), and the
+    share of materials whose error is at most the uncertainty, and at most twice it.
     """
     from scipy.stats import spearmanr
 
@@ -78,4 +81,6 @@ def uncertainty_scores(uncertainty: Sequence[float], error: Sequence[float], top
     n_top = max(1, int(round(top * len(u))))
     top_err, rest_err = float(e[order[:n_top]].mean()), float(e[order[n_top:]].mean()) if len(u) > n_top else float("nan")
     return {"spearman": float(spearmanr(u, e).statistic), "top_fraction": top, "top_mean_error": top_err,
-            "rest_mean_error": rest_err, "top_to_rest_ratio": top_err / rest_err if rest_err else float("nan")}
+            "rest_mean_error": rest_err, "top_to_rest_ratio": top_err / rest_err if rest_err else float("nan"),
+            "mean_uncertainty": float(u.mean()), "mean_error": float(e.mean()),
+            "share_within_uncertainty": float((e <= u).mean()), "share_within_twice_uncertainty": float((e <= 2 * u).mean())}
