@@ -25,7 +25,6 @@ from .crystal.crystal import Crystal, as_crystal
 from .crystal.domain import TrainingDomain
 from .crystal.graph import CrystalGraph, collate, crystal_graph
 from .crystal.structures import StructureLike
-from .crystal.symmetry import primitive_atoms
 from .nn.copies import same_weights
 from .nn.ensemble import MemberAgreement
 from .nn.model import Model
@@ -413,8 +412,8 @@ class Predictor:
         expected_error = self.uncertainty_model
         with maybe_stage(clock, "graph"):
             notes = self.domain_notes(graphs)
-            # the primitive cell's size needs a symmetry search (moyo's, ~0.6 ms a Togo cell): only when used
-            primitive = [primitive_atoms(c.structure) if expected_error.atoms and a is not None else 1
+            # the primitive cell's size needs a symmetry search (kept on the Crystal): only when used
+            primitive = [c.primitive_atoms if expected_error.atoms and a is not None else 1
                          for c, a in zip(crystals, agreements)]
         known_domain = self.domain is not None
         for r, agreement, note, g, n in zip(results, agreements, notes, graphs, primitive):

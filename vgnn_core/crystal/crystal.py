@@ -14,6 +14,7 @@ from .symmetry import (
     Inversion,
     SiteMaps,
     analyse_symmetry,
+    primitive_atoms,
     site_maps,
     space_group_operations,
 )
@@ -40,6 +41,7 @@ class Crystal:
     _inversion: Inversion | None | _Search = field(default=_Search.NOT_YET, repr=False, compare=False)
     _rotations: np.ndarray | None | _Search = field(default=_Search.NOT_YET, repr=False, compare=False)
     _site_maps: SiteMaps | None | _Search = field(default=_Search.NOT_YET, repr=False, compare=False)
+    _primitive_atoms: int | None = field(default=None, repr=False, compare=False)
 
     @property
     def symmetry(self) -> CrystalSymmetry:
@@ -75,6 +77,14 @@ class Crystal:
             maps = self.site_maps
             self._inversion = None if maps is None else maps.inversion()
         return self._inversion
+
+    @property
+    def primitive_atoms(self) -> int:
+        """Atoms in the primitive cell (:func:`~vgnn_core.crystal.symmetry.primitive_atoms`; counted on
+        first use, then kept)."""
+        if self._primitive_atoms is None:
+            self._primitive_atoms = primitive_atoms(self.structure)
+        return self._primitive_atoms
 
     @property
     def n_atoms(self) -> int:
