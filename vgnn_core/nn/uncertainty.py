@@ -5,9 +5,9 @@ by more cm⁻¹ than a soft one, and so is a crystal one member already calls un
 hydrogen's modes and a large primitive cell are off by less than the spread suggests.
 :class:`UncertaintyModel` is a power law in those quantities (:class:`ErrorPredictors`), fitted
 on validation materials when a model is shipped, that turns them into the expected per-material
-MAE (cm⁻¹). The atom count is the primitive cell's, whichever cell is given (and under noise of
-a few mÅ); the members'
-frequencies are measured on the given cell's own 2×2×2 grid, so a supercell's can differ a little.
+MAE (cm⁻¹). The atom count is the primitive cell's, whichever cell is given and under noise of a
+few mÅ; the members' frequencies are measured on the given cell's own 2×2×2 grid, so a
+supercell's can differ a little.
 """
 
 from __future__ import annotations
