@@ -253,6 +253,7 @@ class Predictor:
     def _force_constants_and_agreement(
         self, graphs: Sequence[CrystalGraph], born: list | None = None, companion: Predictor | None = None,
         rotations: Sequence[np.ndarray | None] | None = None,
+        primitive_matrices: Sequence[np.ndarray | None] | None = None,
     ) -> list[tuple[list[ForceConstants], list[MemberAgreement | None]]]:
         """Force constants and, for an ensemble, how far its members agree on each crystal
         (None for a single network): ``[(fcs, agreements)]``, then the same for ``companion``
@@ -261,9 +262,11 @@ class Predictor:
         With a list ``born``, the Born model's charges of every crystal are appended to it,
         predicted on the same batches. ``rotations`` (each crystal's exact point-group rotations,
         :attr:`~vgnn_core.crystal.crystal.Crystal.mesh_rotations`) let an ensemble measure its
-        members' agreement at the q-points that differ under them only."""
-        if rotations is not None and len(rotations) != len(graphs):
-            raise ValueError(f"{len(rotations)} crystals' rotations for {len(graphs)} graphs")
+        members' agreement at the q-points that differ under them only; ``primitive_matrices``
+        (:attr:`~vgnn_core.crystal.crystal.Crystal.primitive_matrix`) at the primitive cell's points."""
+        for name, given in (("rotations", rotations), ("primitive matrices", primitive_matrices)):
+            if given is not None and len(given) != len(graphs):
+                raise ValueError(f"{len(given)} crystals' {name} for {len(graphs)} graphs")
         if not self.model.has_force_constants:
             raise ValueError(f"a {self.kind.upper()} predicts frequencies directly; it has no force constants")
         models = [self.model] + ([companion.model] if companion is not None else [])
@@ -274,7 +277,8 @@ class Predictor:
         with torch.inference_mode():
             for idx, batch in self._each_batch(graphs):
                 features = None  # the backbones' output, when the Born heads need it too
-                symmetry = {} if rotations is None else {"rotations": [rotations[k] for k in idx]}
+                symmetry = {key: [given[k] for k in idx] for key, given in
+                            (("rotations", rotations), ("primitive_matrices", primitive_matrices)) if given is not None}
                 if shared is not None:
                     features = self.model.encode(batch)
                     per_member = features if isinstance(features, list) else [features]
@@ -444,12 +448,13 @@ class Predictor:
         predicted: list | None = [] if nac is True else None
         if predicted is not None:
             self.born_model  # noqa: B018 - loaded (once) before the network is timed
-        rotations = None  # a k-MVN ensemble's agreement is measured at the q-points they tell apart
+        rotations = cells = None  # a k-MVN ensemble's agreement: at the primitive cell's q-points they tell apart
         if self.model.kind == "kmvn" and hasattr(self.model, "members"):
             with maybe_stage(clock, "graph"):  # kept on each Crystal: its mesh is reduced by them too
                 rotations = [c.mesh_rotations for c in crystals]
+                cells = [c.primitive_matrix for c in crystals]
         with maybe_stage(clock, "network"):
-            outputs = self._force_constants_and_agreement(graphs, predicted, companion, rotations)
+            outputs = self._force_constants_and_agreement(graphs, predicted, companion, rotations, cells)
             outputs = [([fc.cpu() for fc in fcs], agreements) for fcs, agreements in outputs]  # the rest runs on the CPU
         fcs, agreements = outputs[0]
         companion_out = None

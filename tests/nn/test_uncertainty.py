@@ -12,6 +12,7 @@ from vgnn_core.crystal.crystal import as_crystal
 from vgnn_core.crystal.domain import TrainingDomain, bonded_pairs
 from vgnn_core.crystal.graph import crystal_graph
 from vgnn_core.nn.uncertainty import ErrorPredictors, UncertaintyModel
+from vgnn_core.pretrained.registry import load_pretrained_model
 from vgnn_core.training.metrics import flag_f1, instability_scores, uncertainty_scores
 
 
@@ -124,8 +125,10 @@ def test_predictor_applies_the_fitted_uncertainty_model(rocksalt_nacl, perovskit
     crystals = [rocksalt_nacl, perovskite_srtio3, lithium_hydride(), conventional_nacl]
     results = Predictor(ens).predict_phonons(crystals, bands=False, thermal=False)
     batch = collate([crystal_graph(as_crystal(s), 5.0) for s in crystals], dtype=torch.float64)  # as the predictor's
-    rotations = [as_crystal(s).mesh_rotations for s in crystals]  # as the predictor measures the agreement
-    agreements = ens.force_constants_and_agreement(batch, rotations=rotations)[1]
+    rotations = [as_crystal(s).mesh_rotations for s in crystals]  # as the predictor measures the agreement:
+    cells = [as_crystal(s).primitive_matrix for s in crystals]  # the conventional NaCl at its primitive cell's q
+    assert [c is None for c in cells] == [True, True, True, False]
+    agreements = ens.force_constants_and_agreement(batch, rotations=rotations, primitive_matrices=cells)[1]
     for r, a, h, n in zip(results, agreements, (0, 0, 1, 0), (2, 5, 2, 2)):  # n: atoms of the primitive cell
         unstable = a.lowest_cm1 < -5.0
         by_hand = (np.exp(0.7) * a.spread_cm1 ** 0.55 * a.highest_cm1 ** 0.25 * np.exp(-0.3 * h) * n ** 0.2
@@ -172,6 +175,37 @@ def test_primitive_atoms_and_the_uncertainty_do_not_move_with_noise_of_a_thousan
                                                                      atoms=-0.5).to_dict()}
     clean, shaken = Predictor(ens).predict_phonons([conventional, noisy], bands=False, thermal=False)
     assert shaken.uncertainty_cm1 == pytest.approx(clean.uncertainty_cm1, rel=0.02)  # 4^-0.5 = 0.5 if the count moved
+
+
+def test_the_members_agree_alike_on_every_cell_whose_lattice_points_are_halves(si_primitive):
+    """A centred conventional cell and 2×1×1 / 2×2×2 supercells: the members' agreement is measured at
+    the primitive cell's eight q-points (folded into fewer of the cell's), so the spread is over the
+    same modes: equal to the primitive cell's wherever the members order the folded modes alike (the
+    shipped networks on Si: to 1e-6, where the cells' own grids gave 12.2, 11.2 and 10.6 cm⁻¹ for 2, 4
+    and 8 atoms); a 3×1×1 supercell folds other points in."""
+    from vgnn_core.crystal.symmetry import primitive_matrix
+    from vgnn_core.nn.ensemble import uncertainty_qpoints
+
+    conventional = si_primitive.to_conventional()
+    m = primitive_matrix(conventional)
+    assert primitive_matrix(si_primitive) is None and abs(round(np.linalg.det(m))) == 4
+    # M times some primitive basis of the same lattice: M⁻¹ times the cell is a basis of it
+    basis = np.linalg.inv(m) @ conventional.lattice.matrix
+    assert np.allclose(np.linalg.det(basis), np.linalg.det(si_primitive.lattice.matrix) * np.sign(np.linalg.det(m)))
+    assert np.allclose(np.rint(si_primitive.lattice.matrix @ np.linalg.inv(basis)),
+                       si_primitive.lattice.matrix @ np.linalg.inv(basis), atol=1e-6)  # the same lattice
+    points, weights = uncertainty_qpoints(primitive_matrix=m)
+    assert len(points) == 2 and (weights == 1).all()  # Γ, and the X points all fold onto one point
+    assert len(uncertainty_qpoints(primitive_matrix=2 * np.eye(3, dtype=int))[0]) == 1  # Γ alone
+    assert len(uncertainty_qpoints(primitive_matrix=np.eye(3, dtype=int))[0]) == 8
+
+    cells = [si_primitive, conventional, si_primitive * (2, 1, 1), si_primitive * (2, 2, 2), si_primitive * (3, 1, 1)]
+    results = Predictor(load_pretrained_model("kmvn")).predict_phonons(cells, bands=False, thermal=False)
+    first = results[0]
+    for r in results[1:4]:
+        assert r.uncertainty_cm1 == pytest.approx(first.uncertainty_cm1, rel=1e-5)
+        assert r.member_lowest_cm1 == pytest.approx(first.member_lowest_cm1, abs=1e-3)
+    assert results[4].uncertainty_cm1 != pytest.approx(first.uncertainty_cm1, rel=1e-2)
 
 
 def test_uncertainty_model_fit_recovers_a_power_law_and_is_calibrated():

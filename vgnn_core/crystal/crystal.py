@@ -15,6 +15,7 @@ from .symmetry import (
     SiteMaps,
     analyse_symmetry,
     primitive_atoms,
+    primitive_matrix,
     site_maps,
     space_group_operations,
 )
@@ -42,6 +43,7 @@ class Crystal:
     _rotations: np.ndarray | None | _Search = field(default=_Search.NOT_YET, repr=False, compare=False)
     _site_maps: SiteMaps | None | _Search = field(default=_Search.NOT_YET, repr=False, compare=False)
     _primitive_atoms: int | None = field(default=None, repr=False, compare=False)
+    _primitive_matrix: np.ndarray | None | _Search = field(default=_Search.NOT_YET, repr=False, compare=False)
 
     @property
     def symmetry(self) -> CrystalSymmetry:
@@ -85,6 +87,15 @@ class Crystal:
         if self._primitive_atoms is None:
             self._primitive_atoms = primitive_atoms(self.structure)
         return self._primitive_atoms
+
+    @property
+    def primitive_matrix(self) -> np.ndarray | None:
+        """M (integer) with this cell's lattice = M · its primitive cell's, or ``None`` for a
+        primitive cell (:func:`~vgnn_core.crystal.symmetry.primitive_matrix`; searched only when
+        :attr:`primitive_atoms` is below the cell's atoms, then kept)."""
+        if self._primitive_matrix is _Search.NOT_YET:
+            self._primitive_matrix = None if self.primitive_atoms == self.n_atoms else primitive_matrix(self.structure)
+        return self._primitive_matrix
 
     @property
     def n_atoms(self) -> int:

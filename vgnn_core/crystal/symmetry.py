@@ -191,6 +191,26 @@ def primitive_atoms(structure: Structure, symprec: float = PRIMITIVE_SYMPREC) ->
     return len(structure) // points
 
 
+def primitive_matrix(structure: Structure, symprec: float = PRIMITIVE_SYMPREC) -> np.ndarray | None:
+    """The integer matrix M with the cell's lattice = M · a primitive cell's (rows, Å, the same
+    orientation: spglib's primitive cell, not idealised), found within ``symprec`` Å; ``None`` when
+    the cell is primitive or spglib finds no primitive cell it is an integer multiple of."""
+    import spglib
+
+    lattice, frac, numbers = spglib_cell(structure)
+    try:
+        found = spglib.standardize_cell((lattice, frac, numbers), to_primitive=True, no_idealize=True, symprec=symprec)
+    except Exception:  # noqa: BLE001 - spglib raises on degenerate cells: no primitive cell then
+        found = None
+    if found is None or len(found[2]) >= len(numbers):
+        return None
+    m = lattice @ np.linalg.inv(np.asarray(found[0], dtype=float))
+    rounded = np.rint(m)
+    if np.abs(m - rounded).max() > 1e-3 or round(abs(np.linalg.det(rounded))) * len(found[2]) != len(numbers):
+        return None
+    return rounded.astype(np.int64)
+
+
 def _into_cell(frac: np.ndarray) -> np.ndarray:
     """Fractional coordinates wrapped into [0, 1) (a round-off 1.0 back to 0, as the periodic tree needs)."""
     wrapped = frac - np.floor(frac)

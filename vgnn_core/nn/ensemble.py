@@ -27,13 +27,26 @@ from .model import VGNN, AtomFeatures, ForceConstantModel
 UNCERTAINTY_QPOINTS = [[a / 2, b / 2, c / 2] for a in (0, 1) for b in (0, 1) for c in (0, 1)]
 
 
-def uncertainty_qpoints(rotations: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+def uncertainty_qpoints(rotations: np.ndarray | None = None,
+                        primitive_matrix: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """:data:`UNCERTAINTY_QPOINTS` reduced by a crystal's point group: the points that differ
     under ``rotations`` (integer, on fractional positions: :attr:`~vgnn_core.crystal.crystal.Crystal.mesh_rotations`),
     (n, 3), and how many of the eight each stands for, (n,). Force constants with the crystal's
     symmetry (an equivariant network's, to float round-off) have the same spectrum at equivalent
     points, so the weighted spread and the extremes over these are those over all eight, at
-    fewer eigen-solves (a cubic cell: 3 or 4 instead of 8). Without rotations, all eight."""
+    fewer eigen-solves (a cubic cell: 3 or 4 instead of 8). Without rotations, all eight.
+
+    A cell that is not primitive (``primitive_matrix`` M, integer: its lattice is M times its
+    primitive cell's, :attr:`~vgnn_core.crystal.crystal.Crystal.primitive_matrix`) gets the
+    primitive cell's eight points instead, q = M q_prim in its own basis, each distinct one once
+    (they stand for equally many). Its spectrum at q is the primitive cell's at q_prim and at the
+    points its extra lattice points fold onto it; where those are halves of its vectors (a centred
+    conventional cell, a 2×1×1 or 2×2×2 supercell) they are the same eight points, so the members'
+    agreement is the primitive cell's, whichever cell is given."""
+    if primitive_matrix is not None:
+        q = np.asarray(UNCERTAINTY_QPOINTS, dtype=float) @ np.asarray(primitive_matrix, dtype=float).T
+        points = np.unique(np.round(q % 1.0, 9) % 1.0, axis=0)
+        return points, np.ones(len(points), dtype=np.int64)
     if rotations is None:
         return np.asarray(UNCERTAINTY_QPOINTS, dtype=float), np.ones(len(UNCERTAINTY_QPOINTS), dtype=np.int64)
     grid = gamma_centred_mesh((2, 2, 2), rotations)  # a q and −q are the same point here
@@ -115,6 +128,7 @@ class VGNNEnsemble(ForceConstantModel):
     def force_constants_and_agreement(self, batch: GraphBatch, features: Sequence[AtomFeatures] | None = None,
                                       member_blocks: torch.Tensor | None = None,
                                       rotations: Sequence[np.ndarray | None] | None = None,
+                                      primitive_matrices: Sequence[np.ndarray | None] | None = None,
                                       ) -> tuple[list[ForceConstants], list[MemberAgreement]]:
         """The ensemble's force constants and, per crystal, how far its members agree.
 
@@ -126,7 +140,9 @@ class VGNNEnsemble(ForceConstantModel):
         :meth:`member_bond_blocks`; ``member_blocks`` (that method's result for this batch, e.g. from
         a k-MVN with the same members when this is their MVN) skips the networks. ``rotations``
         (one per crystal of the batch, or None: each cell's exact point-group rotations) solve only
-        the points that differ under them (:func:`uncertainty_qpoints`), weighted.
+        the points that differ under them (:func:`uncertainty_qpoints`), weighted;
+        ``primitive_matrices`` (one per crystal, None for a primitive cell) measure a k-MVN's
+        agreement at the primitive cell's points.
         """
         if member_blocks is None:
             member_blocks = self.member_bond_blocks(batch, features)
@@ -137,14 +153,19 @@ class VGNNEnsemble(ForceConstantModel):
         device = member_blocks.device
         if rotations is not None and len(rotations) != batch.n_graphs:
             raise ValueError(f"{len(rotations)} crystals' rotations for a batch of {batch.n_graphs}")
+        if primitive_matrices is not None and len(primitive_matrices) != batch.n_graphs:
+            raise ValueError(f"{len(primitive_matrices)} crystals' primitive matrices for a batch of {batch.n_graphs}")
         if self.kind != "kmvn" or rotations is None:  # MVN: Γ only; k-MVN: all eight points
             rotations = [None] * batch.n_graphs
-        # one grid (points and weights as tensors) per point group: one q tensor for the band solver to deduplicate
-        keys = [None if r is None else np.asarray(r, dtype=np.int64).tobytes() for r in rotations]
-        grids: dict[bytes | None, tuple[torch.Tensor, torch.Tensor]] = {}
-        for key, r in zip(keys, rotations):
+        if self.kind != "kmvn" or primitive_matrices is None:
+            primitive_matrices = [None] * batch.n_graphs
+        # one grid (points and weights as tensors) per point group and cell: one q tensor for the band solver to deduplicate
+        keys = [tuple(None if x is None else np.asarray(x, dtype=np.int64).tobytes() for x in pair)
+                for pair in zip(rotations, primitive_matrices)]
+        grids: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
+        for key, r, m in zip(keys, rotations, primitive_matrices):
             if key not in grids:
-                points, weights = uncertainty_qpoints(r) if self.kind == "kmvn" else (np.zeros((1, 3)), np.ones(1))
+                points, weights = uncertainty_qpoints(r, m) if self.kind == "kmvn" else (np.zeros((1, 3)), np.ones(1))
                 grids[key] = (torch.as_tensor(points, dtype=torch.float64, device=device),
                               torch.as_tensor(weights, dtype=torch.float64, device=device))
         q = [grids[key][0] for key in keys]

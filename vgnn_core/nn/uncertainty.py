@@ -6,8 +6,9 @@ hydrogen's modes and a large primitive cell are off by less than the spread sugg
 :class:`UncertaintyModel` is a power law in those quantities (:class:`ErrorPredictors`), fitted
 on validation materials when a model is shipped, that turns them into the expected per-material
 MAE (cm⁻¹). The atom count is the primitive cell's, whichever cell is given and under noise of a
-few mÅ; the members' frequencies are measured on the given cell's own 2×2×2 grid, so a
-supercell's can differ a little.
+few mÅ; the members' frequencies are measured at the primitive cell's 2×2×2 grid
+(:func:`~vgnn_core.nn.ensemble.uncertainty_qpoints`), the same modes in a centred conventional
+cell or a 2×2×2 supercell; other supercells fold in other points and can differ a little.
 """
 
 from __future__ import annotations

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from ..crystal.crystal import as_crystal
 from ..crystal.graph import CrystalGraph
 from ..crystal.symmetry import primitive_atoms
 from ..nn.ensemble import MemberAgreement, VGNNEnsemble
@@ -144,13 +145,15 @@ def score_uncertainty(rows: list[dict], error_key: str, expected_error: Uncertai
 
 
 def member_agreement(model: VGNNEnsemble, graphs: Sequence, batch_size: int = 32) -> list[MemberAgreement]:
-    """How far the members agree on every graph (spread uncalibrated); see
+    """How far the members agree on every graph (spread uncalibrated), as a prediction measures it:
+    a cell that is not primitive at its primitive cell's q-points; see
     :meth:`~vgnn_core.nn.ensemble.VGNNEnsemble.force_constants_and_agreement`."""
     predictor = Predictor(model, device=next(model.parameters()).device, batch_size=batch_size)
+    cells = [as_crystal(g.structure()).primitive_matrix for g in graphs]
     out: list[MemberAgreement] = []
     with torch.inference_mode():
-        for _, batch in predictor._each_batch(graphs):
-            out += model.force_constants_and_agreement(batch)[1]
+        for idx, batch in predictor._each_batch(graphs):
+            out += model.force_constants_and_agreement(batch, primitive_matrices=[cells[k] for k in idx])[1]
     return out
 
 
