@@ -14,7 +14,7 @@ from .symmetry import (
     Inversion,
     SiteMaps,
     analyse_symmetry,
-    primitive_atoms,
+    lattice_points,
     primitive_matrix,
     site_maps,
     space_group_operations,
@@ -42,8 +42,7 @@ class Crystal:
     _inversion: Inversion | None | _Search = field(default=_Search.NOT_YET, repr=False, compare=False)
     _rotations: np.ndarray | None | _Search = field(default=_Search.NOT_YET, repr=False, compare=False)
     _site_maps: SiteMaps | None | _Search = field(default=_Search.NOT_YET, repr=False, compare=False)
-    _primitive_atoms: int | None = field(default=None, repr=False, compare=False)
-    _primitive_matrix: np.ndarray | None | _Search = field(default=_Search.NOT_YET, repr=False, compare=False)
+    _lattice_points: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     @property
     def symmetry(self) -> CrystalSymmetry:
@@ -81,21 +80,23 @@ class Crystal:
         return self._inversion
 
     @property
+    def lattice_points(self) -> np.ndarray:
+        """The cell's lattice points, (k, 3) fractional (:func:`~vgnn_core.crystal.symmetry.lattice_points`;
+        found on first use, then kept)."""
+        if self._lattice_points is None:
+            self._lattice_points = lattice_points(self.structure)
+        return self._lattice_points
+
+    @property
     def primitive_atoms(self) -> int:
-        """Atoms in the primitive cell (:func:`~vgnn_core.crystal.symmetry.primitive_atoms`; counted on
-        first use, then kept)."""
-        if self._primitive_atoms is None:
-            self._primitive_atoms = primitive_atoms(self.structure)
-        return self._primitive_atoms
+        """Atoms in the primitive cell: the same for any cell of the crystal."""
+        return self.n_atoms // len(self.lattice_points)
 
     @property
     def primitive_matrix(self) -> np.ndarray | None:
-        """M (integer) with this cell's lattice = M · its primitive cell's, or ``None`` for a
-        primitive cell (:func:`~vgnn_core.crystal.symmetry.primitive_matrix`; searched only when
-        :attr:`primitive_atoms` is below the cell's atoms, then kept)."""
-        if self._primitive_matrix is _Search.NOT_YET:
-            self._primitive_matrix = None if self.primitive_atoms == self.n_atoms else primitive_matrix(self.structure)
-        return self._primitive_matrix
+        """M (integer) with this cell's lattice = M · a primitive cell's, or ``None`` for a primitive
+        cell (:func:`~vgnn_core.crystal.symmetry.primitive_matrix` of its lattice points)."""
+        return primitive_matrix(self.lattice_points)
 
     @property
     def n_atoms(self) -> int:

@@ -174,41 +174,66 @@ def space_group_operations(structure: Structure, symprec: float = SYMPREC) -> tu
         return analyse_symmetry(structure, symprec).operations
 
 
-def primitive_atoms(structure: Structure, symprec: float = PRIMITIVE_SYMPREC) -> int:
-    """Atoms in the primitive cell of ``structure``: its atoms over its lattice points, the
-    space-group operations without rotation (moyo's, within ``symprec`` Å; one point when none is
-    found). Any cell of a crystal gives the same count: a supercell or a centred conventional cell
-    has as many more lattice points as it has more atoms. The default tolerance is
-    :data:`~vgnn_core.settings.PRIMITIVE_SYMPREC`, looser than the space group's, so that noise of
-    a few mÅ does not change the count (moyo lowers a tolerance at which it finds no consistent
-    group: conventional Si keeps its 2 atoms with every atom moved 5 mÅ, not 6 mÅ)."""
+def lattice_points(structure: Structure, symprec: float = PRIMITIVE_SYMPREC) -> np.ndarray:
+    """The cell's lattice points, (k, 3) fractional, the origin first: the translations of moyo's
+    space-group operations without rotation, within ``symprec`` Å (default
+    :data:`~vgnn_core.settings.PRIMITIVE_SYMPREC`, looser than the space group's, so that noise of a
+    few mÅ does not change them: moyo lowers a tolerance at which it finds no consistent group,
+    and conventional Si keeps its 4 points with every atom moved 5 mÅ, not 6 mÅ). The origin alone
+    when none is found, or when they are not a lattice's points (their number must divide the atoms;
+    then those within :data:`~vgnn_core.settings.SYMPREC`)."""
+    origin = np.zeros((1, 3))
     operations = space_group_operations(structure, symprec)
     if operations is None:
-        return len(structure)
-    points = int((np.asarray(operations[0]) == np.eye(3, dtype=np.int64)).all(axis=(1, 2)).sum())
-    if points < 1 or len(structure) % points:  # not a lattice's points: none found on 10,034 Togo cells
-        return len(structure) if symprec <= SYMPREC else primitive_atoms(structure, SYMPREC)
-    return len(structure) // points
+        return origin
+    pure = (np.asarray(operations[0]) == np.eye(3, dtype=np.int64)).all(axis=(1, 2))
+    points = np.unique(np.round(np.asarray(operations[1], dtype=float)[pure] % 1.0, 8) % 1.0, axis=0)
+    if len(points) < 1 or len(structure) % len(points):  # none found on 10,034 Togo cells
+        return origin if symprec <= SYMPREC else lattice_points(structure, SYMPREC)
+    return points[np.argsort(np.abs(points).sum(axis=1), kind="stable")]
 
 
-def primitive_matrix(structure: Structure, symprec: float = PRIMITIVE_SYMPREC) -> np.ndarray | None:
-    """The integer matrix M with the cell's lattice = M · a primitive cell's (rows, Å, the same
-    orientation: spglib's primitive cell, not idealised), found within ``symprec`` Å; ``None`` when
-    the cell is primitive or spglib finds no primitive cell it is an integer multiple of."""
-    import spglib
+def primitive_atoms(structure: Structure, symprec: float = PRIMITIVE_SYMPREC) -> int:
+    """Atoms in the primitive cell of ``structure``: its atoms over its :func:`lattice_points`. Any
+    cell of a crystal gives the same count: a supercell or a centred conventional cell has as many
+    more lattice points as it has more atoms."""
+    return len(structure) // len(lattice_points(structure, symprec))
 
-    lattice, frac, numbers = spglib_cell(structure)
-    try:
-        found = spglib.standardize_cell((lattice, frac, numbers), to_primitive=True, no_idealize=True, symprec=symprec)
-    except Exception:  # noqa: BLE001 - spglib raises on degenerate cells: no primitive cell then
-        found = None
-    if found is None or len(found[2]) >= len(numbers):
+
+def primitive_matrix(points: np.ndarray) -> np.ndarray | None:
+    """The integer matrix M with the cell's lattice = M · its primitive cell's (rows, Å; a
+    primitive basis of the lattice the cell's vectors and its lattice ``points``, fractional, span),
+    or ``None`` for a primitive cell (the origin alone)."""
+    n = len(points)
+    if n <= 1:
         return None
-    m = lattice @ np.linalg.inv(np.asarray(found[0], dtype=float))
+    # every point times n is an integer vector: the lattice n·(ℤ³ + points) has an integer basis
+    generators = np.rint(np.vstack([n * np.eye(3), n * np.asarray(points, dtype=float)])).astype(np.int64)
+    basis = _integer_basis(generators) / n  # the primitive vectors, fractional in the cell
+    m = np.linalg.inv(basis)  # A_cell = M · A_prim with A_prim = basis · A_cell
     rounded = np.rint(m)
-    if np.abs(m - rounded).max() > 1e-3 or round(abs(np.linalg.det(rounded))) * len(found[2]) != len(numbers):
+    if np.abs(m - rounded).max() > 1e-6 or round(abs(np.linalg.det(rounded))) != n:
         return None
     return rounded.astype(np.int64)
+
+
+def _integer_basis(vectors: np.ndarray) -> np.ndarray:
+    """Three integer rows spanning the same lattice as the integer rows of ``vectors`` (full rank):
+    Euclid's algorithm column by column (an echelon form)."""
+    rows = [list(map(int, v)) for v in vectors if any(v)]
+    basis = []
+    for col in range(3):
+        while len(live := [r for r in rows if r[col]]) > 1:
+            pivot = min(live, key=lambda r: abs(r[col]))
+            for r in live:
+                if r is not pivot:
+                    factor = r[col] // pivot[col]
+                    r[:] = [a - factor * b for a, b in zip(r, pivot)]
+            rows = [r for r in rows if any(r)]
+        pivot = next(r for r in rows if r[col])
+        basis.append(pivot)
+        rows = [r for r in rows if r is not pivot]
+    return np.asarray(basis, dtype=float)
 
 
 def _into_cell(frac: np.ndarray) -> np.ndarray:

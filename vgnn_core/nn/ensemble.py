@@ -40,9 +40,11 @@ def uncertainty_qpoints(rotations: np.ndarray | None = None,
     primitive cell's, :attr:`~vgnn_core.crystal.crystal.Crystal.primitive_matrix`) gets the
     primitive cell's eight points instead, q = M q_prim in its own basis, each distinct one once
     (they stand for equally many). Its spectrum at q is the primitive cell's at q_prim and at the
-    points its extra lattice points fold onto it; where those are halves of its vectors (a centred
-    conventional cell, a 2×1×1 or 2×2×2 supercell) they are the same eight points, so the members'
-    agreement is the primitive cell's, whichever cell is given."""
+    points its extra lattice points fold onto it; where those are halves of its vectors (an F-, I-,
+    C-centred conventional cell, a 2×1×1 or 2×2×2 supercell) they are the same eight points, so the
+    lowest and highest frequency are the primitive cell's, and so is the spread wherever the members
+    sort the folded modes alike (the shipped k-MVN on Si: to 1e-6; SrTiO₃'s 2×2×2 supercell: 4 %
+    lower spread). Thirds (a rhombohedral crystal in hexagonal axes, a 3×1×1 supercell) fold in other points."""
     if primitive_matrix is not None:
         q = np.asarray(UNCERTAINTY_QPOINTS, dtype=float) @ np.asarray(primitive_matrix, dtype=float).T
         points = np.unique(np.round(q % 1.0, 9) % 1.0, axis=0)
@@ -56,7 +58,7 @@ def uncertainty_qpoints(rotations: np.ndarray | None = None,
 @dataclass(frozen=True)
 class MemberAgreement:
     """How far an ensemble's members agree on one crystal, measured at :data:`UNCERTAINTY_QPOINTS`
-    (MVN: Γ) on each member's own spectrum."""
+    of its primitive cell (:func:`uncertainty_qpoints`; MVN: Γ) on each member's own spectrum."""
 
     #: standard deviation across members of each mode's frequency, averaged over modes and
     #: q-points (cm⁻¹, uncalibrated: the predictor scales it to the expected MAE)
@@ -132,8 +134,8 @@ class VGNNEnsemble(ForceConstantModel):
                                       ) -> tuple[list[ForceConstants], list[MemberAgreement]]:
         """The ensemble's force constants and, per crystal, how far its members agree.
 
-        Each member's own frequencies at Γ and the seven zone-boundary points of the cell's 2×2×2
-        grid (MVN: at Γ) give the spread (standard deviation across members, averaged over modes
+        Each member's own frequencies at Γ and the seven zone-boundary points of the primitive cell's
+        2×2×2 grid (MVN: at Γ) give the spread (standard deviation across members, averaged over modes
         and q-points) and the lowest and highest frequency of any member: one extra small eigen-solve per
         member, a few per cent of a band structure; no NAC (with ``nac_mode="full"`` the
         ensemble's own bands get it, its members' spectra here do not). ``features``: as for

@@ -7,8 +7,9 @@ hydrogen's modes and a large primitive cell are off by less than the spread sugg
 on validation materials when a model is shipped, that turns them into the expected per-material
 MAE (cm⁻¹). The atom count is the primitive cell's, whichever cell is given and under noise of a
 few mÅ; the members' frequencies are measured at the primitive cell's 2×2×2 grid
-(:func:`~vgnn_core.nn.ensemble.uncertainty_qpoints`), the same modes in a centred conventional
-cell or a 2×2×2 supercell; other supercells fold in other points and can differ a little.
+(:func:`~vgnn_core.nn.ensemble.uncertainty_qpoints`): the same modes in an F-, I- or C-centred
+conventional cell or a 2×2×2 supercell, where the spread can still differ by a few per cent when
+the members sort the folded modes differently; other supercells fold in other points.
 """
 
 from __future__ import annotations
