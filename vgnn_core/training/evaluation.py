@@ -8,9 +8,8 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from ..crystal.crystal import as_crystal
+from ..crystal.crystal import Crystal, as_crystal
 from ..crystal.graph import CrystalGraph
-from ..crystal.symmetry import primitive_atoms
 from ..nn.ensemble import MemberAgreement, VGNNEnsemble
 from ..nn.model import Model
 from ..nn.uncertainty import ErrorPredictors, UncertaintyModel
@@ -80,10 +79,11 @@ def evaluate(model: Model, samples: Sequence[PhononSample], batch_size: int = 32
             summary["bands"]["mae_hydrogen"] = summarize(hydrogen, "bands_mae") | {"n": len(hydrogen)}
     summary["acoustic_gamma_cm1"] = summarize(rows, "acoustic_gamma_cm1")
     if isinstance(model, VGNNEnsemble) and rows:
-        for r, a in zip(rows, member_agreement(model, [s.graph for s in samples], batch_size)):
+        graphs = [s.graph for s in samples]
+        crystals = [as_crystal(g.structure()) for g in graphs]  # one symmetry search each, for both uses
+        for r, a, c in zip(rows, member_agreement(model, graphs, batch_size, crystals), crystals):
             r["spread_cm1"], r["member_lowest_cm1"], r["member_highest_cm1"] = a.spread_cm1, a.lowest_cm1, a.highest_cm1
-        for r, s in zip(rows, samples):
-            r["primitive_atoms"] = sample_primitive_atoms(s.graph)
+            r["primitive_atoms"] = c.primitive_atoms
         key = "bands_mae" if "bands_mae" in rows[0] else "gamma_mae"
         expected_error = UncertaintyModel.from_metadata(getattr(model, "checkpoint_metadata", {}))
         summary["uncertainty"] = score_uncertainty(rows, key, expected_error or UncertaintyModel.proportional(1.0))
@@ -144,12 +144,15 @@ def score_uncertainty(rows: list[dict], error_key: str, expected_error: Uncertai
     return summary | {"error": error_key, "model": expected_error.to_dict()}
 
 
-def member_agreement(model: VGNNEnsemble, graphs: Sequence, batch_size: int = 32) -> list[MemberAgreement]:
+def member_agreement(model: VGNNEnsemble, graphs: Sequence, batch_size: int = 32,
+                     crystals: Sequence[Crystal] | None = None) -> list[MemberAgreement]:
     """How far the members agree on every graph (spread uncalibrated), as a prediction measures it:
-    a cell that is not primitive at its primitive cell's q-points; see
-    :meth:`~vgnn_core.nn.ensemble.VGNNEnsemble.force_constants_and_agreement`."""
+    a cell that is not primitive at its primitive cell's q-points (``crystals``: the graphs' own, when
+    the caller has them); see :meth:`~vgnn_core.nn.ensemble.VGNNEnsemble.force_constants_and_agreement`."""
     predictor = Predictor(model, device=next(model.parameters()).device, batch_size=batch_size)
-    cells = [as_crystal(g.structure()).primitive_matrix for g in graphs]
+    if crystals is None:
+        crystals = [as_crystal(g.structure()) for g in graphs]
+    cells = [c.primitive_matrix for c in crystals]
     out: list[MemberAgreement] = []
     with torch.inference_mode():
         for idx, batch in predictor._each_batch(graphs):
@@ -207,5 +210,5 @@ def error_predictors(row: dict) -> ErrorPredictors:
 
 
 def sample_primitive_atoms(graph: CrystalGraph) -> int:
-    """Atoms in the primitive cell of a sample's crystal (:func:`~vgnn_core.crystal.symmetry.primitive_atoms`)."""
-    return primitive_atoms(graph.structure())
+    """Atoms in the primitive cell of a sample's crystal (what :func:`evaluate` rows record)."""
+    return as_crystal(graph.structure()).primitive_atoms
