@@ -1,6 +1,6 @@
-"""This release's numbers in README.md and the Born card, rendered from the files a release writes.
+"""This release's numbers in README.md, benchmarks/README.md and the Born card, rendered from the files a release writes.
 
-Every place the README (or ``born_heads.md``) quotes the shipped models' metrics is a *slot*: the
+Every place the README (or ``benchmarks/README.md``, or ``born_heads.md``) quotes the shipped models' metrics is a *slot*: the
 words around it with ``{}`` where a number goes, ``{sha}`` for a checksum and ``{*}`` for text
 that is kept as it is (history, the members' epochs). The numbers come from the model cards
 (``vgnn_core/pretrained/checkpoints``) and the saved results (``benchmarks/results``), formatted
@@ -39,8 +39,11 @@ from vgnn_core.training.metrics import every_material_f1
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
+BENCHMARKS_README = ROOT / "benchmarks" / "README.md"
 CHECKPOINTS = ROOT / "vgnn_core" / "pretrained" / "checkpoints"
 BORN_CARD = CHECKPOINTS / "born_heads.md"
+#: the documents that hold slots, by the name a :class:`Slot` gives
+DOCUMENTS = {"README": README, "benchmarks": BENCHMARKS_README, "born card": BORN_CARD}
 RESULTS = ROOT / "benchmarks" / "results"
 
 _FIELDS = {"{}": r"([−+-]?\d[\d,]*(?:\.\d+)?)", "{sha}": r"([0-9a-f]{64})", "{*}": r"([^|\n]*?)"}
@@ -110,7 +113,7 @@ class Slot:
     """Words with numbers in one of the documents; ``values`` gives the numbers, formatted."""
 
     name: str
-    document: str  # "README" or "born card"
+    document: str  # a key of :data:`DOCUMENTS`: "README", "benchmarks" or "born card"
     template: str
     values: Callable[[Sources], list[str]]
 
@@ -205,7 +208,7 @@ def _model_slots() -> list[Slot]:
                         _f(s.kmvn["uncertainty_model"].get("atoms", 0.0), 2),
                         _f(math.exp(s.kmvn["uncertainty_model"].get("unstable", 0.0)), 2)]),
         Slot("uncertainty sentence", "README",
-             "This release on `val`, Petretto and phonondb: {} and {}, {}× and {}×; on `test` as it came: phonondb Spearman {} (target 0.7), "
+             "This release on `val`, Petretto and phonondb: Spearman {} and {}, top 10 % against the rest {}× and {}×; on `test` as it came: phonondb Spearman {} (target 0.7), "
              "commensurate {}, Petretto {}; the 10 % most uncertain phonondb materials have {}× the error of the rest "
              "({} against {}; target ≥ 3×,",
              lambda s: [_f(s.k("val.uncertainty.spearman"), 2), _f(s.k("phonondb_val.uncertainty.spearman"), 2),
@@ -229,11 +232,11 @@ def _model_slots() -> list[Slot]:
         Slot("instability flag against the bands' minimum", "README",
              "(at the commensurate q-points {*}, {} against {}; on Petretto's 19 {*}, {} against {})",
              lambda s: [v for split in ("phonondb_test_commensurate", "test") for v in _leader_first(s, split)]),
-        Slot("instabilities by the DFT supercell", "README",
+        Slot("instabilities by the DFT supercell", "benchmarks",
              "For the {} `test` materials whose DFT supercell is the primitive cell itself, the path has {} unstable "
              "and Γ, their one exact point, {} (such a supercell cannot show an instability anywhere else: the other {} "
              "are interpolated,", lambda s: _one_cell_supercells(s)),
-        Slot("instability flag by the DFT supercell", "README",
+        Slot("instability flag by the DFT supercell", "benchmarks",
              "the flag's F1 on phonopy's path is {}, {}, {} and {} on `test` (`val`: {}, {}, {} and {}), against {}, {}, {} "
              "and {} for flagging every material:", lambda s: _flag_by_supercell(s)),
         Slot("instability val sentence", "README", "this release's `val`: {} → {} and {} → {})",
@@ -332,7 +335,7 @@ def _vs_mlip_slots() -> list[Slot]:
         Slot("vs CHGNet, median", "README", "takes only {} s (median) here.", lambda s: [_f(sm(s, "mlip_s", "median"))]),
         Slot("vs CHGNet, force-constant ratio", "README", "the force-constant step, is {}× faster batched (median per material "
              "{}×, range {}–{}×).", _force_constant_ratios),
-        Slot("MVN batched time", "README", "(MVN Γ spectra batched: {} ms per material in this release's run",
+        Slot("MVN batched time", "benchmarks", "(MVN Γ spectra batched: {} ms per material in this release's run",
              lambda s: [_f(1000 * sm(s, "mvn_batched_s"))]),
     ]
 
@@ -522,31 +525,31 @@ def _icv_sentence(s: Sources) -> list[str]:
 def _cv_slots() -> list[Slot]:
     sources = ("phonondb", "petretto2018")
     return [
-        Slot("uncertainty out of fold", "README",
+        Slot("uncertainty out of fold", "benchmarks",
              "`benchmarks/results/uncertainty_cv.json`): {} → {} and {} → {}, {} → {}× and {} → {}×.",
              lambda s: ([_f(_ucv(s, label, src, "spearman"), 3) for src in sources for label in (UCV_BEFORE, UCV_SHIPPED)]
                         + [_f(_ucv(s, label, src, "top_to_rest_ratio"), 2) for src in sources
                            for label in (UCV_BEFORE, UCV_SHIPPED)])),
-        Slot("uncertainty candidates, Spearman", "README",
+        Slot("uncertainty candidates, Spearman", "benchmarks",
              "The prior lifts Spearman to {} and {} (from {} and {}, phonondb and Petretto)",
              lambda s: [_f(_ucv(s, label, src, "spearman", "candidates"), 3)
                         for label in (UCV_CANDIDATES[1], UCV_CANDIDATES_BASE) for src in sources]),
-        Slot("uncertainty candidates, top 10 %", "README",
+        Slot("uncertainty candidates, top 10 %", "benchmarks",
              "(phonondb and Petretto, from {}× and {}×: the number of elements {}× and {}×, the prior {}× and {}×, "
              "the lowest mode's depth {}× and {}×, the squared log spread {}× and {}×)",
              lambda s: [_f(_ucv(s, label, src, "top_to_rest_ratio", "candidates"), 3)
                         for label in (UCV_CANDIDATES_BASE,) + UCV_CANDIDATES for src in sources]),
-        Slot("uncertainty, distance from the training data", "README",
+        Slot("uncertainty, distance from the training data", "benchmarks",
              "The crystal distance lifts Spearman (Petretto {} → {}, phonondb {} → {}) but not both top-10 % ratios "
              "({} → {}× and {} → {}×)",
              lambda s: [_f(s.uncertainty_latent[label][src][key], digits)
                         for key, digits in (("spearman", 3), ("top_to_rest_ratio", 2))
                         for src in ("petretto2018", "phonondb") for label in ("shipped terms", "+ log distance: crystals")]),
-        Slot("uncertainty, ideal ranking", "README",
+        Slot("uncertainty, ideal ranking", "benchmarks",
              "Even a ranking by the actual error itself gives the 10 % most uncertain only {}× and {}× the error",
              lambda s: [_f(s.uncertainty_latent["ideal (ranked by the actual error)"][src]["top_to_rest_ratio"], 2)
                         for src in ("petretto2018", "phonondb")]),
-        Slot("instability classifier", "README",
+        Slot("instability classifier", "benchmarks",
              "scores F1 {} on phonondb's path (the flag {}, flagging every material {}), {} at the commensurate q-points "
              "(the flag {}, the bands' own minimum {}) and {} on Petretto's {} unstable of {} (the flag {}, the bands' own "
              "minimum {}): the classifier minus the best simple rule {}, {} and {},",
@@ -675,13 +678,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", help='the members\' epochs for the results row, e.g. "166, 174 and 168" '
                         "(default: the k-MVN card's)")
     parser.add_argument("--readme", type=Path, default=README)
+    parser.add_argument("--benchmarks-readme", type=Path, default=BENCHMARKS_README)
     parser.add_argument("--born-card", type=Path, default=BORN_CARD)
     args = parser.parse_args(argv)
     if args.epochs and not args.write:
         parser.error("--epochs names a new release's row: use it with --write")
     if args.write and args.epochs is None:
         args.epochs = card_epochs()
-    paths = {"README": args.readme, "born card": args.born_card}
+    paths = {"README": args.readme, "benchmarks": args.benchmarks_readme, "born card": args.born_card}
     documents = {name: path.read_text() for name, path in paths.items()}
     sources = Sources()
     try:

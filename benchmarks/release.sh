@@ -31,7 +31,7 @@ if [ "${1:-}" = "--benchmarks" ]; then  # the benchmarks every release reruns (n
   rm -rf demo-db && make demo > "$OUT/demo.log" 2>&1
   "$PY" benchmarks/bench_queries.py --release demo-db --markdown > "$OUT/queries.md" 2> "$OUT/queries.log"
   "$PY" benchmarks/plot_results.py > "$OUT/plot.log" 2>&1
-  # the cross-validations on `val` of the installed k-MVN (the README's out-of-fold sentences), both
+  # the cross-validations on `val` of the installed k-MVN (the out-of-fold sentences of benchmarks/README.md), both
   # from the same three evaluations
   mkdir -p "$OUT/flag"
   for run in "phonondb path" "phonondb commensurate" "petretto2018 path"; do

@@ -11,7 +11,10 @@
   :data:`COMPILE_ONLY` names them; those are compiled.
 * Inline ``vgnn …`` spans name real sub-commands (and parse, when they carry options); inline
   ``make``, ``pip install`` and ``python benchmarks/….py`` spans name real targets, extras and
-  scripts.
+  scripts. So do those of ``benchmarks/README.md`` (the measurements the README quotes), which
+  has no fenced blocks.
+* Relative links of both files name files that exist, and headings that exist where they
+  point into a Markdown file (GitHub's anchors).
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
+BENCHMARKS_README = ROOT / "benchmarks" / "README.md"
 
 #: ``vgnn`` lines that are parsed but not run: (regex searched in the line, why not run).
 PARSE_ONLY: tuple[tuple[str, str], ...] = (
@@ -229,19 +233,47 @@ def test_shell_line_names_real_targets(command):
     check_shell_line(command.argv)
 
 
-def _inline_spans() -> list[tuple[int, str]]:
-    text = README.read_text()
+def _inline_spans(path: Path) -> list[tuple[int, str]]:
+    text = path.read_text()
     # code spans outside fenced blocks
     outside = re.sub(r"^```.*?^```", lambda m: "\n" * m[0].count("\n"), text, flags=re.S | re.M)
     return [(outside[: m.start()].count("\n") + 1, " ".join(m[1].split()))
             for m in re.finditer(r"`([^`\n]+(?:\n[^`\n]+)?)`", outside)]
 
 
-INLINE = [(n, s) for n, s in _inline_spans() if re.match(r"(/usr/bin/time )?(vgnn|make|pip install|python) ", s)
-          or s.startswith(("vgnn ", "make "))]
+#: the inline command spans of README.md ("L12") and of benchmarks/README.md, which holds the
+#: measurements the README quotes ("benchmarks-L12")
+INLINE = [(f"{prefix}L{n}", s) for prefix, path in (("", README), ("benchmarks-", BENCHMARKS_README))
+          for n, s in _inline_spans(path)
+          if re.match(r"(/usr/bin/time )?(vgnn|make|pip install|python) ", s) or s.startswith(("vgnn ", "make "))]
 
 
-@pytest.mark.parametrize("span", [_case(f"inline-L{n}", s) for n, s in INLINE])
+def test_benchmarks_readme_has_no_fenced_blocks():
+    """Only README.md's fenced blocks are run here: benchmarks/README.md quotes commands inline."""
+    assert fenced_blocks(BENCHMARKS_README.read_text()) == []
+
+
+def github_anchor(heading: str) -> str:
+    """The anchor GitHub gives a Markdown heading: lower case, punctuation dropped, spaces as hyphens."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+@pytest.mark.parametrize("path", [README, BENCHMARKS_README], ids=lambda p: str(p.relative_to(ROOT)))
+def test_relative_links_resolve(path):
+    text = path.read_text()
+    links = re.findall(r"\]\(([^)\s]+)\)", re.sub(r"^```.*?^```", "", text, flags=re.S | re.M))
+    local = [link for link in links if not re.match(r"[a-z]+://|mailto:", link)]
+    assert local, f"{path.name}: no relative links found (the pattern is stale)"
+    for link in local:
+        target, _, anchor = link.partition("#")
+        file = (path.parent / target).resolve() if target else path
+        assert file.exists(), f"{path.name}: link {link!r} names no file"
+        if anchor and file.suffix == ".md":
+            headings = re.findall(r"^#+ (.+)$", re.sub(r"^```.*?^```", "", file.read_text(), flags=re.S | re.M), flags=re.M)
+            assert anchor in {github_anchor(h) for h in headings}, f"{path.name}: link {link!r} names no heading"
+
+
+@pytest.mark.parametrize("span", [_case(f"inline-{where}", s) for where, s in INLINE])
 def test_inline_command_is_real(span):
     argv = shlex.split(span.removeprefix("/usr/bin/time "))
     argv = [a for a in argv if not re.fullmatch(r"\[.*\]|\[--\S+|N\]", a)]  # `[--limit N]` placeholders

@@ -1,5 +1,6 @@
-"""The README's and the Born card's numbers for this release are those of the shipped model cards and
-of the saved results, so a release cannot ship with last release's numbers in its tables and sentences.
+"""The numbers for this release in README.md, benchmarks/README.md and the Born card are those of the
+shipped model cards and of the saved results, so a release cannot ship with last release's numbers in
+its tables and sentences.
 
 The places and their formatting are `benchmarks/readme_numbers.py`'s slots (the tool that also writes
 them); this file checks each one, and checks the tool on documents with stale numbers.
@@ -24,7 +25,7 @@ rn = importlib.util.module_from_spec(_spec)
 sys.modules["readme_numbers"] = rn  # dataclasses look their module up
 _spec.loader.exec_module(rn)
 
-DOCUMENTS = {"README": rn.README.read_text(), "born card": rn.BORN_CARD.read_text()}
+DOCUMENTS = {name: path.read_text() for name, path in rn.DOCUMENTS.items()}
 SOURCES = rn.Sources()
 SLOT = {slot.name: slot for slot in rn.SLOTS}
 
@@ -54,10 +55,10 @@ def test_stale_numbers_are_found_and_written_back():
     readme = _stale(readme, "LO–TO table, `val` LO error at Γ (signed)", 1, "+99.0")
     readme = _stale(readme, "uncertainty formula", 3, "0.11")
     readme = _stale(readme, "NAC cost, rounds", 2, "9.99")
-    readme = _stale(readme, "instability classifier", 13, "+9.999")
     card = _stale(DOCUMENTS["born card"], "Born card checksum", 0, "0" * 64)
     card = _stale(card, "Born card, targets", 0, "0.999")
-    stale = {"README": readme, "born card": card}
+    bench = _stale(DOCUMENTS["benchmarks"], "instability classifier", 13, "+9.999")
+    stale = {"README": readme, "benchmarks": bench, "born card": card}
     found = {(f.slot.name, tuple(f.shown)) for f in rn.check(stale, SOURCES)}
     assert {name for name, _ in found} == {"vs CHGNet, MVN row", "LO–TO table, `val` LO error at Γ (signed)",
                                           "uncertainty formula", "NAC cost, rounds", "instability classifier",
@@ -134,12 +135,12 @@ def test_the_met_and_not_met_words_follow_the_numbers():
 
 
 def test_the_uncertainty_candidates_prose_holds():
-    """README: the per-element prior lifts both Spearmans, yet no candidate lifts both top-10 % ratios
+    """benchmarks/README.md: the per-element prior lifts both Spearmans, yet no candidate lifts both top-10 % ratios
     by more than 0.05 (so none is taken); the prior and the squared log spread lower both, the number
     of elements and the depth lift both by hundredths or less."""
     rows = SOURCES.uncertainty_cv["candidates"]["out_of_fold"]
     base = rows[rn.UCV_CANDIDATES_BASE]
-    readme = " ".join(DOCUMENTS["README"].split())
+    readme = " ".join(DOCUMENTS["benchmarks"].split())
     assert "no candidate lifts both top-10 % ratios by more than 0.05: the prior and the squared log spread lower " \
            "both, the number of elements and the depth lift both by hundredths or less" in readme
     for source in ("phonondb", "petretto2018"):
