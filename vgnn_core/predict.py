@@ -25,6 +25,7 @@ from .crystal.crystal import Crystal, as_crystal
 from .crystal.domain import TrainingDomain
 from .crystal.graph import CrystalGraph, collate, crystal_graph
 from .crystal.structures import StructureLike
+from .crystal.symmetry import PrimitiveSites
 from .nn.copies import same_weights
 from .nn.ensemble import MemberAgreement
 from .nn.model import Model
@@ -253,7 +254,7 @@ class Predictor:
     def _force_constants_and_agreement(
         self, graphs: Sequence[CrystalGraph], born: list | None = None, companion: Predictor | None = None,
         rotations: Sequence[np.ndarray | None] | None = None,
-        primitive_matrices: Sequence[np.ndarray | None] | None = None,
+        primitive_sites: Sequence[PrimitiveSites | None] | None = None,
     ) -> list[tuple[list[ForceConstants], list[MemberAgreement | None]]]:
         """Force constants and, for an ensemble, how far its members agree on each crystal
         (None for a single network): ``[(fcs, agreements)]``, then the same for ``companion``
@@ -262,9 +263,9 @@ class Predictor:
         With a list ``born``, the Born model's charges of every crystal are appended to it,
         predicted on the same batches. ``rotations`` (each crystal's exact point-group rotations,
         :attr:`~vgnn_core.crystal.crystal.Crystal.mesh_rotations`) let an ensemble measure its
-        members' agreement at the q-points that differ under them only; ``primitive_matrices``
-        (:attr:`~vgnn_core.crystal.crystal.Crystal.primitive_matrix`) at the primitive cell's points."""
-        for name, given in (("rotations", rotations), ("primitive matrices", primitive_matrices)):
+        members' agreement at the q-points that differ under them only; ``primitive_sites``
+        (:attr:`~vgnn_core.crystal.crystal.Crystal.primitive_sites`) on the primitive cell's force constants."""
+        for name, given in (("rotations", rotations), ("primitive sites", primitive_sites)):
             if given is not None and len(given) != len(graphs):
                 raise ValueError(f"{len(given)} crystals' {name} for {len(graphs)} graphs")
         if not self.model.has_force_constants:
@@ -278,7 +279,7 @@ class Predictor:
             for idx, batch in self._each_batch(graphs):
                 features = None  # the backbones' output, when the Born heads need it too
                 symmetry = {key: [given[k] for k in idx] for key, given in
-                            (("rotations", rotations), ("primitive_matrices", primitive_matrices)) if given is not None}
+                            (("rotations", rotations), ("primitive_sites", primitive_sites)) if given is not None}
                 if shared is not None:
                     features = self.model.encode(batch)
                     per_member = features if isinstance(features, list) else [features]
@@ -448,11 +449,11 @@ class Predictor:
         predicted: list | None = [] if nac is True else None
         if predicted is not None:
             self.born_model  # noqa: B018 - loaded (once) before the network is timed
-        rotations = cells = None  # a k-MVN ensemble's agreement: at the primitive cell's q-points they tell apart
+        rotations = cells = None  # a k-MVN ensemble's agreement: on the primitive cell, at the q-points its rotations tell apart
         if self.model.kind == "kmvn" and hasattr(self.model, "members"):
             with maybe_stage(clock, "graph"):  # kept on each Crystal: its mesh is reduced by them too
                 rotations = [c.mesh_rotations for c in crystals]
-                cells = [c.primitive_matrix for c in crystals]
+                cells = [c.primitive_sites for c in crystals]
         with maybe_stage(clock, "network"):
             outputs = self._force_constants_and_agreement(graphs, predicted, companion, rotations, cells)
             outputs = [([fc.cpu() for fc in fcs], agreements) for fcs, agreements in outputs]  # the rest runs on the CPU

@@ -333,9 +333,9 @@ def test_models_sharing_their_network_are_run_once_with_the_same_rows(tmp_path, 
     passes = []
     network = predict.Predictor._force_constants_and_agreement
 
-    def counted(self, graphs, born=None, companion=None, rotations=None, primitive_matrices=None):
+    def counted(self, graphs, born=None, companion=None, rotations=None, primitive_sites=None):
         passes.append((len(graphs), companion is not None))
-        return network(self, graphs, born, companion, rotations, primitive_matrices)
+        return network(self, graphs, born, companion, rotations, primitive_sites)
 
     monkeypatch.setattr(predict.Predictor, "_force_constants_and_agreement", counted)
     shared = build("demo", twin_checkpoints, tmp_path / "shared", release="r", settings=settings, progress=None)

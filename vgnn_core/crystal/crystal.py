@@ -12,10 +12,11 @@ from .structures import StructureLike, as_structure, structure_name
 from .symmetry import (
     CrystalSymmetry,
     Inversion,
+    PrimitiveSites,
     SiteMaps,
     analyse_symmetry,
     lattice_points,
-    primitive_matrix,
+    primitive_sites,
     site_maps,
     space_group_operations,
 )
@@ -93,10 +94,11 @@ class Crystal:
         return self.n_atoms // len(self.lattice_points)
 
     @property
-    def primitive_matrix(self) -> np.ndarray | None:
-        """M (integer) with this cell's lattice = M · a primitive cell's, or ``None`` for a primitive
-        cell (:func:`~vgnn_core.crystal.symmetry.primitive_matrix` of its lattice points)."""
-        return primitive_matrix(self.lattice_points)
+    def primitive_sites(self) -> PrimitiveSites | None:
+        """How this cell repeats its primitive cell (:class:`~vgnn_core.crystal.symmetry.PrimitiveSites`:
+        M with this cell's lattice = M · the primitive cell's, and each atom's primitive atom and
+        offset, from its lattice points), or ``None`` for a primitive cell."""
+        return primitive_sites(self.structure, self.lattice_points)
 
     @property
     def n_atoms(self) -> int:

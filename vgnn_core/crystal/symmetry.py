@@ -217,6 +217,52 @@ def primitive_matrix(points: np.ndarray) -> np.ndarray | None:
     return rounded.astype(np.int64)
 
 
+@dataclass(frozen=True)
+class PrimitiveSites:
+    """How a cell that is not primitive repeats its primitive cell: which primitive atom each of
+    its atoms is, and in which primitive cell (:func:`primitive_sites`)."""
+
+    #: M (3, 3) integer: the cell's lattice = M · the primitive cell's (rows, Å)
+    matrix: np.ndarray
+    #: (p,) the cell's atom that stands for each primitive atom (the first of its kind)
+    representatives: np.ndarray
+    #: (m,) the primitive atom each of the cell's atoms repeats
+    site: np.ndarray
+    #: (m, 3) integer: atom i sits at its primitive atom plus this vector of the primitive lattice
+    offset: np.ndarray
+
+
+def primitive_sites(structure: Structure, points: np.ndarray, tol: float = 3 * PRIMITIVE_SYMPREC) -> PrimitiveSites | None:
+    """The cell's atoms as repeats of its primitive cell's, from its lattice ``points``
+    (:func:`lattice_points`), or ``None`` for a primitive cell or where the atoms do not repeat
+    exactly ``len(points)`` times within ``tol`` Å (same element, in the primitive lattice's
+    fractional coordinates x = f · M)."""
+    m = primitive_matrix(points)
+    if m is None:
+        return None
+    x = structure.frac_coords @ m  # fractional in the primitive basis
+    primitive_lattice = np.linalg.inv(m) @ structure.lattice.matrix
+    numbers = np.array([site.specie.Z for site in structure])
+    reps: list[int] = []
+    site = np.empty(len(structure), dtype=np.int64)
+    for i in range(len(structure)):
+        if reps:
+            d = x[i] - x[reps]
+            dist = np.linalg.norm((d - np.rint(d)) @ primitive_lattice, axis=1)
+            dist[numbers[reps] != numbers[i]] = np.inf
+            k = int(np.argmin(dist))
+            if dist[k] <= tol:
+                site[i] = k
+                continue
+        site[i] = len(reps)
+        reps.append(i)
+    representatives = np.asarray(reps, dtype=np.int64)
+    if len(structure) != len(reps) * len(points) or (np.bincount(site) != len(points)).any():
+        return None
+    offset = np.rint(x - x[representatives[site]]).astype(np.int64)
+    return PrimitiveSites(matrix=m, representatives=representatives, site=site, offset=offset)
+
+
 def _integer_basis(vectors: np.ndarray) -> np.ndarray:
     """Three integer rows spanning the same lattice as the integer rows of ``vectors`` (full rank):
     Euclid's algorithm column by column (an echelon form)."""

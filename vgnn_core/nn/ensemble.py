@@ -17,7 +17,8 @@ import numpy as np
 import torch
 
 from ..crystal.graph import GraphBatch
-from ..phonons.dynamical_matrix import member_frequencies
+from ..crystal.symmetry import PrimitiveSites
+from ..phonons.dynamical_matrix import member_frequencies, primitive_frequencies
 from ..phonons.force_constants import ForceConstants, mean_force_constants
 from ..phonons.mesh import gamma_centred_mesh
 from .model import VGNN, AtomFeatures, ForceConstantModel
@@ -27,38 +28,37 @@ from .model import VGNN, AtomFeatures, ForceConstantModel
 UNCERTAINTY_QPOINTS = [[a / 2, b / 2, c / 2] for a in (0, 1) for b in (0, 1) for c in (0, 1)]
 
 
-def uncertainty_qpoints(rotations: np.ndarray | None = None,
-                        primitive_matrix: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+def uncertainty_qpoints(rotations: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """:data:`UNCERTAINTY_QPOINTS` reduced by a crystal's point group: the points that differ
     under ``rotations`` (integer, on fractional positions: :attr:`~vgnn_core.crystal.crystal.Crystal.mesh_rotations`),
     (n, 3), and how many of the eight each stands for, (n,). Force constants with the crystal's
     symmetry (an equivariant network's, to float round-off) have the same spectrum at equivalent
     points, so the weighted spread and the extremes over these are those over all eight, at
-    fewer eigen-solves (a cubic cell: 3 or 4 instead of 8). Without rotations, all eight.
-
-    A cell that is not primitive (``primitive_matrix`` M, integer: its lattice is M times its
-    primitive cell's, :attr:`~vgnn_core.crystal.crystal.Crystal.primitive_matrix`) gets the
-    primitive cell's eight points instead, q = M q_prim in its own basis, each distinct one once
-    (they stand for equally many). Its spectrum at q is the primitive cell's at q_prim and at the
-    points its extra lattice points fold onto it; where those are halves of its vectors (an F-, I-,
-    C-centred conventional cell, a 2×1×1 or 2×2×2 supercell) they are the same eight points, so the
-    lowest and highest frequency are the primitive cell's, and so is the spread wherever the members
-    sort the folded modes alike (the shipped k-MVN on Si: to 1e-6; SrTiO₃'s 2×2×2 supercell: 4 %
-    lower spread). Thirds (a rhombohedral crystal in hexagonal axes, a 3×1×1 supercell) fold in other points."""
-    if primitive_matrix is not None:
-        q = np.asarray(UNCERTAINTY_QPOINTS, dtype=float) @ np.asarray(primitive_matrix, dtype=float).T
-        points = np.unique(np.round(q % 1.0, 9) % 1.0, axis=0)
-        return points, np.ones(len(points), dtype=np.int64)
+    fewer eigen-solves (a cubic cell: 3 or 4 instead of 8). Without rotations, all eight."""
     if rotations is None:
         return np.asarray(UNCERTAINTY_QPOINTS, dtype=float), np.ones(len(UNCERTAINTY_QPOINTS), dtype=np.int64)
     grid = gamma_centred_mesh((2, 2, 2), rotations)  # a q and −q are the same point here
     return grid.qpoints, grid.weights
 
 
+def primitive_rotations(rotations: np.ndarray | None, matrix: np.ndarray) -> np.ndarray | None:
+    """A cell's rotations (integer, on its fractional positions) in the basis of its primitive cell
+    (its lattice = ``matrix`` · the primitive cell's): Mᵀ W M⁻ᵀ, or ``None`` when there are none or
+    one is not an integer matrix there."""
+    if rotations is None:
+        return None
+    m = np.asarray(matrix, dtype=float)
+    w = m.T @ np.asarray(rotations, dtype=float) @ np.linalg.inv(m.T)
+    rounded = np.rint(w)
+    return rounded.astype(np.int64) if np.abs(w - rounded).max() < 1e-6 else None
+
+
 @dataclass(frozen=True)
 class MemberAgreement:
     """How far an ensemble's members agree on one crystal, measured at :data:`UNCERTAINTY_QPOINTS`
-    of its primitive cell (:func:`uncertainty_qpoints`; MVN: Γ) on each member's own spectrum."""
+    of its primitive cell (:func:`uncertainty_qpoints`; MVN: Γ) on each member's own spectrum (a
+    k-MVN's of any cell: on the primitive cell's force constants cut from it, so the same for every
+    cell of a crystal)."""
 
     #: standard deviation across members of each mode's frequency, averaged over modes and
     #: q-points (cm⁻¹, uncalibrated: the predictor scales it to the expected MAE)
@@ -130,7 +130,7 @@ class VGNNEnsemble(ForceConstantModel):
     def force_constants_and_agreement(self, batch: GraphBatch, features: Sequence[AtomFeatures] | None = None,
                                       member_blocks: torch.Tensor | None = None,
                                       rotations: Sequence[np.ndarray | None] | None = None,
-                                      primitive_matrices: Sequence[np.ndarray | None] | None = None,
+                                      primitive_sites: Sequence[PrimitiveSites | None] | None = None,
                                       ) -> tuple[list[ForceConstants], list[MemberAgreement]]:
         """The ensemble's force constants and, per crystal, how far its members agree.
 
@@ -143,8 +143,11 @@ class VGNNEnsemble(ForceConstantModel):
         a k-MVN with the same members when this is their MVN) skips the networks. ``rotations``
         (one per crystal of the batch, or None: each cell's exact point-group rotations) solve only
         the points that differ under them (:func:`uncertainty_qpoints`), weighted;
-        ``primitive_matrices`` (one per crystal, None for a primitive cell) measure a k-MVN's
-        agreement at the primitive cell's points.
+        ``primitive_sites`` (one per crystal, None for a primitive cell:
+        :attr:`~vgnn_core.crystal.crystal.Crystal.primitive_sites`) measure a k-MVN's agreement on
+        the primitive cell's force constants cut from each member's (:meth:`ForceConstants.primitive
+        <vgnn_core.phonons.force_constants.ForceConstants.primitive>`): its modes at its own eight
+        points, whichever cell is given, with the rotations taken to its basis.
         """
         if member_blocks is None:
             member_blocks = self.member_bond_blocks(batch, features)
@@ -155,23 +158,28 @@ class VGNNEnsemble(ForceConstantModel):
         device = member_blocks.device
         if rotations is not None and len(rotations) != batch.n_graphs:
             raise ValueError(f"{len(rotations)} crystals' rotations for a batch of {batch.n_graphs}")
-        if primitive_matrices is not None and len(primitive_matrices) != batch.n_graphs:
-            raise ValueError(f"{len(primitive_matrices)} crystals' primitive matrices for a batch of {batch.n_graphs}")
+        if primitive_sites is not None and len(primitive_sites) != batch.n_graphs:
+            raise ValueError(f"{len(primitive_sites)} crystals' primitive sites for a batch of {batch.n_graphs}")
         if self.kind != "kmvn" or rotations is None:  # MVN: Γ only; k-MVN: all eight points
             rotations = [None] * batch.n_graphs
-        if self.kind != "kmvn" or primitive_matrices is None:
-            primitive_matrices = [None] * batch.n_graphs
-        # one grid (points and weights as tensors) per point group and cell: one q tensor for the band solver to deduplicate
-        keys = [tuple(None if x is None else np.asarray(x, dtype=np.int64).tobytes() for x in pair)
-                for pair in zip(rotations, primitive_matrices)]
-        grids: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
-        for key, r, m in zip(keys, rotations, primitive_matrices):
+        if self.kind != "kmvn" or primitive_sites is None:
+            primitive_sites = [None] * batch.n_graphs
+        else:  # a cell that is not primitive: its primitive cell's points, reduced by its rotations taken there
+            rotations = [r if s is None else primitive_rotations(r, s.matrix) for r, s in zip(rotations, primitive_sites)]
+        # one grid (points and weights as tensors) per point group: one q tensor for the band solver to deduplicate
+        keys = [None if r is None else np.asarray(r, dtype=np.int64).tobytes() for r in rotations]
+        grids: dict[bytes | None, tuple[torch.Tensor, torch.Tensor]] = {}
+        for key, r in zip(keys, rotations):
             if key not in grids:
-                points, weights = uncertainty_qpoints(r, m) if self.kind == "kmvn" else (np.zeros((1, 3)), np.ones(1))
+                points, weights = uncertainty_qpoints(r) if self.kind == "kmvn" else (np.zeros((1, 3)), np.ones(1))
                 grids[key] = (torch.as_tensor(points, dtype=torch.float64, device=device),
                               torch.as_tensor(weights, dtype=torch.float64, device=device))
         q = [grids[key][0] for key in keys]
-        freqs = member_frequencies(each, q)  # per crystal (members, q, modes)
+        primitive = [c for c, s in enumerate(primitive_sites) if s is not None]
+        freqs = member_frequencies([each[c] for c in range(batch.n_graphs) if primitive_sites[c] is None],
+                                   [q[c] for c in range(batch.n_graphs) if primitive_sites[c] is None])
+        for c in primitive:  # per crystal (members, q, modes), the primitive cell's modes
+            freqs.insert(c, torch.stack([primitive_frequencies(fc, primitive_sites[c], q[c]) for fc in each[c]]))
         stats = []  # per crystal: spread, lowest, highest; read to the host once for the batch
         for f, key in zip(freqs, keys):
             f = f.detach()

@@ -6,10 +6,9 @@ hydrogen's modes and a large primitive cell are off by less than the spread sugg
 :class:`UncertaintyModel` is a power law in those quantities (:class:`ErrorPredictors`), fitted
 on validation materials when a model is shipped, that turns them into the expected per-material
 MAE (cm⁻¹). The atom count is the primitive cell's, whichever cell is given and under noise of a
-few mÅ; the members' frequencies are measured at the primitive cell's 2×2×2 grid
-(:func:`~vgnn_core.nn.ensemble.uncertainty_qpoints`): the same modes in an F-, I- or C-centred
-conventional cell or a 2×2×2 supercell, where the spread can still differ by a few per cent when
-the members sort the folded modes differently; other supercells fold in other points.
+few mÅ; the members' frequencies are the primitive cell's at its 2×2×2 grid
+(:func:`~vgnn_core.nn.ensemble.uncertainty_qpoints`), projected from any other cell's D(q)
+(:func:`~vgnn_core.phonons.dynamical_matrix.primitive_frequencies`): the same for every cell of a crystal.
 """
 
 from __future__ import annotations

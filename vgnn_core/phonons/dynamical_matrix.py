@@ -31,7 +31,7 @@ from .force_constants import ForceConstants, same_bonds
 from .units import EV_ANGSTROM2_AMU_TO_CM1
 
 if TYPE_CHECKING:
-    from ..crystal.symmetry import Inversion
+    from ..crystal.symmetry import Inversion, PrimitiveSites
     from .centrosymmetric import InversionPairs
     from .nac import NonAnalyticCorrection, WangCorrection
 
@@ -416,6 +416,33 @@ def band_frequencies(
         eigenvalues_to_cm1(torch.cat(p))[rows] if p else torch.zeros(0, 3 * fc.n_atoms)
         for p, fc, (_, rows) in zip(parts, fcs, distinct)
     ]
+
+
+def primitive_frequencies(fc: ForceConstants, sites: PrimitiveSites, kpoints: torch.Tensor) -> torch.Tensor:
+    """Signed frequencies (cm⁻¹), (n_k, 3p), of the primitive cell that the cell of ``fc`` repeats
+    (``sites``: :attr:`~vgnn_core.crystal.crystal.Crystal.primitive_sites`), at its fractional
+    ``kpoints`` (n_k, 3) with 2k integer, without folded modes: the cell's D(q) at q = M k,
+    projected onto the waves that have k's phase e^{2πi k·n} = ±1 in every primitive cell n,
+
+        D_prim(k)_bb' = (1/N) Σ_{i ∈ b, j ∈ b'} e^{-2πi k·n_i} D(q)_ij e^{2πi k·n_j}
+
+    (N repeats, b and b' primitive atoms). That is the primitive cell's own D(k) when the force
+    constants repeat with the cell's lattice points (a VGNN's do, by construction), and still a
+    real symmetric matrix with exact acoustic zeros at Γ when noise breaks the repetition."""
+    device = fc.blocks.device
+    m, p = fc.n_atoms, len(sites.representatives)
+    k = kpoints.detach().reshape(-1, 3).to(device=device, dtype=torch.float64)
+    q = k @ torch.as_tensor(sites.matrix, dtype=torch.float64, device=device).T  # q = M k, the cell's basis
+    site = torch.as_tensor(sites.site, device=device)
+    offset = torch.as_tensor(sites.offset, dtype=torch.float64, device=device)
+    projected = []
+    for k_point, q_point in zip(k, q):
+        d = real_dynamical_matrices(fc, q_point[None])[0].reshape(m, 3, m, 3)
+        sign = (1.0 - 2.0 * torch.remainder(torch.round(2 * offset @ k_point), 2.0)).to(d.dtype)  # e^{2πi k·n_j}
+        d = d * sign[:, None, None, None] * sign[None, None, :, None]
+        rows = torch.zeros(p, 3, m, 3, dtype=d.dtype, device=device).index_add_(0, site, d)
+        projected.append(torch.zeros(p, 3, p, 3, dtype=d.dtype, device=device).index_add_(2, site, rows).reshape(3 * p, 3 * p))
+    return eigenvalues_to_cm1(torch.linalg.eigvalsh(torch.stack(projected) * (p / m)))
 
 
 def member_frequencies(

@@ -147,16 +147,16 @@ def score_uncertainty(rows: list[dict], error_key: str, expected_error: Uncertai
 def member_agreement(model: VGNNEnsemble, graphs: Sequence, batch_size: int = 32,
                      crystals: Sequence[Crystal] | None = None) -> list[MemberAgreement]:
     """How far the members agree on every graph (spread uncalibrated), as a prediction measures it:
-    a cell that is not primitive at its primitive cell's q-points (``crystals``: the graphs' own, when
+    a cell that is not primitive on its primitive cell's force constants (``crystals``: the graphs' own, when
     the caller has them); see :meth:`~vgnn_core.nn.ensemble.VGNNEnsemble.force_constants_and_agreement`."""
     predictor = Predictor(model, device=next(model.parameters()).device, batch_size=batch_size)
     if crystals is None:
         crystals = [as_crystal(g.structure()) for g in graphs]
-    cells = [c.primitive_matrix for c in crystals]
+    cells = [c.primitive_sites for c in crystals]
     out: list[MemberAgreement] = []
     with torch.inference_mode():
         for idx, batch in predictor._each_batch(graphs):
-            out += model.force_constants_and_agreement(batch, primitive_matrices=[cells[k] for k in idx])[1]
+            out += model.force_constants_and_agreement(batch, primitive_sites=[cells[k] for k in idx])[1]
     return out
 
 
