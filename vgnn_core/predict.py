@@ -264,7 +264,7 @@ class Predictor:
         predicted on the same batches. ``rotations`` (each crystal's exact point-group rotations,
         :attr:`~vgnn_core.crystal.crystal.Crystal.mesh_rotations`) let an ensemble measure its
         members' agreement at the q-points that differ under them only; ``primitive_sites``
-        (:attr:`~vgnn_core.crystal.crystal.Crystal.primitive_sites`) on the primitive cell's force constants."""
+        (:attr:`~vgnn_core.crystal.crystal.Crystal.primitive_sites`) on the primitive cell's modes."""
         for name, given in (("rotations", rotations), ("primitive sites", primitive_sites)):
             if given is not None and len(given) != len(graphs):
                 raise ValueError(f"{len(given)} crystals' {name} for {len(graphs)} graphs")

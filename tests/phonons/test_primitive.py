@@ -3,6 +3,7 @@ primitive cell's own modes measured from the cell's force constants (``primitive
 against the primitive cell's spectrum from an exactly solvable spring model."""
 
 import numpy as np
+import pytest
 import torch
 from pymatgen.core import Lattice, Structure
 
@@ -46,10 +47,18 @@ def test_primitive_sites_name_each_atom_s_primitive_atom_and_cell(si_primitive, 
             assert (species == species[sites.representatives[sites.site]]).all()
 
 
+def primitive_of(cell: Structure, sites) -> Structure:
+    """The primitive cell in the basis the sites name: lattice M⁻¹ · the cell's, the representatives' positions."""
+    x = cell.frac_coords @ sites.matrix
+    return Structure(np.linalg.inv(sites.matrix) @ cell.lattice.matrix,
+                     [cell[i].specie for i in sites.representatives], x[sites.representatives] % 1.0)
+
+
 def test_the_primitive_cell_s_modes_from_any_cell_that_repeats_it(si_primitive, perovskite_srtio3):
-    """Spring-model force constants of each cell give, projected, the primitive cell's eight
-    2×2×2 points exactly: the same frequencies (as a set: the cells' primitive bases differ), and
-    no folded modes (3p per point, where the cell's own D(q) at q = M k has N times as many)."""
+    """Spring-model force constants of each cell give, projected, the primitive cell's spectrum at each
+    of its eight 2×2×2 points exactly (point by point in the basis the sites name; as a set against
+    the primitive cell given, whose basis may differ), with no folded modes (3p per point, where the
+    cell's own D(q) at q = M k has N times as many), for every member alike."""
     k = torch.as_tensor(UNCERTAINTY_QPOINTS, dtype=torch.float64)
     for primitive, others in cells(si_primitive, perovskite_srtio3):
         fc = central_spring_force_constants(primitive, spring, r_max=4.5)
@@ -58,9 +67,22 @@ def test_the_primitive_cell_s_modes_from_any_cell_that_repeats_it(si_primitive, 
         for cell in others:
             sites = as_crystal(cell).primitive_sites
             fc_cell = central_spring_force_constants(cell, spring, r_max=4.5)
-            got = primitive_frequencies(fc_cell, sites, k)
-            assert got.shape == (8, 3 * len(primitive))
-            np.testing.assert_allclose(np.sort(got.numpy().ravel()), expected, atol=1e-4)  # √ of round-off at Γ
+            got = primitive_frequencies([fc_cell, fc_cell], sites, k)
+            assert got.shape == (2, 8, 3 * len(primitive)) and torch.equal(got[0], got[1])
+            np.testing.assert_allclose(np.sort(got[0].numpy().ravel()), expected, atol=1e-4)  # √ of round-off at Γ
+            own = central_spring_force_constants(primitive_of(cell, sites), spring, r_max=4.5)
+            np.testing.assert_allclose(got[0].numpy(), band_frequencies([own], [k])[0].numpy(), atol=1e-4)
+
+
+def test_primitive_frequencies_refuse_what_they_cannot_solve(si_primitive):
+    cell = si_primitive * (2, 1, 1)
+    sites = as_crystal(cell).primitive_sites
+    fc = central_spring_force_constants(cell, spring, r_max=4.5)
+    with pytest.raises(ValueError, match="2k integer"):
+        primitive_frequencies([fc], sites, torch.tensor([[0.25, 0.0, 0.0]], dtype=torch.float64))
+    with pytest.raises(ValueError, match="primitive sites of 4 atoms"):
+        primitive_frequencies([central_spring_force_constants(si_primitive * (3, 1, 1), spring, r_max=4.5)], sites,
+                              torch.zeros(1, 3, dtype=torch.float64))
 
 
 def test_noise_that_breaks_the_repetition_keeps_a_symmetric_matrix_with_exact_acoustic_modes(si_primitive):
@@ -71,7 +93,7 @@ def test_noise_that_breaks_the_repetition_keeps_a_symmetric_matrix_with_exact_ac
     sites = as_crystal(noisy).primitive_sites
     assert sites is not None and len(sites.representatives) == 2  # 4 mÅ is within the lattice points' tolerance
     fc = central_spring_force_constants(noisy, spring, r_max=4.5)
-    got = primitive_frequencies(fc, sites, torch.as_tensor(UNCERTAINTY_QPOINTS, dtype=torch.float64))
+    got = primitive_frequencies([fc], sites, torch.as_tensor(UNCERTAINTY_QPOINTS, dtype=torch.float64))[0]
     assert np.abs(got[0, :3].numpy()).max() < 1e-4  # Γ: three acoustic zeros, exactly
     exact = np.sort(band_frequencies([central_spring_force_constants(si_primitive, spring, r_max=4.5)],
                                      [torch.as_tensor(UNCERTAINTY_QPOINTS, dtype=torch.float64)])[0].numpy().ravel())

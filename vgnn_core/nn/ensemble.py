@@ -56,9 +56,9 @@ def primitive_rotations(rotations: np.ndarray | None, matrix: np.ndarray) -> np.
 @dataclass(frozen=True)
 class MemberAgreement:
     """How far an ensemble's members agree on one crystal, measured at :data:`UNCERTAINTY_QPOINTS`
-    of its primitive cell (:func:`uncertainty_qpoints`; MVN: Γ) on each member's own spectrum (a
-    k-MVN's of any cell: on the primitive cell's force constants cut from it, so the same for every
-    cell of a crystal)."""
+    of its primitive cell (:func:`uncertainty_qpoints`) on each member's own spectrum: for a k-MVN,
+    the primitive cell's modes whichever cell is given (projected from its D(q), so the same for every
+    cell of a crystal); for an MVN, the given cell's Γ."""
 
     #: standard deviation across members of each mode's frequency, averaged over modes and
     #: q-points (cm⁻¹, uncalibrated: the predictor scales it to the expected MAE)
@@ -145,9 +145,9 @@ class VGNNEnsemble(ForceConstantModel):
         the points that differ under them (:func:`uncertainty_qpoints`), weighted;
         ``primitive_sites`` (one per crystal, None for a primitive cell:
         :attr:`~vgnn_core.crystal.crystal.Crystal.primitive_sites`) measure a k-MVN's agreement on
-        the primitive cell's force constants cut from each member's (:meth:`ForceConstants.primitive
-        <vgnn_core.phonons.force_constants.ForceConstants.primitive>`): its modes at its own eight
-        points, whichever cell is given, with the rotations taken to its basis.
+        the primitive cell's own modes at its eight points, projected from each member's D(q) of
+        the given cell (:func:`~vgnn_core.phonons.dynamical_matrix.primitive_frequencies`), with
+        the rotations taken to its basis (:func:`primitive_rotations`).
         """
         if member_blocks is None:
             member_blocks = self.member_bond_blocks(batch, features)
@@ -164,7 +164,7 @@ class VGNNEnsemble(ForceConstantModel):
             rotations = [None] * batch.n_graphs
         if self.kind != "kmvn" or primitive_sites is None:
             primitive_sites = [None] * batch.n_graphs
-        else:  # a cell that is not primitive: its primitive cell's points, reduced by its rotations taken there
+        else:  # a cell that is not primitive: the primitive cell's points, reduced by the cell's rotations taken there
             rotations = [r if s is None else primitive_rotations(r, s.matrix) for r, s in zip(rotations, primitive_sites)]
         # one grid (points and weights as tensors) per point group: one q tensor for the band solver to deduplicate
         keys = [None if r is None else np.asarray(r, dtype=np.int64).tobytes() for r in rotations]
@@ -175,11 +175,11 @@ class VGNNEnsemble(ForceConstantModel):
                 grids[key] = (torch.as_tensor(points, dtype=torch.float64, device=device),
                               torch.as_tensor(weights, dtype=torch.float64, device=device))
         q = [grids[key][0] for key in keys]
-        primitive = [c for c, s in enumerate(primitive_sites) if s is not None]
+        repeating = [c for c, s in enumerate(primitive_sites) if s is not None]  # cells that are not primitive
         freqs = member_frequencies([each[c] for c in range(batch.n_graphs) if primitive_sites[c] is None],
                                    [q[c] for c in range(batch.n_graphs) if primitive_sites[c] is None])
-        for c in primitive:  # per crystal (members, q, modes), the primitive cell's modes
-            freqs.insert(c, torch.stack([primitive_frequencies(fc, primitive_sites[c], q[c]) for fc in each[c]]))
+        for c in repeating:  # in ascending order, so each lands at its crystal's place: (members, q, modes)
+            freqs.insert(c, primitive_frequencies(each[c], primitive_sites[c], q[c]))
         stats = []  # per crystal: spread, lowest, highest; read to the host once for the batch
         for f, key in zip(freqs, keys):
             f = f.detach()

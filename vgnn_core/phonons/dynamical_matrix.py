@@ -418,31 +418,41 @@ def band_frequencies(
     ]
 
 
-def primitive_frequencies(fc: ForceConstants, sites: PrimitiveSites, kpoints: torch.Tensor) -> torch.Tensor:
-    """Signed frequencies (cm⁻¹), (n_k, 3p), of the primitive cell that the cell of ``fc`` repeats
-    (``sites``: :attr:`~vgnn_core.crystal.crystal.Crystal.primitive_sites`), at its fractional
-    ``kpoints`` (n_k, 3) with 2k integer, without folded modes: the cell's D(q) at q = M k,
-    projected onto the waves that have k's phase e^{2πi k·n} = ±1 in every primitive cell n,
+def primitive_frequencies(fcs: Sequence[ForceConstants], sites: PrimitiveSites, kpoints: torch.Tensor) -> torch.Tensor:
+    """Signed frequencies (cm⁻¹), (K, n_k, 3p), of the primitive cell that the cell of the K force
+    constants ``fcs`` (an ensemble's members, on the same bonds) repeats (``sites``:
+    :attr:`~vgnn_core.crystal.crystal.Crystal.primitive_sites`), at its fractional ``kpoints``
+    (n_k, 3) with 2k integer, without folded modes: the cell's D(q) at q = M k projected onto the
+    waves that have k's phase e^{2πi k·n} in every primitive cell n,
 
         D_prim(k)_bb' = (1/N) Σ_{i ∈ b, j ∈ b'} e^{-2πi k·n_i} D(q)_ij e^{2πi k·n_j}
 
-    (N repeats, b and b' primitive atoms). That is the primitive cell's own D(k) when the force
-    constants repeat with the cell's lattice points (a VGNN's do, by construction), and still a
-    real symmetric matrix with exact acoustic zeros at Γ when noise breaks the repetition."""
-    device = fc.blocks.device
-    m, p = fc.n_atoms, len(sites.representatives)
+    (N repeats, b and b' primitive atoms), summed bond by bond: a bond i → j + T adds its block at
+    (b, b') with the phase of the primitive translation T·M + n_j − n_i. That is the primitive
+    cell's own D(k) when the force constants repeat with the cell's lattice points (a VGNN's do, by
+    construction), and still a real symmetric matrix with exact acoustic zeros at Γ when noise
+    breaks the repetition. Costs O(bonds) per point, never a matrix of the whole cell."""
+    first = fcs[0]
+    if not all(same_bonds(first, fc) for fc in fcs[1:]):
+        raise ValueError("primitive_frequencies needs force constants on the same bonds")
+    if first.n_atoms != len(sites.site):
+        raise ValueError(f"primitive sites of {len(sites.site)} atoms for force constants of {first.n_atoms}")
+    device = first.blocks.device
     k = kpoints.detach().reshape(-1, 3).to(device=device, dtype=torch.float64)
-    q = k @ torch.as_tensor(sites.matrix, dtype=torch.float64, device=device).T  # q = M k, the cell's basis
+    if not is_time_reversal_invariant(k):
+        raise ValueError("primitive_frequencies solves k-points with 2k integer only")
+    p, n = len(sites.representatives), first.n_atoms // len(sites.representatives)
     site = torch.as_tensor(sites.site, device=device)
     offset = torch.as_tensor(sites.offset, dtype=torch.float64, device=device)
-    projected = []
-    for k_point, q_point in zip(k, q):
-        d = real_dynamical_matrices(fc, q_point[None])[0].reshape(m, 3, m, 3)
-        sign = (1.0 - 2.0 * torch.remainder(torch.round(2 * offset @ k_point), 2.0)).to(d.dtype)  # e^{2πi k·n_j}
-        d = d * sign[:, None, None, None] * sign[None, None, :, None]
-        rows = torch.zeros(p, 3, m, 3, dtype=d.dtype, device=device).index_add_(0, site, d)
-        projected.append(torch.zeros(p, 3, p, 3, dtype=d.dtype, device=device).index_add_(2, site, rows).reshape(3 * p, 3 * p))
-    return eigenvalues_to_cm1(torch.linalg.eigvalsh(torch.stack(projected) * (p / m)))
+    matrix = torch.as_tensor(sites.matrix, dtype=torch.float64, device=device)
+    translation = first.shift.to(torch.float64) @ matrix + offset[first.dst] - offset[first.src]  # (E, 3), integers
+    phase = 1.0 - 2.0 * torch.remainder(torch.round(2 * k) @ translation.T, 2.0)  # (n_k, E): (−1)^{2k·R}, exactly ±1
+    w = torch.stack([fc.mass_weighted_blocks().reshape(-1, 9) for fc in fcs])  # (K, E, 9)
+    pair = site[first.src] * p + site[first.dst]
+    blocks = torch.stack([torch.zeros(len(fcs), p * p, 9, dtype=w.dtype, device=device).index_add_(
+        1, pair, sign.to(w.dtype)[None, :, None] * w) for sign in phase], dim=1) / n  # (K, n_k, p·p, 9): a k at a time
+    d = blocks.reshape(len(fcs), len(k), p, p, 3, 3).transpose(-3, -2).reshape(len(fcs), len(k), 3 * p, 3 * p)
+    return eigenvalues_to_cm1(torch.linalg.eigvalsh(d))
 
 
 def member_frequencies(

@@ -147,7 +147,7 @@ def score_uncertainty(rows: list[dict], error_key: str, expected_error: Uncertai
 def member_agreement(model: VGNNEnsemble, graphs: Sequence, batch_size: int = 32,
                      crystals: Sequence[Crystal] | None = None) -> list[MemberAgreement]:
     """How far the members agree on every graph (spread uncalibrated), as a prediction measures it:
-    a cell that is not primitive on its primitive cell's force constants (``crystals``: the graphs' own, when
+    a cell that is not primitive on its primitive cell's modes, projected from its D(q) (``crystals``: the graphs' own, when
     the caller has them); see :meth:`~vgnn_core.nn.ensemble.VGNNEnsemble.force_constants_and_agreement`."""
     predictor = Predictor(model, device=next(model.parameters()).device, batch_size=batch_size)
     if crystals is None:
