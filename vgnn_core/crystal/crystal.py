@@ -97,7 +97,9 @@ class Crystal:
     def primitive_sites(self) -> PrimitiveSites | None:
         """How this cell repeats its primitive cell (:class:`~vgnn_core.crystal.symmetry.PrimitiveSites`:
         M with this cell's lattice = M · the primitive cell's, and each atom's primitive atom and
-        offset, from its lattice points), or ``None`` for a primitive cell."""
+        offset, from its lattice points), or ``None`` for a primitive cell, and where its atoms do not
+        repeat with those points (:func:`~vgnn_core.crystal.symmetry.primitive_sites`; the members'
+        agreement is then measured on the cell as given)."""
         return primitive_sites(self.structure, self.lattice_points)
 
     @property
