@@ -312,10 +312,15 @@ class Predictor:
         d = getattr(self.model, "checkpoint_metadata", {}).get("domain")
         return TrainingDomain.from_dict(d) if d else None
 
-    def domain_notes(self, graphs: Sequence[CrystalGraph]) -> list[str | None]:
-        """Per crystal: ``None`` when in the training domain (or unknown), else why not."""
+    def domain_notes(self, graphs: Sequence[CrystalGraph], crystals: Sequence[Crystal] | None = None) -> list[str | None]:
+        """Per crystal: ``None`` when in the training domain (or unknown), else why not. With the
+        graphs' ``crystals``, a cell larger than any training cell is sized by its primitive cell."""
         domain = self.domain
-        return [domain.why_outside(g) if domain is not None else None for g in graphs]
+        if domain is None:
+            return [None] * len(graphs)
+        if crystals is None:
+            return [domain.why_outside(g) for g in graphs]
+        return [domain.why_outside(g, lambda c=c: c.primitive_atoms) for g, c in zip(graphs, crystals)]
 
     def predict_phonons(
         self,
@@ -416,7 +421,7 @@ class Predictor:
         """Each result's calibrated uncertainty, members' lowest mode and training-domain flag."""
         expected_error = self.uncertainty_model
         with maybe_stage(clock, "graph"):
-            notes = self.domain_notes(graphs)
+            notes = self.domain_notes(graphs, crystals)
             # the primitive cell's size needs a symmetry search (kept on the Crystal): only when used
             primitive = [c.primitive_atoms if expected_error.atoms and a is not None else 1
                          for c, a in zip(crystals, agreements)]

@@ -296,6 +296,19 @@ def test_training_domain_rules(rocksalt_nacl, si_primitive):
     nasi = Structure(Lattice.cubic(2.9), ["Na", "Si"], [[0, 0, 0], [0.5, 0.5, 0.5]])  # CsCl type
     assert bonded_pairs(build_graph(nasi, 5.0)) == {(11, 14)}
     assert domain.why_outside(build_graph(nasi, 5.0)) == "bonds never trained on: Na-Si"
+    # the training cells were primitive: a supercell is sized by its primitive cell, a larger primitive cell is not in
+    supercell = rocksalt_nacl * [1, 1, 2]
+    assert domain.why_outside(build_graph(supercell, 5.0), lambda: as_crystal(supercell).primitive_atoms) is None
+    distorted = supercell.copy()
+    distorted.translate_sites([0], [0.0, 0.0, 0.1], frac_coords=False)  # 0.1 Å: 4 atoms in the primitive cell now
+    assert (domain.why_outside(build_graph(distorted, 5.0), lambda: as_crystal(distorted).primitive_atoms)
+            == "4 atoms, above the largest training cell (2)")
+    predictor = Predictor(VGNNEnsemble(members()))
+    predictor.model.checkpoint_metadata = {"domain": domain.to_dict()}
+    crystals = [as_crystal(s) for s in (supercell, distorted)]
+    graphs = [build_graph(s, 5.0) for s in (supercell, distorted)]
+    assert predictor.domain_notes(graphs, crystals) == [None, "4 atoms, above the largest training cell (2)"]
+    assert predictor.domain_notes(graphs)[0] == "4 atoms, above the largest training cell (2)"  # without the crystals
     assert TrainingDomain.from_dict(domain.to_dict()) == domain
     with pytest.raises(ValueError, match="unknown training-domain keys"):
         TrainingDomain.from_dict({**domain.to_dict(), "cutoff": 6})

@@ -8,7 +8,7 @@ which it is, with the reason when it is not.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -62,15 +62,20 @@ class TrainingDomain:
         return cls(frozenset(int(z) for z in d["elements"]), int(d["max_atoms"]),
                    frozenset((int(a), int(b)) for a, b in d["bond_pairs"]))
 
-    def why_outside(self, graph: CrystalGraph) -> str | None:
-        """``None`` when ``graph`` is in domain, else a short reason."""
+    def why_outside(self, graph: CrystalGraph, primitive_atoms: Callable[[], int] | None = None) -> str | None:
+        """``None`` when ``graph`` is in domain, else a short reason. The training cells were
+        primitive, so a larger cell is compared by its primitive cell's atoms, ``primitive_atoms()``
+        (asked only then: it needs a symmetry search), and a supercell of a trained-on size stays in."""
         from pymatgen.core.periodic_table import Element
 
         unseen = sorted({int(z) for z in graph.numbers} - self.elements)
         if unseen:
             return "elements never trained on: " + ", ".join(Element.from_Z(z).symbol for z in unseen)
         if graph.n_atoms > self.max_atoms:
-            return f"{graph.n_atoms} atoms, above the largest training cell ({self.max_atoms})"
+            atoms = graph.n_atoms if primitive_atoms is None else primitive_atoms()
+            if atoms > self.max_atoms:
+                where = "atoms" if atoms == graph.n_atoms else "atoms in the primitive cell"
+                return f"{atoms} {where}, above the largest training cell ({self.max_atoms})"
         pairs = sorted(bonded_pairs(graph) - self.bond_pairs)
         if pairs:
             names = ", ".join(f"{Element.from_Z(a).symbol}-{Element.from_Z(b).symbol}" for a, b in pairs[:4])
