@@ -12,7 +12,8 @@ the way the README rounds them.
 A space in a template stands for spaces or one line break, so prose can be re-wrapped freely.
 When the members' epochs (summed over their runs as the k-MVN card records them,
 ``train_members.py``) differ from the results row's, ``--write`` starts a new release's row: the
-last release's row stays above it as history (otherwise a wrong number in the row is simply
+last release's row stays above it as history and the one before moves to the table of
+``benchmarks/results/training/ROUNDS.md`` (otherwise a wrong number in the row is simply
 corrected); ``--epochs`` names them by hand. The history chains
 in prose ("… one release back, …") are not slots: ``--write`` lists where they are, to edit by
 hand. ``tests/test_readme_numbers.py`` checks every slot.
@@ -42,8 +43,11 @@ README = ROOT / "README.md"
 BENCHMARKS_README = ROOT / "benchmarks" / "README.md"
 CHECKPOINTS = ROOT / "vgnn_core" / "pretrained" / "checkpoints"
 BORN_CARD = CHECKPOINTS / "born_heads.md"
-#: the documents that hold slots, by the name a :class:`Slot` gives
-DOCUMENTS = {"README": README, "benchmarks": BENCHMARKS_README, "born card": BORN_CARD}
+#: the training rounds' record, whose table takes the README's older results rows (:func:`retire_history`)
+ROUNDS = ROOT / "benchmarks" / "results" / "training" / "ROUNDS.md"
+ROUNDS_TABLE = "## `test` as it came, release by release"
+#: the documents that hold slots, by the name a :class:`Slot` gives, and the rounds' record
+DOCUMENTS = {"README": README, "benchmarks": BENCHMARKS_README, "born card": BORN_CARD, "rounds": ROUNDS}
 RESULTS = ROOT / "benchmarks" / "results"
 
 _FIELDS = {"{}": r"([−+-]?\d[\d,]*(?:\.\d+)?)", "{sha}": r"([0-9a-f]{64})", "{*}": r"([^|\n]*?)"}
@@ -167,6 +171,7 @@ def _thousands(x: float) -> str:
 
 RESULTS_ROW = "| **this release, k-MVN (3 members: {*} epochs)** | **{} / {}** | **{} / {}** | **{} / {}** | {} / {} | **{}** |"
 HISTORY_ROW = "| three members: {epochs} epochs | {} / {} | {} / {} | {} / {} | {} / {} | {} |"
+HISTORY_LINE = re.compile(r"^\| three members: [\d, and]+? epochs \|.*\|$", re.M)
 EPOCHS_SENTENCE = re.compile(r"the members trained ([\d, and]+?) epochs on this")
 #: the k-MVN's row of the results table: a new release (``--epochs``) keeps the old one as history
 RESULTS_SLOT = Slot("results table, k-MVN", "README", RESULTS_ROW,
@@ -631,12 +636,28 @@ def start_release(readme: str, epochs: str) -> str:
     return text
 
 
+def retire_history(readme: str, rounds: str) -> tuple[str, str]:
+    """The README keeping one history row (the release before) in its results table, and ROUNDS.md
+    with the older ones appended, in order, to its table (:data:`ROUNDS_TABLE`)."""
+    rows = HISTORY_LINE.findall(readme)
+    if len(rows) <= 1:
+        return readme, rounds
+    for row in rows[:-1]:
+        readme = readme.replace(row + "\n", "", 1)
+    table = rounds.index("\n|", rounds.index(ROUNDS_TABLE))
+    end = rounds.index("\n\n", table)  # the blank line after the table
+    return readme, rounds[:end] + "\n" + "\n".join(rows[:-1]) + rounds[end:]
+
+
 def write(documents: dict[str, str], sources: Sources, epochs: str | None = None) -> dict[str, str]:
     """The documents with every slot's numbers replaced by the files'; with ``epochs``, after
-    starting a new release's results row (:func:`start_release`)."""
+    starting a new release's results row (:func:`start_release`) and moving the README's older
+    history rows to ROUNDS.md (:func:`retire_history`)."""
     out = dict(documents)
     if epochs is not None:
         out[RESULTS_SLOT.document] = start_release(out[RESULTS_SLOT.document], epochs)
+        if "rounds" in out:
+            out[RESULTS_SLOT.document], out["rounds"] = retire_history(out[RESULTS_SLOT.document], out["rounds"])
     for slot in SLOTS:
         text = out[slot.document]
         match = find(slot, text)
@@ -685,7 +706,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--epochs names a new release's row: use it with --write")
     if args.write and args.epochs is None:
         args.epochs = card_epochs()
-    paths = {"README": args.readme, "benchmarks": args.benchmarks_readme, "born card": args.born_card}
+    paths = {"README": args.readme, "benchmarks": args.benchmarks_readme, "born card": args.born_card, "rounds": ROUNDS}
     documents = {name: path.read_text() for name, path in paths.items()}
     sources = Sources()
     try:

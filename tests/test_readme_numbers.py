@@ -58,7 +58,7 @@ def test_stale_numbers_are_found_and_written_back():
     card = _stale(DOCUMENTS["born card"], "Born card checksum", 0, "0" * 64)
     card = _stale(card, "Born card, targets", 0, "0.999")
     bench = _stale(DOCUMENTS["benchmarks"], "instability classifier", 13, "+9.999")
-    stale = {"README": readme, "benchmarks": bench, "born card": card}
+    stale = {"README": readme, "benchmarks": bench, "born card": card, "rounds": DOCUMENTS["rounds"]}
     found = {(f.slot.name, tuple(f.shown)) for f in rn.check(stale, SOURCES)}
     assert {name for name, _ in found} == {"vs CHGNet, MVN row", "LO–TO table, `val` LO error at Γ (signed)",
                                           "uncertainty formula", "NAC cost, rounds", "instability classifier",
@@ -85,6 +85,12 @@ def test_a_new_release_keeps_the_last_results_row_as_history():
     assert len(history) == 1 and "| 99.9 /" in history[0] and "**" not in history[0]
     lines = fixed.splitlines()
     assert lines[lines.index(history[0]) + 1].startswith("| **this release, k-MVN (3 members:  1, 2 and 3 epochs)** |")
+    # the row that was the release before moves to the end of ROUNDS.md's table; the README keeps one history row
+    before = [line for line in DOCUMENTS["README"].splitlines() if rn.HISTORY_LINE.fullmatch(line)]
+    assert len(before) == 1 and [line for line in lines if rn.HISTORY_LINE.fullmatch(line)] == history
+    rounds = rn.write(stale, SOURCES, epochs="1, 2 and 3")["rounds"]
+    table = rounds[rounds.index(rn.ROUNDS_TABLE):].split("\n\n")[2].splitlines()
+    assert table[-1] == before[0] and table[:-1] == DOCUMENTS["rounds"][DOCUMENTS["rounds"].index(rn.ROUNDS_TABLE):].split("\n\n")[2].splitlines()
 
 
 def test_acoustic_bound_in_the_readme_holds_on_every_split():
