@@ -17,6 +17,11 @@ spread says. This script measures that with the shipped k-MVN ensemble's backbon
 Test materials are never read. Needs the prepared phonondb targets (``vgnn prepare-phonondb``).
 
     python benchmarks/uncertainty_latent.py [--components 16] [--repeats 10]
+    python benchmarks/uncertainty_latent.py --rows PETRETTO.json PHONONDB.json
+
+``--rows`` reads the `val` rows from two ``vgnn evaluate --model kmvn --split val --points path --out``
+files (Petretto, then phonondb; ``uncertainty_cv.py``'s checks) instead of evaluating them again, as
+``release.sh --benchmarks`` does.
 
 Writes ``benchmarks/results/uncertainty_latent.json`` and prints a table (~3 min on 2 cores).
 """
@@ -30,7 +35,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from scipy.spatial import cKDTree
-from uncertainty_cv import _print, _scores, fit_out_of_fold
+from uncertainty_cv import _print, _scores, fit_out_of_fold, read_rows
 
 from vgnn_core import collate
 from vgnn_core.nn.uncertainty import design_matrix
@@ -90,10 +95,21 @@ class TrainingDistance:
         return {"atoms, largest": float(d.max()), "atoms, mean": float(d.mean()), "crystals": float(np.mean(near))}
 
 
+def in_order(rows: list[dict], samples: list, source: str) -> list[dict]:
+    """Evaluated ``rows`` in the order of ``samples`` (one row each), or a one-line refusal."""
+    by_id = {r["material_id"]: r for r in rows}
+    ids = [s.material_id for s in samples]
+    if sorted(by_id) != sorted(ids):
+        raise SystemExit(f"--rows: the {source} rows name {len(by_id)} materials, not the {len(ids)} of its val split")
+    return [by_id[i] for i in ids]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--components", type=int, default=16, help="principal axes of the fingerprints")
     parser.add_argument("--repeats", type=int, default=10, help="fold draws averaged")
+    parser.add_argument("--rows", nargs=2, type=Path, metavar=("PETRETTO", "PHONONDB"),
+                        help="the val rows of `vgnn evaluate --out` (Petretto, then phonondb) instead of evaluating")
     args = parser.parse_args()
     model = load_pretrained_model("kmvn")
     cutoff, r_bond = model.config.graph_cutoff, model.config.r_bond or model.config.r_max
@@ -102,9 +118,10 @@ def main() -> None:
     distance = TrainingDistance(fingerprints(model, [s.graph for s in train]), args.components)
     val = {"petretto2018": load_samples(petretto["val"], r_max=cutoff),
            "phonondb": phonondb.load_samples(db["val"], cutoff, r_bond, evaluation=True)}
+    given = read_rows(*args.rows, shipped_checkpoints()["kmvn"]["sha256"]) if args.rows else None
     rows, features = [], []
-    for samples in val.values():
-        rows += evaluate(model, samples)["materials"]
+    for source, samples in val.items():
+        rows += evaluate(model, samples)["materials"] if given is None else in_order(given[source], samples, source)
         features += [distance(a) for a in fingerprints(model, [s.graph for s in samples])]
     source_of = np.array([source for source, samples in val.items() for _ in samples])
     error = np.array([r["bands_mae"] for r in rows])
