@@ -460,7 +460,7 @@ def _silicon_slots() -> list[Slot]:
     return [
         Slot("silicon's optical mode", "README", "silicon's Γ optical mode is {} cm⁻¹ against 509.7 (DFPT).",
              lambda s: [_f(s.silicon["mvn_gamma_optical_cm1"])]),
-        Slot("silicon's four cells", "README",
+        Slot("silicon's four cells", "benchmarks",
              "Silicon: {}, {}, {} and {} cm⁻¹ spread, {}, {}, {} and {} cm⁻¹ uncertainty for its 2-, 4-, 6- (3×1×1) and 8-atom cells",
              lambda s: [_f(c["spread_cm1"], 2) for c in cells(s)] + [_f(c["uncertainty_cm1"]) for c in cells(s)]),
     ]
