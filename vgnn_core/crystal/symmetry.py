@@ -217,7 +217,7 @@ def primitive_matrix(points: np.ndarray) -> np.ndarray | None:
     return rounded.astype(np.int64)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class PrimitiveSites:
     """How a cell that is not primitive repeats its primitive cell: which primitive atom each of
     its atoms is, and in which primitive cell (:func:`primitive_sites`)."""
