@@ -222,7 +222,7 @@ def _model_slots() -> list[Slot]:
                         _f(s.k("phonondb_test_commensurate.uncertainty.spearman"), 2), _f(s.k("test.uncertainty.spearman"), 2),
                         _f(s.k("phonondb_test.uncertainty.top_to_rest_ratio")), _f(s.k("phonondb_test.uncertainty.top_mean_error")),
                         _f(s.k("phonondb_test.uncertainty.rest_mean_error"))]),
-        Slot("uncertainty sentence, Petretto ratio", "README", "), Petretto {}× ({*}× the release before)",
+        Slot("uncertainty sentence, Petretto ratio", "README", "not met), Petretto {}×.",
              lambda s: [_f(s.k("test.uncertainty.top_to_rest_ratio"))]),
         Slot("uncertainty's size on test", "README",
              "a mean uncertainty of {} cm⁻¹ against a mean MAE of {} on phonondb, {} against {} on Petretto; {} % and {} % of "
