@@ -644,8 +644,11 @@ def retire_history(readme: str, rounds: str) -> tuple[str, str]:
         return readme, rounds
     for row in rows[:-1]:
         readme = readme.replace(row + "\n", "", 1)
+    if ROUNDS_TABLE not in rounds:
+        raise LookupError(f"rounds: no {ROUNDS_TABLE!r} section to move the README's older results rows to")
     table = rounds.index("\n|", rounds.index(ROUNDS_TABLE))
-    end = rounds.index("\n\n", table)  # the blank line after the table
+    end = rounds.find("\n\n", table)  # the blank line after the table, or the end of the file
+    end = len(rounds.rstrip("\n")) if end < 0 else end
     return readme, rounds[:end] + "\n" + "\n".join(rows[:-1]) + rounds[end:]
 
 
@@ -701,12 +704,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--readme", type=Path, default=README)
     parser.add_argument("--benchmarks-readme", type=Path, default=BENCHMARKS_README)
     parser.add_argument("--born-card", type=Path, default=BORN_CARD)
+    parser.add_argument("--rounds", type=Path, default=ROUNDS, help="the rounds' record that takes older results rows")
     args = parser.parse_args(argv)
     if args.epochs and not args.write:
         parser.error("--epochs names a new release's row: use it with --write")
     if args.write and args.epochs is None:
         args.epochs = card_epochs()
-    paths = {"README": args.readme, "benchmarks": args.benchmarks_readme, "born card": args.born_card, "rounds": ROUNDS}
+    paths = {"README": args.readme, "benchmarks": args.benchmarks_readme, "born card": args.born_card, "rounds": args.rounds}
     documents = {name: path.read_text() for name, path in paths.items()}
     sources = Sources()
     try:

@@ -99,7 +99,7 @@ def in_order(rows: list[dict], samples: list, source: str) -> list[dict]:
     """Evaluated ``rows`` in the order of ``samples`` (one row each), or a one-line refusal."""
     by_id = {r["material_id"]: r for r in rows}
     ids = [s.material_id for s in samples]
-    if sorted(by_id) != sorted(ids):
+    if len(by_id) != len(rows) or sorted(by_id) != sorted(ids):
         raise SystemExit(f"--rows: the {source} rows name {len(by_id)} materials, not the {len(ids)} of its val split")
     return [by_id[i] for i in ids]
 

@@ -158,3 +158,15 @@ def test_the_uncertainty_candidates_prose_holds():
         assert max(lift[name]) < 0
     for name in ("+ number of elements", "lowest mode's depth for [unstable]"):
         assert 0 < min(lift[name]) and max(lift[name]) < 0.05
+
+
+def test_older_history_rows_move_to_a_rounds_table_that_ends_the_file():
+    rounds = DOCUMENTS["rounds"]
+    table_only = rounds[:rounds.index("\n\n", rounds.index("\n|", rounds.index(rn.ROUNDS_TABLE)))]  # the table last
+    older = rn.HISTORY_ROW.replace("{epochs}", "1, 2 and 3").format(*["9.9"] * 9)
+    readme = DOCUMENTS["README"].replace("| three members: ", older + "\n| three members: ", 1)
+    for ending in ("", "\n"):
+        moved_readme, moved_rounds = rn.retire_history(readme, table_only + ending)
+        assert moved_readme == DOCUMENTS["README"] and moved_rounds.rstrip("\n").endswith("\n" + older)
+    with pytest.raises(LookupError, match="section"):
+        rn.retire_history(readme, "# no table here\n")

@@ -320,7 +320,7 @@ class Predictor:
             return [None] * len(graphs)
         if crystals is None:
             return [domain.why_outside(g) for g in graphs]
-        return [domain.why_outside(g, lambda c=c: c.primitive_atoms) for g, c in zip(graphs, crystals)]
+        return [domain.why_outside(g, lambda c=c: c.primitive_atoms) for g, c in zip(graphs, crystals, strict=True)]
 
     def predict_phonons(
         self,

@@ -449,10 +449,12 @@ def primitive_frequencies(fcs: Sequence[ForceConstants], sites: PrimitiveSites, 
     phase = 1.0 - 2.0 * torch.remainder(torch.round(2 * k) @ translation.T, 2.0)  # (n_k, E): (−1)^{2k·R}, exactly ±1
     w = torch.stack([fc.mass_weighted_blocks().reshape(-1, 9) for fc in fcs])  # (K, E, 9)
     pair = site[first.src] * p + site[first.dst]
-    blocks = torch.stack([torch.zeros(len(fcs), p * p, 9, dtype=w.dtype, device=device).index_add_(
-        1, pair, sign.to(w.dtype)[None, :, None] * w) for sign in phase], dim=1) / n  # (K, n_k, p·p, 9): a k at a time
-    d = blocks.reshape(len(fcs), len(k), p, p, 3, 3).transpose(-3, -2).reshape(len(fcs), len(k), 3 * p, 3 * p)
-    return eigenvalues_to_cm1(torch.linalg.eigvalsh(d))
+    eigenvalues = []
+    for sign in phase:  # a k at a time: K matrices of the primitive cell's size in memory, never more
+        blocks = torch.zeros(len(fcs), p * p, 9, dtype=w.dtype, device=device).index_add_(1, pair, sign.to(w.dtype)[None, :, None] * w)
+        d = (blocks / n).reshape(len(fcs), p, p, 3, 3).transpose(-3, -2).reshape(len(fcs), 3 * p, 3 * p)
+        eigenvalues.append(torch.linalg.eigvalsh(d))
+    return eigenvalues_to_cm1(torch.stack(eigenvalues, dim=1))  # (K, n_k, 3p)
 
 
 def member_frequencies(
