@@ -138,7 +138,6 @@ def test_predictor_applies_the_fitted_uncertainty_model(rocksalt_nacl, perovskit
 
 def test_primitive_atoms_is_the_same_for_every_cell_of_a_crystal(si_primitive):
     from vgnn_core.crystal.symmetry import primitive_atoms
-    from vgnn_core.training.evaluation import sample_primitive_atoms
 
     alumina = Structure.from_spacegroup("R-3c", Lattice.hexagonal(4.76, 12.99), ["Al", "O"],
                                         [[0, 0, 0.3523], [0.3064, 0, 0.25]])  # corundum: 10 atoms per primitive cell
@@ -148,7 +147,7 @@ def test_primitive_atoms_is_the_same_for_every_cell_of_a_crystal(si_primitive):
     for cells, n in (((si_primitive, si_primitive.to_conventional(), si_primitive * (2, 1, 1), skewed * (1, 3, 1)), 2),
                      ((alumina, alumina.get_primitive_structure()), 10), ((bcc, bcc * 2), 1)):
         assert [primitive_atoms(c) for c in cells] == [n] * len(cells), cells[0].formula
-    assert sample_primitive_atoms(build_graph(si_primitive.to_conventional(), 4.0)) == 2
+    assert as_crystal(build_graph(si_primitive.to_conventional(), 4.0).structure()).primitive_atoms == 2  # as evaluate() counts
 
 
 def test_primitive_atoms_and_the_uncertainty_do_not_move_with_noise_of_a_thousandth_of_an_angstrom(si_primitive):

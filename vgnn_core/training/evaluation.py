@@ -9,7 +9,6 @@ import numpy as np
 import torch
 
 from ..crystal.crystal import Crystal, as_crystal
-from ..crystal.graph import CrystalGraph
 from ..nn.ensemble import MemberAgreement, VGNNEnsemble
 from ..nn.model import Model
 from ..nn.uncertainty import ErrorPredictors, UncertaintyModel
@@ -207,8 +206,3 @@ def error_predictors(row: dict) -> ErrorPredictors:
     return ErrorPredictors(spread_cm1=row["spread_cm1"], highest_cm1=row["member_highest_cm1"],
                            lowest_cm1=row["member_lowest_cm1"], has_hydrogen=row["has_hydrogen"],
                            primitive_atoms=row["primitive_atoms"])
-
-
-def sample_primitive_atoms(graph: CrystalGraph) -> int:
-    """Atoms in the primitive cell of a sample's crystal (what :func:`evaluate` rows record)."""
-    return as_crystal(graph.structure()).primitive_atoms
